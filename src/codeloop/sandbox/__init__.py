@@ -52,8 +52,10 @@ What it does NOT protect against
     * Covert timing between concurrently running samples, and CPU contention skewing timings.
     * Memory is limited as address space (RLIMIT_AS), not resident memory; no cgroup accounting.
     * In "child" isolation, a sample written to impersonate the harness can forge a pass.
-    * Modules the sample imports must be readable by its uid; common standard-library modules are
-      pre-imported by the worker so that an interpreter under a private home directory still works.
+    * Directories that "other" may not enter on the way to the interpreter, the venv and codeloop
+      (e.g. /root) are replaced, in the worker's mount namespace, by a tmpfs holding read-only binds
+      of just those children: the sample can import the standard library and sees nothing else
+      there. Deeper closed directories inside those are not opened up.
 """
 
 from codeloop.sandbox.judge import Job

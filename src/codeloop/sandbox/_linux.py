@@ -19,9 +19,14 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
+MS_RDONLY = 0x1
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
 
 AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
@@ -49,6 +54,10 @@ def setns(fd: int, nstype: int) -> None:
 
 def mount(source: str, target: str, fstype: str, flags: int = 0, data: str = "") -> None:
     _check(_libc.mount(source.encode(), target.encode(), fstype.encode(), ctypes.c_ulong(flags), data.encode()))
+
+
+def umount(target: str) -> None:
+    _check(_libc.umount2(target.encode(), MNT_DETACH))
 
 
 class _MountAttr(ctypes.Structure):

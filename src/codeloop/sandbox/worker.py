@@ -14,12 +14,13 @@ import os
 import pickle
 import socket
 import sys
+from pathlib import Path
 
 from codeloop.sandbox import _linux, judge, wire
 from codeloop.sandbox.zygote import zygote_main
 
-# Imported once here so that samples (running as a uid that may not read the interpreter's
-# directory) find them in sys.modules. Cheap modules only: this is inherited by every fork.
+# Imported once here, so that samples find them in sys.modules instead of each paying the import.
+# Cheap modules only: this memory is inherited by every fork.
 PREIMPORT = (
     "abc array bisect calendar cmath collections collections.abc contextlib copy dataclasses datetime "
     "decimal difflib enum fractions functools hashlib heapq io itertools json math numbers operator "
@@ -37,6 +38,53 @@ def _lock_filesystem() -> None:
             _linux.mount("tmpfs", path, "tmpfs", _linux.MS_NOSUID | _linux.MS_NODEV, "size=512m,mode=755")
 
 
+def _closed_ancestors(paths: list[str]) -> dict[str, set[str]]:
+    """For each path, its first ancestor that "other" may not traverse, and the child leading on."""
+    found: dict[str, set[str]] = {}
+    for path in paths:
+        parts = Path(os.path.realpath(path)).parts
+        current = "/"
+        for part in parts[1:]:
+            if not os.stat(current).st_mode & 0o001:
+                found.setdefault(current, set()).add(part)
+                break
+            current = os.path.join(current, part)
+    return found
+
+
+def _placeholder(like: str, at: str) -> None:
+    if os.path.isdir(like):
+        os.makedirs(at, exist_ok=True)
+    else:
+        open(at, "a").close()
+
+
+def expose_interpreter(paths: list[str]) -> None:
+    """Let an unprivileged sample read the interpreter, venv and codeloop source, wherever they are.
+
+    A Python under /root (mode 700) cannot be read by another uid. In this mount namespace only, each
+    such closed directory is covered by a tmpfs that holds read-only binds of just the children on
+    the way to those paths: the sample can import the standard library and sees nothing else there.
+    """
+    stage_root = "/tmp/.codeloop-stage"
+    for closed, children in _closed_ancestors(paths).items():
+        os.makedirs(stage_root, exist_ok=True)
+        staged = []
+        for child in sorted(children):
+            source, stage = os.path.join(closed, child), os.path.join(stage_root, child)
+            _placeholder(source, stage)
+            _linux.mount(source, stage, "", _linux.MS_BIND | _linux.MS_REC)
+            staged.append((source, stage))
+        _linux.mount("tmpfs", closed, "tmpfs", _linux.MS_NOSUID | _linux.MS_NODEV, "size=1m,mode=755")
+        for target, stage in staged:
+            _placeholder(stage, target)
+            _linux.mount(stage, target, "", _linux.MS_BIND | _linux.MS_REC)
+            _linux.umount(stage)
+            (os.rmdir if os.path.isdir(stage) else os.unlink)(stage)
+        _linux.make_tree_private_readonly(closed)
+        os.rmdir(stage_root)
+
+
 def isolate(requested: str) -> str:
     """Enter the strongest isolation the OS allows (or exactly ``requested``); return its name."""
     ns = _linux.CLONE_NEWNS | _linux.CLONE_NEWNET | _linux.CLONE_NEWIPC | _linux.CLONE_NEWUTS
@@ -44,6 +92,7 @@ def isolate(requested: str) -> str:
         try:
             _linux.unshare(ns)
             _lock_filesystem()
+            expose_interpreter([sys.base_prefix, sys.prefix, sys.executable, *filter(os.path.exists, sys.path)])
             return "root"
         except OSError:
             if requested == "root":

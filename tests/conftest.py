@@ -1,0 +1,26 @@
+"""Shared fixtures: one sandbox per test module (workers take ~0.2 s to start)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from codeloop.sandbox import Job, Sandbox
+from codeloop.types import Outcome
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(workers=2, timeout_s=2.0, memory_mb=512) as sb:
+        yield sb
+
+
+def check_job(program: str, test: str = "def check(candidate):\n    assert candidate(2) == 4\n",
+              entry_point: str = "f") -> Job:
+    """A HumanEval-style job: the candidate must double its argument unless ``test`` says otherwise."""
+    return Job(program=program, entry_point=entry_point, test=test)
+
+
+def run(sandbox: Sandbox, program: str, **kwargs: object) -> Outcome:
+    return sandbox.run_one(check_job(program, **kwargs))  # type: ignore[arg-type]

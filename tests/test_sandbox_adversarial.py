@@ -1,0 +1,338 @@
+"""Completions that try to fake a pass or escape (DESIGN.md section 4). One property per test.
+
+Every program here answers wrongly (the test wants ``f(2) == 4``) and then tries a trick; none may
+pass, leave a process behind, touch host files, see secrets or reach the network.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import check_job, run
+
+from codeloop.sandbox import Job, Sandbox
+from codeloop.types import Status
+
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="the 'root' isolation level needs root")
+
+
+def sandbox_processes() -> list[int]:
+    """Processes running as a sandbox uid (samples drop to uid 100000 + worker pid)."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                status = Path(f"/proc/{name}/status").read_text()
+            except OSError:
+                continue
+            uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+            if uid >= 100_000:
+                pids.append(int(name))
+    return pids
+
+
+def not_passed(sandbox: Sandbox, program: str) -> Status:
+    status = run(sandbox, program).status
+    assert status is not Status.PASSED
+    return status
+
+
+# ---- exit paths never turn a wrong answer into a pass -------------------------------------------
+
+def test_sys_exit_at_module_level(sandbox):
+    not_passed(sandbox, "import sys\ndef f(x):\n    return 0\nsys.exit(0)\n")
+
+
+def test_os_exit_at_module_level(sandbox):
+    not_passed(sandbox, "import os\ndef f(x):\n    return 0\nos._exit(0)\n")
+
+
+def test_raise_systemexit_inside_the_call(sandbox):
+    not_passed(sandbox, "def f(x):\n    raise SystemExit(0)\n")
+
+
+def test_os_exit_inside_the_call(sandbox):
+    not_passed(sandbox, "import os\ndef f(x):\n    os._exit(0)\n")
+
+
+def test_keyboard_interrupt_inside_the_call(sandbox):
+    not_passed(sandbox, "def f(x):\n    raise KeyboardInterrupt\n")
+
+
+def test_atexit_hook(sandbox):
+    not_passed(sandbox, "import atexit, os\natexit.register(lambda: os._exit(0))\ndef f(x):\n    return 0\n")
+
+
+def test_thread_that_exits_the_process(sandbox):
+    not_passed(sandbox, "import os, threading, time\n"
+                        "threading.Thread(target=lambda: (time.sleep(0.05), os._exit(0))).start()\n"
+                        "def f(x):\n    time.sleep(1)\n    return 0\n")
+
+
+def test_signal_handler_that_exits(sandbox):
+    not_passed(sandbox, "import os, signal\nsignal.signal(signal.SIGALRM, lambda *a: os._exit(0))\n"
+                        "signal.setitimer(signal.ITIMER_REAL, 0.05)\ndef f(x):\n    while True:\n        pass\n")
+
+
+def test_killing_itself(sandbox):
+    not_passed(sandbox, "import os, signal\ndef f(x):\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+
+
+# ---- lying values ------------------------------------------------------------------------------
+
+def test_object_whose_eq_is_always_true(sandbox):
+    assert not_passed(sandbox, "class A:\n    def __eq__(self, o):\n        return True\n"
+                               "def f(x):\n    return A()\n") is Status.FAILED
+
+
+def test_int_subclass_whose_eq_is_always_true(sandbox):
+    assert not_passed(sandbox, "class I(int):\n    def __eq__(self, o):\n        return True\n"
+                               "    __hash__ = int.__hash__\ndef f(x):\n    return I(0)\n") is Status.FAILED
+
+
+def test_redefining_check_in_the_completion(sandbox):
+    assert not_passed(sandbox, "def check(candidate):\n    pass\ndef f(x):\n    return 0\n") is Status.FAILED
+
+
+def test_stack_and_heap_hold_no_expected_output(sandbox):
+    # The expected value 987654321 lives only in the test; a sample that scans every frame, every
+    # object and every code constant it can reach finds nothing to copy.
+    program = (
+        "import gc, sys\n"
+        "def f(x):\n"
+        "    seen = []\n"
+        "    frame = sys._getframe()\n"
+        "    while frame:\n"
+        "        seen += list(frame.f_locals.values()) + list(frame.f_code.co_consts)\n"
+        "        frame = frame.f_back\n"
+        "    for obj in gc.get_objects():\n"
+        "        if isinstance(obj, dict):\n"
+        "            seen += list(obj.values())\n"
+        "        elif type(obj).__name__ == 'code':\n"
+        "            seen += list(obj.co_consts)\n"
+        "        elif isinstance(obj, (list, tuple)):\n"
+        "            seen += list(obj)\n"
+        # matches 987654321 without spelling it (the sample's own constants are searched too)
+        "    hits = [v for v in seen if type(v) is int and v > 10 ** 8 and v % 1000 == 321]\n"
+        "    return hits[0] if hits else -1\n"
+    )
+    outcome = run(sandbox, program, test="def check(candidate):\n    assert candidate(2) == 987654321\n")
+    assert outcome.status is Status.FAILED
+
+
+def test_writing_fake_frames_to_inherited_descriptors(sandbox):
+    program = (
+        "import os, json, struct\n"
+        "def f(x):\n"
+        "    fake = json.dumps({'kind': 'done', 'calls': 1}).encode()\n"
+        "    for fd in range(3, 64):\n"
+        "        try:\n"
+        "            os.write(fd, struct.pack('>I', len(fake)) + fake + b'\\xff' * 64)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    return 0\n"
+    )
+    not_passed(sandbox, program)
+
+
+# ---- containment: processes --------------------------------------------------------------------
+
+@ROOT_ONLY
+def test_forked_orphan_does_not_outlive_its_sample(sandbox):
+    program = ("import os, time\n"
+               "def f(x):\n"
+               "    if os.fork() == 0:\n"
+               "        os.setsid()\n"
+               "        if os.fork() == 0:\n"
+               "            time.sleep(60)\n"
+               "        os._exit(0)\n"
+               "    return 0\n")
+    not_passed(sandbox, program)
+    assert sandbox_processes() == []
+
+
+@ROOT_ONLY
+def test_spawned_shell_does_not_outlive_its_sample(sandbox):
+    not_passed(sandbox, "import os\ndef f(x):\n    os.posix_spawn('/bin/sh', ['sh', '-c', 'sleep 60'], {})\n    return 0\n")
+    assert sandbox_processes() == []
+
+
+@ROOT_ONLY
+def test_fork_bomb_is_contained_and_cleaned_up(sandbox):
+    program = ("import os\n"
+               "def f(x):\n"
+               "    while True:\n"
+               "        try:\n"
+               "            os.fork()\n"
+               "        except OSError:\n"
+               "            pass\n")
+    not_passed(sandbox, program)
+    assert sandbox_processes() == []
+
+
+def test_killing_the_parent_does_not_stop_the_evaluation(sandbox):
+    killer = check_job("import os, signal\n"
+                       "def f(x):\n"
+                       "    for pid in [os.getppid(), -1] + list(range(2, 5000)):\n"
+                       "        try:\n"
+                       "            os.kill(pid, signal.SIGKILL)\n"
+                       "        except OSError:\n"
+                       "            pass\n"
+                       "    return 0\n")
+    good = check_job("def f(x):\n    return 2 * x\n")
+    statuses = [o.status for o in sandbox.run([killer, good, killer, good])]
+    assert statuses[1::2] == [Status.PASSED, Status.PASSED]
+
+
+def test_a_worker_killed_from_outside_is_replaced_and_the_job_retried():
+    with Sandbox(workers=1, timeout_s=5.0) as sandbox:
+        sandbox.level  # start the worker
+        victim = sandbox._workers[0].proc.pid
+        threading.Timer(0.3, os.kill, (victim, 9)).start()
+        outcome = sandbox.run_one(check_job("import time\ndef f(x):\n    time.sleep(1)\n    return 2 * x\n"))
+    assert outcome.status is Status.PASSED
+
+
+def test_ignoring_sigalrm_still_times_out(sandbox):
+    assert not_passed(sandbox, "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+                               "def f(x):\n    while True:\n        pass\n") is Status.TIMEOUT
+
+
+def test_multi_gib_allocation_is_stopped(sandbox):
+    assert not_passed(sandbox, "def f(x):\n    b = bytearray(8 << 30)\n    return 0\n") is Status.MEMORY_EXCEEDED
+
+
+def test_stdout_flood_is_capped(sandbox):
+    started = time.monotonic()
+    outcome = run(sandbox, "def f(x):\n    while True:\n        print('x' * 10000)\n")
+    assert outcome.status is not Status.PASSED and len(outcome.stdout) < 70_000
+    assert time.monotonic() - started < 5
+
+
+@ROOT_ONLY
+def test_sample_runs_as_an_unprivileged_user(sandbox):
+    outcome = run(sandbox, "import os\nprint(os.getuid(), os.getgroups())\ndef f(x):\n    return 2 * x\n")
+    uid, groups = outcome.stdout.split(maxsplit=1)
+    assert int(uid) >= 100_000 and groups.strip() == "[]"
+
+
+# ---- containment: files, secrets, network ------------------------------------------------------
+
+@pytest.fixture()
+def host_file():
+    folder = Path(__file__).parent / "_host_files"
+    folder.mkdir(exist_ok=True)
+    folder.chmod(0o777)  # world-writable on purpose: permissions alone would not save it
+    target = folder / "precious.txt"
+    target.write_text("keep me")
+    target.chmod(0o666)
+    yield target
+    for p in folder.iterdir():
+        p.unlink()
+    folder.rmdir()
+
+
+@pytest.mark.parametrize("level", [pytest.param("root", marks=ROOT_ONLY), "userns"])
+def test_host_files_cannot_be_deleted_or_written(host_file, level):
+    program = (
+        "import os, shutil\n"
+        f"T = {str(host_file)!r}\n"
+        "def f(x):\n"
+        "    for attempt in (lambda: os.remove(T), lambda: open(T, 'w').write('pwned'),\n"
+        "                    lambda: open(os.path.join(os.path.dirname(T), 'new.txt'), 'w').write('x'),\n"
+        "                    lambda: shutil.rmtree(os.path.dirname(T))):\n"
+        "        try:\n"
+        "            attempt()\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    return 0\n"
+    )
+    with Sandbox(workers=1, isolation=level) as sandbox:
+        sandbox.run_one(check_job(program))
+    assert host_file.read_text() == "keep me" and sorted(p.name for p in host_file.parent.iterdir()) == ["precious.txt"]
+
+
+@ROOT_ONLY
+def test_shared_tmp_is_not_writable(sandbox):
+    outcome = run(sandbox, "import os\n"
+                           "def f(x):\n"
+                           "    for d in ('/tmp', '/var/tmp', '/dev/shm'):\n"
+                           "        try:\n"
+                           "            open(d + '/planted', 'w').write('x')\n"
+                           "            print('WROTE', d)\n"
+                           "        except OSError:\n"
+                           "            pass\n"
+                           "    return 2 * x\n")
+    assert outcome.status is Status.PASSED and "WROTE" not in outcome.stdout
+
+
+def test_evaluator_secrets_are_not_visible(monkeypatch):
+    monkeypatch.setenv("CODELOOP_TEST_SECRET", "s3cr3t-value")
+    program = ("import os, glob\n"
+               "def f(x):\n"
+               "    found = [k for k, v in os.environ.items() if 's3cr3t' in v]\n"
+               "    for path in glob.glob('/proc/*/environ'):\n"
+               "        try:\n"
+               "            if b's3cr3t' in open(path, 'rb').read():\n"
+               "                found.append(path)\n"
+               "        except OSError:\n"
+               "            pass\n"
+               "    print('FOUND', found)\n"
+               "    return 2 * x\n")
+    with Sandbox(workers=1) as sandbox:
+        outcome = sandbox.run_one(check_job(program))
+    assert outcome.status is Status.PASSED and "FOUND []" in outcome.stdout
+
+
+def test_loopback_services_are_unreachable(sandbox):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.setblocking(False)
+    port = server.getsockname()[1]
+    program = ("import socket\n"
+               "def f(x):\n"
+               "    try:\n"
+               f"        socket.create_connection(('127.0.0.1', {port}), timeout=0.5)\n"
+               "        print('CONNECTED')\n"
+               "    except OSError as e:\n"
+               "        print('BLOCKED', e)\n"
+               "    return 2 * x\n")
+    outcome = run(sandbox, program)
+    with pytest.raises(BlockingIOError):
+        server.accept()
+    server.close()
+    assert "BLOCKED" in outcome.stdout
+
+
+def test_the_internet_is_unreachable(sandbox):
+    program = ("import socket\n"
+               "def f(x):\n"
+               "    try:\n"
+               "        socket.create_connection(('1.1.1.1', 53), timeout=0.5)\n"
+               "        print('CONNECTED')\n"
+               "    except OSError:\n"
+               "        print('BLOCKED')\n"
+               "    return 2 * x\n")
+    assert "BLOCKED" in run(sandbox, program).stdout
+
+
+def test_userns_level_runs_samples(host_file):
+    with Sandbox(workers=1, isolation="userns") as sandbox:
+        assert sandbox.run_one(check_job("def f(x):\n    return 2 * x\n")).status is Status.PASSED
+
+
+def test_unavailable_isolation_level_is_an_error():
+    from codeloop.sandbox import SandboxError
+
+    with pytest.raises((SandboxError, ValueError)):
+        Sandbox(workers=1, isolation="bogus").level
+
+
+def test_jobs_without_tests_are_infra_errors(sandbox):
+    assert sandbox.run_one(Job(program="x = 1\n", entry_point="f")).status is Status.INFRA_ERROR

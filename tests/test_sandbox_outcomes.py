@@ -1,0 +1,93 @@
+"""The normal outcomes: one property per test."""
+
+from conftest import check_job, run
+
+from codeloop.sandbox import Job
+from codeloop.types import Status
+
+
+def test_a_correct_program_passes(sandbox):
+    assert run(sandbox, "def f(x):\n    return 2 * x\n").status is Status.PASSED
+
+
+def test_a_wrong_answer_fails(sandbox):
+    assert run(sandbox, "def f(x):\n    return x + 1\n").status is Status.FAILED
+
+
+def test_a_failure_names_the_failing_assertion(sandbox):
+    assert "candidate(2) == 4" in run(sandbox, "def f(x):\n    return 0\n").reason
+
+
+def test_a_syntax_error_is_a_compile_error(sandbox):
+    assert run(sandbox, "def f(x)\n    return x\n").status is Status.COMPILE_ERROR
+
+
+def test_an_exception_in_the_candidate_is_a_runtime_error(sandbox):
+    assert run(sandbox, "def f(x):\n    return x / 0\n").status is Status.RUNTIME_ERROR
+
+
+def test_an_exception_at_import_is_a_runtime_error(sandbox):
+    assert run(sandbox, "import no_such_module_xyz\ndef f(x):\n    return 2 * x\n").status is Status.RUNTIME_ERROR
+
+
+def test_a_missing_entry_point_is_a_runtime_error(sandbox):
+    assert run(sandbox, "def g(x):\n    return 2 * x\n").status is Status.RUNTIME_ERROR
+
+
+def test_an_infinite_loop_times_out(sandbox):
+    assert run(sandbox, "def f(x):\n    while True:\n        pass\n").status is Status.TIMEOUT
+
+
+def test_a_huge_allocation_exceeds_memory(sandbox):
+    assert run(sandbox, "def f(x):\n    return bytearray(4 << 30)\n").status is Status.MEMORY_EXCEEDED
+
+
+def test_a_suite_that_never_calls_the_candidate_is_not_a_pass(sandbox):
+    outcome = run(sandbox, "def f(x):\n    return 2 * x\n", test="def check(candidate):\n    pass\n")
+    assert outcome.status is Status.FAILED and "no test ran" in outcome.reason
+
+
+def test_each_call_is_reported_as_a_test(sandbox):
+    test = "def check(candidate):\n    assert candidate(1) == 2\n    assert candidate(3) == 6\n"
+    assert len(run(sandbox, "def f(x):\n    return 2 * x\n", test=test).tests) == 2
+
+
+def test_the_test_may_call_the_entry_point_by_name(sandbox):
+    test = "def check(candidate):\n    assert candidate(3) == f(3)\n"  # as HumanEval/33 does
+    assert run(sandbox, "def f(x):\n    return 2 * x\n", test=test).status is Status.PASSED
+
+
+def test_call_style_io_tests_pass(sandbox):
+    job = Job(program="def f(a, b):\n    return a + b\n", entry_point="f", inputs=([1, 2], [3, 4]), outputs=(3, 7))
+    assert sandbox.run_one(job).status is Status.PASSED
+
+
+def test_call_style_io_reports_the_failing_case(sandbox):
+    job = Job(program="def f(a, b):\n    return a * b\n", entry_point="f", inputs=([1, 2], [2, 2]), outputs=(3, 4))
+    outcome = sandbox.run_one(job)
+    assert outcome.status is Status.FAILED and [t.passed for t in outcome.tests] == [False, True]
+
+
+def test_stdin_style_programs_are_compared_on_stdout(sandbox):
+    job = Job(program="print(sum(map(int, input().split())))\n", inputs=("1 2\n", "5 5\n"), outputs=("3\n", "10"))
+    assert sandbox.run_one(job).status is Status.PASSED
+
+
+def test_stdin_style_script_may_end_with_sys_exit(sandbox):
+    job = Job(program="import sys\nprint(input())\nsys.exit(0)\n", inputs=("a\n",), outputs=("a\n",))
+    assert sandbox.run_one(job).status is Status.PASSED
+
+
+def test_a_lambda_argument_falls_back_to_testing_inside_the_child(sandbox):
+    test = "def check(candidate):\n    assert candidate(lambda v: v + 1) == 3\n"
+    outcome = run(sandbox, "def f(g):\n    return g(2)\n", test=test)
+    assert (outcome.status, outcome.isolation) == (Status.PASSED, "child")
+
+
+def test_prints_are_captured(sandbox):
+    assert "hello" in run(sandbox, "print('hello')\ndef f(x):\n    return 2 * x\n").stdout
+
+
+def test_outcomes_come_back_in_input_order(sandbox):
+    jobs = [check_job(f"import time\ndef f(x):\n    time.sleep({d})\n    return {r}\n") for d, r in ((0.3, 4), (0, 0))]
+    assert [o.status for o in sandbox.run(jobs)] == [Status.PASSED, Status.FAILED]

@@ -1,0 +1,54 @@
+import math
+
+import pytest
+
+from codeloop.sandbox import wire
+
+
+@pytest.mark.parametrize("value", [
+    None, True, 3, -2**80, 1.5, "é\n", [1, [2]], (1, (2, 3)), {1: "a", (2, 3): [4]}, {1, 2}, frozenset({3}),
+    b"\x00\xff", 1 + 2j,
+])
+def test_plain_values_round_trip(value):
+    assert wire.decode_value(wire.encode_value(value)) == value
+
+
+def test_tuples_stay_tuples():
+    assert type(wire.decode_value(wire.encode_value((1, 2)))) is tuple
+
+
+def test_non_finite_floats_round_trip():
+    back = wire.decode_value(wire.encode_value([math.inf, -math.inf, math.nan]))
+    assert back[:2] == [math.inf, -math.inf] and math.isnan(back[2])
+
+
+def test_an_object_that_claims_to_equal_anything_arrives_as_plain_data():
+    class Liar:
+        def __eq__(self, other):
+            return True
+
+    assert wire.decode_value(wire.encode_value(Liar())) != 42
+
+
+def test_a_subclass_of_int_arrives_as_a_plain_int():
+    class Sly(int):
+        def __eq__(self, other):
+            return True
+
+    back = wire.decode_value(wire.encode_value(Sly(3)))
+    assert type(back) is int and back != 4
+
+
+def test_unknown_tags_are_a_protocol_violation():
+    with pytest.raises(wire.WireError):
+        wire.decode_value({"__t": "pickle", "v": "..."})
+
+
+def test_dicts_without_a_tag_are_a_protocol_violation():
+    with pytest.raises(wire.WireError):
+        wire.decode_value({"x": 1})
+
+
+def test_a_message_without_kind_is_a_protocol_violation():
+    with pytest.raises(wire.WireError):
+        wire.decode_message(b'{"value": 1}')
