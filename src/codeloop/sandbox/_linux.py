@@ -11,6 +11,7 @@ import os
 import platform
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_libc_gil = ctypes.PyDLL(None, use_errno=True)  # calls that must keep the GIL held (fork)
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -31,6 +32,7 @@ MNT_DETACH = 2
 AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
 _SYS_MOUNT_SETATTR = 442  # same number on every architecture (unified syscall table, Linux 5.12+)
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(platform.machine())
 
@@ -42,6 +44,21 @@ def _check(ret: int) -> None:
     if ret != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+def raw_fork() -> int:
+    """fork(2) without CPython's at-fork machinery. ONLY for a single-threaded process.
+
+    ``os.fork()`` runs every registered at-fork handler (threading's and random's among them); in the
+    child they touch a few hundred pages, and each copy-on-write fault costs microseconds. The zygote
+    has one thread and holds no lock at the call, so the runtime state the handlers would repair is
+    already consistent. Costs measured here: 237 -> 35 page faults and 1.19 -> 0.55 ms per fork.
+    """
+    pid = _libc_gil.fork()
+    if pid < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return int(pid)
 
 
 def unshare(flags: int) -> None:
@@ -66,8 +83,9 @@ class _MountAttr(ctypes.Structure):
 
 
 def make_tree_private_readonly(path: str = "/") -> None:
-    """Recursively mark every mount under ``path`` read-only and private, in this mount namespace only."""
-    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, MS_PRIVATE, 0)
+    """Recursively mark every mount under ``path`` read-only, nosuid and private, in this mount
+    namespace only (nosuid: setuid and file-capability binaries grant nothing)."""
+    attr = _MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, MS_PRIVATE, 0)
     ret = _libc.syscall(_SYS_MOUNT_SETATTR, AT_FDCWD, path.encode(), AT_RECURSIVE,
                         ctypes.byref(attr), ctypes.sizeof(attr))
     _check(ret)

@@ -13,6 +13,7 @@ import json
 import marshal
 import os
 import pickle
+import random
 import resource
 import signal
 import sys
@@ -63,10 +64,10 @@ def apply_shared_limits(limits: Limits) -> None:
 
 
 def sample_main(req_fd: int, resp_fd: int, out_fds: tuple[int, int], tmpdir: str, limits: Limits,
-                uid: int | None, drop_caps: bool) -> NoReturn:
+                uid: int | None, level: str) -> NoReturn:
     """Entry point of a forked sample process. Never returns."""
     try:
-        _contain(req_fd, resp_fd, out_fds, tmpdir, limits, uid, drop_caps)
+        _contain(req_fd, resp_fd, out_fds, tmpdir, limits, uid, level)
     except BaseException:  # noqa: BLE001 - set-up failure must never fall through to untrusted code
         traceback.print_exc()
         os._exit(71)
@@ -77,7 +78,8 @@ def sample_main(req_fd: int, resp_fd: int, out_fds: tuple[int, int], tmpdir: str
 
 
 def _contain(req_fd: int, resp_fd: int, out_fds: tuple[int, int], tmpdir: str, limits: Limits,
-             uid: int | None, drop_caps: bool) -> None:
+             uid: int | None, level: str) -> None:
+    random.seed()  # the zygote forks without at-fork hooks; reseed as os.fork() would
     os.setsid()  # own session and process group
     _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # dies with the zygote
     os.dup2(out_fds[0], 1)  # stdout and stderr: files in the temp dir, capped by RLIMIT_FSIZE
@@ -92,9 +94,10 @@ def _contain(req_fd: int, resp_fd: int, out_fds: tuple[int, int], tmpdir: str, l
         os.setgid(uid)
         os.setuid(uid)
         resource.setrlimit(resource.RLIMIT_NPROC, (limits.nproc, limits.nproc))
-    elif drop_caps:  # root inside a user namespace: give up the power to undo the mounts
+    elif level == "userns":  # root inside a user namespace: give up the power to undo the mounts
         _linux.drop_all_capabilities()
-    _linux.prctl(_linux.PR_SET_NO_NEW_PRIVS, 1)
+    if level == "none":  # without our nosuid mounts, setuid binaries are the way up: forbid gaining privileges
+        _linux.prctl(_linux.PR_SET_NO_NEW_PRIVS, 1)
 
 
 def _send(fd: int, msg: dict[str, Any]) -> None:

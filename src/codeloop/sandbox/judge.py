@@ -98,7 +98,7 @@ class _Channel:
         socket.send_fds(zsock, [pickle.dumps({"limits": limits})], [req_r, resp_w])
         os.close(req_r)
         os.close(resp_w)
-        self.pid = pickle.loads(zsock.recv(1 << 12))["pid"]
+        self.reader = wire.FrameReader(self.resp_r)
 
     def send(self, payload: bytes) -> None:
         try:
@@ -110,7 +110,7 @@ class _Channel:
 
     def recv(self) -> dict[str, Any]:
         try:
-            return wire.decode_message(wire.read_frame(self.resp_r, self.deadline))
+            return wire.decode_message(self.reader.read(self.deadline))
         except wire.Deadline:
             raise _TimedOut() from None
         except wire.PeerClosed:

@@ -72,6 +72,36 @@ def read_frame(fd: int, deadline: float | None = None, max_bytes: int = MAX_FRAM
     return _read_exact(fd, size, deadline)
 
 
+class FrameReader:
+    """Reads frames from one fd through a buffer: answers streamed back to back cost one read, not two
+    reads and a select each."""
+
+    def __init__(self, fd: int, max_bytes: int = MAX_FRAME) -> None:
+        self.fd, self.max_bytes = fd, max_bytes
+        self.buf = bytearray()
+
+    def _fill(self, need: int, deadline: float | None) -> None:
+        while len(self.buf) < need:
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                    raise Deadline()
+            chunk = os.read(self.fd, max(need - len(self.buf), 1 << 16))
+            if not chunk:
+                raise PeerClosed()
+            self.buf += chunk
+
+    def read(self, deadline: float | None = None) -> bytes:
+        self._fill(_HEADER.size, deadline)
+        (size,) = _HEADER.unpack_from(self.buf)
+        if size > self.max_bytes:
+            raise WireError(f"frame of {size} bytes exceeds the {self.max_bytes}-byte limit")
+        self._fill(_HEADER.size + size, deadline)
+        payload = bytes(self.buf[_HEADER.size:_HEADER.size + size])
+        del self.buf[:_HEADER.size + size]
+        return payload
+
+
 # ---- plain-data codec ------------------------------------------------------------------------
 
 def encode_value(value: Any, depth: int = 0) -> Any:

@@ -74,7 +74,6 @@ def _run_one(req: dict[str, Any], fds: list[int], level: str, uid: int | None, o
     pid = _fork_sample(fds, out_fds, tmpdir, limits, level, uid, own_pidns)  # type: ignore[arg-type]
     for fd in (*fds, *out_fds):
         os.close(fd)
-    sock.sendall(pickle.dumps({"pid": pid}))
     finish = sock.recv(1 << 12)  # the worker's "finish" (or EOF if the worker died)
     del finish
     if level == "none":
@@ -105,31 +104,30 @@ def _run_one(req: dict[str, Any], fds: list[int], level: str, uid: int | None, o
 def _fork_sample(fds: list[int], out_fds: tuple[int, int], tmpdir: str, limits: Limits, level: str,
                  uid: int | None, own_pidns: int | None) -> int:
     req_fd, resp_fd = fds
-    drop_caps = level == "userns"
     if level == "root":
         # The next child is pid 1 of a fresh PID namespace; then point our own children back home.
         _linux.unshare(_linux.CLONE_NEWPID)
-        pid = os.fork()
+        pid = _linux.raw_fork()
         if pid == 0:
-            sample_main(req_fd, resp_fd, out_fds, tmpdir, limits, uid, drop_caps)
+            sample_main(req_fd, resp_fd, out_fds, tmpdir, limits, uid, level)
         _linux.setns(own_pidns, _linux.CLONE_NEWPID)  # type: ignore[arg-type]
         return pid
     if level == "userns":
         # setns back is not allowed inside a user namespace, so an intermediate process enters the
         # new PID namespace and execs nothing: it waits for the sample and mirrors its exit status.
-        pid = os.fork()
+        pid = _linux.raw_fork()
         if pid == 0:
             _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)
             _linux.unshare(_linux.CLONE_NEWPID)
-            inner = os.fork()
+            inner = _linux.raw_fork()
             if inner == 0:
-                sample_main(req_fd, resp_fd, out_fds, tmpdir, limits, None, drop_caps)
+                sample_main(req_fd, resp_fd, out_fds, tmpdir, limits, None, level)
             _, st = os.waitpid(inner, 0)
             os._exit(os.waitstatus_to_exitcode(st) & 0xFF if os.WIFEXITED(st) else 128 + os.WTERMSIG(st))
         return pid
-    pid = os.fork()
+    pid = _linux.raw_fork()
     if pid == 0:
-        sample_main(req_fd, resp_fd, out_fds, tmpdir, limits, None, False)
+        sample_main(req_fd, resp_fd, out_fds, tmpdir, limits, None, level)
     return pid
 
 
