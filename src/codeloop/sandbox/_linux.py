@@ -33,7 +33,12 @@ AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
-_SYS_MOUNT_SETATTR = 442  # same number on every architecture (unified syscall table, Linux 5.12+)
+_SYS_MOUNT_SETATTR = 442  # same numbers on every architecture (unified syscall table)
+_SYS_OPEN_TREE = 428  # Linux 5.2+
+_SYS_MOVE_MOUNT = 429  # Linux 5.2+
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(platform.machine())
 
 PR_SET_PDEATHSIG = 1
@@ -89,6 +94,20 @@ def make_tree_private_readonly(path: str = "/") -> None:
     ret = _libc.syscall(_SYS_MOUNT_SETATTR, AT_FDCWD, path.encode(), AT_RECURSIVE,
                         ctypes.byref(attr), ctypes.sizeof(attr))
     _check(ret)
+
+
+def clone_tree(path: str) -> int:
+    """A detached copy of the mount tree at ``path`` (flags kept), as an fd for :func:`attach_tree`."""
+    fd = _libc.syscall(_SYS_OPEN_TREE, AT_FDCWD, path.encode(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+    return int(fd)
+
+
+def attach_tree(fd: int, target: str) -> None:
+    """Mount a tree from :func:`clone_tree` at ``target``."""
+    _check(_libc.syscall(_SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, target.encode(), MOVE_MOUNT_F_EMPTY_PATH))
 
 
 def prctl(option: int, arg: int) -> None:

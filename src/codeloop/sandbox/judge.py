@@ -181,7 +181,7 @@ def _exception_for(msg: dict[str, Any]) -> Exception:
 
 
 class _Proxy:
-    """Stands in for the candidate inside trusted test code: each call is one round trip."""
+    """Stands in for the candidate inside trusted test code: each call is answered by the sample."""
 
     def __init__(self, session: _Session, name: str) -> None:
         self.session, self.__name__ = session, name
@@ -439,6 +439,8 @@ def _run(job: Job, mode: str, code: Any, zsock: socket.socket, timeout_s: float,
             else:
                 verdict = _judge_check(job, session)
                 if verdict.status is Status.PASSED:
+                    if len(_PREDICTIONS) >= 4096:  # bounded: a long run over many tasks must not grow it
+                        _PREDICTIONS.clear()
                     _PREDICTIONS[(job.setup, job.test, job.entry_point)] = session.observed
     except _Stop as exc:
         stop = exc

@@ -30,85 +30,99 @@ PREIMPORT = (
 WRITABLE_TMPFS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 
 
-def _lock_filesystem() -> None:
-    """In this (private) mount namespace: everything read-only, world-writable dirs on fresh tmpfs."""
-    _linux.make_tree_private_readonly("/")
-    for path in WRITABLE_TMPFS:
-        if os.path.isdir(path):
-            _linux.mount("tmpfs", path, "tmpfs", _linux.MS_NOSUID | _linux.MS_NODEV, "size=512m,mode=755")
+def _needed_paths() -> list[str]:
+    """What the worker and its samples must still see: the interpreter, the venv, codeloop itself.
+
+    Reduced to the shallowest paths (a path inside another one adds nothing)."""
+    paths = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.executable, *sys.path)
+                    if p and os.path.exists(p)})
+    kept: list[str] = []
+    for p in paths:
+        if not any(p == k or p.startswith(k.rstrip("/") + "/") for k in kept):
+            kept.append(p)
+    return kept
 
 
-def _closed_ancestors(paths: list[str]) -> dict[str, set[str]]:
-    """For each path, its first ancestor that "other" may not traverse, and the child leading on."""
-    found: dict[str, set[str]] = {}
+def _cover(directory: str, keep: list[str], tmpfs_options: str) -> None:
+    """Put a fresh tmpfs over ``directory``, re-attaching read-only clones of the ``keep`` paths in it."""
+    clones = [(path, os.path.isdir(path), _linux.clone_tree(path)) for path in keep]
+    _linux.mount("tmpfs", directory, "tmpfs", _linux.MS_NOSUID | _linux.MS_NODEV, tmpfs_options)
+    for path, is_dir, fd in clones:
+        if is_dir:
+            os.makedirs(path, mode=0o755, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            open(path, "a").close()
+        _linux.attach_tree(fd, path)
+        os.close(fd)
+
+
+def _inside(path: str, directory: str) -> bool:
+    return path.startswith(directory.rstrip("/") + "/")
+
+
+def _closed_ancestors(paths: list[str]) -> dict[str, list[str]]:
+    """For each path, its first ancestor that "other" may not enter, with the paths it must show."""
+    found: dict[str, list[str]] = {}
     for path in paths:
-        parts = Path(os.path.realpath(path)).parts
+        parts = Path(path).parts
         current = "/"
         for part in parts[1:]:
             if not os.stat(current).st_mode & 0o001:
-                found.setdefault(current, set()).add(part)
+                found.setdefault(current, []).append(os.path.join(current, part))
                 break
             current = os.path.join(current, part)
     return found
 
 
-def _placeholder(like: str, at: str) -> None:
-    if os.path.isdir(like):
-        os.makedirs(at, exist_ok=True)
-    else:
-        open(at, "a").close()
+def lock_filesystem(unprivileged_samples: bool) -> None:
+    """In this (private) mount namespace: everything read-only and nosuid; fresh tmpfs over the
+    world-writable directories; the interpreter, venv and codeloop kept visible wherever they live.
 
-
-def expose_interpreter(paths: list[str]) -> None:
-    """Let an unprivileged sample read the interpreter, venv and codeloop source, wherever they are.
-
-    A Python under /root (mode 700) cannot be read by another uid. In this mount namespace only, each
-    such closed directory is covered by a tmpfs that holds read-only binds of just the children on
-    the way to those paths: the sample can import the standard library and sees nothing else there.
+    With ``unprivileged_samples``, directories that "other" may not enter on the way to those paths
+    (/root, a private home) are covered too, showing only what is needed: a sample running as another
+    uid can import the standard library, and sees nothing else there.
     """
-    stage_root = "/tmp/.codeloop-stage"
-    for closed, children in _closed_ancestors(paths).items():
-        os.makedirs(stage_root, exist_ok=True)
-        staged = []
-        for child in sorted(children):
-            source, stage = os.path.join(closed, child), os.path.join(stage_root, child)
-            _placeholder(source, stage)
-            _linux.mount(source, stage, "", _linux.MS_BIND | _linux.MS_REC)
-            staged.append((source, stage))
-        _linux.mount("tmpfs", closed, "tmpfs", _linux.MS_NOSUID | _linux.MS_NODEV, "size=1m,mode=755")
-        for target, stage in staged:
-            _placeholder(stage, target)
-            _linux.mount(stage, target, "", _linux.MS_BIND | _linux.MS_REC)
-            _linux.umount(stage)
-            (os.rmdir if os.path.isdir(stage) else os.unlink)(stage)
-        _linux.make_tree_private_readonly(closed)
-        os.rmdir(stage_root)
+    _linux.make_tree_private_readonly("/")
+    needed = _needed_paths()
+    for directory in WRITABLE_TMPFS:
+        if os.path.isdir(directory):
+            _cover(directory, [p for p in needed if _inside(p, directory)], "size=512m,mode=755")
+    if unprivileged_samples:
+        for closed, children in _closed_ancestors(needed).items():
+            _cover(closed, sorted(set(children)), "size=1m,mode=755")
+            _linux.make_tree_private_readonly(closed)
 
 
 def isolate(requested: str) -> str:
-    """Enter the strongest isolation the OS allows (or exactly ``requested``); return its name."""
+    """Enter the strongest isolation the OS allows (or exactly ``requested``); return its name.
+
+    A level is skipped only when its namespaces cannot be created; a failure after that is an error,
+    never a quiet step down to weaker isolation.
+    """
     ns = _linux.CLONE_NEWNS | _linux.CLONE_NEWNET | _linux.CLONE_NEWIPC | _linux.CLONE_NEWUTS
     if requested in ("auto", "root") and os.geteuid() == 0:
         try:
             _linux.unshare(ns)
-            _lock_filesystem()
-            expose_interpreter([sys.base_prefix, sys.prefix, sys.executable, *filter(os.path.exists, sys.path)])
-            return "root"
         except OSError:
             if requested == "root":
                 raise
+        else:
+            lock_filesystem(unprivileged_samples=True)
+            return "root"
     if requested in ("auto", "userns"):
         uid, gid = os.geteuid(), os.getegid()
         try:
             _linux.unshare(_linux.CLONE_NEWUSER | ns)
-            for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
-                with open(f"/proc/self/{name}", "w") as f:
-                    f.write(text)
-            _lock_filesystem()
-            return "userns"
         except OSError:
             if requested == "userns":
                 raise
+        else:
+            for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
+            lock_filesystem(unprivileged_samples=False)
+            return "userns"
     if requested not in ("auto", "none"):
         raise OSError(f"isolation level {requested!r} is not available here")
     return "none"
