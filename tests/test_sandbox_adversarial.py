@@ -336,3 +336,26 @@ def test_unavailable_isolation_level_is_an_error():
 
 def test_jobs_without_tests_are_infra_errors(sandbox):
     assert sandbox.run_one(Job(program="x = 1\n", entry_point="f")).status is Status.INFRA_ERROR
+
+
+@ROOT_ONLY
+def test_old_kernel_fallback_also_makes_the_tree_read_only(tmp_path):
+    # The per-mount remount used where mount_setattr(2) is missing (Linux < 5.12), in a throwaway
+    # mount namespace: afterwards a write to the host filesystem must fail with EROFS.
+    import subprocess
+    import sys
+
+    target = Path(__file__).parent / "_fallback_probe"
+    code = (
+        "import errno, os\n"
+        "from codeloop.sandbox import _linux\n"
+        "_linux.unshare(_linux.CLONE_NEWNS)\n"
+        "_linux._remount_each_readonly('/')\n"
+        "try:\n"
+        f"    open({str(target)!r}, 'w')\n"
+        "    print('WROTE')\n"
+        "except OSError as e:\n"
+        "    print('EROFS' if e.errno == errno.EROFS else e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "EROFS" and not target.exists()

@@ -91,3 +91,14 @@ def test_prints_are_captured(sandbox):
 def test_outcomes_come_back_in_input_order(sandbox):
     jobs = [check_job(f"import time\ndef f(x):\n    time.sleep({d})\n    return {r}\n") for d, r in ((0.3, 4), (0, 0))]
     assert [o.status for o in sandbox.run(jobs)] == [Status.PASSED, Status.FAILED]
+
+
+def test_every_import_path_stays_visible_under_a_kept_path():
+    import os
+    import sys
+
+    from codeloop.sandbox.worker import _needed_paths
+
+    kept = _needed_paths()
+    entries = [os.path.realpath(p) for p in sys.path if p and os.path.exists(p)]
+    assert all(any(e == k or e.startswith(k + "/") for k in kept) for e in entries)

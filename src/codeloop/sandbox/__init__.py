@@ -27,8 +27,9 @@ Containment of each sample (isolation level "root", used when started as root)
     own PID namespace (the sample is its pid 1: when it dies or is killed at the deadline, the kernel
     kills everything it started, forked orphans and setsid daemons included); a private network
     namespace with no interfaces up (no loopback services, no internet); private IPC and UTS
-    namespaces; a private mount namespace in which every filesystem is read-only and /tmp, /var/tmp,
-    /dev/shm, /run/lock are fresh tmpfs that only root may write; a fresh temp dir owned by the
+    namespaces; a private mount namespace in which every filesystem is read-only and nosuid, and
+    /tmp, /var/tmp, /dev/shm, /run/lock are fresh tmpfs that only root may write (holding read-only
+    copies of the interpreter, venv or codeloop checkout when those live there); a fresh temp dir owned by the
     sample as cwd, HOME and TMPDIR; an unprivileged uid unique to its worker with no supplementary
     groups and no_new_privs; rlimits on CPU time, address space, file size, open files and processes;
     an environment of PATH/LANG/HOME only (workers are started with a scrubbed environment, so the
@@ -53,9 +54,10 @@ What it does NOT protect against
     * Memory is limited as address space (RLIMIT_AS), not resident memory; no cgroup accounting.
     * In "child" isolation, a sample written to impersonate the harness can forge a pass.
     * Directories that "other" may not enter on the way to the interpreter, the venv and codeloop
-      (e.g. /root) are replaced, in the worker's mount namespace, by a tmpfs holding read-only binds
-      of just those children: the sample can import the standard library and sees nothing else
-      there. Deeper closed directories inside those are not opened up.
+      (e.g. /root) are replaced, in the worker's mount namespace, by a tmpfs holding read-only clones
+      of just those paths: the sample can import the standard library and sees nothing else there.
+      Deeper closed directories inside those are not opened up. Trusted test code that reads files
+      from /tmp (or a closed home) sees the fresh tmpfs, not the host's files.
 """
 
 from codeloop.sandbox.judge import Job

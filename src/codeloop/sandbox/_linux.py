@@ -7,6 +7,7 @@ in 3.12). Every call raises OSError with errno on failure so callers can fall ba
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import platform
 
@@ -93,7 +94,21 @@ def make_tree_private_readonly(path: str = "/") -> None:
     attr = _MountAttr(MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, MS_PRIVATE, 0)
     ret = _libc.syscall(_SYS_MOUNT_SETATTR, AT_FDCWD, path.encode(), AT_RECURSIVE,
                         ctypes.byref(attr), ctypes.sizeof(attr))
+    if ret != 0 and ctypes.get_errno() == errno.ENOSYS:  # kernel older than 5.12: one mount at a time
+        _remount_each_readonly(path)
+        return
     _check(ret)
+
+
+def _remount_each_readonly(path: str) -> None:
+    _check(_libc.mount(None, path.encode(), None, ctypes.c_ulong(MS_REC | MS_PRIVATE), None))
+    prefix = path.rstrip("/") + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in points:
+        if point == path or point.startswith(prefix):
+            flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID
+            _libc.mount(None, point.encode(), None, ctypes.c_ulong(flags), None)  # best effort per mount
 
 
 def clone_tree(path: str) -> int:

@@ -46,7 +46,7 @@ class _Worker:
             raise SandboxError(f"sandbox worker failed to start ({type(exc).__name__})") from None
         if "error" in hello:
             self.close()
-            raise SandboxError(hello["error"])
+            raise SandboxError(hello["error"] + " (choose another level with isolation=..., e.g. 'none' for trusted code)")
         self.level: str = hello["level"]
         self.job: int | None = None  # index of the job in flight
         self.sent_at = 0.0
@@ -79,6 +79,8 @@ class Sandbox:
                  isolation: str = "auto") -> None:
         if timeout_s <= 0 or memory_mb <= 0:
             raise ValueError("timeout_s and memory_mb must be positive")
+        if isolation not in ("auto", "root", "userns", "none"):
+            raise ValueError(f"isolation must be auto, root, userns or none, got {isolation!r}")
         self.n_workers = workers or os.cpu_count() or 1
         self.timeout_s, self.memory_mb, self.isolation = timeout_s, memory_mb, isolation
         self._workers: list[_Worker] = []
