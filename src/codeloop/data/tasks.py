@@ -70,15 +70,23 @@ def read_tasks(path: str | Path) -> dict[str, Task]:
 
 
 def load_tasks(source: str) -> dict[str, Task]:
-    """Tasks by name (``humaneval``, or a hub source: mbpp, mbpp+, humaneval+, apps) or JSONL path."""
+    """Tasks by name (``humaneval``, ``synthetic-python:SPLIT[:N]``, or a hub source: mbpp, mbpp+,
+    humaneval+, apps) or a JSONL path."""
     if source == "humaneval":
         return read_tasks(humaneval_path())
+    if source.startswith("synthetic-python:"):
+        from codeloop.data import synthetic
+
+        try:
+            return synthetic.load(source)
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
     if source in HUB_SOURCES:
         from codeloop.data import hub  # imported late: needs the optional `datasets` package
 
         return hub.load(source)
     path = Path(source)
     if not path.exists():
-        known = ", ".join(("humaneval", *HUB_SOURCES))
+        known = ", ".join(("humaneval", "synthetic-python:{train,dev,test}[:N]", *HUB_SOURCES))
         raise DataError(f"{source}: no such file, and not a known task set ({known})")
     return read_tasks(path)
