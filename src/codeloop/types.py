@@ -108,3 +108,27 @@ class Outcome:
             stderr=d.get("stderr", ""),
             isolation=d.get("isolation", ""),
         )
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample completions; every generator backend takes exactly these."""
+
+    n: int = 1
+    temperature: float = 0.8
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One generated text, with what it cost."""
+
+    text: str
+    finish_reason: str = ""  # "stop" (EOS or a stop sequence), "length" (max_new_tokens reached)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    cached: bool = False  # served from the on-disk cache, not the model

@@ -1,0 +1,179 @@
+"""Any OpenAI-compatible HTTP endpoint (OpenAI, a vLLM server, llama.cpp's server), chat or completions.
+
+Standard library only. Base URL and key come from the arguments or from ``OPENAI_BASE_URL`` /
+``OPENAI_API_KEY``. Requests time out, are retried with exponential backoff on 429, 5xx, network
+errors and malformed answers, run at most ``concurrency`` at a time, and are cached on disk by their
+exact body, so a rerun costs nothing. Token usage and cost are recorded on every Completion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from codeloop.models.base import GeneratorError, truncate_at_stop
+from codeloop.types import Completion, SamplingParams
+
+RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+
+
+class _Retryable(Exception):
+    pass
+
+
+class OpenAIGenerator:
+    """``OpenAIGenerator("gpt-4o-mini", mode="chat")``; ``generate(prompts, SamplingParams(n=4))``."""
+
+    def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
+                 mode: str = "completions", system_prompt: str | None = None, timeout_s: float = 60.0,
+                 max_retries: int = 4, backoff_s: float = 1.0, concurrency: int = 8,
+                 cache_dir: str | Path | None = None, prompt_usd_per_1k: float = 0.0,
+                 completion_usd_per_1k: float = 0.0) -> None:
+        if mode not in ("chat", "completions"):
+            raise ValueError(f"mode must be 'chat' or 'completions', got {mode!r}")
+        self.name = model
+        self.model, self.mode, self.system_prompt = model, mode, system_prompt
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
+        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
+        self.timeout_s, self.max_retries, self.backoff_s = timeout_s, max_retries, backoff_s
+        self.concurrency = max(1, concurrency)
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.prices = (prompt_usd_per_1k / 1000, completion_usd_per_1k / 1000)
+        self._lock = threading.Lock()
+        self.usage = {"requests": 0, "cached": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.base_url}/{'chat/completions' if self.mode == 'chat' else 'completions'}"
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(lambda p: self._complete(p, params), prompts))
+
+    def _complete(self, prompt: str, params: SamplingParams) -> list[Completion]:
+        out: list[Completion] = []
+        while len(out) < params.n:  # some servers ignore `n`: ask again for the rest, with another seed
+            got = self._call(self._body(prompt, params, params.n - len(out), params.seed + len(out)), params.stop)
+            if not got:
+                raise GeneratorError(f"{self.endpoint}: answer held no choices")
+            out += got
+        return out[: params.n]
+
+    def _body(self, prompt: str, params: SamplingParams, n: int, seed: int) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "n": n, "temperature": params.temperature, "top_p": params.top_p,
+                                "max_tokens": params.max_new_tokens, "seed": seed}
+        if params.stop:
+            body["stop"] = list(params.stop)[:4]  # the API takes at most four; the rest are cut client-side
+        if self.mode == "chat":
+            messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+            body["messages"] = messages + [{"role": "user", "content": prompt}]
+        else:
+            body["prompt"] = prompt
+        return body
+
+    def _call(self, body: dict[str, Any], stop: Sequence[str]) -> list[Completion]:
+        key = hashlib.sha256(json.dumps({"url": self.endpoint, "body": body}, sort_keys=True).encode()).hexdigest()
+        cached = self._cache_get(key)
+        if cached is not None:
+            completions = self._parse(cached, stop, from_cache=True)
+            self._account(completions, cached=True)
+            return completions
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(self._delay(attempt, last))
+            try:
+                data = self._post(body)
+                completions = self._parse(data, stop, from_cache=False)
+            except _Retryable as exc:
+                last = str(exc)
+                continue
+            self._cache_put(key, data)
+            self._account(completions, cached=False)
+            return completions
+        raise GeneratorError(f"{self.endpoint}: gave up after {self.max_retries + 1} attempts; last error: {last}")
+
+    def _delay(self, attempt: int, last_error: str) -> float:
+        if last_error.startswith("retry-after="):
+            return min(float(last_error.split("=", 1)[1].split()[0]), 60.0)
+        return self.backoff_s * 2 ** (attempt - 1) * (1 + 0.1 * random.random())
+
+    def _post(self, body: dict[str, Any]) -> Any:
+        request = urllib.request.Request(self.endpoint, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {self.api_key}"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:300].decode("utf-8", "replace")
+            if exc.code in RETRY_STATUS:
+                after = exc.headers.get("Retry-After") if exc.headers else None
+                raise _Retryable(f"retry-after={after} (HTTP {exc.code})" if after and after.replace('.', '').isdigit()
+                                 else f"HTTP {exc.code}: {detail}") from None
+            raise GeneratorError(f"{self.endpoint}: HTTP {exc.code}: {detail}") from None
+        except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
+            raise _Retryable(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise _Retryable(f"malformed JSON: {raw[:120]!r}") from None
+
+    def _parse(self, data: Any, stop: Sequence[str], from_cache: bool) -> list[Completion]:
+        try:
+            choices = data["choices"]
+            texts = [(c["message"]["content"] if self.mode == "chat" else c["text"], c.get("finish_reason") or "")
+                     for c in choices]
+            usage = data.get("usage") or {}
+            prompt_tokens, completion_tokens = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise _Retryable(f"answer lacks {exc}: {str(data)[:120]}") from None
+        if any(not isinstance(t, str) for t, _ in texts):
+            raise _Retryable(f"answer holds a non-text choice: {str(data)[:120]}")
+        out = []
+        for i, (text, reason) in enumerate(texts):
+            text, hit = truncate_at_stop(text, stop)
+            p_tok = prompt_tokens if i == 0 else 0  # the prompt is paid once per request
+            c_tok = completion_tokens // len(texts) + (1 if i < completion_tokens % len(texts) else 0)
+            cost = 0.0 if from_cache else p_tok * self.prices[0] + c_tok * self.prices[1]
+            out.append(Completion(text, "stop" if hit else reason, p_tok, c_tok, cost, from_cache))
+        return out
+
+    def _account(self, completions: list[Completion], cached: bool) -> None:
+        with self._lock:
+            self.usage["cached" if cached else "requests"] += 1
+            for c in completions:
+                self.usage["prompt_tokens"] += c.prompt_tokens
+                self.usage["completion_tokens"] += c.completion_tokens
+                self.usage["cost_usd"] += c.cost_usd
+
+    def _cache_path(self, key: str) -> Path | None:
+        return self.cache_dir / key[:2] / f"{key}.json" if self.cache_dir else None
+
+    def _cache_get(self, key: str) -> Any:
+        path = self._cache_path(key)
+        if path is None or not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            return None  # a torn write: ask again
+
+    def _cache_put(self, key: str, data: Any) -> None:
+        path = self._cache_path(key)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, path)

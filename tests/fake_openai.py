@@ -1,0 +1,90 @@
+"""A scripted OpenAI-compatible server on 127.0.0.1 for tests: each request takes the next behaviour."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+
+class FakeOpenAI:
+    """``with FakeOpenAI() as srv: srv.script(["ok", "500", ...]); srv.url``.
+
+    Behaviours: "ok" (answers ``reply(body)``), "slow" (sleeps past the client timeout), "500", "429"
+    (with Retry-After: 0), "bad-json", "no-choices", "one-choice" (ignores n). Unscripted requests are "ok".
+    """
+
+    def __init__(self, reply: Callable[[dict[str, Any]], str] | None = None, delay_s: float = 0.0) -> None:
+        self.reply = reply or (lambda body: "    return 1\n")
+        self.delay_s = delay_s
+        self.queue: deque[str] = deque()
+        self.requests: list[dict[str, Any]] = []
+        self.active = 0
+        self.max_active = 0
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                if not self.path.endswith(("/v1/completions", "/v1/chat/completions")):
+                    self.send_response(404)
+                    self.end_headers()
+                    self.wfile.write(b'{"error": "no such route"}')
+                    return
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    server.requests.append(body)
+                    behaviour = server.queue.popleft() if server.queue else "ok"
+                    server.active += 1
+                    server.max_active = max(server.max_active, server.active)
+                try:
+                    server.respond(self, body, behaviour)
+                except BrokenPipeError:  # the client timed out first ("slow")
+                    pass
+                finally:
+                    with server.lock:
+                        server.active -= 1
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def script(self, behaviours: list[str]) -> None:
+        self.queue.extend(behaviours)
+
+    def respond(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], behaviour: str) -> None:
+        time.sleep(self.delay_s)
+        if behaviour == "slow":
+            time.sleep(2.0)
+        if behaviour in ("500", "429"):
+            handler.send_response(int(behaviour))
+            if behaviour == "429":
+                handler.send_header("Retry-After", "0")
+            handler.end_headers()
+            handler.wfile.write(b'{"error": "try later"}')
+            return
+        n = 1 if behaviour == "one-choice" else int(body.get("n", 1))
+        chat = "messages" in body
+        choices = [({"message": {"role": "assistant", "content": self.reply(body)}} if chat else {"text": self.reply(body)})
+                   | {"index": i, "finish_reason": "stop"} for i in range(n)]
+        payload: Any = {"choices": choices, "usage": {"prompt_tokens": 10, "completion_tokens": 4 * n}}
+        if behaviour == "no-choices":
+            payload = {"usage": {}}
+        data = b"{not json" if behaviour == "bad-json" else json.dumps(payload).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def __enter__(self) -> FakeOpenAI:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

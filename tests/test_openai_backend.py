@@ -1,0 +1,97 @@
+"""The OpenAI-compatible backend against a local scripted server (no network)."""
+
+from __future__ import annotations
+
+import pytest
+from fake_openai import FakeOpenAI
+
+from codeloop.models.base import GeneratorError
+from codeloop.models.openai import OpenAIGenerator
+from codeloop.types import SamplingParams
+
+
+@pytest.fixture()
+def server():
+    with FakeOpenAI() as srv:
+        yield srv
+
+
+def gen(server, **kw):
+    return OpenAIGenerator("m", base_url=server.url, api_key="k", backoff_s=0.01, timeout_s=kw.pop("timeout_s", 5), **kw)
+
+
+def test_completions_mode_returns_n_texts_per_prompt(server):
+    out = gen(server).generate(["a", "b"], SamplingParams(n=3))
+    assert [[c.text for c in row] for row in out] == [["    return 1\n"] * 3] * 2
+
+
+def test_chat_mode_sends_messages_with_the_system_prompt(server):
+    gen(server, mode="chat", system_prompt="be brief").generate(["hi"], SamplingParams())
+    assert server.requests[0]["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+
+
+def test_server_errors_are_retried(server):
+    server.script(["500", "429", "ok"])
+    assert gen(server).generate(["a"], SamplingParams())[0][0].text == "    return 1\n"
+    assert len(server.requests) == 3
+
+
+def test_malformed_json_is_retried_then_succeeds(server):
+    server.script(["bad-json", "ok"])
+    assert len(gen(server).generate(["a"], SamplingParams())[0]) == 1
+
+
+def test_persistent_malformed_answers_raise_a_clear_error(server):
+    server.script(["no-choices"] * 3)
+    with pytest.raises(GeneratorError, match=r"/v1/completions: gave up after 3 attempts.*lacks 'choices'"):
+        gen(server, max_retries=2).generate(["a"], SamplingParams())
+
+
+def test_a_slow_server_times_out_and_is_retried(server):
+    server.script(["slow", "ok"])
+    assert len(gen(server, timeout_s=0.5).generate(["a"], SamplingParams())[0]) == 1
+
+
+def test_a_server_that_ignores_n_is_asked_again(server):
+    server.script(["one-choice", "one-choice"])
+    out = gen(server).generate(["a"], SamplingParams(n=3))
+    assert len(out[0]) == 3 and [r["n"] for r in server.requests] == [3, 2, 1]
+
+
+def test_client_errors_are_not_retried(server):
+    with pytest.raises(GeneratorError, match="HTTP 404"):
+        OpenAIGenerator("m", base_url=server.url.replace("/v1", "/nowhere"), backoff_s=0.01).generate(["a"], SamplingParams())
+    assert server.requests == []  # the one request was refused before the body was read
+
+
+def test_stop_sequences_are_applied_client_side(server):
+    server.reply = lambda body: "    return 1\ndef other():\n"
+    out = gen(server).generate(["a"], SamplingParams(stop=("\ndef ",)))
+    assert (out[0][0].text, out[0][0].finish_reason) == ("    return 1", "stop")
+
+
+def test_cache_answers_repeated_requests_without_the_server(server, tmp_path):
+    first = gen(server, cache_dir=tmp_path).generate(["a"], SamplingParams(n=2))
+    again = gen(server, cache_dir=tmp_path).generate(["a"], SamplingParams(n=2))
+    assert len(server.requests) == 1 and [c.text for c in again[0]] == [c.text for c in first[0]]
+    assert all(c.cached and c.cost_usd == 0 for c in again[0])
+
+
+def test_concurrency_is_limited():
+    with FakeOpenAI(delay_s=0.1) as slow:
+        gen(slow, concurrency=2).generate([str(i) for i in range(8)], SamplingParams())
+    assert slow.max_active == 2
+
+
+def test_usage_and_cost_are_recorded(server):
+    g = gen(server, prompt_usd_per_1k=1.0, completion_usd_per_1k=2.0)
+    out = g.generate(["a"], SamplingParams(n=2))  # the server reports 10 prompt and 8 completion tokens
+    assert sum(c.cost_usd for c in out[0]) == pytest.approx(10 * 0.001 + 8 * 0.002)
+    assert (g.usage["prompt_tokens"], g.usage["completion_tokens"]) == (10, 8)
+
+
+def test_base_url_and_key_come_from_the_environment(server, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "from-env")
+    g = OpenAIGenerator("m")
+    assert (g.base_url, g.api_key) == (server.url, "from-env")
