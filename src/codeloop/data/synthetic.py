@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from codeloop.data.prompts import describe_failure, execution_feedback, repair_prompt
 from codeloop.types import Task
 
 SPLITS = {"train": 6000, "dev": 500, "test": 500}
@@ -37,31 +38,50 @@ class Step:
     fn: Callable[[Any], Any]
 
 
+_NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 0: "zero", 1: "one"}
+
+
+def _num(rng: random.Random, k: int) -> str:
+    """A number as digits, or (sometimes) in words: the wording should not map 1:1 onto the code."""
+    return _NUMBER_WORDS[k] if k in _NUMBER_WORDS and rng.random() < 0.4 else str(k)
+
+
 def _int_transforms(rng: random.Random) -> dict[str, Callable[[], Step]]:
     k, m = rng.randint(2, 5), rng.choice([3, 4, 5])
     t = rng.randint(-3, 5)
+    say = rng.choice  # each step has several wordings; one is drawn per task
+    K, M, T = _num(rng, k), _num(rng, m), _num(rng, t) if t >= 0 else str(t)
     return {
-        "even": lambda: Step("even", "keep the even numbers", "xs = [x for x in xs if x % 2 == 0]",
-                             lambda xs: [x for x in xs if x % 2 == 0]),
-        "odd": lambda: Step("odd", "keep the odd numbers", "xs = [x for x in xs if x % 2 == 1]",
-                            lambda xs: [x for x in xs if x % 2 == 1]),
-        "gt": lambda: Step("gt", f"keep the numbers greater than {t}", f"xs = [x for x in xs if x > {t}]",
-                           lambda xs: [x for x in xs if x > t]),
-        "lt": lambda: Step("lt", f"keep the numbers less than {t}", f"xs = [x for x in xs if x < {t}]",
-                           lambda xs: [x for x in xs if x < t]),
-        "multiple": lambda: Step("multiple", f"keep the multiples of {m}", f"xs = [x for x in xs if x % {m} == 0]",
-                                 lambda xs: [x for x in xs if x % m == 0]),
-        "nonzero": lambda: Step("nonzero", "drop the zeros", "xs = [x for x in xs if x != 0]",
-                                lambda xs: [x for x in xs if x != 0]),
-        "mul": lambda: Step("mul", f"multiply each by {k}", f"xs = [x * {k} for x in xs]", lambda xs: [x * k for x in xs]),
-        "add": lambda: Step("add", f"add {k} to each", f"xs = [x + {k} for x in xs]", lambda xs: [x + k for x in xs]),
-        "sub": lambda: Step("sub", f"subtract {k} from each", f"xs = [x - {k} for x in xs]", lambda xs: [x - k for x in xs]),
-        "square": lambda: Step("square", "square each", "xs = [x * x for x in xs]", lambda xs: [x * x for x in xs]),
-        "neg": lambda: Step("neg", "negate each", "xs = [-x for x in xs]", lambda xs: [-x for x in xs]),
-        "abs": lambda: Step("abs", "take the absolute value of each", "xs = [abs(x) for x in xs]", lambda xs: [abs(x) for x in xs]),
-        "mod": lambda: Step("mod", f"replace each by its remainder modulo {m}", f"xs = [x % {m} for x in xs]",
-                            lambda xs: [x % m for x in xs]),
-        "reverse": lambda: Step("reverse", "reverse the order", "xs = xs[::-1]", lambda xs: xs[::-1]),
+        "even": lambda: Step("even", say(["keep the even numbers", "drop the odd numbers", "keep only values divisible by two"]),
+                             "xs = [x for x in xs if x % 2 == 0]", lambda xs: [x for x in xs if x % 2 == 0]),
+        "odd": lambda: Step("odd", say(["keep the odd numbers", "drop the even numbers", "keep only values not divisible by two"]),
+                            "xs = [x for x in xs if x % 2 == 1]", lambda xs: [x for x in xs if x % 2 == 1]),
+        "gt": lambda: Step("gt", say([f"keep the numbers greater than {T}", f"drop every value that is at most {T}",
+                                      f"keep only values above {T}"]),
+                           f"xs = [x for x in xs if x > {t}]", lambda xs: [x for x in xs if x > t]),
+        "lt": lambda: Step("lt", say([f"keep the numbers less than {T}", f"drop every value that is at least {T}",
+                                      f"keep only values below {T}"]),
+                           f"xs = [x for x in xs if x < {t}]", lambda xs: [x for x in xs if x < t]),
+        "multiple": lambda: Step("multiple", say([f"keep the multiples of {M}", f"keep only values divisible by {M}"]),
+                                 f"xs = [x for x in xs if x % {m} == 0]", lambda xs: [x for x in xs if x % m == 0]),
+        "nonzero": lambda: Step("nonzero", say(["drop the zeros", "remove every 0", "keep the non-zero values"]),
+                                "xs = [x for x in xs if x != 0]", lambda xs: [x for x in xs if x != 0]),
+        "mul": lambda: Step("mul", say([f"multiply each by {K}", f"scale every value by {K}", f"replace each value x by {K} times x"]),
+                            f"xs = [x * {k} for x in xs]", lambda xs: [x * k for x in xs]),
+        "add": lambda: Step("add", say([f"add {K} to each", f"increase every value by {K}", f"shift each value up by {K}"]),
+                            f"xs = [x + {k} for x in xs]", lambda xs: [x + k for x in xs]),
+        "sub": lambda: Step("sub", say([f"subtract {K} from each", f"decrease every value by {K}", f"shift each value down by {K}"]),
+                            f"xs = [x - {k} for x in xs]", lambda xs: [x - k for x in xs]),
+        "square": lambda: Step("square", say(["square each", "replace each value by its square", "multiply each value by itself"]),
+                               "xs = [x * x for x in xs]", lambda xs: [x * x for x in xs]),
+        "neg": lambda: Step("neg", say(["negate each", "flip the sign of every value"]), "xs = [-x for x in xs]",
+                            lambda xs: [-x for x in xs]),
+        "abs": lambda: Step("abs", say(["take the absolute value of each", "make every value non-negative by dropping its sign"]),
+                            "xs = [abs(x) for x in xs]", lambda xs: [abs(x) for x in xs]),
+        "mod": lambda: Step("mod", say([f"replace each by its remainder modulo {M}", f"reduce every value modulo {M}"]),
+                            f"xs = [x % {m} for x in xs]", lambda xs: [x % m for x in xs]),
+        "reverse": lambda: Step("reverse", say(["reverse the order", "turn the list around"]), "xs = xs[::-1]",
+                                lambda xs: xs[::-1]),
     }
 
 
@@ -83,20 +103,24 @@ _INT_AGGREGATES: dict[str, tuple[str, str, str, Callable[[list[int]], Any]]] = {
 def _str_transforms(rng: random.Random) -> dict[str, Callable[[], Step]]:
     c = rng.choice("aeiost")
     r = rng.choice("xyz*")
+    say = rng.choice
     return {
-        "novowel": lambda: Step("novowel", "remove the vowels", "s = ''.join(c for c in s if c not in 'aeiouAEIOU')",
+        "novowel": lambda: Step("novowel", say(["remove the vowels", "drop every vowel", "delete all a, e, i, o and u letters of either case"]),
+                                "s = ''.join(c for c in s if c not in 'aeiouAEIOU')",
                                 lambda s: "".join(ch for ch in s if ch not in "aeiouAEIOU")),
-        "letters": lambda: Step("letters", "keep only the letters", "s = ''.join(c for c in s if c.isalpha())",
-                                lambda s: "".join(ch for ch in s if ch.isalpha())),
-        "nospace": lambda: Step("nospace", "remove the spaces", "s = s.replace(' ', '')", lambda s: s.replace(" ", "")),
-        "upper": lambda: Step("upper", "convert it to upper case", "s = s.upper()", str.upper),
-        "lower": lambda: Step("lower", "convert it to lower case", "s = s.lower()", str.lower),
-        "swap": lambda: Step("swap", "swap the case of each letter", "s = s.swapcase()", str.swapcase),
-        "sreverse": lambda: Step("sreverse", "reverse it", "s = s[::-1]", lambda s: s[::-1]),
-        "replace": lambda: Step("replace", f"replace every '{c}' with '{r}'", f"s = s.replace('{c}', '{r}')",
-                                lambda s: s.replace(c, r)),
-        "double": lambda: Step("double", "repeat each character twice", "s = ''.join(c + c for c in s)",
-                               lambda s: "".join(ch + ch for ch in s)),
+        "letters": lambda: Step("letters", say(["keep only the letters", "drop everything that is not a letter"]),
+                                "s = ''.join(c for c in s if c.isalpha())", lambda s: "".join(ch for ch in s if ch.isalpha())),
+        "nospace": lambda: Step("nospace", say(["remove the spaces", "delete every space"]), "s = s.replace(' ', '')",
+                                lambda s: s.replace(" ", "")),
+        "upper": lambda: Step("upper", say(["convert it to upper case", "capitalise every letter"]), "s = s.upper()", str.upper),
+        "lower": lambda: Step("lower", say(["convert it to lower case", "make every letter small"]), "s = s.lower()", str.lower),
+        "swap": lambda: Step("swap", say(["swap the case of each letter", "turn upper case into lower case and vice versa"]),
+                             "s = s.swapcase()", str.swapcase),
+        "sreverse": lambda: Step("sreverse", say(["reverse it", "read it backwards"]), "s = s[::-1]", lambda s: s[::-1]),
+        "replace": lambda: Step("replace", say([f"replace every '{c}' with '{r}'", f"write '{r}' wherever '{c}' appears"]),
+                                f"s = s.replace('{c}', '{r}')", lambda s: s.replace(c, r)),
+        "double": lambda: Step("double", say(["repeat each character twice", "double every character"]),
+                               "s = ''.join(c + c for c in s)", lambda s: "".join(ch + ch for ch in s)),
     }
 
 
@@ -149,31 +173,35 @@ def _make(rng: random.Random, domain: str) -> tuple[str, list[Step], tuple[str, 
     return shape, steps, aggregates[agg_kind]
 
 
+def _run(steps: list[Step], agg_fn: Callable[[Any], Any], value: Any) -> Any:
+    for s in steps:
+        value = s.fn(value)
+    return agg_fn(value)
+
+
+def _body(steps: list[Step], agg_code: str) -> str:
+    return "".join(f"    {s.code}\n" for s in steps) + f"    {agg_code}\n"
+
+
 def _task(task_id: str, steps: list[Step], agg: tuple[str, str, str, Callable[[Any], Any]], domain: str,
           rng: random.Random) -> Task:
     phrase, ret, agg_code, agg_fn = agg
     arg, arg_type, make_input = ("xs", "list[int]", _int_input) if domain == "ints" else ("s", "str", _str_input)
     doc = _join([s.phrase for s in steps] + [phrase])
     prompt = f'def solve({arg}: {arg_type}) -> {ret}:\n    """{doc}"""\n'
-    body = "".join(f"    {s.code}\n" for s in steps) + f"    {agg_code}\n"
+    body = _body(steps, agg_code)
     inputs = [[make_input(rng)] for _ in range(CASES - 1)] + [[[] if domain == "ints" else ""]]
-    outputs = []
-    for (value,) in inputs:
-        for s in steps:
-            value = s.fn(value)
-        outputs.append(agg_fn(value))
+    outputs = [_run(steps, agg_fn, value) for (value,) in inputs]
     description = f"Write a function solve({arg}) that takes a {'list of integers' if domain == 'ints' else 'string'}. {doc}"
     return Task(task_id=task_id, prompt=prompt, entry_point="solve", canonical_solution=body, description=description,
                 inputs=tuple(inputs), outputs=tuple(outputs))
 
 
-def generate_with_shapes(split: str, n: int | None = None, seed: int = 0) -> list[tuple[Task, str]]:
-    """``n`` distinct tasks (by prompt) of ``split`` with their shapes, deterministic in ``seed``."""
+def _draw(split: str, n: int, seed: int, salt: str = "") -> list[tuple[Task, str, list[Step], Any, str]]:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
-    n = SPLITS[split] if n is None else n
-    rng = random.Random(f"codeloop-synthetic:{seed}:{split}")
-    out: list[tuple[Task, str]] = []
+    rng = random.Random(f"codeloop-synthetic:{seed}:{split}{salt}")
+    out: list[tuple[Task, str, list[Step], Any, str]] = []
     seen: set[str] = set()
     attempts = 0
     while len(out) < n:
@@ -187,8 +215,69 @@ def generate_with_shapes(split: str, n: int | None = None, seed: int = 0) -> lis
         task = _task(f"synthetic-python/{split}/{len(out)}", steps, agg, domain, rng)
         if task.prompt not in seen:
             seen.add(task.prompt)
-            out.append((task, shape))
+            out.append((task, shape, steps, agg, domain))
     return out
+
+
+def generate_with_shapes(split: str, n: int | None = None, seed: int = 0) -> list[tuple[Task, str]]:
+    """``n`` distinct tasks (by prompt) of ``split`` with their shapes, deterministic in ``seed``."""
+    n = SPLITS.get(split, 0) if n is None else n
+    return [(task, shape) for task, shape, *_ in _draw(split, n, seed)]
+
+
+def _wrong_attempt(rng: random.Random, steps: list[Step], agg: Any, domain: str) -> tuple[list[Step], Any] | str:
+    """A plausible mistake: a step dropped or re-drawn, another aggregate, or broken syntax (a str)."""
+    kind = rng.choice(["drop", "redraw", "aggregate", "syntax"] if len(steps) > 1 else ["redraw", "aggregate", "syntax"])
+    if kind == "syntax":
+        body = _body(steps, agg[2])
+        cut = rng.randrange(len(body) // 3, len(body) - 2)
+        return body[:cut].rstrip() + "\n"
+    if kind == "drop":
+        i = rng.randrange(len(steps))
+        return steps[:i] + steps[i + 1:], agg
+    if kind == "redraw":
+        table = _int_transforms(rng) if domain == "ints" else _str_transforms(rng)
+        i = rng.randrange(len(steps))
+        return steps[:i] + [table[rng.choice(sorted(table))]()] + steps[i + 1:], agg
+    aggregates = _INT_AGGREGATES if domain == "ints" else _str_aggregates(rng)
+    return steps, aggregates[rng.choice(sorted(aggregates))]
+
+
+def _feedback(task: Task, attempt: tuple[list[Step], Any] | str) -> tuple[str, str] | None:
+    """(attempt body, feedback in the sandbox's words), or None when the attempt is in fact right."""
+    if isinstance(attempt, str):
+        try:
+            compile(task.prompt + attempt, "<sample>", "exec")  # compiled only, never run
+        except SyntaxError as exc:
+            return attempt, execution_feedback("compile_error", f"SyntaxError: {exc.msg} (line {exc.lineno})")
+        return None
+    steps, agg = attempt
+    assert task.inputs is not None and task.outputs is not None
+    failed = []
+    for inp, expected in zip(task.inputs, task.outputs):
+        try:
+            got = _run(steps, agg[3], inp[0])
+        except Exception as exc:  # noqa: BLE001 - our own step functions, e.g. max() of nothing
+            return _body(steps, agg[2]), execution_feedback("runtime_error", f"case {len(failed) + 1}: {type(exc).__name__}: {exc}")
+        if got != expected:
+            failed.append(describe_failure(inp, expected, got))
+    if not failed:
+        return None
+    return _body(steps, agg[2]), execution_feedback("failed", f"{len(failed)}/{len(task.inputs)} cases failed; first: {failed[0]}")
+
+
+def repair_examples(n: int, split: str = "train", seed: int = 0) -> list[tuple[str, str]]:
+    """``n`` (repair prompt, correct body) pairs built from wrong attempts at ``split`` tasks."""
+    rng = random.Random(f"codeloop-repair:{seed}:{split}")
+    pairs: list[tuple[str, str]] = []
+    pool = _draw(split, max(n, 1), seed, salt=":repair")
+    for task, _, steps, agg, domain in pool * 3:
+        if len(pairs) == n:
+            break
+        found = _feedback(task, _wrong_attempt(rng, steps, agg, domain))
+        if found is not None:
+            pairs.append((repair_prompt(task.prompt, found[0], found[1]), task.canonical_solution or ""))
+    return pairs
 
 
 def generate(split: str, n: int | None = None, seed: int = 0) -> dict[str, Task]:

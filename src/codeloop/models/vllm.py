@@ -1,0 +1,39 @@
+"""vLLM generation for GPU users (optional extra ``codeloop[vllm]``; imported only when chosen)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from codeloop.models.base import GeneratorError, truncate_at_stop
+from codeloop.models.hf import resolve
+from codeloop.types import Completion, SamplingParams
+
+
+class VLLMGenerator:
+    """``VLLMGenerator("seed-python")``: the same protocol as the hf backend, served by vLLM."""
+
+    def __init__(self, name_or_path: str, gpu_memory_utilization: float = 0.6, dtype: str = "auto",
+                 seed: int = 0, **engine_kwargs: Any) -> None:
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise GeneratorError("the vllm backend needs the optional extra: pip install 'codeloop[vllm]' (GPU)") from None
+        self.name = name_or_path
+        self.llm = LLM(model=resolve(name_or_path), gpu_memory_utilization=gpu_memory_utilization, dtype=dtype,
+                       seed=seed, **engine_kwargs)
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
+        from vllm import SamplingParams as VSamplingParams
+
+        sp = VSamplingParams(n=params.n, temperature=params.temperature, top_p=params.top_p,
+                             max_tokens=params.max_new_tokens, stop=list(params.stop) or None, seed=params.seed)
+        out = []
+        for request in self.llm.generate(list(prompts), sp, use_tqdm=False):
+            rows = []
+            for o in request.outputs:
+                text, hit = truncate_at_stop(o.text, params.stop)
+                rows.append(Completion(text, "stop" if hit else (o.finish_reason or ""),
+                                       len(request.prompt_token_ids or ()), len(o.token_ids)))
+            out.append(rows)
+        return out

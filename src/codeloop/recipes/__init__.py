@@ -1,0 +1,1 @@
+"""Recipes: one file per loop, read top to bottom (setup, loop, save)."""
