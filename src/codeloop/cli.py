@@ -168,6 +168,44 @@ def sample_cmd(
     typer.echo(f"wrote {write_jsonl(out, rows)} samples for {len(task_list)} tasks to {out}")
 
 
+@app.command("refine")
+def refine_cmd(
+    model: str = typer.Option("seed-python", "--model", help="Model that writes and refines."),
+    backend: str = typer.Option("hf", "--backend", help="hf, vllm or openai."),
+    tasks: str = typer.Option("synthetic-python:test", "--tasks", help="Task set."),
+    limit: int = typer.Option(100, "--limit", help="First N tasks (0 = all)."),
+    attempts: int = typer.Option(4, "--attempts", help="y0 plus attempts-1 refinements."),
+    feedback: str = typer.Option("execution", "--feedback", help="execution, self, judge, or a comma list; none = plain retries (the control)."),
+    history: str = typer.Option("latest", "--history", help="latest: only the last attempt; all: every earlier one."),
+    hide_tests: bool = typer.Option(False, "--hide-tests", help="Execution feedback gives counts, never test values."),
+    temperature: float = typer.Option(0.8, "--temperature", help="Sampling temperature."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+    judge_model: str = typer.Option("", "--judge-model", help="Model for --feedback judge."),
+    judge_backend: str = typer.Option("openai", "--judge-backend", help="Backend of the judge model."),
+    out: Path = typer.Option(Path("runs/refine"), "--out", help="Output directory."),
+) -> None:
+    """Self-Refine: y0, feedback, refined attempts; prints the pass rate per attempt."""
+    from codeloop.models import GeneratorError
+    from codeloop.recipes.self_refine import RefineConfig, run
+
+    if attempts < 1 or limit < 0:
+        _fail("--attempts must be >= 1 and --limit >= 0")
+    if "judge" in feedback and not judge_model:
+        _fail("--feedback judge needs --judge-model")
+    cfg = RefineConfig(model=model, backend=backend, tasks=tasks, limit=limit, attempts=attempts, feedback=feedback,
+                       history=history, reveal_tests=not hide_tests, temperature=temperature, seed=seed,
+                       judge_model=judge_model, judge_backend=judge_backend, out_dir=str(out))
+    try:
+        metrics = run(cfg)
+    except (DataError, GeneratorError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo("attempt  pass_rate  solved/tasks  attempted  compile_errors(attempted)")
+    for m in metrics:
+        typer.echo(f"y{m['attempt']:<7} {m['pass_rate']:9.3f}  {m['solved']:>6}/{m['tasks']:<5}  {m['attempted']:9}  "
+                   f"{m['compile_error_rate_attempted']:.3f}")
+    typer.echo(f"traces, metrics.jsonl and metrics.png in {out}")
+
+
 @seed_app.command("train")
 def seed_train(out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: the packaged seed-python)."),
                minutes: float = typer.Option(20.0, "--minutes", help="Guard: stop training after this long (with a warning)."),

@@ -64,6 +64,8 @@ class Sample:
 class TestResult:
     """One test inside a sample's suite: for call-style tests, one call of the candidate."""
 
+    __test__ = False  # not a pytest test class
+
     name: str
     passed: bool
     detail: str = ""

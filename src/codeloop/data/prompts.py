@@ -8,6 +8,8 @@ task prompt, so the completion is again just a body.
 
 from __future__ import annotations
 
+from codeloop.types import Outcome, Status
+
 STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n\n\n")
 """Where a body ends: the start of anything at module level."""
 
@@ -21,10 +23,19 @@ def _commented(text: str) -> str:
     return "".join(f"# {line}".rstrip() + "\n" for line in text.rstrip("\n").splitlines())
 
 
+def repair_block(prompt: str, attempt: str, feedback: str) -> str:
+    """One earlier attempt and its feedback, as comments."""
+    return "# Previous attempt:\n" + _commented(prompt + attempt) + "# Feedback:\n" + _commented(feedback or "none")
+
+
 def repair_prompt(prompt: str, attempt: str, feedback: str) -> str:
     """The task, a previous attempt at its body, and the feedback it got; continue with a fixed body."""
-    return ("# Previous attempt:\n" + _commented(prompt + attempt) + "# Feedback:\n" + _commented(feedback or "none")
-            + prompt)
+    return repair_block(prompt, attempt, feedback) + prompt
+
+
+def history_prompt(prompt: str, attempts: list[tuple[str, str]]) -> str:
+    """Like :func:`repair_prompt` with every earlier (attempt, feedback), oldest first."""
+    return "".join(repair_block(prompt, a, f) for a, f in attempts) + prompt
 
 
 def execution_feedback(status: str, reason: str) -> str:
@@ -39,3 +50,20 @@ def describe_failure(inputs: object, expected: object, got: object, limit: int =
         return text if len(text) <= limit else text[: limit - 3] + "..."
 
     return f"input {short(inputs)} expected {short(expected)} got {short(got)}"
+
+
+def outcome_feedback(outcome: Outcome, reveal_tests: bool = True) -> str:
+    """Execution feedback for a repair prompt, from a sandbox Outcome.
+
+    With ``reveal_tests`` it is the sandbox's reason (the failing input, expected and actual output,
+    or the error). Without it, nothing about the tests' expected outputs is shown: how many tests
+    failed, or the kind of error and where.
+    """
+    if reveal_tests or outcome.status is not Status.FAILED:
+        reason = outcome.reason
+        if not reveal_tests:  # runtime errors: keep the exception, drop anything quoting a test
+            reason = reason.split(" (assert", 1)[0].split("assertion failed:", 1)[0].strip()
+        return execution_feedback(outcome.status.value, reason)
+    failed = sum(not t.passed for t in outcome.tests)
+    total = len(outcome.tests)
+    return execution_feedback("failed", f"{failed}/{total} hidden tests failed" if total else "a hidden test failed")

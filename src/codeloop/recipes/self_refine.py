@@ -1,0 +1,140 @@
+"""Self-Refine: generate y0, get feedback, refine, up to N attempts; a task stops once it passes.
+
+Feedback sources, alone or combined: ``execution`` (the sandbox's verdict: compile error, exception,
+or the failing input / expected / actual output; with ``reveal_tests=False`` only counts), ``self``
+(the model critiques its own attempt) and ``judge`` (another generator critiques it). The refinement
+prompt is ``codeloop.data.prompts.repair_prompt``, the format the seed policy was trained on. Writes
+per-task traces and per-attempt metrics (``metrics.jsonl``: attempt, pass_rate, ...) and a plot.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from codeloop.data import load_tasks, write_jsonl
+from codeloop.data.prompts import STOP, history_prompt, outcome_feedback, repair_block
+from codeloop.eval import evaluate
+from codeloop.eval.plots import plot_metrics
+from codeloop.models import Generator, load_generator
+from codeloop.sandbox import Sandbox
+from codeloop.types import Outcome, Sample, SamplingParams, Status, Task
+
+SOURCES = ("execution", "self", "judge", "none")  # none: retry from the plain prompt (the control)
+JUDGE_PROMPT = ("A program was written for this task.\n\nTask:\n{prompt}\nProgram body:\n{attempt}\n"
+                "What running it showed: {execution}\n\nIn one or two sentences, say what is wrong and how to fix it.")
+
+
+@dataclass
+class RefineConfig:
+    model: str = "seed-python"
+    """Model that writes and refines (a built-in name, a path, or a backend's model name)."""
+    backend: str = "hf"
+    """hf, vllm or openai."""
+    tasks: str = "synthetic-python:test"
+    """Task set."""
+    limit: int = 100
+    """First N tasks (0 = all)."""
+    attempts: int = 4
+    """y0 plus attempts-1 refinements."""
+    feedback: str = "execution"
+    """Comma-separated sources: execution, self, judge; or none (plain retries: the control)."""
+    history: str = "latest"
+    """Show the model only the latest attempt, or "all" earlier attempts with their feedback."""
+    reveal_tests: bool = True
+    """Execution feedback may quote failing tests (False: counts and error kinds only)."""
+    temperature: float = 0.8
+    """Sampling temperature for every attempt."""
+    max_new_tokens: int = 192
+    """Longest body."""
+    seed: int = 0
+    """Sampling seed (attempt t uses seed + t)."""
+    judge_model: str = ""
+    """Model for the judge source."""
+    judge_backend: str = "openai"
+    """Backend of the judge model."""
+    timeout_s: float = 3.0
+    """Sandbox time limit per attempt."""
+    out_dir: str = "runs/refine"
+    """Where traces.jsonl, metrics.jsonl and metrics.png go."""
+
+
+def _refine_prompt(task: Task, trace: list[dict], history: str) -> str:
+    if trace[-1]["feedback"] is None:  # the "none" control: a fresh try at the plain task
+        return task.prompt
+    steps = trace if history == "all" else trace[-1:]
+    return history_prompt(task.prompt, [(step["completion"], step["feedback"]) for step in steps])
+
+
+def _self_critique(generator: Generator, task: Task, completion: str, execution: str, seed: int) -> str:
+    prompt = repair_block(task.prompt, completion, execution) + "# Critique:\n# "
+    text = generator.generate([prompt], SamplingParams(temperature=0, max_new_tokens=48, stop=("\n",), seed=seed))[0][0].text
+    return text.strip()
+
+
+def _feedback(sources: list[str], task: Task, completion: str, outcome: Outcome, cfg: RefineConfig,
+              generator: Generator, judge: Generator | None, attempt: int) -> str:
+    execution = outcome_feedback(outcome, cfg.reveal_tests)
+    parts = []
+    if "execution" in sources:
+        parts.append(execution)
+    if "self" in sources:
+        parts.append("critique: " + _self_critique(generator, task, completion, execution, cfg.seed + attempt))
+    if "judge" in sources and judge is not None:
+        ask = JUDGE_PROMPT.format(prompt=task.prompt, attempt=completion, execution=execution)
+        parts.append("reviewer: " + judge.generate([ask], SamplingParams(temperature=0, max_new_tokens=128))[0][0].text.strip())
+    return "\n".join(parts)
+
+
+def run(cfg: RefineConfig) -> list[dict]:
+    sources = [s.strip() for s in cfg.feedback.split(",") if s.strip()]
+    unknown = set(sources) - set(SOURCES)
+    if unknown or not sources or ("none" in sources and len(sources) > 1):
+        raise ValueError(f"feedback sources must be among {', '.join(SOURCES)}; got {cfg.feedback!r}")
+    if cfg.history not in ("latest", "all"):
+        raise ValueError(f"history must be 'latest' or 'all', got {cfg.history!r}")
+    tasks = list(load_tasks(cfg.tasks).values())
+    tasks = tasks[: cfg.limit] if cfg.limit else tasks
+    task_map = {t.task_id: t for t in tasks}
+    generator = load_generator(cfg.backend, cfg.model)
+    judge = load_generator(cfg.judge_backend, cfg.judge_model) if "judge" in sources else None
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    traces: dict[str, list[dict]] = {t.task_id: [] for t in tasks}
+    solved: set[str] = set()
+    metrics: list[dict] = []
+
+    with Sandbox(timeout_s=cfg.timeout_s) as sandbox:
+        for attempt in range(cfg.attempts):
+            todo = [t for t in tasks if t.task_id not in solved]
+            if not todo:
+                break
+            prompts = [t.prompt if attempt == 0 else _refine_prompt(t, traces[t.task_id], cfg.history) for t in todo]
+            params = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, stop=STOP,
+                                    seed=cfg.seed + attempt)
+            completions = [row[0] for row in generator.generate(prompts, params)]
+            samples = [Sample(t.task_id, c.text) for t, c in zip(todo, completions)]
+            outcomes = evaluate(task_map, samples, sandbox)
+            for task, sample, outcome in zip(todo, samples, outcomes):
+                feedback = None if outcome.passed or sources == ["none"] else _feedback(
+                    sources, task, sample.completion, outcome, cfg, generator, judge, attempt)
+                traces[task.task_id].append({"attempt": attempt, "completion": sample.completion,
+                                             "status": outcome.status.value, "reason": outcome.reason,
+                                             "feedback": feedback})
+                if outcome.passed:
+                    solved.add(task.task_id)
+            metrics.append({
+                "attempt": attempt,
+                "pass_rate": len(solved) / len(tasks),
+                "solved": len(solved),
+                "tasks": len(tasks),
+                "attempted": len(todo),
+                "newly_solved": sum(o.passed for o in outcomes),
+                "compile_error_rate_attempted": sum(o.status is Status.COMPILE_ERROR for o in outcomes) / len(todo),
+            })
+            write_jsonl(out / "metrics.jsonl", metrics)
+            write_jsonl(out / "traces.jsonl", ({"task_id": tid, "attempts": tr} for tid, tr in traces.items()))
+    plot_metrics(metrics, "attempt", ["pass_rate"], out / "metrics.png", title=f"Self-Refine: {cfg.model} on {cfg.tasks}")
+    return metrics

@@ -1,0 +1,74 @@
+"""The Self-Refine loop, driven by a scripted OpenAI-compatible server (no model needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fake_openai import FakeOpenAI
+
+from codeloop.data import load_tasks
+from codeloop.data.prompts import outcome_feedback
+from codeloop.recipes.self_refine import RefineConfig, run
+from codeloop.types import Outcome, Status, TestResult
+
+
+def fixer(body):
+    """A 'model' that writes the right answer only once it has seen execution feedback."""
+    prompt = body.get("prompt", "")
+    if "# Feedback:" in prompt and "failed:" in prompt:
+        task = next(t for t in load_tasks("synthetic-python:test:3").values() if prompt.endswith(t.prompt))
+        return task.canonical_solution
+    return "    return None\n"
+
+
+@pytest.fixture()
+def refine(tmp_path, monkeypatch):
+    def go(**kw):
+        with FakeOpenAI(reply=fixer) as server:
+            monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+            cfg = RefineConfig(backend="openai", model="m", tasks="synthetic-python:test:3", limit=3,
+                               out_dir=str(tmp_path / "run"), **kw)
+            return run(cfg), server, tmp_path / "run"
+    return go
+
+
+def test_execution_feedback_lets_the_second_attempt_pass(refine):
+    metrics, _, _ = refine(attempts=3)
+    assert [m["pass_rate"] for m in metrics] == [0.0, 1.0]  # stops early once every task passes
+
+
+def test_the_refine_prompt_carries_the_previous_attempt_and_the_failing_case(refine):
+    _, server, _ = refine(attempts=2)
+    second = server.requests[3]["prompt"]
+    assert "# Previous attempt:" in second and "#     return None" in second and "expected" in second
+
+
+def test_hidden_tests_never_reach_the_prompt(refine):
+    _, server, _ = refine(attempts=2, reveal_tests=False)
+    second = server.requests[3]["prompt"]
+    assert "hidden tests failed" in second and "expected" not in second
+
+
+def test_the_none_control_retries_the_plain_task(refine):
+    metrics, server, _ = refine(attempts=2, feedback="none")
+    assert "# Feedback:" not in server.requests[3]["prompt"] and metrics[-1]["pass_rate"] == 0.0
+
+
+def test_traces_metrics_and_plot_are_written(refine):
+    _, _, out = refine(attempts=2)
+    traces = [json.loads(line) for line in (out / "traces.jsonl").read_text().splitlines()]
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [len(t["attempts"]) for t in traces] == [2, 2, 2] and [m["attempt"] for m in metrics] == [0, 1]
+    assert (out / "metrics.png").stat().st_size > 1000
+
+
+def test_unknown_feedback_source_is_refused(refine):
+    with pytest.raises(ValueError, match="feedback sources"):
+        refine(feedback="oracle")
+
+
+def test_hidden_feedback_counts_failed_tests():
+    outcome = Outcome(Status.FAILED, tests=(TestResult("case 1", False, "input [1] expected 2 got 3"),
+                                            TestResult("case 2", True)), reason="1/2 cases failed; first: input [1] expected 2 got 3")
+    assert outcome_feedback(outcome, reveal_tests=False) == "failed: 1/2 hidden tests failed"
