@@ -82,6 +82,7 @@ class Outcome:
     stdout: str = ""  # capped
     stderr: str = ""  # capped
     isolation: str = ""  # how expected outputs were protected: "parent" (kept out of the child) or "child"
+    call_seconds: tuple[float, ...] = ()  # timing jobs: wall time of each call, measured by the trusted worker
 
     @property
     def passed(self) -> bool:
@@ -97,6 +98,7 @@ class Outcome:
             "tests": [{"name": t.name, "passed": t.passed, "detail": t.detail} for t in self.tests],
             "stdout": self.stdout,
             "stderr": self.stderr,
+            **({"call_seconds": list(self.call_seconds)} if self.call_seconds else {}),
         }
 
     @classmethod
@@ -109,6 +111,7 @@ class Outcome:
             stdout=d.get("stdout", ""),
             stderr=d.get("stderr", ""),
             isolation=d.get("isolation", ""),
+            call_seconds=tuple(d.get("call_seconds", ())),
         )
 
 

@@ -38,6 +38,12 @@ def history_prompt(prompt: str, attempts: list[tuple[str, str]]) -> str:
     return "".join(repair_block(prompt, a, f) for a, f in attempts) + prompt
 
 
+def optimise_prompt(prompt: str, slow_program: str, attempts: list[tuple[str, str]] = ()) -> str:
+    """Ask for a faster body: the slow program in comments, earlier attempts with feedback, the header."""
+    head = "# Program to speed up (keep its results, take less time):\n" + _commented(slow_program)
+    return head + "".join(repair_block(prompt, a, f) for a, f in attempts) + prompt
+
+
 def execution_feedback(status: str, reason: str) -> str:
     """What execution said about an attempt, as the repair prompt shows it: ``failed: 2/6 cases ...``."""
     return f"{status}: {reason}" if reason else status

@@ -48,6 +48,9 @@ class Job:
     """Expected return values or stdout texts; they never enter the sample process."""
     isolation: str = "auto"
     """"auto" keeps tests in the parent and falls back to "child" only when it must; "child" forces it."""
+    timing: bool = False
+    """Measure each call's wall time in the worker (calls run one at a time, none streamed ahead);
+    ``outputs`` may then be None: the job only has to run without error."""
 
 
 class _Stop(BaseException):
@@ -140,6 +143,7 @@ class _Session:
                  predicted: list[bytes]) -> None:
         self.zsock, self.limits, self.deadline, self.start = zsock, limits, deadline, start
         self.observed: list[bytes] = []
+        self.call_seconds: list[float] = []
         self._spawn(predicted)
 
     def _spawn(self, batch: list[bytes]) -> None:
@@ -161,8 +165,11 @@ class _Session:
             first = self.channel.recv()
             if first["kind"] != "ready":  # it loaded before; a program that changes its mind is hostile
                 raise _Violation("the program loaded once but not the second time")
+        started = time.perf_counter()
         self.channel.send(payload)
-        return self.channel.recv()
+        reply = self.channel.recv()
+        self.call_seconds.append(time.perf_counter() - started)
+        return reply
 
     def finish(self) -> dict[str, Any]:
         return self.channel.finish()
@@ -329,14 +336,15 @@ def _same_text(got: str, expected: str) -> bool:
 
 
 def _judge_io(job: Job, session: _Session, stdin_mode: bool) -> _Verdict:
-    assert job.inputs is not None and job.outputs is not None
+    assert job.inputs is not None
     if not job.inputs:
         return _Verdict(Status.FAILED, "no test ran: the task has no inputs")
     proxy = _Proxy(session, job.entry_point or "program")
     tests: list[TestResult] = []
     first_error: _Verdict | None = None
     compare: Callable[[Any, Any], bool] = _same_text if stdin_mode else _same_value
-    for i, (inp, expected) in enumerate(zip(job.inputs, job.outputs)):
+    expectations = job.outputs if job.outputs is not None else (None,) * len(job.inputs)
+    for i, (inp, expected) in enumerate(zip(job.inputs, expectations)):
         name = f"case {i + 1}"
         try:
             got = proxy(inp) if stdin_mode else proxy(*inp)
@@ -347,7 +355,7 @@ def _judge_io(job: Job, session: _Session, stdin_mode: bool) -> _Verdict:
             status = Status.MEMORY_EXCEEDED if isinstance(exc, MemoryError) else Status.RUNTIME_ERROR
             first_error = first_error or _Verdict(status, f"{name}: {type(exc).__name__}: {exc}"[:DETAIL_CHARS])
             continue
-        ok = compare(got, expected)
+        ok = job.outputs is None or compare(got, expected)  # timing jobs only need to run
         detail = "" if ok else f"input {_short(inp)} expected {_short(expected)} got {_short(got)}"
         tests.append(TestResult(name, ok, detail[: 3 * DETAIL_CHARS]))
     if first_error is not None:
@@ -409,6 +417,8 @@ _PREDICTIONS: dict[tuple[str, str, str], list[bytes]] = {}  # test → the calls
 def _predicted_calls(job: Job, mode: str) -> list[bytes]:
     if mode == "child":
         return []
+    if job.timing:  # no answers streamed ahead: each round trip then times exactly one call
+        return []
     if job.inputs is not None:
         return [pickle.dumps({"args": (inp,) if mode == "stdin" else tuple(inp), "kwargs": {}})
                 for inp in job.inputs]
@@ -453,7 +463,8 @@ def _run(job: Job, mode: str, code: Any, zsock: socket.socket, timeout_s: float,
         verdict = _verdict_for_stop(stop, exit_info, limits, level, len(session.observed))
     assert verdict is not None
     return Outcome(verdict.status, seconds, tuple(verdict.tests), verdict.reason,
-                   exit_info["stdout"], exit_info["stderr"], "child" if mode == "child" else "parent")
+                   exit_info["stdout"], exit_info["stderr"], "child" if mode == "child" else "parent",
+                   tuple(session.call_seconds) if job.timing else ())
 
 
 def _verdict_for_stop(stop: _Stop, exit_info: dict[str, Any], limits: Limits, level: str, calls: int) -> _Verdict:

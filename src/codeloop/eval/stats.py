@@ -1,0 +1,78 @@
+"""Significance of a speed-up: a one-sided Welch t-test, with Student's t CDF from first principles."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction for the incomplete beta function (modified Lentz's method)."""
+    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 500):
+        m2 = 2 * m
+        for aa in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+            d = 1.0 + aa * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + aa / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b)."""
+    if not 0.0 <= x <= 1.0:
+        raise ValueError(f"x must be in [0, 1], got {x}")
+    if x in (0.0, 1.0):
+        return x
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for Student's t with ``df`` degrees of freedom: 1 - I_{df/(df+t^2)}(df/2, 1/2) / 2 for t > 0."""
+    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
+    return 1.0 - tail if t > 0 else tail
+
+
+@dataclass(frozen=True)
+class SpeedTest:
+    """Is ``new`` faster than ``ratio`` x ``old``? One-sided Welch test on the two samples of timings."""
+
+    speedup: float  # mean(old) / mean(new)
+    t: float
+    df: float
+    p_value: float  # of H0: mean(new) >= ratio * mean(old)
+
+    def significant(self, alpha: float = 0.05) -> bool:
+        return self.p_value < alpha
+
+
+def _mean_var(xs: Sequence[float]) -> tuple[float, float]:
+    m = sum(xs) / len(xs)
+    return m, sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
+
+
+def faster_test(old: Sequence[float], new: Sequence[float], ratio: float = 0.95) -> SpeedTest:
+    """Welch's t = (mean(new) - r*mean(old)) / sqrt(var(new)/n_new + r^2 var(old)/n_old), with the
+    Welch-Satterthwaite degrees of freedom; p = P(T <= t). ``ratio`` 0.95 asks for at least 5% faster."""
+    if len(old) < 2 or len(new) < 2:
+        raise ValueError("need at least two timings on each side")
+    (m_old, v_old), (m_new, v_new) = _mean_var(old), _mean_var(new)
+    s_new, s_old = v_new / len(new), ratio * ratio * v_old / len(old)
+    diff = m_new - ratio * m_old
+    speedup = m_old / m_new if m_new > 0 else math.inf
+    if s_new + s_old == 0:  # no spread at all: the sign decides
+        return SpeedTest(speedup, -math.inf if diff < 0 else math.inf, math.inf, 0.0 if diff < 0 else 1.0)
+    t = diff / math.sqrt(s_new + s_old)
+    df = (s_new + s_old) ** 2 / (s_new ** 2 / (len(new) - 1) + s_old ** 2 / (len(old) - 1))
+    return SpeedTest(speedup, t, df, t_cdf(t, df))

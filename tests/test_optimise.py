@@ -1,0 +1,71 @@
+"""The code-optimisation set and loop, with a scripted OpenAI-compatible 'model'."""
+
+from __future__ import annotations
+
+import pytest
+from fake_openai import FakeOpenAI
+
+from codeloop.data import slow
+from codeloop.eval import evaluate
+from codeloop.recipes.optimise import OptimiseConfig, run
+from codeloop.types import Sample, Status
+
+FAST = {  # faster bodies for the first three programs
+    "sum_to_n": "    return n * (n + 1) // 2\n",
+    "fib": "    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n",
+    "count_primes": ("    if n < 3:\n        return 0\n    sieve = [True] * n\n    sieve[0] = sieve[1] = False\n"
+                     "    for i in range(2, int(n ** 0.5) + 1):\n        if sieve[i]:\n"
+                     "            sieve[i * i::i] = [False] * len(sieve[i * i::i])\n    return sum(sieve)\n"),
+}
+
+
+def test_there_are_at_least_30_programs_each_with_tests_and_a_timing_input():
+    programs = slow.load()
+    assert len(programs) >= 30 and all(p.task.inputs and p.timing_input for p in programs)
+
+
+def test_every_slow_reference_passes_its_own_tests(sandbox):
+    programs = slow.load()
+    samples = [Sample(p.task.task_id, p.program.split(":\n", 1)[1]) for p in programs]
+    outcomes = evaluate({p.task.task_id: p.task for p in programs}, samples, sandbox)
+    assert [p.task.task_id for p, o in zip(programs, outcomes) if o.status is not Status.PASSED] == []
+
+
+def _model(feedback_first: set[str]):
+    """Answers the slow body again, except: fast bodies at once, or only after feedback for some."""
+    def reply(body):
+        prompt = body["prompt"]
+        program = next(p for p in slow.load(3) if p.program.splitlines()[1] in prompt)
+        name = program.task.task_id.split("/")[1]
+        if name in feedback_first and "# Feedback:" not in prompt:
+            return program.program.split(":\n", 1)[1]  # correct, not faster
+        return FAST[name]
+    return reply
+
+
+def test_metrics_per_attempt_count_programs_optimised(tmp_path, monkeypatch):
+    with FakeOpenAI(reply=_model(feedback_first={"fib"})) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        metrics = run(OptimiseConfig(backend="openai", model="m", limit=3, attempts=3, rounds=4, calls=2,
+                                     out_dir=str(tmp_path)))
+    assert [m["optimised"] for m in metrics] == [2, 3]
+    assert metrics[-1]["mean_speedup_optimised"] > 1.05
+    assert (tmp_path / "metrics.png").exists()
+
+
+def test_a_wrong_fast_program_is_not_optimised(tmp_path, monkeypatch):
+    with FakeOpenAI(reply=lambda body: "    return 0\n") as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        metrics = run(OptimiseConfig(backend="openai", model="m", limit=2, attempts=2, rounds=3, calls=1,
+                                     out_dir=str(tmp_path)))
+    assert [m["optimised"] for m in metrics] == [0, 0]
+
+
+@pytest.mark.parametrize("rounds", [4])
+def test_the_same_program_is_not_called_faster(sandbox, rounds):
+    from codeloop.recipes.optimise import time_against
+
+    program = slow.load(1)[0]
+    result = time_against(sandbox, program.program, program.program, program.timing_input,
+                          OptimiseConfig(rounds=rounds, calls=2))
+    assert not result.significant()
