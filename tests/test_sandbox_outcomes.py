@@ -102,3 +102,21 @@ def test_every_import_path_stays_visible_under_a_kept_path():
     kept = _needed_paths()
     entries = [os.path.realpath(p) for p in sys.path if p and os.path.exists(p)]
     assert all(any(e == k or e.startswith(k + "/") for k in kept) for e in entries)
+
+
+def test_a_run_abandoned_midway_leaves_no_stale_answers(sandbox):
+    slow_pass = check_job("import time\ndef f(x):\n    time.sleep(0.3)\n    return 2 * x\n")
+    quick_fail = check_job("def f(x):\n    return 0\n")
+    for outcome in sandbox.run([quick_fail, slow_pass]):  # stop at the first answer, one job still running
+        break
+    assert [o.status for o in sandbox.run([quick_fail, quick_fail])] == [Status.FAILED, Status.FAILED]
+
+
+def test_arguments_larger_than_a_pipe_buffer_reach_the_candidate(sandbox):
+    job = Job(program="def f(s):\n    return len(s)\n", entry_point="f", inputs=(["x" * 1_000_000],), outputs=(1_000_000,))
+    assert sandbox.run_one(job).status is Status.PASSED
+
+
+def test_return_values_larger_than_a_pipe_buffer_come_back(sandbox):
+    job = Job(program="def f(n):\n    return list(range(n))\n", entry_point="f", inputs=([200_000],), outputs=(list(range(200_000)),))
+    assert sandbox.run_one(job).status is Status.PASSED

@@ -64,7 +64,12 @@ class HFGenerator:
     def _batch(self, prompts: list[str], params: SamplingParams, seed: int) -> list[list[Completion]]:
         import torch
 
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        window = getattr(self.model.config, "max_position_embeddings", None)
+        # a prompt longer than the model's window keeps its end (the part the completion continues)
+        self.tokenizer.truncation_side = "left"
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False,
+                             truncation=window is not None,
+                             max_length=max(1, window - params.max_new_tokens) if window else None).to(self.device)
         sample = params.temperature > 0
         per_prompt = params.n if sample else 1  # greedy: one decode, repeated n times
         kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens, "num_return_sequences": per_prompt,

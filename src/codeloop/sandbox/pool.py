@@ -146,6 +146,19 @@ class Sandbox:
                     next_out += 1
         finally:
             sel.close()
+            self._drain()  # a caller that stopped early must not leave answers for the next run
+
+    def _drain(self) -> None:
+        """Collect (and drop) answers to jobs still in flight, replacing workers that do not answer."""
+        for i, w in enumerate(self._workers):
+            if w.job is None:
+                continue
+            try:
+                wire.read_frame(w.rfd, w.sent_at + self.watchdog_s)
+                w.job, w.tries = None, 0
+            except (wire.PeerClosed, wire.Deadline, wire.WireError, OSError):
+                w.close()
+                self._workers[i] = _Worker(self.isolation)
 
     def _collect(self, w: _Worker, sel: selectors.BaseSelector, job: Job) -> tuple[Outcome | None, _Worker]:
         """Read ``w``'s answer; replace the worker if it died or hangs. (None, w) means resubmitted."""

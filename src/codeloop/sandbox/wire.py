@@ -43,7 +43,7 @@ def write_frame(fd: int, payload: bytes, deadline: float | None = None) -> None:
             n = os.write(fd, view)
         except BlockingIOError:
             left = None if deadline is None else deadline - time.monotonic()
-            if (left is not None and left <= 0) or not select.select([], [fd], [], left)[0]:
+            if (left is not None and left <= 0) or not select.select([], [fd], [], left)[1]:
                 raise Deadline() from None
             continue
         view = view[n:]
