@@ -111,14 +111,18 @@ def main() -> None:
         os.environ["OPENAI_BASE_URL"] = server.url
         metrics = run(cfg)
         traces = [json.loads(line) for line in (Path(tmp) / "traces.jsonl").read_text().splitlines()]
+    slow_again = {p.task.task_id for i, p in enumerate(programs) if i % 2 == 1}
     for t in traces:
         last = t["attempts"][-1]
         if "feedback" in last:
             print(f"not optimised: {t['task_id']}: {last['feedback'][:150]}")
+        elif t["task_id"] in slow_again and last["attempt"] == 0:  # the slow body itself passed the test
+            print(f"FALSE POSITIVE: {t['task_id']} (its own slow body): speed-up {last['speedup']:.2f}x, p = {last['p_value']:.3f}")
     for m in metrics:
         mean = m["mean_speedup_optimised"]
-        print(f"y{m['attempt']}: optimised {m['optimised']}/{m['programs']} ({m['optimised_pct']:.1f}%), "
-              f"mean speed-up of optimised programs {mean:.1f}x" if mean else f"y{m['attempt']}: none optimised")
+        print(f"y{m['attempt']}: optimised {m['optimised']}/{m['programs']} ({m['optimised_pct']:.1f}%), speed-up of "
+              f"optimised programs: mean {mean:.1f}x, median {m['median_speedup_optimised']:.1f}x"
+              if mean else f"y{m['attempt']}: none optimised")
 
 
 if __name__ == "__main__":

@@ -229,11 +229,12 @@ def optimise_cmd(
         metrics = run(cfg)
     except (DataError, GeneratorError, ValueError) as exc:
         _fail(str(exc))
-    typer.echo("attempt  optimised  %optimised  mean speed-up (optimised)  correct/attempted")
+    typer.echo("attempt  optimised  %optimised  speed-up mean / median (optimised)  correct/attempted")
     for m in metrics:
-        mean = f"{m['mean_speedup_optimised']:.2f}x" if m["mean_speedup_optimised"] else "-"
+        speed = (f"{m['mean_speedup_optimised']:.2f}x / {m['median_speedup_optimised']:.2f}x"
+                 if m["mean_speedup_optimised"] else "-")
         typer.echo(f"y{m['attempt']:<7} {m['optimised']:>4}/{m['programs']:<4} {m['optimised_pct']:9.1f}  "
-                   f"{mean:>25}  {m['correct_attempted']}/{m['attempted']}")
+                   f"{speed:>34}  {m['correct_attempted']}/{m['attempted']}")
     typer.echo(f"traces, metrics.jsonl and metrics.png in {out}")
 
 

@@ -10,6 +10,7 @@ optimised. Reports, per attempt: % optimised and mean speed-up (over optimised p
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -111,7 +112,8 @@ def run(cfg: OptimiseConfig) -> list[dict]:
             metrics.append({"attempt": attempt, "optimised_pct": 100 * len(best) / len(programs),
                             "optimised": len(best), "programs": len(programs), "attempted": len(todo),
                             "correct_attempted": sum(o.passed for o in correctness),
-                            "mean_speedup_optimised": sum(speedups) / len(speedups) if speedups else None})
+                            "mean_speedup_optimised": sum(speedups) / len(speedups) if speedups else None,
+                            "median_speedup_optimised": statistics.median(speedups) if speedups else None})
             write_jsonl(out / "metrics.jsonl", metrics)
             write_jsonl(out / "traces.jsonl", ({"task_id": k, "attempts": v} for k, v in traces.items()))
     plot_metrics(metrics, "attempt", ["optimised_pct"], out / "metrics.png", title=f"Code optimisation: {cfg.model}")
