@@ -11,10 +11,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Until the online-loop demo lands: the HumanEval canonical solutions through the sandbox.
+# The main job: online DPO from the shipped seed policy on synthetic-python tasks (CPU, a few minutes).
 demo: $(STAMP)
-	$(BIN)/codeloop tasks canonical humaneval --out runs/demo/canonical.jsonl
-	$(BIN)/codeloop eval --tasks humaneval --samples runs/demo/canonical.jsonl --out runs/demo/results.jsonl
+	$(BIN)/codeloop loop online-dpo configs/online_dpo/demo.yaml
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -19,6 +19,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="codeloop: close the loop between code models and what judges their code.")
 tasks_app = typer.Typer(no_args_is_help=True, help="List and export task sets.")
 app.add_typer(tasks_app, name="tasks")
+loop_app = typer.Typer(no_args_is_help=True, help="Online training loops, each configured by a YAML file.")
+app.add_typer(loop_app, name="loop")
 seed_app = typer.Typer(no_args_is_help=True, help="The seed policy: a small model trained here, from scratch.")
 app.add_typer(seed_app, name="seed")
 
@@ -236,6 +238,55 @@ def optimise_cmd(
         typer.echo(f"y{m['attempt']:<7} {m['optimised']:>4}/{m['programs']:<4} {m['optimised_pct']:9.1f}  "
                    f"{speed:>34}  {m['correct_attempted']}/{m['attempted']}")
     typer.echo(f"traces, metrics.jsonl and metrics.png in {out}")
+
+
+def load_config(cls, path: Path, overrides: list[str]):  # type: ignore[no-untyped-def]
+    """YAML mirrored 1:1 by the config dataclass, then ``key=value`` overrides; errors name file and key."""
+    import dataclasses
+
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        _fail(f"{path}: cannot read: {exc.strerror}")
+    except yaml.YAMLError as exc:
+        _fail(f"{path}: not valid YAML: {exc}")
+    if not isinstance(data, dict):
+        _fail(f"{path}: expected a mapping of config keys")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail(f"--set {item!r}: expected key=value")
+        data[key.strip()] = yaml.safe_load(value)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        if key not in fields:
+            _fail(f"{path}: unknown key {key!r} (known: {', '.join(fields)})")
+        default = fields[key].default
+        if default is not None and not isinstance(value, type(default)) and not (isinstance(default, float) and isinstance(value, int)):
+            _fail(f"{path}: key {key!r} expects {type(default).__name__}, got {value!r}")
+    return cls(**data)
+
+
+@loop_app.command("online-dpo")
+def loop_online_dpo(config: Path = typer.Argument(..., help="YAML config (see configs/online_dpo/)."),
+                    set_: list[str] = typer.Option([], "--set", help="Override a config key: --set iterations=2")) -> None:
+    """Online DPO with compiler + semantic-expert feedback; prints a row per iteration (0 = the baseline)."""
+    from codeloop.recipes.online_dpo import OnlineDPOConfig, run
+
+    cfg = load_config(OnlineDPOConfig, config, set_)
+    typer.echo("iteration  pass@1  compile_rate  compile_errors  semantic  joint  pairs")
+
+    def show(m: dict) -> None:
+        typer.echo(f"{m['iteration']:9d}  {m['pass_at_1']:.3f}  {m['compile_rate']:12.3f}  {m['compile_error_rate']:14.3f}  "
+                   f"{m['semantic_rate']:8.3f}  {m['joint_rate']:.3f}  {m.get('pairs', '-')!s:>5}")
+
+    try:
+        run(cfg, on_iteration=show)
+    except (DataError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(f"metrics.jsonl, metrics.png, per-iteration models and pairs in {cfg.out_dir}")
 
 
 @seed_app.command("train")

@@ -137,3 +137,23 @@ class Completion:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     cached: bool = False  # served from the on-disk cache, not the model
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """One expert's judgement of one sample: 1.0/0.0 for binary experts, a graded reward otherwise."""
+
+    source: str  # "compiler", "tests", "judge", ...
+    score: float
+    reason: str = ""
+    cost_usd: float = 0.0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """A DPO example in TRL's format: the prompt, a preferred and a dispreferred completion."""
+
+    prompt: str
+    chosen: str
+    rejected: str
