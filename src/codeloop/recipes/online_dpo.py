@@ -143,6 +143,7 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # one line per iteration, not per saved shard
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
