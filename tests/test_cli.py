@@ -66,3 +66,17 @@ def test_tasks_export_round_trips_through_eval(tmp_path):
     exported = tmp_path / "he.jsonl"
     runner.invoke(app, ["tasks", "export", "humaneval", "--out", str(exported)])
     assert len(exported.read_text().splitlines()) == 164
+
+
+def test_loop_config_with_an_unknown_key_names_file_and_key(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("iterations: 2\nlearning_rate: 0.1\n")
+    result = runner.invoke(app, ["loop", "online-dpo", str(config)])
+    assert result.exit_code == 2 and "c.yaml: unknown key 'learning_rate'" in result.output
+
+
+def test_loop_config_with_a_wrong_type_is_refused(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("iterations: many\n")
+    result = runner.invoke(app, ["loop", "online-dpo", str(config), "--set", "k=3"])
+    assert result.exit_code == 2 and "key 'iterations' expects int" in result.output
