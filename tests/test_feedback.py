@@ -7,10 +7,10 @@ import math
 import pytest
 from fake_openai import FakeOpenAI
 
-from codeloop.data.preferences import preference_pairs, rank_positive
+from codeloop.data.preferences import kto_rows, preference_pairs, rank_positive
 from codeloop.feedback.compiler import compiles
 from codeloop.feedback.judge import Judge, parse_verdicts
-from codeloop.feedback.tests import graded
+from codeloop.feedback.tests import graded, passes
 from codeloop.models.openai import OpenAIGenerator
 from codeloop.types import Outcome, Status
 
@@ -28,6 +28,15 @@ def test_compiler_rejects_a_syntax_error_with_its_line():
                                            (Status.RUNTIME_ERROR, -0.6), (Status.COMPILE_ERROR, -1.0)])
 def test_graded_reward_follows_coderl(status, reward):
     assert graded(Outcome(status)).score == reward
+
+
+def test_the_binary_test_expert_passes_only_a_passing_outcome():
+    assert [passes(Outcome(s)).score for s in (Status.PASSED, Status.FAILED, Status.TIMEOUT)] == [1.0, 0.0, 0.0]
+
+
+def test_kto_rows_label_each_completion():
+    assert kto_rows("p", ["a", "b"], [True, False]) == [{"prompt": "p", "completion": "a", "label": True},
+                                                       {"prompt": "p", "completion": "b", "label": False}]
 
 
 def test_verdicts_parse_exactly():

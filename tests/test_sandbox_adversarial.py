@@ -322,7 +322,7 @@ def test_the_internet_is_unreachable(sandbox):
     assert "BLOCKED" in run(sandbox, program).stdout
 
 
-def test_userns_level_runs_samples(host_file):
+def test_userns_level_runs_samples():
     with Sandbox(workers=1, isolation="userns") as sandbox:
         assert sandbox.run_one(check_job("def f(x):\n    return 2 * x\n")).status is Status.PASSED
 

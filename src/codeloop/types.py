@@ -101,19 +101,6 @@ class Outcome:
             **({"call_seconds": list(self.call_seconds)} if self.call_seconds else {}),
         }
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Outcome:
-        return cls(
-            status=Status(d["status"]),
-            seconds=float(d.get("seconds", 0.0)),
-            tests=tuple(TestResult(t["name"], bool(t["passed"]), t.get("detail", "")) for t in d.get("tests", ())),
-            reason=d.get("reason", ""),
-            stdout=d.get("stdout", ""),
-            stderr=d.get("stderr", ""),
-            isolation=d.get("isolation", ""),
-            call_seconds=tuple(d.get("call_seconds", ())),
-        )
-
 
 @dataclass(frozen=True)
 class SamplingParams:

@@ -14,11 +14,6 @@ STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n\n\n")
 """Where a body ends: the start of anything at module level."""
 
 
-def task_prompt(prompt: str) -> str:
-    """The prompt a generator continues for a task (its code prompt, unchanged)."""
-    return prompt
-
-
 def _commented(text: str) -> str:
     return "".join(f"# {line}".rstrip() + "\n" for line in text.rstrip("\n").splitlines())
 

@@ -27,7 +27,7 @@ from codeloop.eval import evaluate, summarize
 from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.compiler import compiles
 from codeloop.feedback.judge import Judge
-from codeloop.feedback.tests import graded
+from codeloop.feedback.tests import graded, passes
 from codeloop.models import load_generator
 from codeloop.models.hf import HFGenerator, resolve
 from codeloop.sandbox import Sandbox
@@ -113,7 +113,7 @@ def validate(policy, tokenizer, tasks: list[Task], sandbox: Sandbox, cfg: Online
 
 def _semantic(tasks: list[Task], rows: list, outcomes: list, judge: Judge | None) -> list[float]:  # type: ignore[type-arg]
     if judge is None:  # the tests stand in for the semantic expert
-        return [1.0 if o.passed else 0.0 for o in outcomes]
+        return [passes(o).score for o in outcomes]
     out: list[float] = []
     for task, row in zip(tasks, rows):
         result = judge.judge(task.intent, [c.text for c in row])

@@ -28,7 +28,6 @@ MS_REMOUNT = 0x20
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
-MNT_DETACH = 2
 
 AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
@@ -78,9 +77,6 @@ def setns(fd: int, nstype: int) -> None:
 def mount(source: str, target: str, fstype: str, flags: int = 0, data: str = "") -> None:
     _check(_libc.mount(source.encode(), target.encode(), fstype.encode(), ctypes.c_ulong(flags), data.encode()))
 
-
-def umount(target: str) -> None:
-    _check(_libc.umount2(target.encode(), MNT_DETACH))
 
 
 class _MountAttr(ctypes.Structure):
