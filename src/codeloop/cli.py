@@ -266,7 +266,10 @@ def load_config(cls, path: Path, overrides: list[str]):  # type: ignore[no-untyp
         default = fields[key].default
         if default is not None and not isinstance(value, type(default)) and not (isinstance(default, float) and isinstance(value, int)):
             _fail(f"{path}: key {key!r} expects {type(default).__name__}, got {value!r}")
-    return cls(**data)
+    try:
+        return cls(**data)
+    except ValueError as exc:  # a value the config class refuses (an unknown objective, say)
+        _fail(f"{path}: {exc}")
 
 
 @loop_app.command("online-dpo")
@@ -287,6 +290,27 @@ def loop_online_dpo(config: Path = typer.Argument(..., help="YAML config (see co
     except (DataError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"metrics.jsonl, metrics.png, per-iteration models and pairs in {cfg.out_dir}")
+
+
+@loop_app.command("plum")
+def loop_plum(config: Path = typer.Argument(..., help="YAML config (see configs/plum/)."),
+              set_: list[str] = typer.Option([], "--set", help="Override a config key: --set objective=dpo")) -> None:
+    """PLUM: tests (generated and self-consistent, or the tasks' own), K samples, chosen/rejected, KTO, balanced
+    DPO or rejection-sampling SFT; prints a row per iteration (0 = the baseline)."""
+    from codeloop.recipes.plum import PLUMConfig, run
+
+    cfg = load_config(PLUMConfig, config, set_)
+    typer.echo("iteration  pass@1  compile_rate  compile_errors  kept  chosen  rejected")
+
+    def show(m: dict) -> None:
+        typer.echo(f"{m['iteration']:9d}  {m['pass_at_1']:.3f}  {m['compile_rate']:12.3f}  {m['compile_error_rate']:14.3f}  "
+                   f"{m.get('instructions_kept', '-')!s:>4}  {m.get('chosen', '-')!s:>6}  {m.get('rejected', '-')!s:>8}")
+
+    try:
+        run(cfg, on_iteration=show)
+    except (DataError, ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+    typer.echo(f"metrics.jsonl, metrics.png, per-iteration models and training data in {cfg.out_dir}")
 
 
 @seed_app.command("train")

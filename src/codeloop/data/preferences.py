@@ -1,4 +1,5 @@
-"""Preference data from expert verdicts: the online-DPO ranking rule, pairs, KTO rows, saving.
+"""Preference data from expert verdicts: the online-DPO ranking rule, PLUM's chosen/rejected split,
+pairs (all negatives, or balanced per instruction), KTO rows, saving.
 
 Saved as Hugging Face datasets in TRL's formats (``prompt/chosen/rejected`` for DPO,
 ``prompt/completion/label`` for KTO), loadable with ``datasets.load_from_disk``.
@@ -6,10 +7,13 @@ Saved as Hugging Face datasets in TRL's formats (``prompt/chosen/rejected`` for 
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from codeloop.types import PreferencePair
+from codeloop.types import PreferencePair, Status
+
+NEGATIVES = ("failing", "unrunnable")
 
 
 def rank_positive(kappa: Sequence[float], phi: Sequence[float],
@@ -38,6 +42,37 @@ def preference_pairs(prompt: str, completions: Sequence[str], positive: int) -> 
     return [PreferencePair(prompt, chosen, c) for i, c in enumerate(completions) if i != positive and c != chosen]
 
 
+def plum_split(completions: Sequence[str], statuses: Sequence[Status], static_ok: Sequence[bool],
+               negatives: str = "failing") -> tuple[list[str], list[str]]:
+    """PLUM's chosen and rejected solutions of one instruction.
+
+    Chosen: passes every test. ``negatives="failing"`` (the paper): rejected = ran and failed at least one
+    test; code that does not even run (a static-check failure, a compile error, a crash, a timeout) is
+    filtered out. ``negatives="unrunnable"`` (the paper's ablation): rejected = only that un-runnable code.
+    """
+    if negatives not in NEGATIVES:
+        raise ValueError(f"negatives must be one of {NEGATIVES}, got {negatives!r}")
+    chosen, failing, unrunnable = [], [], []
+    for text, status, ok in zip(completions, statuses, static_ok, strict=True):
+        if ok and status is Status.PASSED:
+            chosen.append(text)
+        elif ok and status is Status.FAILED:
+            failing.append(text)
+        else:
+            unrunnable.append(text)
+    return chosen, failing if negatives == "failing" else unrunnable
+
+
+def balanced_pairs(prompt: str, chosen: Sequence[str], rejected: Sequence[str], seed: int = 0) -> list[PreferencePair]:
+    """DPO pairs for one instruction with as many chosen as rejected (PLUM's DPO setting): both sides
+    are shuffled (seeded) and cut to the shorter one, then zipped."""
+    rng = random.Random(seed)
+    c, r = list(chosen), list(rejected)
+    rng.shuffle(c)
+    rng.shuffle(r)
+    return [PreferencePair(prompt, a, b) for a, b in zip(c, r)]
+
+
 def kto_rows(prompt: str, completions: Sequence[str], good: Sequence[bool]) -> list[dict]:
     """Unpaired KTO examples: each completion labelled desirable or not."""
     return [{"prompt": prompt, "completion": c, "label": bool(g)} for c, g in zip(completions, good)]
@@ -45,15 +80,17 @@ def kto_rows(prompt: str, completions: Sequence[str], good: Sequence[bool]) -> l
 
 def save_pairs(pairs: Sequence[PreferencePair], path: str | Path) -> Path:
     """Write a DPO dataset (prompt/chosen/rejected) with ``datasets.Dataset.save_to_disk``."""
-    from datasets import Dataset, disable_progress_bars
+    rows = [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+    return save_rows(rows, path, {"prompt": "string", "chosen": "string", "rejected": "string"})
+
+
+def save_rows(rows: Sequence[dict], path: str | Path, schema: dict[str, str]) -> Path:
+    """Write rows (e.g. KTO's prompt/completion/label) as a Hugging Face dataset with this schema."""
+    from datasets import Dataset, Features, Value, disable_progress_bars
 
     disable_progress_bars()
-    rows = [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
-    Dataset.from_list(rows or [], features=None if rows else _empty_features()).save_to_disk(str(path))
+    Dataset.from_list(list(rows), features=Features({k: Value(v) for k, v in schema.items()})).save_to_disk(str(path))
     return Path(path)
 
 
-def _empty_features():  # type: ignore[no-untyped-def]
-    from datasets import Features, Value
-
-    return Features({"prompt": Value("string"), "chosen": Value("string"), "rejected": Value("string")})
+KTO_SCHEMA = {"prompt": "string", "completion": "string", "label": "bool"}

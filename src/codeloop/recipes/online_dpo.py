@@ -12,27 +12,21 @@ iteration 0 is the baseline. A killed run restarts from its last finished iterat
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from codeloop.data import load_tasks, write_jsonl
+from codeloop.data import load_tasks
 from codeloop.data.preferences import preference_pairs, rank_positive, save_pairs
-from codeloop.data.prompts import STOP
-from codeloop.eval import evaluate, summarize
 from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.compiler import compiles
 from codeloop.feedback.judge import Judge
 from codeloop.feedback.tests import graded, passes
 from codeloop.models import load_generator
-from codeloop.models.hf import HFGenerator, resolve
+from codeloop.recipes.common import Loop, Rollout, held_out_metrics, policy_generator, rollout
 from codeloop.sandbox import Sandbox
 from codeloop.train.dpo import dpo
-from codeloop.types import Sample, SamplingParams, Status, Task
+from codeloop.types import Task
 
 
 @dataclass
@@ -86,36 +80,22 @@ class OnlineDPOConfig:
     """Models, pairs, metrics.jsonl, metrics.png."""
 
 
-def _load(name: str):  # type: ignore[no-untyped-def]
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = resolve(name)
-    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
-
-
 def validate(policy, tokenizer, tasks: list[Task], sandbox: Sandbox, cfg: OnlineDPOConfig,  # type: ignore[no-untyped-def]
              judge: Judge | None) -> dict:
     """Compile rate P(κ=1), semantic rate P(φ=1), joint rate, and pass@1 on held-out tasks."""
-    gen = HFGenerator(model=policy, tokenizer=tokenizer, device="cpu")
-    rows = gen.generate([t.prompt for t in tasks], SamplingParams(n=cfg.val_n, temperature=cfg.temperature,
-                                                                  max_new_tokens=cfg.max_new_tokens, stop=STOP, seed=cfg.seed))
-    samples = [Sample(t.task_id, c.text) for t, row in zip(tasks, rows) for c in row]
-    outcomes = evaluate({t.task_id: t for t in tasks}, samples, sandbox)
-    kappa = [compiles(t.prompt + c.text).score for t, row in zip(tasks, rows) for c in row]
-    phi = _semantic(tasks, rows, outcomes, judge)
-    report = summarize(samples, outcomes, ks=(1,))
-    return {"pass_at_1": report.pass_at_k[1],
-            "compile_rate": sum(kappa) / len(kappa),
-            "compile_error_rate": sum(o.status is Status.COMPILE_ERROR for o in outcomes) / len(outcomes),
-            "semantic_rate": sum(phi) / len(phi),
+    run_ = rollout(policy_generator(policy, tokenizer), tasks, sandbox, cfg.val_n, cfg.temperature,
+                   cfg.max_new_tokens, cfg.seed)
+    kappa = [compiles(t.prompt + c.text).score for t, row in zip(run_.tasks, run_.rows) for c in row]
+    phi = _semantic(run_, judge)
+    return {**held_out_metrics(run_), "semantic_rate": sum(phi) / len(phi),
             "joint_rate": sum(k and p for k, p in zip(kappa, phi)) / len(phi)}
 
 
-def _semantic(tasks: list[Task], rows: list, outcomes: list, judge: Judge | None) -> list[float]:  # type: ignore[type-arg]
+def _semantic(run_: Rollout, judge: Judge | None) -> list[float]:
     if judge is None:  # the tests stand in for the semantic expert
-        return [passes(o).score for o in outcomes]
+        return [passes(o).score for o in run_.outcomes]
     out: list[float] = []
-    for task, row in zip(tasks, rows):
+    for task, row in zip(run_.tasks, run_.rows):
         result = judge.judge(task.intent, [c.text for c in row])
         out += [float(v) for v in result.verdicts] if result.verdicts is not None else [0.0] * len(row)
     return out
@@ -134,62 +114,38 @@ def _tie_breaker(judge: Judge | None, task: Task, texts: list[str], graded: list
     return pick
 
 
-def _resume_point(out: Path, iterations: int) -> int:
-    done = [i for i in range(1, iterations + 1) if (out / f"iter_{i}" / "done").exists()]
-    return max(done, default=0)
-
-
 def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None) -> list[dict]:
-    import torch
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # one line per iteration, not per saved shard
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    loop = Loop.open(cfg.out_dir, cfg.iterations, asdict(cfg))
     intents = list(load_tasks(cfg.tasks).values())[: cfg.n_intents]
     val_tasks = list(load_tasks(cfg.val_tasks).values())[: cfg.val_limit]
     size = max(1, math.floor(cfg.fraction * len(intents)))
     judge = Judge(load_generator(cfg.judge_backend, cfg.judge_model)) if cfg.judge_model else None
     if judge is None:
         print("semantic expert: no LLM judge configured, so the task tests act as the semantic expert φ")
-    reference, tokenizer = _load(cfg.model)
-    start = _resume_point(out, cfg.iterations)
-    policy = _load(str(out / f"iter_{start}" / "model"))[0] if start else copy.deepcopy(reference)
-    if start and cfg.refresh_reference:
-        reference = copy.deepcopy(policy)
-    metrics_path = out / "metrics.jsonl"
-    metrics = [json.loads(line) for line in metrics_path.read_text().splitlines()] if start and metrics_path.exists() else []
-    metrics = [m for m in metrics if m["iteration"] <= start]
+    reference, policy, tokenizer = loop.policies(cfg.model, cfg.refresh_reference)
 
     with Sandbox() as sandbox:
-        if not metrics:
-            metrics.append({"iteration": 0, **validate(policy, tokenizer, val_tasks, sandbox, cfg, judge)})
-            write_jsonl(metrics_path, metrics)
-            if on_iteration:
-                on_iteration(metrics[-1])
-        for i in range(start + 1, cfg.iterations + 1):
-            it_dir = out / f"iter_{i}"
-            shutil.rmtree(it_dir, ignore_errors=True)  # what a killed run left of this iteration is redone
+        if not loop.metrics:
+            loop.record({"iteration": 0, **validate(policy, tokenizer, val_tasks, sandbox, cfg, judge)}, on_iteration)
+        for i in loop.pending():
+            it_dir = loop.iteration_dir(i)
             batch = [intents[j % len(intents)] for j in range((i - 1) * size, i * size)]
-            gen = HFGenerator(model=policy, tokenizer=tokenizer, device="cpu")
-            rows = gen.generate([t.prompt for t in batch], SamplingParams(
-                n=cfg.k, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, stop=STOP, seed=cfg.seed * 1000 + i))
-            samples = [Sample(t.task_id, c.text) for t, row in zip(batch, rows) for c in row]
-            outcomes = evaluate({t.task_id: t for t in batch}, samples, sandbox)
-            phi = _semantic(batch, rows, outcomes, judge)
-            rewards = [graded(o).score for o in outcomes]
+            run_ = rollout(policy_generator(policy, tokenizer), batch, sandbox, cfg.k, cfg.temperature,
+                           cfg.max_new_tokens, cfg.seed * 1000 + i)
+            phi = _semantic(run_, judge)
+            rewards = [graded(o).score for o in run_.outcomes]
             pairs, nll_mask = [], []
-            for j, (task, row) in enumerate(zip(batch, rows)):
-                texts, span = [c.text for c in row], slice(j * cfg.k, (j + 1) * cfg.k)
+            for j, (task, texts, _) in enumerate(run_.groups()):
+                span = slice(j * cfg.k, (j + 1) * cfg.k)
                 kappa = [compiles(task.prompt + t).score for t in texts]
                 positive = rank_positive(kappa, phi[span], _tie_breaker(judge, task, texts, rewards[span]))
                 good = bool(kappa[positive] and phi[span][positive])
                 if cfg.positive_must_pass and not good:
                     if not kappa[positive]:
                         continue
-                    texts = [t for t, k in zip(texts, kappa) if not k or t is texts[positive]]
-                    positive = texts.index(row[positive].text)
+                    chosen = texts[positive]
+                    texts = [t for t, k in zip(texts, kappa) if not k or t is chosen]
+                    positive = texts.index(chosen)
                 new = preference_pairs(task.prompt, texts, positive)
                 pairs += new
                 nll_mask += [good] * len(new)
@@ -197,18 +153,12 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
             stats = dpo(policy, reference, tokenizer, pairs, beta=cfg.dpo_beta, lr=cfg.lr, epochs=cfg.epochs,
                         batch_size=cfg.batch_size, nll_weight=cfg.nll_weight, seed=cfg.seed + i, progress=False,
                         nll_mask=nll_mask)
-            policy.save_pretrained(it_dir / "model")
-            tokenizer.save_pretrained(it_dir / "model")
             if cfg.refresh_reference:
                 reference = copy.deepcopy(policy)
             row = {"iteration": i, **validate(policy, tokenizer, val_tasks, sandbox, cfg, judge),
-                   "train_pass_rate": sum(o.passed for o in outcomes) / len(outcomes), "pairs": len(pairs),
+                   "train_pass_rate": sum(o.passed for o in run_.outcomes) / len(run_.outcomes), "pairs": len(pairs),
                    "dpo_loss": stats.final_loss, "reward_accuracy": stats.reward_accuracy}
-            metrics.append(row)
-            write_jsonl(metrics_path, metrics)
-            (it_dir / "done").write_text("")  # the iteration is complete: a restart resumes after it
-            if on_iteration:
-                on_iteration(row)
-    plot_metrics(metrics, "iteration", ["pass_at_1", "compile_rate", "semantic_rate", "joint_rate"],
-                 out / "metrics.png", title=f"Online DPO from {cfg.model}")
-    return metrics
+            loop.finish(i, policy, tokenizer, row, on_iteration)
+    plot_metrics(loop.metrics, "iteration", ["pass_at_1", "compile_rate", "semantic_rate", "joint_rate"],
+                 loop.out / "metrics.png", title=f"Online DPO from {cfg.model}")
+    return loop.metrics

@@ -15,13 +15,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from codeloop.data import synthetic
-from codeloop.data.prompts import STOP
-from codeloop.eval import evaluate, summarize
+from codeloop.eval import summarize
 from codeloop.models.hf import SEED_DIR, HFGenerator
 from codeloop.models.tiny import causal_lm, train_tokenizer
+from codeloop.recipes.common import held_out_metrics, rollout
 from codeloop.sandbox import Sandbox
 from codeloop.train.sft import sft
-from codeloop.types import Sample, SamplingParams, Status
 
 
 @dataclass
@@ -89,13 +88,10 @@ def run(cfg: SeedConfig) -> dict:
 
 def measure(generator: HFGenerator, limit: int, n: int, temperature: float, seed: int) -> dict:
     """pass@1 and the compile-error rate on the first ``limit`` synthetic-python:test tasks."""
-    tasks = synthetic.generate("test", limit)
-    params = SamplingParams(n=n, temperature=temperature, max_new_tokens=192, stop=STOP, seed=seed)
-    rows = generator.generate([t.prompt for t in tasks.values()], params)
-    samples = [Sample(t.task_id, c.text) for t, row in zip(tasks.values(), rows) for c in row]
+    tasks = list(synthetic.generate("test", limit).values())
     with Sandbox() as sandbox:
-        outcomes = evaluate(tasks, samples, sandbox)
-    report = summarize(samples, outcomes, ks=(1,))
-    return {"tasks": limit, "n": n, "temperature": temperature, "pass_at_1": report.pass_at_k[1],
-            "compile_error_rate": sum(o.status is Status.COMPILE_ERROR for o in outcomes) / len(outcomes),
-            "status_counts": report.status_counts}
+        run_ = rollout(generator, tasks, sandbox, n, temperature, 192, seed)
+    metrics = held_out_metrics(run_)
+    return {"tasks": limit, "n": n, "temperature": temperature, "pass_at_1": metrics["pass_at_1"],
+            "compile_error_rate": metrics["compile_error_rate"],
+            "status_counts": summarize(run_.samples, run_.outcomes, ks=(1,)).status_counts}

@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-IGNORE = -100
+from codeloop.train.common import IGNORE, join, pad, tokenize
+
+__all__ = ["IGNORE", "SFTStats", "encode_pairs", "sft"]
 
 
 @dataclass(frozen=True)
@@ -32,13 +34,11 @@ def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]], max_len: int)
     """Token ids and labels (prompt masked) per pair: BOS + prompt + completion + EOS; too long are dropped."""
     out, dropped = [], 0
     for prompt, completion in pairs:
-        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        c = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        ids = [tokenizer.bos_token_id] + p + c
-        if len(ids) > max_len:
+        p, c = tokenize(tokenizer, prompt, completion)
+        if len(p) + len(c) > max_len:
             dropped += 1
             continue
-        out.append((ids, [IGNORE] * (1 + len(p)) + c))
+        out.append(join(p, c))
     return out, dropped
 
 
@@ -66,7 +66,7 @@ def sft(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], epochs: fl
     per_epoch = math.ceil(len(examples) / batch_size)
     total = max(1, int(per_epoch * epochs))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup_steps) * 0.5 * (1 + math.cos(math.pi * min(s / total, 1.0))))
-    pad = tokenizer.pad_token_id
+    pad_id = tokenizer.pad_token_id
     start, step, seen, loss_value = time.monotonic(), 0, 0, float("nan")
     bar = tqdm(total=total, desc="sft", unit="step", file=sys.stderr, disable=not progress)
     def out_of_time() -> bool:
@@ -76,13 +76,7 @@ def sft(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], epochs: fl
         for batch in _batches(examples, batch_size, rng):
             if step >= total or out_of_time():
                 break
-            width = max(len(examples[i][0]) for i in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                x, y = examples[i]
-                ids[row, : len(x)], labels[row, : len(y)], mask[row, : len(x)] = torch.tensor(x), torch.tensor(y), 1
+            ids, mask, labels = pad([examples[i] for i in batch], pad_id)
             loss = model(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

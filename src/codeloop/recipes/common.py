@@ -1,0 +1,140 @@
+"""What the training loops share: loading a policy, sampling held-out tasks and scoring them, and the
+iteration bookkeeping (per-iteration folders, metrics.jsonl, resume after a kill).
+
+Resume contract: ``out/iter_N/done`` is written last, after the model, the data and the metrics row of
+iteration N; a restarted run continues after the highest finished N and redoes a half-written one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codeloop.data import write_jsonl
+from codeloop.data.prompts import STOP
+from codeloop.eval import evaluate, summarize
+from codeloop.feedback.compiler import compiles
+from codeloop.models.base import Generator
+from codeloop.models.hf import HFGenerator, resolve
+from codeloop.sandbox import Sandbox
+from codeloop.types import Completion, Outcome, Sample, SamplingParams, Status, Task
+
+
+def load_model(name: str) -> tuple[Any, Any]:
+    """A causal LM and its tokenizer by name (``seed-python``), local path or hub id."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve(name)
+    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+
+
+@dataclass
+class Rollout:
+    """Completions for a list of tasks (one row per task) and the sandbox's verdict on each."""
+
+    tasks: list[Task]
+    rows: list[list[Completion]]
+    samples: list[Sample]
+    outcomes: list[Outcome]
+
+    def groups(self) -> list[tuple[Task, list[str], list[Outcome]]]:
+        """Per task: the completion texts and their outcomes."""
+        out, at = [], 0
+        for task, row in zip(self.tasks, self.rows):
+            out.append((task, [c.text for c in row], self.outcomes[at:at + len(row)]))
+            at += len(row)
+        return out
+
+
+def rollout(generator: Generator, tasks: Sequence[Task], sandbox: Sandbox, n: int, temperature: float,
+            max_new_tokens: int, seed: int) -> Rollout:
+    """``n`` completions per task from ``generator``, run against the tasks' tests."""
+    params = SamplingParams(n=n, temperature=temperature, max_new_tokens=max_new_tokens, stop=STOP, seed=seed)
+    rows = generator.generate([t.prompt for t in tasks], params)
+    samples = [Sample(t.task_id, c.text) for t, row in zip(tasks, rows) for c in row]
+    outcomes = evaluate({t.task_id: t for t in tasks}, samples, sandbox)
+    return Rollout(list(tasks), rows, samples, outcomes)
+
+
+def held_out_metrics(run: Rollout) -> dict[str, float]:
+    """pass@1, the compiler expert's rate P(κ=1), and the sandbox's compile-error rate."""
+    kappa = [compiles(t.prompt + c.text).score for t, row in zip(run.tasks, run.rows) for c in row]
+    report = summarize(run.samples, run.outcomes, ks=(1,))
+    return {"pass_at_1": report.pass_at_k[1],
+            "compile_rate": sum(kappa) / len(kappa),
+            "compile_error_rate": sum(o.status is Status.COMPILE_ERROR for o in run.outcomes) / len(run.outcomes)}
+
+
+def policy_generator(policy: Any, tokenizer: Any) -> HFGenerator:
+    return HFGenerator(model=policy, tokenizer=tokenizer, device="cpu")
+
+
+@dataclass
+class Loop:
+    """Iteration bookkeeping of one run directory."""
+
+    out: Path
+    iterations: int
+    metrics: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, out_dir: str, iterations: int, config: dict) -> Loop:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # one line per iteration, not per saved shard
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        loop = cls(out, iterations)
+        path = out / "metrics.jsonl"
+        start = loop.start
+        if start and path.exists():
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            loop.metrics = [m for m in rows if m["iteration"] <= start]
+        return loop
+
+    @property
+    def start(self) -> int:
+        """The last finished iteration (0: none)."""
+        done = [i for i in range(1, self.iterations + 1) if (self.out / f"iter_{i}" / "done").exists()]
+        return max(done, default=0)
+
+    def policies(self, model: str, refresh_reference: bool) -> tuple[Any, Any, Any]:
+        """(reference, policy, tokenizer): the policy resumes from the last finished iteration."""
+        reference, tokenizer = load_model(model)
+        start = self.start
+        policy = load_model(str(self.out / f"iter_{start}" / "model"))[0] if start else copy.deepcopy(reference)
+        if start and refresh_reference:
+            reference = copy.deepcopy(policy)
+        return reference, policy, tokenizer
+
+    def pending(self) -> range:
+        return range(self.start + 1, self.iterations + 1)
+
+    def iteration_dir(self, i: int) -> Path:
+        """A clean folder for iteration i (what a killed run left of it is redone)."""
+        path = self.out / f"iter_{i}"
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        return path
+
+    def record(self, row: dict, on_iteration: Callable[[dict], None] | None) -> None:
+        self.metrics.append(row)
+        write_jsonl(self.out / "metrics.jsonl", self.metrics)
+        if on_iteration:
+            on_iteration(row)
+
+    def finish(self, i: int, policy: Any, tokenizer: Any, row: dict, on_iteration: Callable[[dict], None] | None) -> None:
+        """Save iteration i's model and metrics row, then mark it done."""
+        path = self.out / f"iter_{i}"
+        policy.save_pretrained(path / "model")
+        tokenizer.save_pretrained(path / "model")
+        self.record(row, on_iteration)
+        (path / "done").write_text("")

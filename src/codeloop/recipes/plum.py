@@ -1,0 +1,190 @@
+"""PLUM: preference learning with (generated) test cases (paper: plum-preference-learning-test-cases).
+
+Per iteration (the paper runs one; more iterations re-sample from the improved policy): take the next
+batch of instructions; give each tests, either the generator's self-consistent suites
+(``codeloop.feedback.testgen``) or, without a generator, the task's own tests; sample K solutions at
+T=1; a static check and execution drop code that does not run; solutions passing every test are
+chosen, those failing at least one rejected; instructions with no chosen solution are dropped; train
+with KTO (unpaired; the paper's best), DPO on pairs balanced per instruction, or (``objective: sft``)
+fine-tuning on the chosen solutions only, the rejection-sampling baseline. ``negatives: unrunnable`` is
+the paper's ablation (rejected = only code that does not run). Validation on held-out tasks after every
+iteration; iteration 0 is the baseline. A killed run restarts after its last finished iteration.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from codeloop.data import load_tasks, write_jsonl
+from codeloop.data.preferences import NEGATIVES, KTO_SCHEMA, balanced_pairs, kto_rows, plum_split, save_pairs, save_rows
+from codeloop.eval.plots import plot_metrics
+from codeloop.feedback.compiler import compiles, mypy_check
+from codeloop.feedback.testgen import TestGenerator
+from codeloop.models import load_generator
+from codeloop.recipes.common import Loop, held_out_metrics, policy_generator, rollout
+from codeloop.sandbox import Sandbox
+from codeloop.train.dpo import dpo
+from codeloop.train.kto import kto
+from codeloop.train.sft import sft
+from codeloop.types import Task
+
+OBJECTIVES = ("kto", "dpo", "sft")
+STATIC_CHECKS = ("compile", "mypy")
+
+
+@dataclass
+class PLUMConfig:
+    model: str = "seed-python"
+    """The policy to train (hf backend); also the frozen reference of KTO and DPO."""
+    tasks: str = "synthetic-python:train"
+    """Where the instructions come from (the tasks' reference solutions are never used)."""
+    n_instructions: int = 2000
+    """The first N tasks of ``tasks``."""
+    fraction: float = 0.2
+    """Each iteration takes the next floor(fraction·N) instructions, in order."""
+    iterations: int = 1
+    """Rounds of sample -> test -> train (the paper: 1)."""
+    k: int = 20
+    """Solutions sampled per instruction (the paper: 20)."""
+    temperature: float = 1.0
+    """Sampling temperature for the solutions (the paper: 1.0)."""
+    max_new_tokens: int = 160
+    """Longest solution."""
+    test_generator: str = ""
+    """Model that writes tests ([Analysis]/[Solution]/[Start Code]/[Test Code]); empty: the tasks' own tests."""
+    test_generator_backend: str = "openai"
+    """Backend of the test generator."""
+    test_answers: int = 3
+    """Answers asked of the test generator per instruction (the paper: 3, 6 for Evol-Instruct)."""
+    static_check: str = "compile"
+    """"compile" (Python's compiler) or "mypy" (the paper's static check; needs mypy installed)."""
+    objective: str = "kto"
+    """"kto", "dpo" (pairs balanced per instruction) or "sft" (chosen only: rejection sampling)."""
+    negatives: str = "failing"
+    """"failing" (ran, failed a test: the paper) or "unrunnable" (the ablation)."""
+    beta: float = 0.1
+    """KTO/DPO β."""
+    lr: float = 5e-5
+    """Learning rate of each update."""
+    epochs: float = 2.0
+    """Passes over each iteration's data."""
+    batch_size: int = 16
+    """Examples (KTO, SFT) or pairs (DPO) per step."""
+    nll_weight: float = 0.0
+    """NLL term on the chosen solutions for KTO and DPO (0: the paper's plain objectives)."""
+    desirable_weight: float = 1.0
+    """KTO λ_D."""
+    undesirable_weight: float = 1.0
+    """KTO λ_U."""
+    refresh_reference: bool = False
+    """Replace the reference by the current policy after every iteration."""
+    val_tasks: str = "synthetic-python:test"
+    """Held-out tasks for validation."""
+    val_limit: int = 100
+    """Validation tasks."""
+    val_n: int = 4
+    """Samples per validation task."""
+    val_temperature: float = 0.8
+    """Validation sampling temperature (0.8: the same as the online-DPO loop, so the two compare)."""
+    seed: int = 0
+    """Seeds sampling (per iteration) and training."""
+    out_dir: str = "runs/plum"
+    """Models, data, metrics.jsonl, metrics.png."""
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("objective", self.objective, OBJECTIVES), ("negatives", self.negatives, NEGATIVES),
+                                     ("static_check", self.static_check, STATIC_CHECKS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _tests_for(batch: list[Task], cfg: PLUMConfig, sandbox: Sandbox, it_dir: Path) -> tuple[list[Task], dict]:
+    """The batch with generated, self-consistent tests (kept in the iteration folder), or as it is."""
+    if not cfg.test_generator:
+        return batch, {}
+    generator = TestGenerator(load_generator(cfg.test_generator_backend, cfg.test_generator), n=cfg.test_answers,
+                              seed=cfg.seed)
+    tasks, stats = generator.tasks_with_tests(batch, sandbox)
+    write_jsonl(it_dir / "generated_tests.jsonl", [{"task_id": t.task_id, "entry_point": t.entry_point, "test": t.test}
+                                                  for t in tasks])
+    return tasks, {f"testgen_{k}": v for k, v in asdict(stats).items()}
+
+
+def _static_ok(programs: list[str], check: str) -> list[bool]:
+    verdicts = mypy_check(programs) if check == "mypy" else [compiles(p) for p in programs]
+    return [bool(f.score) for f in verdicts]
+
+
+def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> list[dict]:
+    loop = Loop.open(cfg.out_dir, cfg.iterations, asdict(cfg))
+    instructions = list(load_tasks(cfg.tasks).values())[: cfg.n_instructions]
+    val_tasks = list(load_tasks(cfg.val_tasks).values())[: cfg.val_limit]
+    size = max(1, math.floor(cfg.fraction * len(instructions)))
+    if not cfg.test_generator:
+        print("tests: no test generator configured, so each task's own tests judge the solutions")
+    reference, policy, tokenizer = loop.policies(cfg.model, cfg.refresh_reference)
+
+    def validate() -> dict:
+        return held_out_metrics(rollout(policy_generator(policy, tokenizer), val_tasks, sandbox, cfg.val_n,
+                                        cfg.val_temperature, cfg.max_new_tokens, cfg.seed))
+
+    with Sandbox() as sandbox:
+        if not loop.metrics:
+            loop.record({"iteration": 0, **validate()}, on_iteration)
+        for i in loop.pending():
+            it_dir = loop.iteration_dir(i)
+            batch = [instructions[j % len(instructions)] for j in range((i - 1) * size, i * size)]
+            tasks, testgen = _tests_for(batch, cfg, sandbox, it_dir)
+            run_ = rollout(policy_generator(policy, tokenizer), tasks, sandbox, cfg.k, cfg.temperature,
+                           cfg.max_new_tokens, cfg.seed * 1000 + i)
+            static = _static_ok([t.prompt + c.text for t, row in zip(run_.tasks, run_.rows) for c in row], cfg.static_check)
+            kto_data, pairs, chosen_only, kept, n_chosen, n_rejected, at = [], [], [], 0, 0, 0, 0
+            for j, (task, texts, outcomes) in enumerate(run_.groups()):
+                chosen, rejected = plum_split(texts, [o.status for o in outcomes], static[at:at + len(texts)], cfg.negatives)
+                at += len(texts)
+                if not chosen:  # the paper drops instructions without a correct solution
+                    continue
+                kept, n_chosen, n_rejected = kept + 1, n_chosen + len(chosen), n_rejected + len(rejected)
+                kto_data += kto_rows(task.prompt, chosen + rejected, [True] * len(chosen) + [False] * len(rejected))
+                pairs += balanced_pairs(task.prompt, chosen, rejected, seed=cfg.seed * 1000 + i * 7919 + j)
+                chosen_only += [(task.prompt, c) for c in chosen]
+            row = {"iteration": i, "train_pass_rate": sum(o.passed for o in run_.outcomes) / len(run_.outcomes),
+                   "instructions_kept": kept, "chosen": n_chosen, "rejected": n_rejected, **testgen}
+            row.update(_train(cfg, i, policy, reference, tokenizer, kto_data, pairs, chosen_only, it_dir))
+            if cfg.refresh_reference:
+                reference = copy.deepcopy(policy)
+            loop.finish(i, policy, tokenizer, {**row, **validate()}, on_iteration)
+    plot_metrics(loop.metrics, "iteration", ["pass_at_1", "compile_rate"], loop.out / "metrics.png",
+                 title=f"PLUM-{cfg.objective.upper()} from {cfg.model}")
+    return loop.metrics
+
+
+def _train(cfg: PLUMConfig, i: int, policy, reference, tokenizer, kto_data: list[dict], pairs: list,  # type: ignore[no-untyped-def]
+           chosen_only: list[tuple[str, str]], it_dir: Path) -> dict:
+    """One update with the configured objective; saves the data it trained on; returns its statistics."""
+    seed = cfg.seed + i
+    if cfg.objective == "kto":
+        save_rows(kto_data, it_dir / "kto", KTO_SCHEMA)
+        if not kto_data:
+            return {"examples": 0}
+        stats = kto(policy, reference, tokenizer, kto_data, beta=cfg.beta, lr=cfg.lr, epochs=cfg.epochs,
+                    batch_size=cfg.batch_size, desirable_weight=cfg.desirable_weight,
+                    undesirable_weight=cfg.undesirable_weight, nll_weight=cfg.nll_weight, seed=seed, progress=False)
+        return {"examples": stats.desirable + stats.undesirable, "loss": stats.final_loss, "kl": stats.kl}
+    if cfg.objective == "dpo":
+        save_pairs(pairs, it_dir / "pairs")
+        if not pairs:
+            return {"examples": 0}
+        dstats = dpo(policy, reference, tokenizer, pairs, beta=cfg.beta, lr=cfg.lr, epochs=cfg.epochs,
+                     batch_size=cfg.batch_size, nll_weight=cfg.nll_weight, seed=seed, progress=False)
+        return {"examples": dstats.pairs, "loss": dstats.final_loss, "reward_accuracy": dstats.reward_accuracy}
+    write_jsonl(it_dir / "sft.jsonl", [{"prompt": p, "completion": c} for p, c in chosen_only])
+    if not chosen_only:
+        return {"examples": 0}
+    sstats = sft(policy, tokenizer, chosen_only, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                 warmup_steps=1, seed=seed, progress=False)
+    return {"examples": len(chosen_only), "loss": sstats.final_loss}
