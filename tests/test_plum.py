@@ -1,0 +1,241 @@
+"""PLUM: the test generator's format and self-consistency filter, the chosen/rejected split, balanced
+pairs, KTO, the static checks, and the recipe end to end with resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+import pytest
+from fake_openai import FakeOpenAI
+
+from codeloop.data.preferences import KTO_SCHEMA, balanced_pairs, plum_split, save_rows
+from codeloop.feedback.compiler import command_check, mypy_check
+from codeloop.feedback.testgen import PROMPT, TestGenerator, consistent_tasks, parse_answer
+from codeloop.models.openai import OpenAIGenerator
+from codeloop.types import Status, Task
+
+GOOD = """[Analysis]
+Add the two numbers.
+[Solution]
+```python
+def add(a, b):
+    return a + b
+```
+[Start Code]
+def add(a, b):
+[Test Code]
+```python
+assert add(1, 2) == 3
+assert add(-1, 1) == 0
+```
+"""
+LYING = GOOD.replace("return a + b", "return a - b")  # its own tests refute this solution
+TASK = Task("t/add", 'def add(a, b):\n    """Return a + b."""\n', entry_point="add",
+            test="def check(candidate):\n    assert candidate(2, 2) == 4\n", description="Add two numbers.")
+
+
+def test_a_well_formed_answer_parses_into_its_four_sections():
+    suite = parse_answer(GOOD)
+    assert suite is not None and suite.entry_point == "add" and suite.solution.startswith("def add")
+    assert suite.test_code.splitlines() == ["assert add(1, 2) == 3", "assert add(-1, 1) == 0"]
+
+
+@pytest.mark.parametrize("broken", [
+    GOOD.replace("[Start Code]\n", ""),                                   # a header missing
+    GOOD + "[Test Code]\nassert add(0, 0) == 0\n",                         # a header twice
+    GOOD.replace("[Analysis]", "[Tmp]").replace("[Solution]", "[Analysis]").replace("[Tmp]", "[Solution]"),  # out of order
+    GOOD.replace("return a + b", "return a +"),                           # solution does not compile
+    GOOD.replace("assert add(1, 2) == 3\nassert add(-1, 1) == 0", "print('no call of the function')"),  # tests never call it
+])
+def test_answers_off_the_format_are_refused(broken):
+    assert parse_answer(broken) is None
+
+
+def test_the_prompt_is_the_papers_with_the_question_in_place():
+    text = PROMPT.format(question="Reverse a list.")
+    assert "Programming Question:\nReverse a list.\nFollow the format below. [Analysis]" in text
+    assert text.index("[Solution]") < text.index("[Start Code]") < text.index("[Test Code]")
+
+
+def test_only_self_consistent_suites_survive(sandbox):
+    other = Task("t/other", "def sub(a, b):\n", entry_point="sub", test="")
+    kept, stats = consistent_tasks([TASK, other], [[GOOD, LYING, "no headers"], [GOOD]], sandbox)
+    # TASK: GOOD passes its own tests, LYING does not, the third does not parse; other: GOOD tests add, not sub
+    assert [t.task_id for t in kept] == ["t/add"] and (stats.answers, stats.parsed, stats.consistent, stats.tasks_kept) == (4, 2, 1, 1)
+    assert "assert add(1, 2) == 3" in kept[0].test and "candidate(2, 2)" not in kept[0].test
+
+
+def test_generated_tests_judge_completions_in_the_sandbox(sandbox):
+    from codeloop.eval import evaluate
+    from codeloop.types import Sample
+
+    kept, _ = consistent_tasks([TASK], [[GOOD]], sandbox)
+    good, bad = Sample("t/add", "    return a + b\n"), Sample("t/add", "    return 3\n")
+    assert [o.status for o in evaluate({"t/add": kept[0]}, [good, bad], sandbox)] == [Status.PASSED, Status.FAILED]
+
+
+def test_the_generator_is_asked_n_times_per_instruction_through_any_backend(sandbox):
+    with FakeOpenAI(reply=lambda body: GOOD) as server:
+        gen = TestGenerator(OpenAIGenerator("g", base_url=server.url, api_key="k", backoff_s=0.01), n=2)
+        kept, stats = gen.tasks_with_tests([TASK], sandbox)
+    assert stats.answers == 2 and stats.consistent == 2 and "Add two numbers." in server.requests[0]["prompt"]
+
+
+def test_chosen_pass_rejected_fail_and_unrunnable_code_is_filtered():
+    texts = ["pass", "fail", "crash", "syntax", "mypy"]
+    statuses = [Status.PASSED, Status.FAILED, Status.RUNTIME_ERROR, Status.COMPILE_ERROR, Status.PASSED]
+    static = [True, True, True, False, False]
+    assert plum_split(texts, statuses, static) == (["pass"], ["fail"])
+    assert plum_split(texts, statuses, static, negatives="unrunnable") == (["pass"], ["crash", "syntax", "mypy"])
+
+
+def test_balanced_pairs_use_as_many_chosen_as_rejected_and_are_seeded():
+    pairs = balanced_pairs("p", ["c1", "c2"], ["r1", "r2", "r3", "r4"], seed=3)
+    assert len(pairs) == 2 and {p.chosen for p in pairs} == {"c1", "c2"} and len({p.rejected for p in pairs}) == 2
+    assert pairs == balanced_pairs("p", ["c1", "c2"], ["r1", "r2", "r3", "r4"], seed=3)
+
+
+def test_kto_rows_save_in_trls_format(tmp_path):
+    from datasets import load_from_disk
+
+    save_rows([{"prompt": "p", "completion": "c", "label": True}], tmp_path / "kto", KTO_SCHEMA)
+    assert load_from_disk(str(tmp_path / "kto")).to_list() == [{"prompt": "p", "completion": "c", "label": True}]
+
+
+def test_mypy_flags_a_type_error_and_passes_clean_code():
+    verdicts = mypy_check(["def f(x: int) -> int:\n    return x + 'a'\n", "def g(x: int) -> int:\n    return x\n",
+                           "def h(:\n"])
+    assert [v.score for v in verdicts] == [0.0, 1.0, 0.0] and "line 2" in verdicts[0].reason and verdicts[2].source == "compiler"
+
+
+def test_an_external_compiler_decides_by_exit_status_and_its_diagnostics_are_kept():
+    fails = [sys.executable, "-c", "import sys; print('{file}:3:7: error: missing semicolon'); sys.exit(1)"]
+    ok = [sys.executable, "-c", "import sys; sys.exit(0)"]
+    verdict = command_check("PROGRAM x", fails, suffix=".st")
+    assert verdict.score == 0.0 and verdict.reason == "line 3: error: missing semicolon"
+    assert command_check("PROGRAM x", ok).score == 1.0
+
+
+def test_an_external_compiler_gets_the_program_and_no_secrets(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "secret")
+    probe = [sys.executable, "-c", "import os, sys; src = open(sys.argv[1]).read(); "
+             "sys.exit(0 if src == 'END' and 'OPENAI_API_KEY' not in os.environ else 1)", "{file}"]
+    assert command_check("END", probe).score == 1.0
+
+
+def test_a_hanging_compiler_is_killed_at_its_deadline():
+    verdict = command_check("x", [sys.executable, "-c", "import time; time.sleep(30)"], timeout_s=0.5)
+    assert verdict.score == 0.0 and "0.5s" in verdict.reason
+
+
+def test_a_missing_compiler_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="no-such-compiler"):
+        command_check("x", ["no-such-compiler", "{file}"])
+
+
+# --- KTO ---------------------------------------------------------------------------------------------
+
+def test_kto_loss_worked_example():
+    torch = pytest.importorskip("torch")
+    from codeloop.train.kto import kto_loss
+
+    # z0 = mean(−1 − −3, −2 − −2) = 1; desirable r = 2 → 1 − σ(0.5·1); undesirable r = 0 → 1 − σ(0.5·1)
+    loss, z0 = kto_loss(torch.tensor([-1.0, -4.0]), torch.tensor([-3.0, -4.0]), torch.tensor([-1.0, -2.0]),
+                        torch.tensor([-3.0, -2.0]), torch.tensor([True, False]), beta=0.5)
+    expected = 1 - 1 / (1 + math.exp(-0.5))
+    assert float(z0) == pytest.approx(1.0) and float(loss) == pytest.approx(expected)
+
+
+def test_kto_clamps_a_negative_kl_estimate_at_zero():
+    torch = pytest.importorskip("torch")
+    from codeloop.train.kto import kto_loss
+
+    _, z0 = kto_loss(torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([-5.0]), torch.tensor([0.0]),
+                     torch.tensor([True]), beta=1.0)
+    assert float(z0) == 0.0
+
+
+def test_kto_makes_desirable_completions_likelier_and_undesirable_ones_less():
+    pytest.importorskip("torch")
+    import copy
+
+    import torch
+
+    from codeloop.models.tiny import tiny_causal_lm
+    from codeloop.train.common import join, logprobs, tokenize
+    from codeloop.train.kto import kto
+
+    model, tok = tiny_causal_lm(seed=5)
+    reference = copy.deepcopy(model)
+    rows = [{"prompt": "Q:", "completion": " yes", "label": True}, {"prompt": "Q:", "completion": " no", "label": False}] * 8
+
+    def lp(m, completion):
+        with torch.no_grad():
+            return float(logprobs(m, [join(*tokenize(tok, "Q:", completion))], tok.pad_token_id)[0][0])
+
+    stats = kto(model, reference, tok, rows, beta=0.5, lr=1e-2, epochs=4, batch_size=8, progress=False)
+    assert stats.steps == 8 and stats.desirable == 8 and stats.undesirable == 8
+    assert lp(model, " yes") > lp(reference, " yes") and lp(model, " no") < lp(reference, " no")
+
+
+# --- the recipe -------------------------------------------------------------------------------------
+
+def plum_cfg(out, iterations, **kw):
+    from codeloop.recipes.plum import PLUMConfig
+
+    settings = dict(n_instructions=12, fraction=0.5, iterations=iterations, k=3, val_limit=4, val_n=2, batch_size=4,
+                    max_new_tokens=96, out_dir=str(out))
+    return PLUMConfig(**{**settings, **kw})
+
+
+@pytest.fixture(scope="module")
+def plum_run(tmp_path_factory):
+    pytest.importorskip("torch")
+    from codeloop.recipes.plum import run
+
+    out = tmp_path_factory.mktemp("plum")
+    return out, run(plum_cfg(out, 2))
+
+
+def test_plum_writes_a_metrics_row_per_iteration_and_kto_data(plum_run):
+    from datasets import load_from_disk
+
+    out, _ = plum_run
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in rows] == [0, 1, 2] and {"pass_at_1", "compile_rate", "chosen", "rejected"} <= set(rows[1])
+    data = load_from_disk(str(out / "iter_1" / "kto")).to_list()
+    assert sum(r["label"] for r in data) == rows[1]["chosen"] and len(data) == rows[1]["chosen"] + rows[1]["rejected"]
+
+
+def test_plum_resumes_after_a_kill_with_the_same_data(plum_run, tmp_path):
+    from datasets import load_from_disk
+
+    from codeloop.recipes.plum import run
+
+    out, metrics = plum_run
+    run(plum_cfg(tmp_path, 1))
+    (tmp_path / "iter_2").mkdir()
+    (tmp_path / "iter_2" / "junk").write_text("half-written")
+    resumed = run(plum_cfg(tmp_path, 2))
+    assert load_from_disk(str(tmp_path / "iter_2" / "kto")).to_list() == load_from_disk(str(out / "iter_2" / "kto")).to_list()
+    assert [m["pass_at_1"] for m in resumed] == [m["pass_at_1"] for m in metrics]
+
+
+@pytest.mark.parametrize("objective,data", [("dpo", "pairs"), ("sft", "sft.jsonl")])
+def test_plum_trains_with_balanced_dpo_or_rejection_sampling(objective, data, tmp_path):
+    pytest.importorskip("torch")
+    from codeloop.recipes.plum import run
+
+    metrics = run(plum_cfg(tmp_path, 1, objective=objective, val_limit=2))
+    assert (tmp_path / "iter_1" / data).exists() and metrics[-1]["iteration"] == 1
+    if objective == "dpo":
+        assert metrics[-1]["examples"] <= min(metrics[-1]["chosen"], metrics[-1]["rejected"])
+
+
+def test_plum_refuses_an_unknown_objective():
+    from codeloop.recipes.plum import PLUMConfig
+
+    with pytest.raises(ValueError, match="objective must be one of kto, dpo, sft"):
+        PLUMConfig(objective="ppo")
