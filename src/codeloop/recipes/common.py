@@ -71,8 +71,29 @@ def held_out_metrics(run: Rollout) -> dict[str, float]:
             "compile_error_rate": sum(o.status is Status.COMPILE_ERROR for o in run.outcomes) / len(run.outcomes)}
 
 
-def policy_generator(policy: Any, tokenizer: Any) -> HFGenerator:
-    return HFGenerator(model=policy, tokenizer=tokenizer, device="cpu")
+class PolicySampler:
+    """Samples from the current policy: in process (``hf``), or (``vllm``, GPUs) through a vLLM engine
+    loaded from the policy's last saved checkpoint, reloaded only when the checkpoint changes."""
+
+    def __init__(self, backend: str, tokenizer: Any) -> None:
+        if backend not in ("hf", "vllm"):
+            raise ValueError(f"backend must be hf or vllm, got {backend!r}")
+        self.backend, self.tokenizer = backend, tokenizer
+        self._path, self._engine = "", None
+
+    def __call__(self, policy: Any, checkpoint: str) -> Generator:
+        if self.backend == "hf":
+            return HFGenerator(model=policy, tokenizer=self.tokenizer)
+        if checkpoint != self._path:
+            self._engine = None  # free the previous engine's GPU memory before loading the next
+            import gc
+
+            gc.collect()
+            from codeloop.models import load_generator
+
+            self._engine, self._path = load_generator("vllm", checkpoint), checkpoint
+        assert self._engine is not None
+        return self._engine
 
 
 @dataclass
@@ -131,10 +152,15 @@ class Loop:
         if on_iteration:
             on_iteration(row)
 
-    def finish(self, i: int, policy: Any, tokenizer: Any, row: dict, on_iteration: Callable[[dict], None] | None) -> None:
-        """Save iteration i's model and metrics row, then mark it done."""
-        path = self.out / f"iter_{i}"
-        policy.save_pretrained(path / "model")
-        tokenizer.save_pretrained(path / "model")
+    def checkpoint(self, i: int, model: str) -> str:
+        """Where the policy of iteration i is saved (iteration 0: the baseline ``model``)."""
+        return str(self.out / f"iter_{i}" / "model") if i else model
+
+    def save_model(self, i: int, policy: Any, tokenizer: Any) -> None:
+        policy.save_pretrained(self.out / f"iter_{i}" / "model")
+        tokenizer.save_pretrained(self.out / f"iter_{i}" / "model")
+
+    def finish(self, i: int, row: dict, on_iteration: Callable[[dict], None] | None) -> None:
+        """Record iteration i's metrics row (its model is saved), then mark it done."""
         self.record(row, on_iteration)
-        (path / "done").write_text("")
+        (self.out / f"iter_{i}" / "done").write_text("")

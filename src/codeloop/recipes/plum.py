@@ -25,7 +25,7 @@ from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.compiler import compiles, mypy_check
 from codeloop.feedback.testgen import TestGenerator
 from codeloop.models import load_generator
-from codeloop.recipes.common import Loop, held_out_metrics, policy_generator, rollout
+from codeloop.recipes.common import Loop, PolicySampler, held_out_metrics, rollout
 from codeloop.sandbox import Sandbox
 from codeloop.train.dpo import dpo
 from codeloop.train.kto import kto
@@ -34,6 +34,8 @@ from codeloop.types import Task
 
 OBJECTIVES = ("kto", "dpo", "sft")
 STATIC_CHECKS = ("compile", "mypy")
+TRAINERS = ("plain", "trl")
+SAMPLERS = ("hf", "vllm")
 
 
 @dataclass
@@ -82,6 +84,12 @@ class PLUMConfig:
     """KTO λ_U."""
     refresh_reference: bool = False
     """Replace the reference by the current policy after every iteration."""
+    backend: str = "hf"
+    """Sampling from the policy: "hf" (in process) or "vllm" (GPUs; loads each iteration's saved checkpoint)."""
+    trainer: str = "plain"
+    """"plain" (the small-model loop here) or "trl" (TRL's trainers: devices, bf16; needs codeloop[trl])."""
+    lora_r: int = 0
+    """LoRA rank through PEFT with trainer "trl" (0: full fine-tuning)."""
     val_tasks: str = "synthetic-python:test"
     """Held-out tasks for validation."""
     val_limit: int = 100
@@ -97,7 +105,8 @@ class PLUMConfig:
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("objective", self.objective, OBJECTIVES), ("negatives", self.negatives, NEGATIVES),
-                                     ("static_check", self.static_check, STATIC_CHECKS)):
+                                     ("static_check", self.static_check, STATIC_CHECKS),
+                                     ("trainer", self.trainer, TRAINERS), ("backend", self.backend, SAMPLERS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
 
@@ -127,19 +136,20 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
     if not cfg.test_generator:
         print("tests: no test generator configured, so each task's own tests judge the solutions")
     reference, policy, tokenizer = loop.policies(cfg.model, cfg.refresh_reference)
+    sampler = PolicySampler(cfg.backend, tokenizer)
 
-    def validate() -> dict:
-        return held_out_metrics(rollout(policy_generator(policy, tokenizer), val_tasks, sandbox, cfg.val_n,
+    def validate(i: int) -> dict:
+        return held_out_metrics(rollout(sampler(policy, loop.checkpoint(i, cfg.model)), val_tasks, sandbox, cfg.val_n,
                                         cfg.val_temperature, cfg.max_new_tokens, cfg.seed))
 
     with Sandbox() as sandbox:
         if not loop.metrics:
-            loop.record({"iteration": 0, **validate()}, on_iteration)
+            loop.record({"iteration": 0, **validate(0)}, on_iteration)
         for i in loop.pending():
             it_dir = loop.iteration_dir(i)
             batch = [instructions[j % len(instructions)] for j in range((i - 1) * size, i * size)]
             tasks, testgen = _tests_for(batch, cfg, sandbox, it_dir)
-            run_ = rollout(policy_generator(policy, tokenizer), tasks, sandbox, cfg.k, cfg.temperature,
+            run_ = rollout(sampler(policy, loop.checkpoint(i - 1, cfg.model)), tasks, sandbox, cfg.k, cfg.temperature,
                            cfg.max_new_tokens, cfg.seed * 1000 + i)
             static = _static_ok([t.prompt + c.text for t, row in zip(run_.tasks, run_.rows) for c in row], cfg.static_check)
             kto_data, pairs, chosen_only, kept, n_chosen, n_rejected, at = [], [], [], 0, 0, 0, 0
@@ -154,37 +164,53 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
                 chosen_only += [(task.prompt, c) for c in chosen]
             row = {"iteration": i, "train_pass_rate": sum(o.passed for o in run_.outcomes) / len(run_.outcomes),
                    "instructions_kept": kept, "chosen": n_chosen, "rejected": n_rejected, **testgen}
-            row.update(_train(cfg, i, policy, reference, tokenizer, kto_data, pairs, chosen_only, it_dir))
+            policy, stats = _train(cfg, i, policy, reference, tokenizer, kto_data, pairs, chosen_only, it_dir)
             if cfg.refresh_reference:
                 reference = copy.deepcopy(policy)
-            loop.finish(i, policy, tokenizer, {**row, **validate()}, on_iteration)
+            loop.save_model(i, policy, tokenizer)
+            loop.finish(i, {**row, **stats, **validate(i)}, on_iteration)
     plot_metrics(loop.metrics, "iteration", ["pass_at_1", "compile_rate"], loop.out / "metrics.png",
                  title=f"PLUM-{cfg.objective.upper()} from {cfg.model}")
     return loop.metrics
 
 
 def _train(cfg: PLUMConfig, i: int, policy, reference, tokenizer, kto_data: list[dict], pairs: list,  # type: ignore[no-untyped-def]
-           chosen_only: list[tuple[str, str]], it_dir: Path) -> dict:
-    """One update with the configured objective; saves the data it trained on; returns its statistics."""
+           chosen_only: list[tuple[str, str]], it_dir: Path):
+    """One update with the configured objective; saves the data it trained on; returns the policy and
+    the update's statistics."""
     seed = cfg.seed + i
+    lora = None
+    if cfg.trainer == "trl":
+        from codeloop.train.trl_backend import LoRA, trl_dpo, trl_kto
+
+        lora = LoRA(r=cfg.lora_r) if cfg.lora_r else None
     if cfg.objective == "kto":
         save_rows(kto_data, it_dir / "kto", KTO_SCHEMA)
         if not kto_data:
-            return {"examples": 0}
+            return policy, {"examples": 0}
+        if cfg.trainer == "trl":
+            policy, t = trl_kto(policy, None if lora else reference, tokenizer, kto_data, beta=cfg.beta, lr=cfg.lr,
+                                epochs=cfg.epochs, batch_size=cfg.batch_size, desirable_weight=cfg.desirable_weight,
+                                undesirable_weight=cfg.undesirable_weight, seed=seed, lora=lora)
+            return policy, {"examples": len(kto_data), "loss": t["final_loss"]}
         stats = kto(policy, reference, tokenizer, kto_data, beta=cfg.beta, lr=cfg.lr, epochs=cfg.epochs,
                     batch_size=cfg.batch_size, desirable_weight=cfg.desirable_weight,
                     undesirable_weight=cfg.undesirable_weight, nll_weight=cfg.nll_weight, seed=seed, progress=False)
-        return {"examples": stats.desirable + stats.undesirable, "loss": stats.final_loss, "kl": stats.kl}
+        return policy, {"examples": stats.desirable + stats.undesirable, "loss": stats.final_loss, "kl": stats.kl}
     if cfg.objective == "dpo":
         save_pairs(pairs, it_dir / "pairs")
         if not pairs:
-            return {"examples": 0}
+            return policy, {"examples": 0}
+        if cfg.trainer == "trl":
+            policy, t = trl_dpo(policy, None if lora else reference, tokenizer, pairs, beta=cfg.beta, lr=cfg.lr,
+                                epochs=cfg.epochs, batch_size=cfg.batch_size, nll_weight=cfg.nll_weight, seed=seed, lora=lora)
+            return policy, {"examples": len(pairs), "loss": t["final_loss"]}
         dstats = dpo(policy, reference, tokenizer, pairs, beta=cfg.beta, lr=cfg.lr, epochs=cfg.epochs,
                      batch_size=cfg.batch_size, nll_weight=cfg.nll_weight, seed=seed, progress=False)
-        return {"examples": dstats.pairs, "loss": dstats.final_loss, "reward_accuracy": dstats.reward_accuracy}
+        return policy, {"examples": dstats.pairs, "loss": dstats.final_loss, "reward_accuracy": dstats.reward_accuracy}
     write_jsonl(it_dir / "sft.jsonl", [{"prompt": p, "completion": c} for p, c in chosen_only])
     if not chosen_only:
-        return {"examples": 0}
+        return policy, {"examples": 0}
     sstats = sft(policy, tokenizer, chosen_only, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
                  warmup_steps=1, seed=seed, progress=False)
-    return {"examples": len(chosen_only), "loss": sstats.final_loss}
+    return policy, {"examples": len(chosen_only), "loss": sstats.final_loss}

@@ -46,7 +46,8 @@ def logprobs(model: Any, rows: Sequence[Example], pad_id: int) -> tuple[Any, Any
     """Summed log-probability of each row's labelled tokens, and how many tokens that is."""
     import torch
 
-    ids, mask, labels = pad(rows, pad_id)
+    device = next(model.parameters()).device
+    ids, mask, labels = (t.to(device) for t in pad(rows, pad_id))
     logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
     target = labels[:, 1:]
     keep = target != IGNORE

@@ -84,10 +84,11 @@ def dpo(model: Any, reference: Any, tokenizer: Any, pairs: Sequence[PreferencePa
         nonlocal correct, seen
         n = len(idx)
         lp, count = logprobs(model, [chosen[i] for i in idx] + [rejected[i] for i in idx], pad_id)
-        loss = dpo_loss(lp[:n], lp[n:], ref_c[idx], ref_r[idx], beta)
+        rc, rr, weight = ref_c[idx].to(lp.device), ref_r[idx].to(lp.device), use_nll[idx].to(lp.device)
+        loss = dpo_loss(lp[:n], lp[n:], rc, rr, beta)
         if nll_weight:
-            loss = loss + nll_weight * (-(lp[:n] / count[:n].clamp(min=1)) * use_nll[idx]).sum() / n
-        margin = (lp[:n].detach() - ref_c[idx]) - (lp[n:].detach() - ref_r[idx])
+            loss = loss + nll_weight * (-(lp[:n] / count[:n].clamp(min=1)) * weight).sum() / n
+        margin = (lp[:n].detach() - rc) - (lp[n:].detach() - rr)
         correct, seen = correct + int((margin > 0).sum()), seen + n
         return loss
 

@@ -80,15 +80,14 @@ def kto(model: Any, reference: Any, tokenizer: Any, rows: Sequence[dict], beta: 
         lp, count = logprobs(model, [examples[i] for i in idx] + kl_rows, pad_id)
         with torch.no_grad():
             ref_lp, _ = logprobs(reference, [examples[i] for i in idx] + kl_rows, pad_id)
-        n = len(idx)
+        n, good = len(idx), labels[idx].to(lp.device)
         if kl_rows:
             pi_kl, ref_kl = lp[n:].detach(), ref_lp[n:]
         else:  # one example: no mismatched pair to estimate the KL from
-            pi_kl = ref_kl = torch.zeros(1)
-        loss, z0 = kto_loss(lp[:n], ref_lp[:n], pi_kl, ref_kl, labels[idx], beta, desirable_weight, undesirable_weight)
+            pi_kl = ref_kl = torch.zeros(1, device=lp.device)
+        loss, z0 = kto_loss(lp[:n], ref_lp[:n], pi_kl, ref_kl, good, beta, desirable_weight, undesirable_weight)
         if nll_weight:
-            good = labels[idx].float()
-            loss = loss + nll_weight * (-(lp[:n] / count[:n].clamp(min=1)) * good).sum() / n
+            loss = loss + nll_weight * (-(lp[:n] / count[:n].clamp(min=1)) * good.float()).sum() / n
         z0_value = float(z0)
         return loss
 

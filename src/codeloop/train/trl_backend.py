@@ -1,0 +1,90 @@
+"""DPO and KTO through TRL (pinned: trl==1.16.0) with optional LoRA through PEFT (peft==0.21.2).
+
+For models too large for the plain loops of ``codeloop.train.dpo``/``kto``: TRL's trainers handle
+devices, bf16, gradient checkpointing and adapters. Data goes in TRL's own formats
+(``prompt/chosen/rejected``, ``prompt/completion/label``). With LoRA the reference is the base model
+with the adapter switched off (TRL's behaviour: no second copy in memory) and the adapter is merged
+back afterwards, so the caller gets a plain model to sample from and save. The NLL term on chosen
+completions is TRL's multi-loss ``loss_type=["sigmoid", "sft"]`` with ``loss_weights=[1, nll_weight]``.
+
+Install: ``pip install 'codeloop[trl]'``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from codeloop.types import PreferencePair
+
+
+@dataclass(frozen=True)
+class LoRA:
+    """LoRA adapter settings (PEFT): rank, scaling alpha, dropout; targets every linear layer."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+
+    def peft_config(self) -> Any:
+        from peft import LoraConfig
+
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules="all-linear",
+                          task_type="CAUSAL_LM")
+
+
+def _common(lr: float, epochs: float, batch_size: int, max_length: int, seed: int, bf16: bool, out: str) -> dict:
+    import torch
+
+    return {"output_dir": out, "learning_rate": lr, "num_train_epochs": epochs, "per_device_train_batch_size": batch_size,
+            "max_length": max_length, "seed": seed, "bf16": bf16, "report_to": "none", "save_strategy": "no",
+            "logging_steps": 1, "disable_tqdm": True, "use_cpu": not torch.cuda.is_available(), "lr_scheduler_type": "constant",
+            "warmup_steps": 0}
+
+
+def _finish(trainer: Any, lora: LoRA | None) -> tuple[Any, dict]:
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # statistics come back in the result, not on stdout
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    model = trainer.model.merge_and_unload() if lora is not None else trainer.model
+    model.eval()
+    return model, {"steps": trainer.state.global_step, "final_loss": logs[-1]["loss"] if logs else float("nan"),
+                   "history": logs}
+
+
+def trl_dpo(model: Any, reference: Any, tokenizer: Any, pairs: Sequence[PreferencePair], beta: float = 0.1,
+            lr: float = 5e-5, epochs: float = 1.0, batch_size: int = 16, nll_weight: float = 0.0, max_length: int = 1024,
+            seed: int = 0, lora: LoRA | None = None, bf16: bool = False) -> tuple[Any, dict]:
+    """DPO (+ NLL on chosen) with TRL's DPOTrainer; returns the trained model and its statistics."""
+    from datasets import Dataset, disable_progress_bars
+    from trl import DPOConfig, DPOTrainer
+
+    disable_progress_bars()
+    data = Dataset.from_list([{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs])
+    losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, nll_weight]} if nll_weight else {"loss_type": ["sigmoid"]}
+    with tempfile.TemporaryDirectory(prefix="codeloop-trl-") as out:
+        args = DPOConfig(beta=beta, **losses, **_common(lr, epochs, batch_size, max_length, seed, bf16, out))
+        trainer = DPOTrainer(model=model, ref_model=None if lora else reference, args=args, train_dataset=data,
+                             processing_class=tokenizer, peft_config=lora.peft_config() if lora else None)
+        return _finish(trainer, lora)
+
+
+def trl_kto(model: Any, reference: Any, tokenizer: Any, rows: Sequence[dict], beta: float = 0.1, lr: float = 5e-5,
+            epochs: float = 1.0, batch_size: int = 16, desirable_weight: float = 1.0, undesirable_weight: float = 1.0,
+            max_length: int = 1024, seed: int = 0, lora: LoRA | None = None, bf16: bool = False) -> tuple[Any, dict]:
+    """KTO with TRL's KTOTrainer on ``prompt/completion/label`` rows; returns the trained model and statistics."""
+    from datasets import Dataset, disable_progress_bars
+    from trl import KTOConfig, KTOTrainer
+
+    disable_progress_bars()
+    data = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"], "label": bool(r["label"])} for r in rows])
+    with tempfile.TemporaryDirectory(prefix="codeloop-trl-") as out:
+        args = KTOConfig(beta=beta, desirable_weight=desirable_weight, undesirable_weight=undesirable_weight,
+                         **_common(lr, epochs, batch_size, max_length, seed, bf16, out))
+        trainer = KTOTrainer(model=model, ref_model=None if lora else reference, args=args, train_dataset=data,
+                             processing_class=tokenizer, peft_config=lora.peft_config() if lora else None)
+        return _finish(trainer, lora)
