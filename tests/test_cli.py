@@ -80,3 +80,10 @@ def test_loop_config_with_a_wrong_type_is_refused(tmp_path):
     config.write_text("iterations: many\n")
     result = runner.invoke(app, ["loop", "online-dpo", str(config), "--set", "k=3"])
     assert result.exit_code == 2 and "key 'iterations' expects int" in result.output
+
+
+def test_plum_config_with_an_unknown_objective_names_file_and_choices(tmp_path):
+    config = tmp_path / "p.yaml"
+    config.write_text("objective: ppo\n")
+    result = runner.invoke(app, ["loop", "plum", str(config)])
+    assert result.exit_code == 2 and "p.yaml: objective must be one of kto, dpo, sft, got 'ppo'" in result.output
