@@ -239,3 +239,14 @@ def test_plum_refuses_an_unknown_objective():
 
     with pytest.raises(ValueError, match="objective must be one of kto, dpo, sft"):
         PLUMConfig(objective="ppo")
+
+
+def test_the_compiler_expert_keeps_a_samples_syntax_warnings_quiet():
+    import warnings
+
+    from codeloop.feedback.compiler import compiles
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert compiles("x = 'a'(1)\n").score == 1.0
+    assert not [w for w in seen if issubclass(w.category, SyntaxWarning)]

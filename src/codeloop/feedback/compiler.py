@@ -19,6 +19,7 @@ import re
 import signal
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,7 +30,9 @@ MAX_REASON = 500
 
 def compiles(program: str) -> Feedback:
     try:
-        compile(program, "<sample>", "exec")
+        with warnings.catch_warnings():  # a sample's SyntaxWarnings are not the evaluator's to print
+            warnings.simplefilter("ignore")
+            compile(program, "<sample>", "exec")
     except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
         where = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) else ""
         return Feedback("compiler", 0.0, f"{type(exc).__name__}: {getattr(exc, 'msg', exc)}{where}")
