@@ -272,24 +272,35 @@ def load_config(cls, path: Path, overrides: list[str]):  # type: ignore[no-untyp
         _fail(f"{path}: {exc}")
 
 
+def _run_loop(run, cfg, columns: list[tuple[str, str]], saved: str) -> None:  # type: ignore[no-untyped-def]
+    """Run a training loop, printing one table row per iteration (header: the column titles; a metric
+    an iteration lacks prints as '-'), and turn bad input into exit 2."""
+    typer.echo("  ".join(title for title, _ in columns))
+
+    def show(m: dict) -> None:
+        cells = [m.get(key, "-") for _, key in columns]
+        typer.echo("  ".join(f"{f'{v:.3f}' if isinstance(v, float) else v!s:>{len(title)}}"
+                             for (title, _), v in zip(columns, cells)))
+
+    try:
+        run(cfg, on_iteration=show)
+    except (DataError, ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+    typer.echo(f"metrics.jsonl, metrics.png, per-iteration models and {saved} in {cfg.out_dir}")
+
+
+_HELD_OUT = [("iteration", "iteration"), ("pass@1", "pass_at_1"), ("compile_rate", "compile_rate"),
+             ("compile_errors", "compile_error_rate")]
+
+
 @loop_app.command("online-dpo")
 def loop_online_dpo(config: Path = typer.Argument(..., help="YAML config (see configs/online_dpo/)."),
                     set_: list[str] = typer.Option([], "--set", help="Override a config key: --set iterations=2")) -> None:
     """Online DPO with compiler + semantic-expert feedback; prints a row per iteration (0 = the baseline)."""
     from codeloop.recipes.online_dpo import OnlineDPOConfig, run
 
-    cfg = load_config(OnlineDPOConfig, config, set_)
-    typer.echo("iteration  pass@1  compile_rate  compile_errors  semantic  joint  pairs")
-
-    def show(m: dict) -> None:
-        typer.echo(f"{m['iteration']:9d}  {m['pass_at_1']:.3f}  {m['compile_rate']:12.3f}  {m['compile_error_rate']:14.3f}  "
-                   f"{m['semantic_rate']:8.3f}  {m['joint_rate']:.3f}  {m.get('pairs', '-')!s:>5}")
-
-    try:
-        run(cfg, on_iteration=show)
-    except (DataError, ValueError) as exc:
-        _fail(str(exc))
-    typer.echo(f"metrics.jsonl, metrics.png, per-iteration models and pairs in {cfg.out_dir}")
+    columns = _HELD_OUT + [("semantic", "semantic_rate"), ("joint", "joint_rate"), ("pairs", "pairs")]
+    _run_loop(run, load_config(OnlineDPOConfig, config, set_), columns, "pairs")
 
 
 @loop_app.command("plum")
@@ -299,18 +310,8 @@ def loop_plum(config: Path = typer.Argument(..., help="YAML config (see configs/
     DPO or rejection-sampling SFT; prints a row per iteration (0 = the baseline)."""
     from codeloop.recipes.plum import PLUMConfig, run
 
-    cfg = load_config(PLUMConfig, config, set_)
-    typer.echo("iteration  pass@1  compile_rate  compile_errors  kept  chosen  rejected")
-
-    def show(m: dict) -> None:
-        typer.echo(f"{m['iteration']:9d}  {m['pass_at_1']:.3f}  {m['compile_rate']:12.3f}  {m['compile_error_rate']:14.3f}  "
-                   f"{m.get('instructions_kept', '-')!s:>4}  {m.get('chosen', '-')!s:>6}  {m.get('rejected', '-')!s:>8}")
-
-    try:
-        run(cfg, on_iteration=show)
-    except (DataError, ValueError, RuntimeError) as exc:
-        _fail(str(exc))
-    typer.echo(f"metrics.jsonl, metrics.png, per-iteration models and training data in {cfg.out_dir}")
+    columns = _HELD_OUT + [("kept", "instructions_kept"), ("chosen", "chosen"), ("rejected", "rejected")]
+    _run_loop(run, load_config(PLUMConfig, config, set_), columns, "training data")
 
 
 @seed_app.command("train")

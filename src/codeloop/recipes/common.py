@@ -26,6 +26,17 @@ from codeloop.sandbox import Sandbox
 from codeloop.types import Completion, Outcome, Sample, SamplingParams, Status, Task
 
 
+TRAINERS = ("plain", "trl")  # the loops here, or TRL's trainers
+SAMPLERS = ("hf", "vllm")  # in-process sampling, or vLLM from saved checkpoints
+
+
+def check_choices(**settings: tuple[str, Sequence[str]]) -> None:
+    """``check_choices(objective=(value, allowed), ...)``: a ValueError naming the key and its choices."""
+    for name, (value, allowed) in settings.items():
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
 def load_model(name: str) -> tuple[Any, Any]:
     """A causal LM and its tokenizer by name (``seed-python``), local path or hub id."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -76,8 +87,7 @@ class PolicySampler:
     loaded from the policy's last saved checkpoint, reloaded only when the checkpoint changes."""
 
     def __init__(self, backend: str, tokenizer: Any) -> None:
-        if backend not in ("hf", "vllm"):
-            raise ValueError(f"backend must be hf or vllm, got {backend!r}")
+        check_choices(backend=(backend, SAMPLERS))
         self.backend, self.tokenizer = backend, tokenizer
         self._path, self._engine = "", None
 

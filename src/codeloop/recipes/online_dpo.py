@@ -23,7 +23,8 @@ from codeloop.feedback.compiler import compiles
 from codeloop.feedback.judge import Judge
 from codeloop.feedback.tests import graded, passes
 from codeloop.models import Generator, load_generator
-from codeloop.recipes.common import Loop, PolicySampler, Rollout, held_out_metrics, rollout
+from codeloop.recipes.common import (SAMPLERS, TRAINERS, Loop, PolicySampler, Rollout, check_choices, held_out_metrics,
+                                     rollout)
 from codeloop.sandbox import Sandbox
 from codeloop.train.dpo import dpo
 from codeloop.types import Task
@@ -92,9 +93,7 @@ class OnlineDPOConfig:
     """Models, pairs, metrics.jsonl, metrics.png."""
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (("trainer", self.trainer, ("plain", "trl")), ("backend", self.backend, ("hf", "vllm"))):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        check_choices(trainer=(self.trainer, TRAINERS), backend=(self.backend, SAMPLERS))
 
 
 def validate(generator: Generator, tasks: list[Task], sandbox: Sandbox, cfg: OnlineDPOConfig, judge: Judge | None) -> dict:

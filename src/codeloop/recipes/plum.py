@@ -25,7 +25,7 @@ from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.compiler import compiles, mypy_check
 from codeloop.feedback.testgen import TestGenerator
 from codeloop.models import load_generator
-from codeloop.recipes.common import Loop, PolicySampler, held_out_metrics, rollout
+from codeloop.recipes.common import SAMPLERS, TRAINERS, Loop, PolicySampler, check_choices, held_out_metrics, rollout
 from codeloop.sandbox import Sandbox
 from codeloop.train.dpo import dpo
 from codeloop.train.kto import kto
@@ -34,8 +34,6 @@ from codeloop.types import Task
 
 OBJECTIVES = ("kto", "dpo", "sft")
 STATIC_CHECKS = ("compile", "mypy")
-TRAINERS = ("plain", "trl")
-SAMPLERS = ("hf", "vllm")
 
 
 @dataclass
@@ -104,11 +102,9 @@ class PLUMConfig:
     """Models, data, metrics.jsonl, metrics.png."""
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (("objective", self.objective, OBJECTIVES), ("negatives", self.negatives, NEGATIVES),
-                                     ("static_check", self.static_check, STATIC_CHECKS),
-                                     ("trainer", self.trainer, TRAINERS), ("backend", self.backend, SAMPLERS)):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        check_choices(objective=(self.objective, OBJECTIVES), negatives=(self.negatives, NEGATIVES),
+                      static_check=(self.static_check, STATIC_CHECKS), trainer=(self.trainer, TRAINERS),
+                      backend=(self.backend, SAMPLERS))
 
 
 def _tests_for(batch: list[Task], cfg: PLUMConfig, sandbox: Sandbox, it_dir: Path) -> tuple[list[Task], dict]:
