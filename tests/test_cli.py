@@ -87,3 +87,12 @@ def test_plum_config_with_an_unknown_objective_names_file_and_choices(tmp_path):
     config.write_text("objective: ppo\n")
     result = runner.invoke(app, ["loop", "plum", str(config)])
     assert result.exit_code == 2 and "p.yaml: objective must be one of kto, dpo, sft, got 'ppo'" in result.output
+
+
+def test_one_set_takes_several_overrides_and_each_is_checked(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("iterations: 2\n")
+    result = runner.invoke(app, ["loop", "online-dpo", str(config), "--set", "k=3", "iterations=many"])
+    assert result.exit_code == 2 and "key 'iterations' expects int" in result.output
+    result = runner.invoke(app, ["loop", "plum", str(config), "--set", "k=3", "oops"])
+    assert result.exit_code == 2 and "'oops': expected key=value" in result.output

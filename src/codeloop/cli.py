@@ -289,29 +289,32 @@ def _run_loop(run, cfg, columns: list[tuple[str, str]], saved: str) -> None:  # 
     typer.echo(f"metrics.jsonl, metrics.png, per-iteration models and {saved} in {cfg.out_dir}")
 
 
+_MORE_HELP = "More overrides: --set k=8 iterations=3 sets both (each KEY=VALUE after --set is one)."
 _HELD_OUT = [("iteration", "iteration"), ("pass@1", "pass_at_1"), ("compile_rate", "compile_rate"),
              ("compile_errors", "compile_error_rate")]
 
 
 @loop_app.command("online-dpo")
 def loop_online_dpo(config: Path = typer.Argument(..., help="YAML config (see configs/online_dpo/)."),
-                    set_: list[str] = typer.Option([], "--set", help="Override a config key: --set iterations=2")) -> None:
+                    more: Optional[list[str]] = typer.Argument(None, metavar="KEY=VALUE", help=_MORE_HELP, show_default=False),
+                    set_: list[str] = typer.Option([], "--set", help="Override a config key: --set iterations=2 k=8")) -> None:
     """Online DPO with compiler + semantic-expert feedback; prints a row per iteration (0 = the baseline)."""
     from codeloop.recipes.online_dpo import OnlineDPOConfig, run
 
     columns = _HELD_OUT + [("semantic", "semantic_rate"), ("joint", "joint_rate"), ("pairs", "pairs")]
-    _run_loop(run, load_config(OnlineDPOConfig, config, set_), columns, "pairs")
+    _run_loop(run, load_config(OnlineDPOConfig, config, [*set_, *(more or [])]), columns, "pairs")
 
 
 @loop_app.command("plum")
 def loop_plum(config: Path = typer.Argument(..., help="YAML config (see configs/plum/)."),
-              set_: list[str] = typer.Option([], "--set", help="Override a config key: --set objective=dpo")) -> None:
+              more: Optional[list[str]] = typer.Argument(None, metavar="KEY=VALUE", help=_MORE_HELP, show_default=False),
+              set_: list[str] = typer.Option([], "--set", help="Override a config key: --set objective=dpo iterations=3")) -> None:
     """PLUM: tests (generated and self-consistent, or the tasks' own), K samples, chosen/rejected, KTO, balanced
     DPO or rejection-sampling SFT; prints a row per iteration (0 = the baseline)."""
     from codeloop.recipes.plum import PLUMConfig, run
 
     columns = _HELD_OUT + [("kept", "instructions_kept"), ("chosen", "chosen"), ("rejected", "rejected")]
-    _run_loop(run, load_config(PLUMConfig, config, set_), columns, "training data")
+    _run_loop(run, load_config(PLUMConfig, config, [*set_, *(more or [])]), columns, "training data")
 
 
 @seed_app.command("train")
