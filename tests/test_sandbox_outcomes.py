@@ -120,3 +120,12 @@ def test_arguments_larger_than_a_pipe_buffer_reach_the_candidate(sandbox):
 def test_return_values_larger_than_a_pipe_buffer_come_back(sandbox):
     job = Job(program="def f(n):\n    return list(range(n))\n", entry_point="f", inputs=([200_000],), outputs=(list(range(200_000)),))
     assert sandbox.run_one(job).status is Status.PASSED
+
+
+def test_a_samples_syntax_warnings_do_not_reach_the_evaluators_stderr(capfd):
+    from codeloop.sandbox import Sandbox
+
+    with Sandbox(workers=1, timeout_s=2.0, memory_mb=512) as fresh:  # started under capfd: its stderr is captured
+        outcome = fresh.run_one(check_job("def f(x):\n    return 2 * x if x else 1(2)\n"))
+    assert outcome.status is Status.PASSED
+    assert "SyntaxWarning" not in capfd.readouterr().err
