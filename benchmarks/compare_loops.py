@@ -7,7 +7,8 @@ synthetic-python:train tasks, 20% per iteration), samples k=4 candidates per int
 current policy, updates for 2 epochs, and is validated on the same 100 held-out synthetic-python:test
 tasks (n=4, T=0.8) after every iteration. Each runs through the same CLI a user would type
 (``codeloop loop online-dpo|plum CONFIG --set ...``), so each row can be rerun alone. Methods at the
-settings of their papers: PLUM without an NLL term; online DPO with it. ~25 minutes on 2 CPU cores.
+settings of their papers (PLUM without an NLL term; online DPO with it), plus PLUM-KTO with online DPO's
+NLL guard. ~35 minutes on 2 CPU cores; each method's own command is printed before it runs.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ CLI = str(Path(sys.executable).parent / "codeloop")
 METHODS = {  # name: (loop, config, overrides)
     "online DPO (+NLL)": ("online-dpo", "configs/online_dpo/demo.yaml", []),
     "PLUM-KTO": ("plum", "configs/plum/demo.yaml", ["objective=kto"]),
+    "PLUM-KTO + NLL": ("plum", "configs/plum/demo.yaml", ["objective=kto", "nll_weight=1.0"]),
     "PLUM-DPO (balanced)": ("plum", "configs/plum/demo.yaml", ["objective=dpo"]),
     "rejection-sampling SFT": ("plum", "configs/plum/demo.yaml", ["objective=sft", "lr=0.0005"]),
 }

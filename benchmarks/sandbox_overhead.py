@@ -1,0 +1,114 @@
+"""Where a sandboxed sample's time goes, against the bare fork of the same interpreter, in one run.
+
+    .venv/bin/python benchmarks/sandbox_overhead.py [--samples 4000] [--workers 2]
+
+Both sides run a trivial program (``def f(x): return x + 1``) with one test call, so what is measured is
+overhead, not the tests' work:
+
+- codeloop: ``Sandbox(workers=N)`` with all its containment on; CPU per sample of each process kind,
+  read from /proc (the evaluator; the workers, which run the trusted judge; the zygotes, which fork
+  and reap; the sample processes, charged to the zygotes as reaped children), and page faults per
+  sample in the zygotes and the samples (each copy-on-write fault costs microseconds in a VM).
+- peer ("bare fork"): a process holding the same pre-imported modules forks through libc, the child
+  execs the program, calls f(1) and exits, the parent reaps it: no namespaces, limits, pipes,
+  judge or temp dir. Its CPU per sample is the floor of any fork-per-sample design in this
+  interpreter.
+
+Prints both and the ratio. The README's throughput section quotes this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import importlib
+import os
+import resource
+import time
+
+from codeloop.sandbox import Job, Sandbox
+from codeloop.sandbox.worker import PREIMPORT
+
+PROGRAM = "def f(x):\n    return x + 1\n"
+JOB = Job(program=PROGRAM, entry_point="f", test="def check(candidate):\n    assert candidate(1) == 2\n")
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc(pid: int) -> tuple[float, float, int, int]:
+    """(own CPU s, reaped children's CPU s, own minor faults, reaped children's minor faults)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return ((int(fields[11]) + int(fields[12])) / _TICK, (int(fields[13]) + int(fields[14])) / _TICK,
+            int(fields[7]), int(fields[8]))
+
+
+def _children(pid: int) -> list[int]:
+    return [int(x) for x in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+
+
+def measure_sandbox(n: int, workers: int) -> dict[str, float]:
+    with Sandbox(workers=workers, timeout_s=3.0) as sandbox:
+        level = sandbox.level
+        worker_pids = [w.proc.pid for w in sandbox._workers]
+        zygote_pids = [_children(p)[0] for p in worker_pids]
+        before = [_proc(p) for p in worker_pids + zygote_pids]
+        own0, start = os.times(), time.perf_counter()
+        outcomes = list(sandbox.run([JOB] * n))
+        wall, own1 = time.perf_counter() - start, os.times()
+        after = [_proc(p) for p in worker_pids + zygote_pids]
+    if not all(o.passed for o in outcomes):
+        raise SystemExit("the trivial job did not pass: the sandbox is broken, nothing to measure")
+    d = [[a - b for a, b in zip(x, y)] for x, y in zip(after, before)]
+    w, z = d[:workers], d[workers:]
+    ms = lambda seconds: 1e3 * seconds / n  # noqa: E731
+    return {"level": level, "per_s": n / wall, "wall_cpu_ms": ms(wall * workers),
+            "evaluator_ms": ms(own1.user - own0.user + own1.system - own0.system),
+            "worker_ms": ms(sum(x[0] for x in w)), "zygote_ms": ms(sum(x[0] for x in z)),
+            "sample_ms": ms(sum(x[1] for x in z)), "zygote_faults": sum(x[2] for x in z) / n,
+            "sample_faults": sum(x[3] for x in z) / n}
+
+
+def measure_bare_fork(n: int) -> dict[str, float]:
+    for name in PREIMPORT:
+        importlib.import_module(name)
+    code = compile(PROGRAM, "<sample>", "exec")
+    fork = ctypes.PyDLL(None, use_errno=True).fork  # no at-fork hooks, as the zygote forks
+    gc.collect()
+    gc.freeze()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start, own0 = time.perf_counter(), os.times()
+    for _ in range(n):
+        pid = fork()
+        if pid == 0:
+            ns: dict = {}
+            exec(code, ns)
+            ns["f"](1)
+            os._exit(0)
+        os.waitpid(pid, 0)
+    wall, own1 = time.perf_counter() - start, os.times()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    children = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {"per_s": n / wall, "parent_ms": 1e3 * (own1.user - own0.user + own1.system - own0.system) / n,
+            "child_ms": 1e3 * children / n, "child_faults": (after.ru_minflt - before.ru_minflt) / n}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=4000)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    ours = measure_sandbox(args.samples, args.workers)
+    bare = measure_bare_fork(args.samples)
+    total = ours["evaluator_ms"] + ours["worker_ms"] + ours["zygote_ms"] + ours["sample_ms"]
+    floor = bare["parent_ms"] + bare["child_ms"]
+    print(f"codeloop (isolation {ours['level']}, {args.workers} workers): {ours['per_s']:.0f} samples/s; CPU per sample "
+          f"{total:.2f} ms = evaluator {ours['evaluator_ms']:.2f} + workers (judge) {ours['worker_ms']:.2f} + "
+          f"zygotes {ours['zygote_ms']:.2f} + samples {ours['sample_ms']:.2f} (cores x wall: {ours['wall_cpu_ms']:.2f}); "
+          f"page faults per sample: zygote {ours['zygote_faults']:.0f}, sample {ours['sample_faults']:.0f}")
+    print(f"bare fork (1 process): {bare['per_s']:.0f} samples/s; CPU per sample {floor:.2f} ms = parent "
+          f"{bare['parent_ms']:.2f} + child {bare['child_ms']:.2f}; page faults per child {bare['child_faults']:.0f}")
+    print(f"ratio of CPU per sample, codeloop / bare fork: {total / floor:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
