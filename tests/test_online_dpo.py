@@ -48,3 +48,13 @@ def test_a_run_killed_mid_iteration_finishes_with_the_same_data(straight, tmp_pa
     resumed = run(cfg(tmp_path, 2))
     assert pairs(tmp_path / "iter_2" / "pairs") == pairs(out / "iter_2" / "pairs")
     assert [m["pass_at_1"] for m in resumed] == [m["pass_at_1"] for m in metrics]
+
+
+def test_resuming_under_other_settings_is_refused_and_names_them(straight):
+    import dataclasses
+
+    out, _ = straight
+    before = (out / "metrics.jsonl").read_text()
+    with pytest.raises(ValueError, match=r"config.json: .*lr: 0.0001 -> 0.001"):
+        run(dataclasses.replace(cfg(out, 3), lr=1e-3))
+    assert (out / "metrics.jsonl").read_text() == before and json.loads((out / "config.json").read_text())["lr"] == 1e-4

@@ -37,6 +37,41 @@ def check_choices(**settings: tuple[str, Sequence[str]]) -> None:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
 
 
+@dataclass
+class LoopSettings:
+    """What every training loop's config shares: how it samples, trains and validates. A loop's config
+    subclasses it (its own fields follow these), and a subclass's ``__post_init__`` calls this one."""
+
+    backend: str = "hf"
+    """Sampling from the policy: "hf" (in process) or "vllm" (GPUs; loads each iteration's saved checkpoint)."""
+    trainer: str = "plain"
+    """"plain" (the small-model loop here) or "trl" (TRL's trainers: devices, bf16; needs codeloop[trl])."""
+    lora_r: int = 0
+    """LoRA rank through PEFT with trainer "trl" (0: full fine-tuning)."""
+    val_tasks: str = "synthetic-python:test"
+    """Held-out tasks for validation."""
+    val_limit: int = 100
+    """Validation tasks."""
+    val_n: int = 4
+    """Samples per validation task."""
+    seed: int = 0
+    """Seeds sampling (per iteration) and training."""
+
+    def __post_init__(self) -> None:
+        check_choices(trainer=(self.trainer, TRAINERS), backend=(self.backend, SAMPLERS))
+
+
+def _same_settings(out: Path, saved: dict, config: dict) -> None:
+    """Refuse to continue a run under other settings than its finished iterations had (more iterations
+    is fine): the per-iteration data and metrics would silently mix two experiments."""
+    changed = [f"{key}: {saved.get(key)!r} -> {config.get(key)!r}" for key in sorted(set(saved) | set(config))
+               if key not in ("iterations", "out_dir") and saved.get(key) != json.loads(json.dumps(config.get(key)))]
+    if changed:
+        raise ValueError(f"{out / 'config.json'}: the finished iterations there were run with other settings "
+                         f"({'; '.join(changed)}); resume with the same settings (only iterations and out_dir may differ), "
+                         f"choose another out_dir, or delete {out} to start over")
+
+
 def load_model(name: str) -> tuple[Any, Any]:
     """A causal LM and its tokenizer by name (``seed-python``), local path or hub id."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -122,8 +157,10 @@ class Loop:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # one line per iteration, not per saved shard
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         loop = cls(out, iterations)
+        if loop.start and (out / "config.json").exists():  # resuming: finished work must not mix settings
+            _same_settings(out, json.loads((out / "config.json").read_text()), config)
+        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         path = out / "metrics.jsonl"
         start = loop.start
         if start and path.exists():

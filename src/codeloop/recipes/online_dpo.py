@@ -23,15 +23,16 @@ from codeloop.feedback.compiler import compiles
 from codeloop.feedback.judge import Judge
 from codeloop.feedback.tests import graded, passes
 from codeloop.models import Generator, load_generator
-from codeloop.recipes.common import (SAMPLERS, TRAINERS, Loop, PolicySampler, Rollout, check_choices, held_out_metrics,
-                                     rollout)
+from codeloop.recipes.common import Loop, LoopSettings, PolicySampler, Rollout, held_out_metrics, rollout
 from codeloop.sandbox import Sandbox
 from codeloop.train.dpo import dpo
 from codeloop.types import Task
 
 
 @dataclass
-class OnlineDPOConfig:
+class OnlineDPOConfig(LoopSettings):
+    """Online DPO's settings (validation samples val_n per task at ``temperature``); the shared ones: LoopSettings."""
+
     model: str = "seed-python"
     """Baseline ψ0 (hf backend): the first policy and the reference throughout."""
     tasks: str = "synthetic-python:train"
@@ -75,25 +76,9 @@ class OnlineDPOConfig:
     the tests as φ two passing candidates are equally good and the pick between them is arbitrary. Off by
     default: measured on the demo (8 iterations, refreshed reference) it did not help (pass@1 0.210,
     compile errors 4.3% with it; 0.233, 2.2% without), within the noise of 100 validation tasks."""
-    backend: str = "hf"
-    """Sampling from the policy: "hf" (in process) or "vllm" (GPUs; loads each iteration's saved checkpoint)."""
-    trainer: str = "plain"
-    """"plain" (the small-model loop here) or "trl" (TRL's trainers: devices, bf16; needs codeloop[trl])."""
-    lora_r: int = 0
-    """LoRA rank through PEFT with trainer "trl" (0: full fine-tuning)."""
-    val_tasks: str = "synthetic-python:test"
-    """Held-out tasks for validation."""
-    val_limit: int = 100
-    """Validation tasks."""
-    val_n: int = 4
-    """Samples per validation task (T = temperature)."""
-    seed: int = 0
-    """Seeds sampling (per iteration) and training."""
     out_dir: str = "runs/online-dpo"
     """Models, pairs, metrics.jsonl, metrics.png."""
 
-    def __post_init__(self) -> None:
-        check_choices(trainer=(self.trainer, TRAINERS), backend=(self.backend, SAMPLERS))
 
 
 def validate(generator: Generator, tasks: list[Task], sandbox: Sandbox, cfg: OnlineDPOConfig, judge: Judge | None) -> dict:

@@ -25,7 +25,7 @@ from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.compiler import compiles, mypy_check
 from codeloop.feedback.testgen import TestGenerator
 from codeloop.models import load_generator
-from codeloop.recipes.common import SAMPLERS, TRAINERS, Loop, PolicySampler, check_choices, held_out_metrics, rollout
+from codeloop.recipes.common import Loop, LoopSettings, PolicySampler, check_choices, held_out_metrics, rollout
 from codeloop.sandbox import Sandbox
 from codeloop.train.dpo import dpo
 from codeloop.train.kto import kto
@@ -37,7 +37,9 @@ STATIC_CHECKS = ("compile", "mypy")
 
 
 @dataclass
-class PLUMConfig:
+class PLUMConfig(LoopSettings):
+    """PLUM's settings; the shared ones (sampling backend, trainer, validation, seed): LoopSettings."""
+
     model: str = "seed-python"
     """The policy to train (hf backend); also the frozen reference of KTO and DPO."""
     tasks: str = "synthetic-python:train"
@@ -82,29 +84,15 @@ class PLUMConfig:
     """KTO λ_U."""
     refresh_reference: bool = False
     """Replace the reference by the current policy after every iteration."""
-    backend: str = "hf"
-    """Sampling from the policy: "hf" (in process) or "vllm" (GPUs; loads each iteration's saved checkpoint)."""
-    trainer: str = "plain"
-    """"plain" (the small-model loop here) or "trl" (TRL's trainers: devices, bf16; needs codeloop[trl])."""
-    lora_r: int = 0
-    """LoRA rank through PEFT with trainer "trl" (0: full fine-tuning)."""
-    val_tasks: str = "synthetic-python:test"
-    """Held-out tasks for validation."""
-    val_limit: int = 100
-    """Validation tasks."""
-    val_n: int = 4
-    """Samples per validation task."""
     val_temperature: float = 0.8
     """Validation sampling temperature (0.8: the same as the online-DPO loop, so the two compare)."""
-    seed: int = 0
-    """Seeds sampling (per iteration) and training."""
     out_dir: str = "runs/plum"
     """Models, data, metrics.jsonl, metrics.png."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_choices(objective=(self.objective, OBJECTIVES), negatives=(self.negatives, NEGATIVES),
-                      static_check=(self.static_check, STATIC_CHECKS), trainer=(self.trainer, TRAINERS),
-                      backend=(self.backend, SAMPLERS))
+                      static_check=(self.static_check, STATIC_CHECKS))
 
 
 def _tests_for(batch: list[Task], cfg: PLUMConfig, sandbox: Sandbox, it_dir: Path) -> tuple[list[Task], dict]:
