@@ -158,11 +158,11 @@ class Loop:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         loop = cls(out, iterations)
-        if loop.start and (out / "config.json").exists():  # resuming: finished work must not mix settings
+        start = loop.start
+        if start and (out / "config.json").exists():  # resuming: finished work must not mix settings
             _same_settings(out, json.loads((out / "config.json").read_text()), config)
         (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         path = out / "metrics.jsonl"
-        start = loop.start
         if start and path.exists():
             rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
             loop.metrics = [m for m in rows if m["iteration"] <= start]

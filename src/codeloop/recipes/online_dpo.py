@@ -80,7 +80,6 @@ class OnlineDPOConfig(LoopSettings):
     """Models, pairs, metrics.jsonl, metrics.png."""
 
 
-
 def validate(generator: Generator, tasks: list[Task], sandbox: Sandbox, cfg: OnlineDPOConfig, judge: Judge | None) -> dict:
     """Compile rate P(κ=1), semantic rate P(φ=1), joint rate, and pass@1 on held-out tasks."""
     run_ = rollout(generator, tasks, sandbox, cfg.val_n, cfg.temperature, cfg.max_new_tokens, cfg.seed)
