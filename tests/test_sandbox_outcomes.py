@@ -129,3 +129,19 @@ def test_a_samples_syntax_warnings_do_not_reach_the_evaluators_stderr(capfd):
         outcome = fresh.run_one(check_job("def f(x):\n    return 2 * x if x else 1(2)\n"))
     assert outcome.status is Status.PASSED
     assert "SyntaxWarning" not in capfd.readouterr().err
+
+
+def test_a_pinned_sandbox_runs_its_samples_on_those_cpus():
+    import os
+
+    import pytest
+
+    from codeloop.sandbox import Sandbox
+
+    cpu = max(os.sched_getaffinity(0))
+    with Sandbox(workers=1, timeout_s=2.0, memory_mb=512, cpus={cpu}) as pinned:
+        outcome = pinned.run_one(Job(program="import os\ndef f():\n    return sorted(os.sched_getaffinity(0))\n",
+                                     entry_point="f", test=f"def check(candidate):\n    assert candidate() == [{cpu}]\n"))
+    assert outcome.status is Status.PASSED, outcome.reason
+    with pytest.raises(ValueError, match="cpus must be a non-empty subset"):
+        Sandbox(cpus={10_000})

@@ -32,9 +32,10 @@ class SandboxError(RuntimeError):
 
 
 class _Worker:
-    def __init__(self, isolation: str) -> None:
+    def __init__(self, isolation: str, cpus: frozenset[int] | None = None) -> None:
+        pin = [",".join(map(str, sorted(cpus)))] if cpus else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "codeloop.sandbox.worker", isolation],
+            [sys.executable, "-m", "codeloop.sandbox.worker", isolation, *pin],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=WORKER_ENV, close_fds=True,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -72,15 +73,20 @@ class Sandbox:
 
     ``Sandbox(workers=2, timeout_s=3.0, memory_mb=2048)``; ``run(jobs)`` yields one
     :class:`~codeloop.types.Outcome` per job, in order. ``isolation`` is "auto" (the strongest the OS
-    allows), or exactly one of "root", "userns", "none" (see the package docstring).
+    allows), or exactly one of "root", "userns", "none" (see the package docstring). ``cpus`` pins the
+    workers and every process they start to those CPUs (for timing: a sample cannot rely on it, since it
+    may change its own affinity).
     """
 
     def __init__(self, workers: int | None = None, timeout_s: float = 3.0, memory_mb: int = 2048,
-                 isolation: str = "auto") -> None:
+                 isolation: str = "auto", cpus: Iterable[int] | None = None) -> None:
         if timeout_s <= 0 or memory_mb <= 0:
             raise ValueError("timeout_s and memory_mb must be positive")
         if isolation not in ("auto", "root", "userns", "none"):
             raise ValueError(f"isolation must be auto, root, userns or none, got {isolation!r}")
+        self.cpus = frozenset(cpus) if cpus is not None else None
+        if self.cpus is not None and (not self.cpus or not self.cpus <= os.sched_getaffinity(0)):
+            raise ValueError(f"cpus must be a non-empty subset of {sorted(os.sched_getaffinity(0))}, got {sorted(self.cpus)}")
         self.n_workers = workers or os.cpu_count() or 1
         self.timeout_s, self.memory_mb, self.isolation = timeout_s, memory_mb, isolation
         self._workers: list[_Worker] = []
@@ -94,7 +100,7 @@ class Sandbox:
 
     def _start(self) -> None:
         while len(self._workers) < self.n_workers:
-            self._workers.append(_Worker(self.isolation))
+            self._workers.append(_Worker(self.isolation, self.cpus))
 
     def __enter__(self) -> Sandbox:
         return self
@@ -158,7 +164,7 @@ class Sandbox:
                 w.job, w.tries = None, 0
             except (wire.PeerClosed, wire.Deadline, wire.WireError, OSError):
                 w.close()
-                self._workers[i] = _Worker(self.isolation)
+                self._workers[i] = _Worker(self.isolation, self.cpus)
 
     def _collect(self, w: _Worker, sel: selectors.BaseSelector, job: Job) -> tuple[Outcome | None, _Worker]:
         """Read ``w``'s answer; replace the worker if it died or hangs. (None, w) means resubmitted."""
@@ -182,7 +188,7 @@ class Sandbox:
     def _replace(self, w: _Worker, sel: selectors.BaseSelector) -> _Worker:
         sel.unregister(w.rfd)
         w.close()
-        fresh = _Worker(self.isolation)
+        fresh = _Worker(self.isolation, self.cpus)
         self._workers[self._workers.index(w)] = fresh
         sel.register(fresh.rfd, selectors.EVENT_READ, fresh)
         return fresh

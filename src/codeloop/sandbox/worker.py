@@ -1,4 +1,4 @@
-"""A long-lived sandbox worker: ``python -m codeloop.sandbox.worker LEVEL``.
+"""A long-lived sandbox worker: ``python -m codeloop.sandbox.worker LEVEL [CPU,CPU...]``.
 
 Started by :class:`codeloop.sandbox.Sandbox` with a scrubbed environment (so not even
 ``/proc/<pid>/environ`` holds the evaluator's secrets). At start-up it pays the expensive set-up once:
@@ -131,6 +131,8 @@ def isolate(requested: str) -> str:
 
 def main() -> None:
     requested = sys.argv[1] if len(sys.argv) > 1 else "auto"
+    if len(sys.argv) > 2:  # pinned: the zygote and every sample inherit the affinity
+        os.sched_setaffinity(0, {int(c) for c in sys.argv[2].split(",")})
     jobs_fd, results_fd = os.dup(0), os.dup(1)
     os.dup2(2, 1)  # a stray print can never corrupt the result stream
     null = os.open(os.devnull, os.O_RDONLY)
