@@ -140,6 +140,28 @@ def test_writing_fake_frames_to_inherited_descriptors(sandbox):
     not_passed(sandbox, program)
 
 
+
+def test_a_malformed_forged_value_cannot_pass_as_an_expected_exception(sandbox):
+    # The test accepts any exception from the candidate; the sample, instead of raising, forges a reply
+    # whose value crashed the decoder (IndexError), which the trusted test then caught as the candidate's
+    # exception (only the "never called" guard kept that from passing). It is a protocol violation.
+    program = (
+        "import os, json, struct\n"
+        "def f(x):\n"
+        "    fake = json.dumps({'kind': 'return', 'value': {'__t': 'complex', 'v': [1.0]}}).encode()\n"
+        "    for fd in range(3, 64):\n"
+        "        try:\n"
+        "            os.write(fd, struct.pack('>I', len(fake)) + fake)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    import time\n"
+        "    time.sleep(5)\n"
+    )
+    test = ("def check(candidate):\n    try:\n        candidate(1)\n    except Exception:\n        return\n"
+            "    raise AssertionError('should have raised')\n")
+    outcome = run(sandbox, program, test=test)
+    assert outcome.status is Status.SANDBOX_VIOLATION, (outcome.status, outcome.reason)
+
 # ---- containment: processes --------------------------------------------------------------------
 
 @ROOT_ONLY

@@ -52,3 +52,17 @@ def test_dicts_without_a_tag_are_a_protocol_violation():
 def test_a_message_without_kind_is_a_protocol_violation():
     with pytest.raises(wire.WireError):
         wire.decode_message(b'{"value": 1}')
+
+
+@pytest.mark.parametrize("data", [
+    {"__t": "complex", "v": [1.0]},  # too short: IndexError inside the decoder
+    {"__t": "complex", "v": {"a": 1}},  # a dict where a list belongs: KeyError
+    {"__t": "dict", "v": [[1]]},  # a pair that is not a pair
+    {"__t": "int", "v": None},
+    {"__t": "bytes", "v": 5},
+])
+def test_malformed_tagged_values_are_a_protocol_violation(data):
+    # Anything else would escape the judge's handling: inside a trusted check(), a test's own
+    # ``except Exception`` could take a decoder crash for the candidate raising.
+    with pytest.raises(wire.WireError):
+        wire.decode_value(data)

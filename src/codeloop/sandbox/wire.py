@@ -194,8 +194,8 @@ def decode_value(data: Any, depth: int = 0) -> Any:
             return complex(float(v[0]), float(v[1]))
         if tag == "opaque":
             return Opaque(str(data.get("type", "?"))[:80], str(data.get("repr", ""))[:200])
-    except (TypeError, ValueError) as exc:
-        raise WireError(f"malformed {tag} value: {exc}") from None
+    except (TypeError, ValueError, LookupError) as exc:  # LookupError: IndexError, KeyError
+        raise WireError(f"malformed {tag} value: {type(exc).__name__}: {exc}") from None
     raise WireError(f"unknown value tag {tag!r}")
 
 
