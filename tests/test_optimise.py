@@ -47,7 +47,8 @@ def test_metrics_per_attempt_count_programs_optimised(tmp_path, monkeypatch):
     with FakeOpenAI(reply=_model(feedback_first={"fib"})) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.url)
         # alpha 1e-3 over 8 rounds: at 0.05 and 4 rounds the unchanged "fib" was called faster in ~1 run of 8
-        # (timing noise); the real speed-ups here are ~100x and stay far below this p.
+        # (timing noise, under the earlier unpaired timing); the real speed-ups here are ~100x and stay far
+        # below this p.
         metrics = run(OptimiseConfig(backend="openai", model="m", limit=3, attempts=3, rounds=8, calls=2, alpha=1e-3,
                                      out_dir=str(tmp_path)))
     assert [m["optimised"] for m in metrics] == [2, 3]
