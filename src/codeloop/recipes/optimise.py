@@ -59,7 +59,7 @@ class OptimiseConfig:
     """Where traces.jsonl, metrics.jsonl and metrics.png go."""
 
 
-def _timing_job(program: str, timing_input: tuple, calls: int) -> Job:
+def timing_job(program: str, timing_input: tuple, calls: int) -> Job:
     return Job(program=program, entry_point="solve", inputs=(list(timing_input),) * calls, timing=True)
 
 
@@ -75,7 +75,7 @@ def time_against(sandbox: Sandbox, old: str, new: str, timing_input: tuple, cfg:
     for r in range(cfg.rounds):
         order = [(old_times, old), (new_times, new)] if r % 2 == 0 else [(new_times, new), (old_times, old)]
         for sink, program in order:  # one after the other: the two of a round share the machine's speed
-            outcome = sandbox.run_one(_timing_job(program, timing_input, cfg.calls))
+            outcome = sandbox.run_one(timing_job(program, timing_input, cfg.calls))
             if not outcome.passed:
                 return outcome_feedback(outcome)
             sink.append(min(outcome.call_seconds))
