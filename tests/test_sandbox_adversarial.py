@@ -140,7 +140,6 @@ def test_writing_fake_frames_to_inherited_descriptors(sandbox):
     not_passed(sandbox, program)
 
 
-
 def test_a_malformed_forged_value_cannot_pass_as_an_expected_exception(sandbox):
     # The test accepts any exception from the candidate; the sample, instead of raising, forges a reply
     # whose value crashed the decoder (IndexError), which the trusted test then caught as the candidate's
@@ -161,6 +160,7 @@ def test_a_malformed_forged_value_cannot_pass_as_an_expected_exception(sandbox):
             "    raise AssertionError('should have raised')\n")
     outcome = run(sandbox, program, test=test)
     assert outcome.status is Status.SANDBOX_VIOLATION, (outcome.status, outcome.reason)
+
 
 # ---- containment: processes --------------------------------------------------------------------
 

@@ -1,5 +1,8 @@
 """The normal outcomes: one property per test."""
 
+import os
+
+import pytest
 from conftest import check_job, run
 
 from codeloop.sandbox import Job
@@ -132,10 +135,6 @@ def test_a_samples_syntax_warnings_do_not_reach_the_evaluators_stderr(capfd):
 
 
 def test_a_pinned_sandbox_runs_its_samples_on_those_cpus():
-    import os
-
-    import pytest
-
     from codeloop.sandbox import Sandbox
 
     cpu = max(os.sched_getaffinity(0))
