@@ -236,6 +236,47 @@ def test_stdout_flood_is_capped(sandbox):
     assert time.monotonic() - started < 5
 
 
+@pytest.fixture()
+def secret_file():
+    """A host file only root may read (the sample, at the root level, runs as another uid)."""
+    folder = Path(__file__).parent / "_secret_files"
+    folder.mkdir(exist_ok=True)
+    target = folder / "secret.txt"
+    target.write_text("TOP-SECRET-HOST-DATA")
+    target.chmod(0o600)
+    yield target
+    target.unlink()
+    folder.rmdir()
+
+
+def test_output_names_swapped_for_links_report_what_was_written(sandbox, secret_file):
+    # Whoever collects the output must read what the sample wrote to its streams, never a file the
+    # names in its temp dir point to by then (with root's rights, that would leak host files).
+    program = ("import os, sys\n"
+               "print('mine')\n"
+               "sys.stdout.flush()\n"
+               "for name in ('stdout', 'stderr'):\n"
+               "    os.unlink(name)\n"
+               f"    os.symlink({str(secret_file)!r}, name)\n"
+               "def f(x):\n"
+               "    return 2 * x\n")
+    outcome = run(sandbox, program)
+    assert outcome.status is Status.PASSED
+    assert "TOP-SECRET" not in outcome.stdout + outcome.stderr and outcome.stdout == "mine\n"
+
+
+def test_output_names_swapped_for_fifos_do_not_stall_the_worker(sandbox):
+    program = ("import os\n"
+               "for name in ('stdout', 'stderr'):\n"
+               "    os.unlink(name)\n"
+               "    os.mkfifo(name)\n"
+               "def f(x):\n"
+               "    return 2 * x\n")
+    started = time.monotonic()
+    assert run(sandbox, program).status is Status.PASSED
+    assert time.monotonic() - started < 5
+
+
 @ROOT_ONLY
 def test_sample_runs_as_an_unprivileged_user(sandbox):
     outcome = run(sandbox, "import os\nprint(os.getuid(), os.getgroups())\ndef f(x):\n    return 2 * x\n")

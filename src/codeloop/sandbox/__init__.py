@@ -5,7 +5,8 @@ and returns one :class:`~codeloop.types.Outcome` per job. Generated code is trea
 that will try to fake a pass or escape (DESIGN.md section 4).
 
 Processes
-    evaluator ─ Sandbox ─▶ worker (one per core, long-lived, trusted: runs the tests, decides)
+    evaluator ─ Sandbox ─▶ worker (one per core, long-lived, trusted: runs the tests, decides;
+                             │       makes each sample's temp dir and reads its output back)
                              └─▶ zygote (forked at start-up, before any task: holds no test data)
                                    └─▶ sample (one fork per job: the untrusted program)
 
@@ -34,7 +35,9 @@ Containment of each sample (isolation level "root", used when started as root)
     groups and no_new_privs; rlimits on CPU time, address space, file size, open files and processes;
     an environment of PATH/LANG/HOME only (workers are started with a scrubbed environment, so the
     evaluator's secrets are not even in memory to inherit); stdin at EOF; stdout/stderr to files
-    capped by the file-size limit and reported up to 64 KiB; SIGKILL at the deadline. A sample cannot
+    capped by the file-size limit and reported up to 64 KiB, read back after the sample is dead
+    through the worker's own descriptors, never by name (a name swapped for a link to a host file
+    leaks nothing); SIGKILL at the deadline. A sample cannot
     see or signal its worker (other uid, other PID namespace); if a worker dies anyway, the pool
     replaces it and retries the job once.
 

@@ -24,7 +24,6 @@ from typing import Any, NoReturn
 
 from codeloop.sandbox import _linux, wire
 
-STREAM_CAP = 64 << 10  # stdout/stderr reported per sample are cut at 64 KiB (RLIMIT_FSIZE kills floods)
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}  # scrubbed: no secrets
 
 
@@ -88,6 +87,7 @@ def _contain(req_fd: int, resp_fd: int, out_fds: tuple[int, int], tmpdir: str, l
     for first, last in ((3, lo), (lo + 1, hi), (hi + 1, 1 << 20)):
         os.closerange(first, last)  # nothing of the worker's or zygote's survives (close_range(2))
     os.chdir(tmpdir)
+    os.environ["HOME"] = os.environ["TMPDIR"] = tmpdir
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s))  # the rest: apply_shared_limits
     if uid is not None:  # started as root: become an unprivileged user that owns nothing on the host
         os.setgroups([])

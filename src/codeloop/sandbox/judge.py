@@ -23,8 +23,9 @@ import traceback
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from codeloop.sandbox import wire
+from codeloop.sandbox import wire, zygote
 from codeloop.sandbox.child import Limits
+from codeloop.sandbox.scratch import Scratch
 from codeloop.types import Outcome, Status, TestResult
 
 DETAIL_CHARS = 300
@@ -91,14 +92,16 @@ def _short(value: Any) -> str:
 
 
 class _Channel:
-    """The worker's handle on one sample process: two pipes plus the zygote that owns the process."""
+    """The worker's handle on one sample process: two pipes, its scratch dir, and the zygote that owns
+    the process."""
 
-    def __init__(self, zsock: socket.socket, limits: Limits, deadline: float) -> None:
-        self.deadline, self.zsock = deadline, zsock
+    def __init__(self, zsock: socket.socket, limits: Limits, deadline: float, uid: int | None, level: str) -> None:
+        self.deadline, self.zsock, self.level = deadline, zsock, level
+        self.scratch = Scratch(uid)
         req_r, self.req_w = os.pipe()
         self.resp_r, resp_w = os.pipe()
         fcntl.fcntl(self.req_w, fcntl.F_SETFL, os.O_NONBLOCK)  # a sample that stops reading cannot block us
-        socket.send_fds(zsock, [pickle.dumps({"limits": limits})], [req_r, resp_w])
+        socket.send_fds(zsock, [zygote.request(limits, self.scratch.path)], [req_r, resp_w, *self.scratch.fds])
         os.close(req_r)
         os.close(resp_w)
         self.reader = wire.FrameReader(self.resp_r)
@@ -126,7 +129,10 @@ class _Channel:
         for fd in (self.req_w, self.resp_r):
             os.close(fd)
         self.zsock.sendall(b"finish")
-        return pickle.loads(self.zsock.recv(1 << 20))
+        status, cpu_s, max_rss_kb = zygote.REPLY.unpack(self.zsock.recv(zygote.REPLY.size))
+        stdout, stderr = self.scratch.outputs()  # the sample is dead: nothing can change them now
+        self.scratch.remove(wipe_shared_tmp=self.level == "userns")
+        return {"status": status, "cpu_s": cpu_s, "max_rss_kb": max_rss_kb, "stdout": stdout, "stderr": stderr}
 
 
 class _Session:
@@ -140,14 +146,15 @@ class _Session:
     """
 
     def __init__(self, zsock: socket.socket, limits: Limits, deadline: float, start: dict[str, Any],
-                 predicted: list[bytes]) -> None:
+                 predicted: list[bytes], uid: int | None, level: str) -> None:
         self.zsock, self.limits, self.deadline, self.start = zsock, limits, deadline, start
+        self.uid, self.level = uid, level
         self.observed: list[bytes] = []
         self.call_seconds: list[float] = []
         self._spawn(predicted)
 
     def _spawn(self, batch: list[bytes]) -> None:
-        self.channel = _Channel(self.zsock, self.limits, self.deadline)
+        self.channel = _Channel(self.zsock, self.limits, self.deadline, self.uid, self.level)
         self.batch = batch
         self.channel.send(pickle.dumps({**self.start, "batch": batch}))
 
@@ -393,8 +400,10 @@ def _mode(job: Job) -> str:
     return "call"
 
 
-def run_job(job: Job, zsock: socket.socket, timeout_s: float, memory_mb: int, level: str) -> Outcome:
-    """Judge one job end to end. Never raises for anything the sample does."""
+def run_job(job: Job, zsock: socket.socket, timeout_s: float, memory_mb: int, level: str,
+            uid: int | None = None) -> Outcome:
+    """Judge one job end to end. Never raises for anything the sample does. ``uid``: the sample's
+    (when the worker runs as root), owner of its scratch dir."""
     start = time.monotonic()
     try:
         code = compile(job.program, "<sample>", "exec")  # in the parent: a syntax error runs nothing
@@ -404,9 +413,9 @@ def run_job(job: Job, zsock: socket.socket, timeout_s: float, memory_mb: int, le
     if not job.test and job.inputs is None:
         return Outcome(Status.INFRA_ERROR, reason="the task has no tests")
     mode = _mode(job)
-    outcome = _run(job, mode, code, zsock, timeout_s, memory_mb, level, start)
+    outcome = _run(job, mode, code, zsock, timeout_s, memory_mb, level, uid, start)
     if outcome is None:  # the test handed the candidate something that cannot cross a pipe
-        outcome = _run(replace(job, isolation="child"), "child", code, zsock, timeout_s, memory_mb, level, start)
+        outcome = _run(replace(job, isolation="child"), "child", code, zsock, timeout_s, memory_mb, level, uid, start)
     assert outcome is not None
     return outcome
 
@@ -426,11 +435,11 @@ def _predicted_calls(job: Job, mode: str) -> list[bytes]:
 
 
 def _run(job: Job, mode: str, code: Any, zsock: socket.socket, timeout_s: float, memory_mb: int,
-         level: str, start: float) -> Outcome | None:
+         level: str, uid: int | None, start: float) -> Outcome | None:
     limits = Limits(cpu_s=max(1, math.ceil(timeout_s)) + 1, memory_mb=memory_mb)
     first_msg = {"code": marshal.dumps(code), "entry_point": job.entry_point, "mode": mode,
                  "test": job.test if mode == "child" else ""}
-    session = _Session(zsock, limits, time.monotonic() + timeout_s, first_msg, _predicted_calls(job, mode))
+    session = _Session(zsock, limits, time.monotonic() + timeout_s, first_msg, _predicted_calls(job, mode), uid, level)
     verdict: _Verdict | None = None
     stop: _Stop | None = None
     try:

@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 from codeloop.sandbox import _linux, judge, wire
+from codeloop.sandbox.scratch import SHARED_TMP
 from codeloop.sandbox.zygote import zygote_main
 
 # Imported once here, so that samples find them in sys.modules instead of each paying the import.
@@ -27,8 +28,6 @@ PREIMPORT = (
     "decimal difflib enum fractions functools hashlib heapq io itertools json math numbers operator "
     "pprint queue random re statistics string struct textwrap time typing unicodedata"
 ).split()
-
-WRITABLE_TMPFS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 
 
 def _needed_paths() -> list[str]:
@@ -86,7 +85,7 @@ def lock_filesystem(unprivileged_samples: bool) -> None:
     """
     _linux.make_tree_private_readonly("/")
     needed = _needed_paths()
-    for directory in WRITABLE_TMPFS:
+    for directory in SHARED_TMP:
         if os.path.isdir(directory):
             _cover(directory, [p for p in needed if _inside(p, directory)], "size=512m,mode=755")
     if unprivileged_samples:
@@ -160,7 +159,7 @@ def main() -> None:
             request = pickle.loads(wire.read_frame(jobs_fd))
         except wire.PeerClosed:
             return
-        outcome = judge.run_job(request["job"], ours, request["timeout_s"], request["memory_mb"], level)
+        outcome = judge.run_job(request["job"], ours, request["timeout_s"], request["memory_mb"], level, uid)
         wire.write_frame(results_fd, pickle.dumps(outcome))
 
 

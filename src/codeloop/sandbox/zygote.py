@@ -2,9 +2,12 @@
 
 It is forked from the worker at start-up, before the worker has seen any task, so a sample (a fork of
 the zygote) inherits no test code, no expected output and no other sample's program. It receives the
-two pipe ends of each sample from the worker over a Unix socket (SCM_RIGHTS), forks the sample, and on
-the worker's word kills it (and, through its PID namespace, everything it started), reaps it, reads its
-capped stdout/stderr and deletes its temp dir.
+sample's four descriptors (request pipe, response pipe, stdout file, stderr file) and its temp dir
+from the worker over a Unix socket (SCM_RIGHTS), forks the sample, and on the worker's word kills it
+(and, through its PID namespace, everything it started), reaps it and reports how it ended.
+
+Every fork write-protects the zygote's own pages, so each page it touches afterwards costs it a fault:
+its loop does as little as it can. Temp dirs and outputs are the worker's (:mod:`scratch`).
 """
 
 from __future__ import annotations
@@ -12,15 +15,22 @@ from __future__ import annotations
 import gc
 import os
 import pickle
-import shutil
 import signal
 import socket
-from typing import Any, NoReturn
+import struct
+from typing import NoReturn
 
 from codeloop.sandbox import _linux
-from codeloop.sandbox.child import STREAM_CAP, Limits, apply_shared_limits, prepare_zygote, sample_main
+from codeloop.sandbox.child import Limits, apply_shared_limits, prepare_zygote, sample_main
 
-SAMPLE_ROOT = "/tmp/codeloop-samples"
+REPLY = struct.Struct("=idq")  # wait status, CPU seconds (user + system), max RSS in KiB
+_FDS = struct.Struct("=4i")
+_ANCILLARY = socket.CMSG_LEN(_FDS.size)
+
+
+def request(limits: Limits, tmpdir: str) -> bytes:
+    """The spawn request the worker sends with the sample's four descriptors."""
+    return tmpdir.encode() + b"\0" + pickle.dumps(limits)
 
 
 def zygote_main(sock: socket.socket, level: str, uid: int | None) -> NoReturn:
@@ -28,82 +38,47 @@ def zygote_main(sock: socket.socket, level: str, uid: int | None) -> NoReturn:
     code = 0
     try:
         _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)
-        os.makedirs(SAMPLE_ROOT, mode=0o755, exist_ok=True)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)  # every sample's stdin: EOF at once
         os.close(null)
         prepare_zygote()
         own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY) if level == "root" else None
-        counter = 0
-        applied: Limits | None = None
+        applied, limits = b"", None
         gc.collect()
         gc.freeze()  # inherited objects move to a permanent generation: the sample's GC never writes to
         # (and so never copies) the pages it shares with the zygote.
         while True:
             try:
-                raw, fds, _flags, _addr = socket.recv_fds(sock, 1 << 16, 2)
+                raw, ancillary, _flags, _addr = sock.recvmsg(1 << 16, _ANCILLARY)
             except OSError:
                 break
             if not raw:
                 break
-            counter += 1
-            request = pickle.loads(raw)
-            if request["limits"] != applied:
-                applied = request["limits"]
-                apply_shared_limits(applied)
-            reply = _run_one(request, fds, level, uid, own_pidns, counter, sock)
-            sock.sendall(pickle.dumps(reply))
+            fds = _FDS.unpack(ancillary[0][2])  # exactly four, from the trusted worker
+            tmpdir, _, blob = raw.partition(b"\0")
+            if blob != applied:
+                applied, limits = blob, pickle.loads(blob)
+                apply_shared_limits(limits)
+            pid = _fork_sample(fds, tmpdir.decode(), limits, level, uid, own_pidns)  # type: ignore[arg-type]
+            for fd in fds:
+                os.close(fd)
+            sock.recv(16)  # the worker's "finish" (or EOF if the worker died)
+            if level == "none":
+                _kill_group(pid)
+            try:
+                os.kill(pid, signal.SIGKILL)  # pid 1 of its namespace: the kernel kills all it started
+            except ProcessLookupError:
+                pass
+            _, status, usage = os.wait4(pid, 0)
+            sock.sendall(REPLY.pack(status, usage.ru_utime + usage.ru_stime, usage.ru_maxrss))
     except BaseException:  # noqa: BLE001
         code = 1
     os._exit(code)
 
 
-def _run_one(req: dict[str, Any], fds: list[int], level: str, uid: int | None, own_pidns: int | None,
-             counter: int, sock: socket.socket) -> dict[str, Any]:
-    limits: Limits = req["limits"]
-    tmpdir = os.path.join(SAMPLE_ROOT, f"{os.getpid()}-{counter}")
-    os.mkdir(tmpdir, 0o700)
-    if uid is not None:
-        os.chown(tmpdir, uid, uid)
-    out_fds = tuple(os.open(os.path.join(tmpdir, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                    for name in ("stdout", "stderr"))
-    if uid is not None:
-        for fd in out_fds:
-            os.fchown(fd, uid, uid)
-    os.environ["HOME"] = os.environ["TMPDIR"] = tmpdir  # inherited by the fork; putenv, no scan
-    pid = _fork_sample(fds, out_fds, tmpdir, limits, level, uid, own_pidns)  # type: ignore[arg-type]
-    for fd in (*fds, *out_fds):
-        os.close(fd)
-    finish = sock.recv(1 << 12)  # the worker's "finish" (or EOF if the worker died)
-    del finish
-    if level == "none":
-        _kill_group(pid)
-    try:
-        os.kill(pid, signal.SIGKILL)  # pid 1 of its namespace: the kernel kills all it started
-    except ProcessLookupError:
-        pass
-    _, status, usage = os.wait4(pid, 0)
-    reply = {
-        "status": status,
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "max_rss_kb": usage.ru_maxrss,
-        "stdout": _read_capped(os.path.join(tmpdir, "stdout")),
-        "stderr": _read_capped(os.path.join(tmpdir, "stderr")),
-    }
-    try:  # the common case: the sample left nothing but its two output files
-        for name in ("stdout", "stderr"):
-            os.unlink(os.path.join(tmpdir, name))
-        os.rmdir(tmpdir)
-    except OSError:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    if level == "userns":  # the sample owns these tmpfs roots there: leave nothing for the next one
-        _wipe_shared_tmp()
-    return reply
-
-
-def _fork_sample(fds: list[int], out_fds: tuple[int, int], tmpdir: str, limits: Limits, level: str,
-                 uid: int | None, own_pidns: int | None) -> int:
-    req_fd, resp_fd = fds
+def _fork_sample(fds: tuple[int, ...], tmpdir: str, limits: Limits, level: str, uid: int | None,
+                 own_pidns: int | None) -> int:
+    req_fd, resp_fd, out_fds = fds[0], fds[1], (fds[2], fds[3])
     if level == "root":
         # The next child is pid 1 of a fresh PID namespace; then point our own children back home.
         _linux.unshare(_linux.CLONE_NEWPID)
@@ -131,37 +106,8 @@ def _fork_sample(fds: list[int], out_fds: tuple[int, int], tmpdir: str, limits: 
     return pid
 
 
-def _wipe_shared_tmp() -> None:
-    for root in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
-        try:
-            entries = list(os.scandir(root))
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.path != SAMPLE_ROOT:
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    try:
-                        os.unlink(entry.path)
-                    except OSError:
-                        pass
-
-
 def _kill_group(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _read_capped(path: str) -> str:
-    try:
-        if os.stat(path).st_size == 0:
-            return ""
-        with open(path, "rb") as f:
-            data = f.read(STREAM_CAP + 1)
-    except OSError:
-        return ""
-    text = data[:STREAM_CAP].decode("utf-8", errors="replace")
-    return text + ("\n[... output cut at 64 KiB]" if len(data) > STREAM_CAP else "")

@@ -1,0 +1,77 @@
+"""A sample's scratch space: its fresh temp dir and the two files behind its stdout and stderr.
+
+Made, read and removed by the worker (trusted; it never forks per sample, so this work costs it no
+copy-on-write faults). The sample owns the directory while it runs and may rename, delete or replace
+anything in it, so after the sample is dead the worker reads its output through the descriptors it
+opened itself (``pread``), never by name: a name swapped for a link to a host file, or for a FIFO,
+leaks nothing and stalls nothing. Removal walks the tree without following links (``shutil.rmtree``'s
+fd-based walk).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+
+SAMPLE_ROOT = "/tmp/codeloop-samples"  # inside the worker's private tmpfs at the "root" and "userns" levels
+STREAM_CAP = 64 << 10  # stdout/stderr reported per sample are cut at 64 KiB (RLIMIT_FSIZE kills floods)
+SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
+
+_numbers = itertools.count(1)
+
+
+class Scratch:
+    """``Scratch(uid)``: a new directory under :data:`SAMPLE_ROOT` (owned by ``uid`` when given) with
+    ``stdout`` and ``stderr`` files; ``fds`` go to the sample, :meth:`outputs` and :meth:`remove` after it."""
+
+    def __init__(self, uid: int | None) -> None:
+        self.path = os.path.join(SAMPLE_ROOT, f"{os.getpid()}-{next(_numbers)}")
+        os.makedirs(SAMPLE_ROOT, mode=0o755, exist_ok=True)
+        os.mkdir(self.path, 0o700)
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        self.fds = tuple(os.open(os.path.join(self.path, name), flags, 0o600) for name in ("stdout", "stderr"))
+        if uid is not None:
+            os.chown(self.path, uid, uid)
+            for fd in self.fds:
+                os.fchown(fd, uid, uid)
+
+    def outputs(self) -> tuple[str, str]:
+        """What the sample wrote to its stdout and stderr, each cut at :data:`STREAM_CAP`."""
+        return _read_capped(self.fds[0]), _read_capped(self.fds[1])
+
+    def remove(self, wipe_shared_tmp: bool = False) -> None:
+        """Close the descriptors and delete the directory; with ``wipe_shared_tmp`` also everything a
+        sample left in the tmpfs roots (the "userns" level, where it may write there)."""
+        for fd in self.fds:
+            os.close(fd)
+        try:  # the common case: the sample left nothing but its two output files
+            for name in ("stdout", "stderr"):
+                os.unlink(os.path.join(self.path, name))
+            os.rmdir(self.path)
+        except OSError:
+            shutil.rmtree(self.path, ignore_errors=True)
+        if wipe_shared_tmp:
+            _wipe_shared_tmp()
+
+
+def _read_capped(fd: int) -> str:
+    data = os.pread(fd, STREAM_CAP + 1, 0)
+    text = data[:STREAM_CAP].decode("utf-8", errors="replace")
+    return text + ("\n[... output cut at 64 KiB]" if len(data) > STREAM_CAP else "")
+
+
+def _wipe_shared_tmp() -> None:
+    for root in SHARED_TMP:
+        try:
+            entries = list(os.scandir(root))
+        except OSError:
+            continue
+        for entry in entries:  # SAMPLE_ROOT too: a sample there may have planted the next one's name
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
