@@ -277,6 +277,16 @@ def test_output_names_swapped_for_fifos_do_not_stall_the_worker(sandbox):
     assert time.monotonic() - started < 5
 
 
+def test_a_deeply_nested_temp_dir_is_cleaned_up_without_crashing_the_worker(sandbox):
+    program = ("import os\n"
+               "for _ in range(3000):\n"
+               "    os.mkdir('d')\n"
+               "    os.chdir('d')\n"
+               "def f(x):\n"
+               "    return 2 * x\n")
+    assert run(sandbox, program).status is Status.PASSED  # was: the worker died twice, "violation"
+
+
 @ROOT_ONLY
 def test_sample_runs_as_an_unprivileged_user(sandbox):
     outcome = run(sandbox, "import os\nprint(os.getuid(), os.getgroups())\ndef f(x):\n    return 2 * x\n")

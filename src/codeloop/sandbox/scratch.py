@@ -4,15 +4,14 @@ Made, read and removed by the worker (trusted; it never forks per sample, so thi
 copy-on-write faults). The sample owns the directory while it runs and may rename, delete or replace
 anything in it, so after the sample is dead the worker reads its output through the descriptors it
 opened itself (``pread``), never by name: a name swapped for a link to a host file, or for a FIFO,
-leaks nothing and stalls nothing. Removal walks the tree without following links (``shutil.rmtree``'s
-fd-based walk).
+leaks nothing and stalls nothing. Removal walks the tree through directory descriptors without
+following links, and without recursion (a sample can nest directories thousands deep).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-import shutil
 
 SAMPLE_ROOT = "/tmp/codeloop-samples"  # inside the worker's private tmpfs at the "root" and "userns" levels
 STREAM_CAP = 64 << 10  # stdout/stderr reported per sample are cut at 64 KiB (RLIMIT_FSIZE kills floods)
@@ -50,7 +49,7 @@ class Scratch:
                 os.unlink(os.path.join(self.path, name))
             os.rmdir(self.path)
         except OSError:
-            shutil.rmtree(self.path, ignore_errors=True)
+            remove_tree(self.path)
         if wipe_shared_tmp:
             _wipe_shared_tmp()
 
@@ -69,9 +68,56 @@ def _wipe_shared_tmp() -> None:
             continue
         for entry in entries:  # SAMPLE_ROOT too: a sample there may have planted the next one's name
             if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
+                remove_tree(entry.path)
             else:
                 try:
                     os.unlink(entry.path)
                 except OSError:
                     pass
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def remove_tree(path: str) -> None:
+    """Delete the directory ``path`` and everything in it, best effort, never raising.
+
+    Only for trees nothing else is changing (the sample and all it started are dead): it goes down
+    by ``openat`` of one subdirectory at a time and back up by "..", holding one descriptor and a
+    list of names, so neither depth nor width can exhaust the stack or the descriptor table. Links
+    are unlinked, never followed.
+    """
+    try:
+        fd = os.open(path, _DIR_FLAGS)
+    except OSError:
+        return
+    names: list[str] = []  # the path from ``path`` down to where fd points
+    try:
+        while True:
+            sub = None
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        sub = entry.name
+                        break
+                    os.unlink(entry.name, dir_fd=fd)
+            if sub is not None:
+                child = os.open(sub, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+                names.append(sub)
+                continue
+            if not names:
+                break
+            parent = os.open("..", _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            os.rmdir(names.pop(), dir_fd=fd)
+    except OSError:
+        pass  # what is left stays in the worker's private tmpfs, which goes when the worker does
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
