@@ -162,6 +162,14 @@ def test_a_malformed_forged_value_cannot_pass_as_an_expected_exception(sandbox):
     assert outcome.status is Status.SANDBOX_VIOLATION, (outcome.status, outcome.reason)
 
 
+
+def test_raising_stopiteration_cannot_end_the_tests_loop_early(sandbox):
+    # Re-raised in the trusted test as itself, a StopIteration would end map()/zip() quietly: the
+    # loop below would run no assertion and the suite would "pass".
+    test = "def check(candidate):\n    for got, want in zip(map(candidate, [2, 3]), [4, 6]):\n        assert got == want\n"
+    assert run(sandbox, "def f(x):\n    raise StopIteration\n", test=test).status is Status.RUNTIME_ERROR
+    assert run(sandbox, "def f(x):\n    return 2 * x\n", test=test).status is Status.PASSED
+
 # ---- containment: processes --------------------------------------------------------------------
 
 @ROOT_ONLY

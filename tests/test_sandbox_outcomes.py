@@ -87,6 +87,12 @@ def test_a_lambda_argument_falls_back_to_testing_inside_the_child(sandbox):
     assert (outcome.status, outcome.isolation) == (Status.PASSED, "child")
 
 
+
+def test_in_the_child_too_a_stopiteration_is_a_runtime_error_not_an_early_end(sandbox):
+    test = "def check(candidate):\n    for got in map(candidate, [lambda v: v + 1]):\n        assert got == 3\n"
+    outcome = run(sandbox, "def f(g):\n    raise StopIteration\n", test=test)
+    assert (outcome.status, outcome.isolation) == (Status.RUNTIME_ERROR, "child")
+
 def test_prints_are_captured(sandbox):
     assert "hello" in run(sandbox, "print('hello')\ndef f(x):\n    return 2 * x\n").stdout
 

@@ -188,6 +188,10 @@ def _run_check_in_child(ns: dict[str, Any], fn: Any, job: dict[str, Any], resp_f
         calls[0] += 1
         try:
             return fn(*args, **kwargs)
+        except (StopIteration, StopAsyncIteration) as exc:  # would end a map()/zip() in the test quietly
+            wrapped = RuntimeError(f"candidate raised {type(exc).__name__}")
+            raised.append(wrapped)
+            raise wrapped from exc
         except BaseException as exc:
             raised.append(exc)
             raise

@@ -185,8 +185,10 @@ class _Session:
 def _exception_for(msg: dict[str, Any]) -> Exception:
     cls = getattr(builtins, str(msg.get("type")), None)
     text = str(msg.get("message", ""))
-    # Only ordinary exceptions are re-created: a reported SystemExit must not end the worker.
-    if isinstance(cls, type) and issubclass(cls, Exception) and cls is not CandidateError:
+    # Only ordinary exceptions are re-created: a reported SystemExit must not end the worker, and a
+    # StopIteration raised into map() or zip() in the test would end its loop quietly, as if done.
+    if (isinstance(cls, type) and issubclass(cls, Exception) and cls is not CandidateError
+            and not issubclass(cls, (StopIteration, StopAsyncIteration))):
         try:
             return cls(text)
         except Exception:  # noqa: BLE001 - e.g. UnicodeDecodeError needs five arguments
