@@ -170,6 +170,32 @@ def test_raising_stopiteration_cannot_end_the_tests_loop_early(sandbox):
     assert run(sandbox, "def f(x):\n    raise StopIteration\n", test=test).status is Status.RUNTIME_ERROR
     assert run(sandbox, "def f(x):\n    return 2 * x\n", test=test).status is Status.PASSED
 
+
+def test_a_value_too_large_to_show_cannot_pass_as_an_expected_exception(sandbox):
+    # Reporting a 5,000-digit int raised ValueError inside the candidate's call (repr's digit limit),
+    # which a test that expects ValueError for bad input took as the candidate's own.
+    test = ("def check(candidate):\n    assert candidate(2) == 4\n    try:\n        candidate(-1)\n"
+            "    except ValueError:\n        return\n    raise AssertionError('should have raised')\n")
+    program = "def f(x):\n    return 2 * x if x > 0 else 10 ** 5000\n"
+    outcome = run(sandbox, program, test=test)
+    assert outcome.status is Status.FAILED and "should have raised" in outcome.reason
+
+
+def test_a_script_forging_non_text_output_is_a_violation_without_crashing_its_worker():
+    program = ("import os, json, struct\n"
+               "fake = json.dumps({'kind': 'return', 'value': ['a']}).encode()\n"
+               "for fd in range(3, 64):\n"
+               "    try:\n"
+               "        os.write(fd, struct.pack('>I', len(fake)) + fake)\n"
+               "    except OSError:\n"
+               "        pass\n"
+               "os._exit(0)\n")
+    with Sandbox(workers=1, timeout_s=2.0) as sb:
+        worker = sb.level and sb._workers[0].proc.pid
+        outcome = sb.run_one(Job(program=program, inputs=("x\n",), outputs=("a\n",)))
+        assert outcome.status is Status.SANDBOX_VIOLATION, (outcome.status, outcome.reason)
+        assert sb._workers[0].proc.pid == worker  # trusted code raised nothing: no worker was lost
+
 # ---- containment: processes --------------------------------------------------------------------
 
 @ROOT_ONLY

@@ -93,6 +93,12 @@ def test_in_the_child_too_a_stopiteration_is_a_runtime_error_not_an_early_end(sa
     outcome = run(sandbox, "def f(g):\n    raise StopIteration\n", test=test)
     assert (outcome.status, outcome.isolation) == (Status.RUNTIME_ERROR, "child")
 
+
+def test_an_int_too_large_for_a_float_fails_a_float_expectation(sandbox):
+    job = Job(program="def f(x):\n    return 10 ** 400\n", entry_point="f", inputs=((1,),), outputs=(1.5,))
+    outcome = sandbox.run_one(job)
+    assert outcome.status is Status.FAILED, (outcome.status, outcome.reason)
+
 def test_prints_are_captured(sandbox):
     assert "hello" in run(sandbox, "print('hello')\ndef f(x):\n    return 2 * x\n").stdout
 

@@ -87,7 +87,12 @@ class _Verdict:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    """A bounded repr for reports. Never raises: it runs inside the candidate's call, where an
+    exception (a 5,000-digit int cannot be repr'd) would reach the test as the candidate's own."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - the values are builtins, but an int can still refuse
+        text = f"<{type(value).__name__} that cannot be shown>"
     return text if len(text) <= DETAIL_CHARS else text[: DETAIL_CHARS - 3] + "..."
 
 
@@ -334,7 +339,10 @@ def _same_value(got: Any, expected: Any) -> bool:
     if isinstance(got, list) and isinstance(expected, list) and len(got) == len(expected):
         return all(_same_value(g, e) for g, e in zip(got, expected))
     if isinstance(got, (int, float)) and isinstance(expected, (int, float)) and not isinstance(got, bool):
-        return math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-6)
+        try:
+            return math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-6)
+        except OverflowError:  # an int too large for a float: equal only if exactly equal (checked above)
+            return False
     return False
 
 
@@ -364,6 +372,8 @@ def _judge_io(job: Job, session: _Session, stdin_mode: bool) -> _Verdict:
             status = Status.MEMORY_EXCEEDED if isinstance(exc, MemoryError) else Status.RUNTIME_ERROR
             first_error = first_error or _Verdict(status, f"{name}: {type(exc).__name__}: {exc}"[:DETAIL_CHARS])
             continue
+        if stdin_mode and type(got) is not str:  # the sample's side always sends the text it captured
+            raise _Violation(f"stdout of a script came back as {type(got).__name__}")
         ok = job.outputs is None or compare(got, expected)  # timing jobs only need to run
         detail = "" if ok else f"input {_short(inp)} expected {_short(expected)} got {_short(got)}"
         tests.append(TestResult(name, ok, detail[: 3 * DETAIL_CHARS]))
