@@ -23,7 +23,7 @@ import time
 
 from codeloop.data import slow
 from codeloop.eval.stats import SpeedTest, faster_test
-from codeloop.recipes.optimise import OptimiseConfig, timing_job, time_against, timing_sandbox
+from codeloop.recipes.optimise import OptimiseConfig, timed_seconds, timing_job, time_against, timing_sandbox
 from codeloop.sandbox import Sandbox
 
 
@@ -33,10 +33,10 @@ def time_unpaired(sandbox: Sandbox, old: str, new: str, timing_input: tuple, cfg
     new_times: list[float] = []
     for r in range(cfg.rounds):
         order = [(old_times, old), (new_times, new)] if r % 2 == 0 else [(new_times, new), (old_times, old)]
-        for (sink, _), outcome in zip(order, sandbox.run(timing_job(p, timing_input, cfg.calls) for _, p in order)):
+        for (sink, _), outcome in zip(order, sandbox.run(timing_job(p, timing_input) for _, p in order)):
             if not outcome.passed:
                 return f"{outcome.status.value}: {outcome.reason}"
-            sink.append(min(outcome.call_seconds))
+            sink.append(timed_seconds(outcome))
     return faster_test(old_times, new_times, ratio=1.0 - cfg.min_gain)
 
 
@@ -69,7 +69,7 @@ def main() -> None:
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
     q = statistics.quantiles(speedups, n=20)
     print(f"\n{'unpaired, Welch' if args.unpaired else 'paired, one pinned CPU'}: "
-          f"self-comparisons: {len(speedups)} (rounds {cfg.rounds}, {cfg.calls} calls per process, alpha {cfg.alpha}, "
+          f"self-comparisons: {len(speedups)} (rounds {cfg.rounds}, alpha {cfg.alpha}, "
           f"min gain {cfg.min_gain:.0%})")
     print(f"false positives: {len(false)}/{len(speedups)} = {len(false) / len(speedups):.1%}")
     print(f"measured speed-up of a program over itself: median {statistics.median(speedups):.3f}x, "

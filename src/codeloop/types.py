@@ -83,6 +83,7 @@ class Outcome:
     stderr: str = ""  # capped
     isolation: str = ""  # how expected outputs were protected: "parent" (kept out of the child) or "child"
     call_seconds: tuple[float, ...] = ()  # timing jobs: wall time of each call, measured by the trusted worker
+    load_seconds: float = 0.0  # timing jobs: wall time from the spawn request to the program loaded (module body run)
 
     @property
     def passed(self) -> bool:
@@ -98,7 +99,7 @@ class Outcome:
             "tests": [{"name": t.name, "passed": t.passed, "detail": t.detail} for t in self.tests],
             "stdout": self.stdout,
             "stderr": self.stderr,
-            **({"call_seconds": list(self.call_seconds)} if self.call_seconds else {}),
+            **({"call_seconds": list(self.call_seconds), "load_seconds": self.load_seconds} if self.call_seconds else {}),
         }
 
 

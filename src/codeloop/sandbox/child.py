@@ -121,6 +121,8 @@ def _fresh_globals() -> dict[str, Any]:
 
 def _serve(req_fd: int, resp_fd: int) -> None:
     job = pickle.loads(wire.read_frame(req_fd))  # trusted sender: the worker
+    if job["timing"]:
+        _send(resp_fd, {"kind": "started"})  # the worker times the load from here
     code = marshal.loads(job["code"])  # compiled by the worker, which also caught syntax errors
     requests = _requests(job["batch"], req_fd)
     mode = job["mode"]

@@ -50,8 +50,10 @@ class Job:
     isolation: str = "auto"
     """"auto" keeps tests in the parent and falls back to "child" only when it must; "child" forces it."""
     timing: bool = False
-    """Measure each call's wall time in the worker (calls run one at a time, none streamed ahead);
-    ``outputs`` may then be None: the job only has to run without error."""
+    """Measure each call's wall time in the worker (calls run one at a time, none streamed ahead), and
+    the program's load (spawn request to its module body run); ``outputs`` may then be None: the job
+    only has to run without error. Only a process's first call is free of state its earlier calls
+    left (a cache): time that one, with the load (where a table could be precomputed)."""
 
 
 class _Stop(BaseException):
@@ -450,15 +452,21 @@ def _run(job: Job, mode: str, code: Any, zsock: socket.socket, timeout_s: float,
          level: str, uid: int | None, start: float) -> Outcome | None:
     limits = Limits(cpu_s=max(1, math.ceil(timeout_s)) + 1, memory_mb=memory_mb)
     first_msg = {"code": marshal.dumps(code), "entry_point": job.entry_point, "mode": mode,
-                 "test": job.test if mode == "child" else ""}
+                 "test": job.test if mode == "child" else "", "timing": job.timing}
     session = _Session(zsock, limits, time.monotonic() + timeout_s, first_msg, _predicted_calls(job, mode), uid, level)
+    load_seconds = 0.0
     verdict: _Verdict | None = None
     stop: _Stop | None = None
     try:
+        if job.timing:  # the load is timed from here (after the fork and set-up) to "ready"
+            if session.recv()["kind"] != "started":
+                raise _Violation("expected 'started' first")
+            started = time.perf_counter()
         if mode == "child":
             verdict = _judge_in_child(session)
         else:
             first = session.recv()
+            load_seconds = time.perf_counter() - started if job.timing else 0.0
             if first["kind"] == "raise":
                 kind = str(first.get("type"))
                 status = Status.MEMORY_EXCEEDED if kind == "MemoryError" else Status.RUNTIME_ERROR
@@ -485,7 +493,7 @@ def _run(job: Job, mode: str, code: Any, zsock: socket.socket, timeout_s: float,
     assert verdict is not None
     return Outcome(verdict.status, seconds, tuple(verdict.tests), verdict.reason,
                    exit_info["stdout"], exit_info["stderr"], "child" if mode == "child" else "parent",
-                   tuple(session.call_seconds) if job.timing else ())
+                   tuple(session.call_seconds) if job.timing else (), load_seconds if job.timing else 0.0)
 
 
 def _verdict_for_stop(stop: _Stop, exit_info: dict[str, Any], limits: Limits, level: str, calls: int) -> _Verdict:
