@@ -4,9 +4,10 @@ An attempt counts as optimised when it passes the program's tests and is at leas
 slow version by a one-sided paired t-test at p < 0.05 over the log ratios of repeated timing rounds.
 Timings are wall time measured by the trusted sandbox worker: the program's load (its module body)
 plus one call, in a fresh process each time (a second call could be answered from a cache). Each
-round times old and new back to back on one pinned CPU (alternating which goes first), so both share the machine's speed of that moment: on a shared VM it switches between regimes
-1.5x apart for seconds at a time, which fooled the unpaired design this replaced (two processes at once
-on two CPUs, Welch's test: 4 of 96 comparisons of a program with itself called faster, by up to 1.47x;
+round times old and new back to back on one pinned CPU (alternating which goes first), so both share
+the machine's speed of that moment: on a shared VM it switches between regimes 1.5x apart for seconds
+at a time, which fooled the unpaired design this replaced (two processes at once on two CPUs, Welch's
+test: 4 of 96 comparisons of a program with itself called faster, by up to 1.47x;
 ``benchmarks/optimise_null.py``). A program stops once optimised. Reports, per attempt: % optimised
 and mean speed-up (over optimised programs).
 """

@@ -493,7 +493,7 @@ def _run(job: Job, mode: str, code: Any, zsock: socket.socket, timeout_s: float,
     assert verdict is not None
     return Outcome(verdict.status, seconds, tuple(verdict.tests), verdict.reason,
                    exit_info["stdout"], exit_info["stderr"], "child" if mode == "child" else "parent",
-                   tuple(session.call_seconds) if job.timing else (), load_seconds if job.timing else 0.0)
+                   tuple(session.call_seconds) if job.timing else (), load_seconds)
 
 
 def _verdict_for_stop(stop: _Stop, exit_info: dict[str, Any], limits: Limits, level: str, calls: int) -> _Verdict:
