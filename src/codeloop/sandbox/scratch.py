@@ -26,7 +26,6 @@ class Scratch:
 
     def __init__(self, uid: int | None) -> None:
         self.path = os.path.join(SAMPLE_ROOT, f"{os.getpid()}-{next(_numbers)}")
-        os.makedirs(SAMPLE_ROOT, mode=0o755, exist_ok=True)
         os.mkdir(self.path, 0o700)
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         self.fds = tuple(os.open(os.path.join(self.path, name), flags, 0o600) for name in ("stdout", "stderr"))
@@ -52,6 +51,12 @@ class Scratch:
             remove_tree(self.path)
         if wipe_shared_tmp:
             _wipe_shared_tmp()
+            make_sample_root()
+
+
+def make_sample_root() -> None:
+    """Create :data:`SAMPLE_ROOT` (at worker start, and again after a wipe removed it)."""
+    os.makedirs(SAMPLE_ROOT, mode=0o755, exist_ok=True)
 
 
 def _read_capped(fd: int) -> str:

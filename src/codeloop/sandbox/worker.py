@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 
 from codeloop.sandbox import _linux, judge, wire
-from codeloop.sandbox.scratch import SHARED_TMP
+from codeloop.sandbox.scratch import SHARED_TMP, make_sample_root
 from codeloop.sandbox.zygote import zygote_main
 
 # Imported once here, so that samples find them in sys.modules instead of each paying the import.
@@ -144,6 +144,7 @@ def main() -> None:
         return
     for name in PREIMPORT:
         importlib.import_module(name)
+    make_sample_root()
     uid = 100_000 + os.getpid() if level == "root" else None  # unique among live workers
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     if os.fork() == 0:  # the zygote: forked before any job arrives, so it holds none
