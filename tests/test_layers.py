@@ -31,3 +31,10 @@ def test_evaluation_layers_do_not_import_torch():
     code = "import codeloop.cli, codeloop.eval, codeloop.sandbox, codeloop.data, sys; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_the_package_type_checks():
+    """mypy over src/ (settings in pyproject.toml): the annotations are part of the contract users read."""
+    result = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", "/dev/null", str(ROOT / "src")], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from tqdm import tqdm
@@ -97,7 +97,7 @@ def tasks_export(name: str = typer.Argument(..., help="Task set name or JSONL pa
         _fail(str(exc))
     rows = []
     for t in task_map.values():
-        row = {"task_id": t.task_id, "prompt": t.prompt, "entry_point": t.entry_point, "test": t.test}
+        row: dict[str, Any] = {"task_id": t.task_id, "prompt": t.prompt, "entry_point": t.entry_point, "test": t.test}
         for key in ("canonical_solution", "description", "inputs", "outputs"):
             if getattr(t, key) is not None:
                 row[key] = list(getattr(t, key)) if key in ("inputs", "outputs") else getattr(t, key)

@@ -8,6 +8,8 @@ task prompt, so the completion is again just a body.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from codeloop.types import Outcome, Status
 
 STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n\n\n")
@@ -33,7 +35,7 @@ def history_prompt(prompt: str, attempts: list[tuple[str, str]]) -> str:
     return "".join(repair_block(prompt, a, f) for a, f in attempts) + prompt
 
 
-def optimise_prompt(prompt: str, slow_program: str, attempts: list[tuple[str, str]] = ()) -> str:
+def optimise_prompt(prompt: str, slow_program: str, attempts: Sequence[tuple[str, str]] = ()) -> str:
     """Ask for a faster body: the slow program in comments, earlier attempts with feedback, the header."""
     head = "# Program to speed up (keep its results, take less time):\n" + _commented(slow_program)
     return head + "".join(repair_block(prompt, a, f) for a, f in attempts) + prompt

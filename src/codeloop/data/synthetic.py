@@ -163,6 +163,7 @@ def _join(phrases: list[str]) -> str:
 
 
 def _make(rng: random.Random, domain: str) -> tuple[str, list[Step], tuple[str, str, str, Callable[[Any], Any]]]:
+    aggregates: dict[str, tuple[str, str, str, Callable[[Any], Any]]]
     if domain == "ints":
         transforms, aggregates = _int_transforms(rng), _INT_AGGREGATES
     else:
@@ -253,7 +254,7 @@ def _feedback(task: Task, attempt: tuple[list[Step], Any] | str) -> tuple[str, s
         return None
     steps, agg = attempt
     assert task.inputs is not None and task.outputs is not None
-    failed = []
+    failed: list[str] = []
     for inp, expected in zip(task.inputs, task.outputs):
         try:
             got = _run(steps, agg[3], inp[0])

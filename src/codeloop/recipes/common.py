@@ -124,7 +124,8 @@ class PolicySampler:
     def __init__(self, backend: str, tokenizer: Any) -> None:
         check_choices(backend=(backend, SAMPLERS))
         self.backend, self.tokenizer = backend, tokenizer
-        self._path, self._engine = "", None
+        self._path = ""
+        self._engine: Generator | None = None
 
     def __call__(self, policy: Any, checkpoint: str) -> Generator:
         if self.backend == "hf":

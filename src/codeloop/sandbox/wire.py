@@ -15,7 +15,7 @@ import os
 import select
 import struct
 import time
-from typing import Any
+from typing import Any, cast
 
 MAX_FRAME = 16 * 1024 * 1024  # a sample may return up to 16 MiB per call; more is a protocol violation
 MAX_DEPTH = 200
@@ -175,7 +175,7 @@ def decode_value(data: Any, depth: int = 0) -> Any:
         return [decode_value(v, depth + 1) for v in data]
     if type(data) is not dict or set(data) - {"__t", "v", "type", "repr"}:
         raise WireError(f"unexpected value shape: {str(data)[:80]}")
-    tag, v = data.get("__t"), data.get("v")
+    tag, v = data.get("__t"), cast(Any, data.get("v"))  # untrusted: a wrong shape raises, and is a WireError below
     try:
         if tag == "tuple":
             return tuple(decode_value(x, depth + 1) for x in v)
