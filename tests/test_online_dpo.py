@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("torch", reason="the train extra (torch) is part of the dev install")
 
-from codeloop.recipes.online_dpo import OnlineDPOConfig, run  # noqa: E402
+from codeloop.recipes.online_dpo import OnlineDPOConfig, intent_pairs, run  # noqa: E402
 
 
 def cfg(out, iterations):
@@ -58,3 +58,50 @@ def test_resuming_under_other_settings_is_refused_and_names_them(straight):
     with pytest.raises(ValueError, match=r"config.json: .*lr: 0.0001 -> 0.001"):
         run(dataclasses.replace(cfg(out, 3), lr=1e-3))
     assert (out / "metrics.jsonl").read_text() == before and json.loads((out / "config.json").read_text())["lr"] == 1e-4
+
+
+TEXTS = ["pass_a", "fail", "pass_b", "broken"]  # one intent's candidates: kappa and phi below
+KAPPA, PHI = [1.0, 1.0, 1.0, 0.0], [1.0, 0.0, 1.0, 0.0]
+
+
+def last(tied):
+    return tied[-1]
+
+
+def never(tied):
+    raise AssertionError("the tie-breaker must not be asked")
+
+
+def judged(texts=TEXTS, kappa=KAPPA, phi=PHI, tie_break=last, **settings):
+    new, good = intent_pairs(OnlineDPOConfig(**settings), "p", texts, kappa, phi, tie_break)
+    return [(x.chosen, x.rejected) for x in new], good
+
+
+def test_the_papers_rule_pairs_the_tie_breakers_pick_against_every_other_candidate():
+    assert judged() == ([("pass_b", "pass_a"), ("pass_b", "fail"), ("pass_b", "broken")], True)
+
+
+def test_dropping_tied_negatives_keeps_the_other_passing_candidate_out():
+    assert judged(drop_tied_negatives=True) == ([("pass_b", "fail"), ("pass_b", "broken")], True)
+
+
+def test_all_positives_pairs_every_passing_candidate_with_every_lower_rated_one():
+    assert judged(positives="all", tie_break=never) == (
+        [("pass_a", "fail"), ("pass_a", "broken"), ("pass_b", "fail"), ("pass_b", "broken")], True)
+    # identical passing texts are one positive, not two
+    assert judged(["same", "same", "fail"], [1.0] * 3, [1.0, 1.0, 0.0], positives="all")[0] == [("same", "fail")]
+
+
+def test_without_a_pass_only_compiling_beats_not_compiling_and_gets_no_nll():
+    texts, kappa, phi = ["fail_a", "broken", "fail_b"], [1.0, 0.0, 1.0], [0.0, 0.0, 0.0]
+    for positives in ("one", "all"):
+        assert judged(texts, kappa, phi, tie_break=lambda tied: tied[0], positives=positives) == ([("fail_a", "broken")], False)
+    assert judged(texts, [0.0] * 3, phi) == ([], False)  # nothing compiles: nothing to prefer
+    # the paper's rule without the guard: the arbitrary "best" failing candidate against all others
+    assert judged(texts, kappa, phi, tie_break=lambda tied: tied[0], positive_must_pass=False) == (
+        [("fail_a", "broken"), ("fail_a", "fail_b")], False)
+
+
+def test_an_unknown_positives_rule_is_refused():
+    with pytest.raises(ValueError, match="positives must be one of one, all"):
+        OnlineDPOConfig(positives="best")

@@ -38,8 +38,12 @@ def rank_positive(kappa: Sequence[float], phi: Sequence[float],
 
 def preference_pairs(prompt: str, completions: Sequence[str], positive: int) -> list[PreferencePair]:
     """{C_p} x negatives: every other candidate is rejected (identical texts carry no preference)."""
-    chosen = completions[positive]
-    return [PreferencePair(prompt, chosen, c) for i, c in enumerate(completions) if i != positive and c != chosen]
+    return cross_pairs(prompt, [completions[positive]], [c for i, c in enumerate(completions) if i != positive])
+
+
+def cross_pairs(prompt: str, chosen: Sequence[str], rejected: Sequence[str]) -> list[PreferencePair]:
+    """Every distinct chosen text against every rejected one, in order (identical texts carry no preference)."""
+    return [PreferencePair(prompt, c, r) for c in dict.fromkeys(chosen) for r in rejected if r != c]
 
 
 def plum_split(completions: Sequence[str], statuses: Sequence[Status], static_ok: Sequence[bool],

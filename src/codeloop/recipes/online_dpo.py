@@ -17,16 +17,18 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from codeloop.data import load_tasks
-from codeloop.data.preferences import preference_pairs, rank_positive, save_pairs
+from codeloop.data.preferences import cross_pairs, rank_positive, save_pairs
 from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.compiler import compiles
 from codeloop.feedback.judge import Judge
 from codeloop.feedback.tests import graded, passes
 from codeloop.models import Generator, load_generator
-from codeloop.recipes.common import Loop, LoopSettings, PolicySampler, Rollout, held_out_metrics, rollout
+from codeloop.recipes.common import Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics, rollout
 from codeloop.sandbox import Sandbox
 from codeloop.train.dpo import dpo
-from codeloop.types import Task
+from codeloop.types import PreferencePair, Task
+
+POSITIVES = ("one", "all")
 
 
 @dataclass
@@ -70,6 +72,12 @@ class OnlineDPOConfig(LoopSettings):
     that do not compile (κ is decisive there; φ is not), without the NLL term. The paper pairs every
     intent's positive with all the others: with the tests as φ and no LLM tie-break, an all-failing
     group's "positive" is arbitrary (measured: pass@1 0.17 -> 0.13 in 3 iterations)."""
+    positives: str = "one"
+    """"one" (the paper's eq. 6): each intent's best candidate is the positive, every other one a negative.
+    "all": every candidate rated like the best (both experts satisfied, where any is) is a positive,
+    paired with every candidate rated lower. The paper's rule fits an LLM judge that picks the best of
+    tied candidates; with the tests as φ, passing candidates are equally good, and the one rule turns
+    all but one of them into negatives, which narrows the policy onto one of its correct answers."""
     drop_tied_negatives: bool = False
     """Never use a candidate rated like the positive (same κ and φ) as its negative. The paper makes every
     other candidate a negative, which is right when an LLM judge picked the best of the tied ones; with
@@ -78,6 +86,10 @@ class OnlineDPOConfig(LoopSettings):
     compile errors 4.3% with it; 0.233, 2.2% without), within the noise of 100 validation tasks."""
     out_dir: str = "runs/online-dpo"
     """Models, pairs, metrics.jsonl, metrics.png."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choices(positives=(self.positives, POSITIVES))
 
 
 def validate(generator: Generator, tasks: list[Task], sandbox: Sandbox, cfg: OnlineDPOConfig, judge: Judge | None) -> dict:
@@ -110,6 +122,26 @@ def _tie_breaker(judge: Judge | None, task: Task, texts: list[str], graded: list
         return None if best is None else tied[best]
 
     return pick
+
+
+def intent_pairs(cfg: OnlineDPOConfig, prompt: str, texts: list[str], kappa: list[float], phi: list[float],
+                 tie_break: Callable[[list[int]], int | None]) -> tuple[list[PreferencePair], bool]:
+    """One intent's pairs under the config's rules, and whether its positives satisfy both experts (only
+    those get the NLL term)."""
+    first = (lambda tied: tied[0]) if cfg.positives == "all" else tie_break  # "all" keeps every tied one
+    positive = rank_positive(kappa, phi, first)
+    rated = (kappa[positive], phi[positive])
+    good = bool(rated[0] and rated[1])
+    tied = [(k, p) == rated for k, p in zip(kappa, phi)]
+    if cfg.positive_must_pass and not good:
+        if not kappa[positive]:
+            return [], False
+        return cross_pairs(prompt, [texts[positive]], [t for t, k in zip(texts, kappa) if not k]), False
+    if cfg.positives == "all":
+        return cross_pairs(prompt, [t for t, s in zip(texts, tied) if s], [t for t, s in zip(texts, tied) if not s]), good
+    if cfg.drop_tied_negatives:
+        return cross_pairs(prompt, [texts[positive]], [t for t, s in zip(texts, tied) if not s]), good
+    return cross_pairs(prompt, [texts[positive]], [t for i, t in enumerate(texts) if i != positive]), good
 
 
 def _update(cfg: OnlineDPOConfig, i: int, policy, reference, tokenizer, pairs: list, nll_mask: list[bool]):  # type: ignore[no-untyped-def]
@@ -152,17 +184,8 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
             for j, (task, texts, _) in enumerate(run_.groups()):
                 span = slice(j * cfg.k, (j + 1) * cfg.k)
                 kappa = [compiles(task.prompt + t).score for t in texts]
-                positive = rank_positive(kappa, phi[span], _tie_breaker(judge, task, texts, rewards[span]))
-                good = bool(kappa[positive] and phi[span][positive])
-                chosen, rated = texts[positive], (kappa[positive], phi[span][positive])
-                if cfg.positive_must_pass and not good:
-                    if not kappa[positive]:
-                        continue
-                    texts = [t for t, k in zip(texts, kappa) if not k or t is chosen]
-                elif cfg.drop_tied_negatives:
-                    texts = [t for t, k, p in zip(texts, kappa, phi[span]) if (k, p) != rated or t is chosen]
-                positive = texts.index(chosen)
-                new = preference_pairs(task.prompt, texts, positive)
+                new, good = intent_pairs(cfg, task.prompt, texts, kappa, phi[span],
+                                         _tie_breaker(judge, task, texts, rewards[span]))
                 pairs += new
                 nll_mask += [good] * len(new)
             save_pairs(pairs, it_dir / "pairs")
