@@ -4,8 +4,8 @@ Setup: intents I (the first ``n_intents`` tasks), the baseline ψ (policy and, f
 Loop, iteration i = 1..N: take the i-th deterministic batch of floor(β·|I|) intents; the current
 policy writes k candidates each; the compiler κ and the semantic expert φ judge them (φ is an LLM
 judge when configured, else the tests, and the run says so); eq. 6 picks one positive per intent and
-every other candidate is a negative; DPO (+ NLL on chosen) against the baseline; validation on
-held-out tasks. Save: per iteration the model, the pairs (a Hugging Face dataset) and a metrics row;
+every other candidate is a negative (``positives="all"``: every passing one against every failing one);
+DPO (+ NLL on chosen) against the baseline; validation on held-out tasks. Save: per iteration the model, the pairs (a Hugging Face dataset) and a metrics row;
 iteration 0 is the baseline. A killed run restarts from its last finished iteration.
 """
 
@@ -77,7 +77,8 @@ class OnlineDPOConfig(LoopSettings):
     "all": every candidate rated like the best (both experts satisfied, where any is) is a positive,
     paired with every candidate rated lower. The paper's rule fits an LLM judge that picks the best of
     tied candidates; with the tests as φ, passing candidates are equally good, and the one rule turns
-    all but one of them into negatives, which narrows the policy onto one of its correct answers."""
+    all but one of them into negatives. Measured on 500 dev tasks, training seeds 0 and 1: pass@1 0.184
+    and 0.166 with "all", 0.178 and 0.189 with "one" (the demo) — no better, so "one" stays the default."""
     drop_tied_negatives: bool = False
     """Never use a candidate rated like the positive (same κ and φ) as its negative. The paper makes every
     other candidate a negative, which is right when an LLM judge picked the best of the tied ones; with
