@@ -83,3 +83,55 @@ def test_sft_moves_the_weights_and_lowers_the_loss():
     first = sft(model, tokenizer, [("Q:", " yes")] * 32, epochs=1, lr=2e-2, batch_size=8, warmup_steps=2, progress=False).final_loss
     last = sft(model, tokenizer, [("Q:", " yes")] * 32, epochs=8, lr=2e-2, batch_size=8, warmup_steps=2, progress=False).final_loss
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters())) and last < first / 2
+
+
+def both_paths(gen, prompts, params):
+    """The completions of the module's own decoding loop and of ``model.generate``, same seed."""
+    gen._loop_ok = None
+    assert gen._own_loop()
+    own = gen.generate(prompts, params)
+    gen._loop_ok = False
+    try:
+        return own, gen.generate(prompts, params)
+    finally:
+        gen._loop_ok = None
+
+
+@pytest.mark.parametrize("params", [
+    SamplingParams(n=3, temperature=1.0, max_new_tokens=24, stop=("\n", "s"), seed=4),
+    SamplingParams(n=2, temperature=0.7, top_p=0.8, max_new_tokens=24, stop=("x",), seed=9),
+    SamplingParams(n=2, temperature=0, max_new_tokens=16, stop=("o",)),
+])
+def test_the_own_loop_gives_generates_completions_token_for_token(tiny, params):
+    prompts = ["def solve(xs):\n", "x", "print('hello", "    xs = [x * 2 for", "y", "def"]
+    own, reference = both_paths(tiny, prompts, params)
+    assert own == reference
+    lengths = {c.completion_tokens for row in own for c in row}
+    assert len(lengths) > 1  # rows finished at different steps, so finished rows were dropped mid-batch
+
+
+def test_the_seed_policy_samples_the_same_through_either_path():
+    from codeloop.data import synthetic
+    from codeloop.data.prompts import STOP
+
+    gen = HFGenerator("seed-python", device="cpu", batch_size=32)
+    prompts = [t.prompt for t in synthetic.generate("test", 16).values()]
+    own, reference = both_paths(gen, prompts, SamplingParams(n=4, temperature=0.8, max_new_tokens=160, stop=STOP))
+    assert own == reference and len({c.text for row in own for c in row}) > 32
+
+
+def test_a_top_k_in_the_generation_config_is_honoured(tiny):
+    tiny.model.generation_config.top_k = 3
+    try:
+        own, reference = both_paths(tiny, ["def", "x"], SamplingParams(n=4, temperature=1.5, max_new_tokens=12))
+    finally:
+        tiny.model.generation_config.top_k = None
+    assert own == reference
+
+
+def test_a_repetition_penalty_sends_the_model_through_generate():
+    model, tokenizer = tiny_causal_lm(seed=0)
+    model.generation_config.repetition_penalty = 1.3
+    gen = HFGenerator(model=model, tokenizer=tokenizer, device="cpu")
+    assert not gen._own_loop()
+    assert len(gen.generate(["x"], SamplingParams(n=2, temperature=1.0, max_new_tokens=5))[0]) == 2

@@ -34,6 +34,13 @@ def test_one_metrics_row_per_iteration_with_the_baseline_first(straight):
     assert [m["iteration"] for m in rows] == [0, 1, 2] and {"pass_at_1", "compile_rate", "semantic_rate", "joint_rate"} <= set(rows[1])
 
 
+def test_each_iteration_row_says_where_its_time_went(straight):
+    _, metrics = straight
+    phases = {"sample_s", "sandbox_s", "judge_s", "train_s", "validate_s"}
+    assert all(phases <= set(m) and all(m[p] >= 0 for p in phases) for m in metrics[1:])
+    assert all(m["sample_s"] > 0 and m["train_s"] > 0 for m in metrics[1:])
+
+
 def test_each_iteration_saves_its_model_and_pairs_in_trl_format(straight):
     out, _ = straight
     rows = pairs(out / "iter_1" / "pairs")

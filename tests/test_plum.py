@@ -205,6 +205,7 @@ def test_plum_writes_a_metrics_row_per_iteration_and_kto_data(plum_run):
     out, _ = plum_run
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in rows] == [0, 1, 2] and {"pass_at_1", "compile_rate", "chosen", "rejected"} <= set(rows[1])
+    assert {"tests_s", "sample_s", "sandbox_s", "train_s", "validate_s"} <= set(rows[1])
     data = load_from_disk(str(out / "iter_1" / "kto")).to_list()
     assert sum(r["label"] for r in data) == rows[1]["chosen"] and len(data) == rows[1]["chosen"] + rows[1]["rejected"]
 

@@ -274,10 +274,14 @@ def load_config(cls, path: Path, overrides: list[str]):  # type: ignore[no-untyp
 
 def _run_loop(run, cfg, columns: list[tuple[str, str]], saved: str) -> None:  # type: ignore[no-untyped-def]
     """Run a training loop, printing one table row per iteration (header: the column titles; a metric
-    an iteration lacks prints as '-'), and turn bad input into exit 2."""
+    an iteration lacks prints as '-'; the last, its wall seconds: the sum of its ``*_s`` phases), and
+    turn bad input into exit 2."""
+    columns = [*columns, ("seconds", "seconds")]
     typer.echo("  ".join(title for title, _ in columns))
 
     def show(m: dict) -> None:
+        phases = [v for k, v in m.items() if k.endswith("_s")]
+        m = {**m, "seconds": round(sum(phases))} if phases else m
         cells = [m.get(key, "-") for _, key in columns]
         typer.echo("  ".join(f"{f'{v:.3f}' if isinstance(v, float) else v!s:>{len(title)}}"
                              for (title, _), v in zip(columns, cells)))

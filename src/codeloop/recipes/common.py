@@ -11,7 +11,9 @@ import copy
 import json
 import os
 import shutil
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,13 +100,34 @@ class Rollout:
         return out
 
 
+class Clock:
+    """Wall seconds per phase of an iteration, for its metrics row: ``with clock("train"): ...`` adds
+    to ``clock.row["train_s"]``. Where an iteration's time goes is the first thing to know when it is slow."""
+
+    def __init__(self) -> None:
+        self.row: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            key = f"{phase}_s"
+            self.row[key] = round(self.row.get(key, 0.0) + time.perf_counter() - start, 2)
+
+
 def rollout(generator: Generator, tasks: Sequence[Task], sandbox: Sandbox, n: int, temperature: float,
-            max_new_tokens: int, seed: int) -> Rollout:
-    """``n`` completions per task from ``generator``, run against the tasks' tests."""
+            max_new_tokens: int, seed: int, clock: Clock | None = None) -> Rollout:
+    """``n`` completions per task from ``generator``, run against the tasks' tests (timed as the
+    phases ``sample`` and ``sandbox`` on ``clock``)."""
+    clock = clock or Clock()
     params = SamplingParams(n=n, temperature=temperature, max_new_tokens=max_new_tokens, stop=STOP, seed=seed)
-    rows = generator.generate([t.prompt for t in tasks], params)
+    with clock("sample"):
+        rows = generator.generate([t.prompt for t in tasks], params)
     samples = [Sample(t.task_id, c.text) for t, row in zip(tasks, rows) for c in row]
-    outcomes = evaluate({t.task_id: t for t in tasks}, samples, sandbox)
+    with clock("sandbox"):
+        outcomes = evaluate({t.task_id: t for t in tasks}, samples, sandbox)
     return Rollout(list(tasks), rows, samples, outcomes)
 
 

@@ -23,7 +23,7 @@ from codeloop.feedback.compiler import compiles
 from codeloop.feedback.judge import Judge
 from codeloop.feedback.tests import graded, passes
 from codeloop.models import Generator, load_generator
-from codeloop.recipes.common import Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics, rollout
+from codeloop.recipes.common import Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics, rollout
 from codeloop.sandbox import Sandbox
 from codeloop.train.dpo import dpo
 from codeloop.types import PreferencePair, Task
@@ -177,25 +177,30 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
         for i in loop.pending():
             it_dir = loop.iteration_dir(i)
             batch = [intents[j % len(intents)] for j in range((i - 1) * size, i * size)]
+            clock = Clock()
             run_ = rollout(sampler(policy, loop.checkpoint(i - 1, cfg.model)), batch, sandbox, cfg.k, cfg.temperature,
-                           cfg.max_new_tokens, cfg.seed * 1000 + i)
-            phi = _semantic(run_, judge)
-            rewards = [graded(o).score for o in run_.outcomes]
-            pairs, nll_mask = [], []
-            for j, (task, texts, _) in enumerate(run_.groups()):
-                span = slice(j * cfg.k, (j + 1) * cfg.k)
-                kappa = [compiles(task.prompt + t).score for t in texts]
-                new, good = intent_pairs(cfg, task.prompt, texts, kappa, phi[span],
-                                         _tie_breaker(judge, task, texts, rewards[span]))
-                pairs += new
-                nll_mask += [good] * len(new)
+                           cfg.max_new_tokens, cfg.seed * 1000 + i, clock)
+            with clock("judge"):
+                phi = _semantic(run_, judge)
+                rewards = [graded(o).score for o in run_.outcomes]
+                pairs, nll_mask = [], []
+                for j, (task, texts, _) in enumerate(run_.groups()):
+                    span = slice(j * cfg.k, (j + 1) * cfg.k)
+                    kappa = [compiles(task.prompt + t).score for t in texts]
+                    new, good = intent_pairs(cfg, task.prompt, texts, kappa, phi[span],
+                                             _tie_breaker(judge, task, texts, rewards[span]))
+                    pairs += new
+                    nll_mask += [good] * len(new)
             save_pairs(pairs, it_dir / "pairs")
-            policy, stats = _update(cfg, i, policy, reference, tokenizer, pairs, nll_mask)
+            with clock("train"):
+                policy, stats = _update(cfg, i, policy, reference, tokenizer, pairs, nll_mask)
             if cfg.refresh_reference:
                 reference = copy.deepcopy(policy)
             loop.save_model(i, policy, tokenizer)
-            row = {"iteration": i, **validate(sampler(policy, loop.checkpoint(i, cfg.model)), val_tasks, sandbox, cfg, judge),
-                   "train_pass_rate": sum(o.passed for o in run_.outcomes) / len(run_.outcomes), "pairs": len(pairs), **stats}
+            with clock("validate"):
+                held_out = validate(sampler(policy, loop.checkpoint(i, cfg.model)), val_tasks, sandbox, cfg, judge)
+            row = {"iteration": i, **held_out, "train_pass_rate": sum(o.passed for o in run_.outcomes) / len(run_.outcomes),
+                   "pairs": len(pairs), **stats, **clock.row}
             loop.finish(i, row, on_iteration)
     plot_metrics(loop.metrics, "iteration", ["pass_at_1", "compile_rate", "semantic_rate", "joint_rate"],
                  loop.out / "metrics.png", title=f"Online DPO from {cfg.model}")

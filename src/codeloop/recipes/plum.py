@@ -25,7 +25,7 @@ from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.compiler import compiles, mypy_check
 from codeloop.feedback.testgen import TestGenerator
 from codeloop.models import load_generator
-from codeloop.recipes.common import Loop, LoopSettings, PolicySampler, check_choices, held_out_metrics, rollout
+from codeloop.recipes.common import Clock, Loop, LoopSettings, PolicySampler, check_choices, held_out_metrics, rollout
 from codeloop.sandbox import Sandbox
 from codeloop.train.dpo import dpo
 from codeloop.train.kto import kto
@@ -132,9 +132,11 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
         for i in loop.pending():
             it_dir = loop.iteration_dir(i)
             batch = [instructions[j % len(instructions)] for j in range((i - 1) * size, i * size)]
-            tasks, testgen = _tests_for(batch, cfg, sandbox, it_dir)
+            clock = Clock()
+            with clock("tests"):
+                tasks, testgen = _tests_for(batch, cfg, sandbox, it_dir)
             run_ = rollout(sampler(policy, loop.checkpoint(i - 1, cfg.model)), tasks, sandbox, cfg.k, cfg.temperature,
-                           cfg.max_new_tokens, cfg.seed * 1000 + i)
+                           cfg.max_new_tokens, cfg.seed * 1000 + i, clock)
             static = _static_ok([t.prompt + c.text for t, row in zip(run_.tasks, run_.rows) for c in row], cfg.static_check)
             kto_data, pairs, chosen_only, kept, n_chosen, n_rejected, at = [], [], [], 0, 0, 0, 0
             for j, (task, texts, outcomes) in enumerate(run_.groups()):
@@ -148,11 +150,14 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
                 chosen_only += [(task.prompt, c) for c in chosen]
             row = {"iteration": i, "train_pass_rate": sum(o.passed for o in run_.outcomes) / len(run_.outcomes),
                    "instructions_kept": kept, "chosen": n_chosen, "rejected": n_rejected, **testgen}
-            policy, stats = _train(cfg, i, policy, reference, tokenizer, kto_data, pairs, chosen_only, it_dir)
+            with clock("train"):
+                policy, stats = _train(cfg, i, policy, reference, tokenizer, kto_data, pairs, chosen_only, it_dir)
             if cfg.refresh_reference:
                 reference = copy.deepcopy(policy)
             loop.save_model(i, policy, tokenizer)
-            loop.finish(i, {**row, **stats, **validate(i)}, on_iteration)
+            with clock("validate"):
+                held_out = validate(i)
+            loop.finish(i, {**row, **stats, **held_out, **clock.row}, on_iteration)
     plot_metrics(loop.metrics, "iteration", ["pass_at_1", "compile_rate"], loop.out / "metrics.png",
                  title=f"PLUM-{cfg.objective.upper()} from {cfg.model}")
     return loop.metrics
