@@ -120,8 +120,9 @@ def test_the_seed_policy_samples_the_same_through_either_path():
     assert own == reference and len({c.text for row in own for c in row}) > 32
 
 
-def test_a_top_k_in_the_generation_config_is_honoured(tiny):
-    tiny.model.generation_config.top_k = 3
+@pytest.mark.parametrize("top_k", [3, 0])  # 0: no top-k filter at all
+def test_a_top_k_in_the_generation_config_is_honoured(tiny, top_k):
+    tiny.model.generation_config.top_k = top_k
     try:
         own, reference = both_paths(tiny, ["def", "x"], SamplingParams(n=4, temperature=1.5, max_new_tokens=12))
     finally:
