@@ -136,3 +136,13 @@ def test_a_repetition_penalty_sends_the_model_through_generate():
     gen = HFGenerator(model=model, tokenizer=tokenizer, device="cpu")
     assert not gen._own_loop()
     assert len(gen.generate(["x"], SamplingParams(n=2, temperature=1.0, max_new_tokens=5))[0]) == 2
+
+
+def test_the_fallback_rules_name_real_generation_config_fields():
+    # a field renamed in a later transformers would silently stop sending such models through generate
+    from transformers import GenerationConfig
+
+    from codeloop.models.hf import _NEUTRAL
+
+    config = GenerationConfig()
+    assert all(hasattr(config, key) for key in _NEUTRAL)

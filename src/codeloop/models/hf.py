@@ -12,8 +12,8 @@ dropped from the batch and its KV cache instead of being carried to the end as p
 policy that is 1.43x the tokens per second of ``generate`` (``benchmarks/generation_throughput.py``).
 Draws stay aligned because every step samples a full-width probability table (finished rows hold a
 placeholder), and ``torch.multinomial`` consumes the same random numbers whatever the values. A model
-whose generation config asks for anything else (a repetition penalty, min-p, banned words, ...)
-goes through ``generate`` unchanged.
+whose generation config asks for anything else (a repetition penalty, min-p, banned words, a static
+cache, ...) goes through ``generate`` unchanged.
 """
 
 from __future__ import annotations
@@ -193,6 +193,7 @@ _NEUTRAL: dict[str, tuple[Any, ...]] = {
     "forced_bos_token_id": (None,), "forced_eos_token_id": (None,), "min_length": (None, 0),
     "min_new_tokens": (None, 0), "exponential_decay_length_penalty": (None,), "renormalize_logits": (None, False),
     "guidance_scale": (None, 1.0), "watermarking_config": (None,), "num_beams": (None, 1),
+    "cache_implementation": (None, "dynamic"),
 }
 """Generation-config fields that would add a logits processor (or a search) :meth:`HFGenerator._decode`
 does not reproduce, with their neutral values; any other value sends the model through ``generate``."""
