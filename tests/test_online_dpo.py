@@ -112,3 +112,26 @@ def test_without_a_pass_only_compiling_beats_not_compiling_and_gets_no_nll():
 def test_an_unknown_positives_rule_is_refused():
     with pytest.raises(ValueError, match="positives must be one of one, all"):
         OnlineDPOConfig(positives="best")
+
+
+@pytest.mark.parametrize(("val_temperature", "used"), [(None, 0.6), (0.8, 0.8)])
+def test_validation_samples_at_its_own_temperature_when_given(val_temperature, used):
+    from codeloop.data.tasks import load_tasks
+    from codeloop.recipes.online_dpo import validate
+    from codeloop.sandbox import Sandbox
+    from codeloop.types import Completion
+
+    class Recorder:
+        def __init__(self):
+            self.temperatures = []
+
+        def generate(self, prompts, params):
+            self.temperatures.append(params.temperature)
+            return [[Completion("    return None\n", "stop", 1, 1)] * params.n for _ in prompts]
+
+    recorder = Recorder()
+    tasks = list(load_tasks("synthetic-python:test:2").values())
+    with Sandbox(workers=1) as sandbox:
+        validate(recorder, tasks, sandbox, OnlineDPOConfig(temperature=0.6, val_temperature=val_temperature, val_n=1),
+                 None)
+    assert recorder.temperatures == [used]

@@ -49,6 +49,8 @@ class OnlineDPOConfig(LoopSettings):
     """Candidates per intent."""
     temperature: float = 0.8
     """Sampling temperature for the candidates."""
+    val_temperature: float | None = None
+    """Sampling temperature for validation (None: the candidates' ``temperature``)."""
     max_new_tokens: int = 160
     """Longest candidate."""
     judge_model: str = ""
@@ -95,7 +97,8 @@ class OnlineDPOConfig(LoopSettings):
 
 def validate(generator: Generator, tasks: list[Task], sandbox: Sandbox, cfg: OnlineDPOConfig, judge: Judge | None) -> dict:
     """Compile rate P(κ=1), semantic rate P(φ=1), joint rate, and pass@1 on held-out tasks."""
-    run_ = rollout(generator, tasks, sandbox, cfg.val_n, cfg.temperature, cfg.max_new_tokens, cfg.seed)
+    temperature = cfg.temperature if cfg.val_temperature is None else cfg.val_temperature
+    run_ = rollout(generator, tasks, sandbox, cfg.val_n, temperature, cfg.max_new_tokens, cfg.seed)
     kappa = [compiles(t.prompt + c.text).score for t, row in zip(run_.tasks, run_.rows) for c in row]
     phi = _semantic(run_, judge)
     return {**held_out_metrics(run_), "semantic_rate": sum(phi) / len(phi),
