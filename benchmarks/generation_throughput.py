@@ -25,7 +25,8 @@ from codeloop.types import SamplingParams
 
 
 def timed(gen: HFGenerator, prompts: list[str], params: SamplingParams, own_loop: bool) -> tuple[float, list]:
-    gen._loop_ok = own_loop  # the switch the backend sets for itself from the model's generation config
+    gen.decoder = "auto" if own_loop else "generate"
+    assert gen.own_loop == own_loop
     start = time.perf_counter()
     rows = gen.generate(prompts, params)
     return time.perf_counter() - start, rows

@@ -87,14 +87,14 @@ def test_sft_moves_the_weights_and_lowers_the_loss():
 
 def both_paths(gen, prompts, params):
     """The completions of the module's own decoding loop and of ``model.generate``, same seed."""
-    gen._loop_ok = None
-    assert gen._own_loop()
+    assert gen.decoder == "auto" and gen.own_loop
     own = gen.generate(prompts, params)
-    gen._loop_ok = False
+    gen.decoder = "generate"
     try:
+        assert not gen.own_loop
         return own, gen.generate(prompts, params)
     finally:
-        gen._loop_ok = None
+        gen.decoder = "auto"
 
 
 @pytest.mark.parametrize("params", [
@@ -134,7 +134,7 @@ def test_a_repetition_penalty_sends_the_model_through_generate():
     model, tokenizer = tiny_causal_lm(seed=0)
     model.generation_config.repetition_penalty = 1.3
     gen = HFGenerator(model=model, tokenizer=tokenizer, device="cpu")
-    assert not gen._own_loop()
+    assert not gen.own_loop
     assert len(gen.generate(["x"], SamplingParams(n=2, temperature=1.0, max_new_tokens=5))[0]) == 2
 
 
@@ -146,3 +146,9 @@ def test_the_fallback_rules_name_real_generation_config_fields():
 
     config = GenerationConfig()
     assert all(hasattr(config, key) for key in _NEUTRAL)
+
+
+def test_an_unknown_decoder_is_refused():
+    model, tokenizer = tiny_causal_lm(seed=0)
+    with pytest.raises(ValueError, match="decoder must be one of auto, generate"):
+        HFGenerator(model=model, tokenizer=tokenizer, device="cpu", decoder="fast")

@@ -33,6 +33,7 @@ from codeloop.types import Completion, SamplingParams
 SEED_DIR = Path(__file__).resolve().parent / "seed_python"
 """Where the project's seed policy ships (Hugging Face format, with its tokenizer)."""
 BUILTIN = {"seed-python": SEED_DIR}
+DECODERS = ("auto", "generate")
 
 
 def resolve(name_or_path: str) -> str:
@@ -46,14 +47,19 @@ def resolve(name_or_path: str) -> str:
 
 
 class HFGenerator:
-    """``HFGenerator("seed-python")`` or ``HFGenerator(model=..., tokenizer=...)`` for objects in memory."""
+    """``HFGenerator("seed-python")`` or ``HFGenerator(model=..., tokenizer=...)`` for objects in memory.
+
+    ``decoder``: "auto" (this module's loop wherever it reproduces ``generate``, see :attr:`own_loop`)
+    or "generate" (always ``model.generate``)."""
 
     def __init__(self, name_or_path: str = "seed-python", device: str | None = None, batch_size: int = 32,
-                 model: Any = None, tokenizer: Any = None, dtype: str = "auto") -> None:
+                 model: Any = None, tokenizer: Any = None, dtype: str = "auto", decoder: str = "auto") -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.name = name_or_path
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+        self.name, self.decoder = name_or_path, decoder
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.batch_size = max(1, batch_size)
         if model is None:
@@ -66,7 +72,6 @@ class HFGenerator:
             except OSError as exc:
                 raise GeneratorError(f"cannot load model {name_or_path!r}: {exc}") from None
         self.model, self.tokenizer = model.to(self.device).eval(), tokenizer
-        self._loop_ok: bool | None = None
         self._takes = set(inspect.signature(self.model.forward).parameters)
         # the prompt's last position is the only one whose logits are used
         self._last_logits_only = {"logits_to_keep": 1} if "logits_to_keep" in self._takes else {}
@@ -94,7 +99,7 @@ class HFGenerator:
         per_prompt = params.n if params.temperature > 0 else 1  # greedy: one decode, repeated n times
         torch.manual_seed(seed)
         with torch.no_grad():
-            new = self._decode(enc, params, per_prompt) if self._own_loop() else self._generate(enc, params, per_prompt)
+            new = self._decode(enc, params, per_prompt) if self.own_loop else self._generate(enc, params, per_prompt)
         prompt_lens = enc["attention_mask"].sum(dim=1).tolist()
         rows = []
         for i, ids in enumerate(new):
@@ -106,13 +111,13 @@ class HFGenerator:
             rows.append(Completion(text, reason, int(prompt_lens[i // per_prompt]), len(ids)))
         return [rows[i * per_prompt:(i + 1) * per_prompt] * (params.n // per_prompt) for i in range(len(prompts))]
 
-    def _own_loop(self) -> bool:
-        """Whether :meth:`_decode` reproduces ``generate`` for this model (see the module docstring)."""
-        if self._loop_ok is None:
-            config = self.model.generation_config
-            self._loop_ok = (not self.model.config.is_encoder_decoder and "position_ids" in self._takes
-                             and all(getattr(config, key, None) in neutral for key, neutral in _NEUTRAL.items()))
-        return self._loop_ok
+    @property
+    def own_loop(self) -> bool:
+        """Whether :meth:`generate` decodes in :meth:`_decode`: ``decoder`` is "auto" and the loop reproduces
+        ``generate`` for this model and its current generation config (see the module docstring)."""
+        config = self.model.generation_config
+        return (self.decoder == "auto" and not self.model.config.is_encoder_decoder and "position_ids" in self._takes
+                and all(getattr(config, key, None) in neutral for key, neutral in _NEUTRAL.items()))
 
     def _generate(self, enc: Any, params: SamplingParams, per_prompt: int) -> list[list[int]]:
         """The new tokens of each row through ``model.generate`` (finished rows padded to the end)."""
@@ -150,10 +155,10 @@ class HFGenerator:
             self._stop_criteria[stops] = StopStringCriteria(self.tokenizer, list(stops))
         stop_at = self._stop_criteria.get(stops)
         eos = self.tokenizer.eos_token_id
-        positions = mask.long().cumsum(-1) - 1
-        positions.masked_fill_(mask == 0, 1)
+        prompt_positions = enc["attention_mask"].long().cumsum(-1) - 1
+        prompt_positions.masked_fill_(enc["attention_mask"] == 0, 1)
+        positions = prompt_positions.repeat_interleave(per_prompt, dim=0)
         # each prompt is encoded once and its cache copied to its n rows (generate encodes every copy)
-        prompt_positions = positions[::per_prompt]
         out = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], position_ids=prompt_positions,
                          use_cache=True, **self._last_logits_only)
         cache, seqs = out.past_key_values, ids
