@@ -13,7 +13,7 @@ from codeloop.recipes.online_dpo import OnlineDPOConfig, intent_pairs, run  # no
 
 def cfg(out, iterations):
     return OnlineDPOConfig(n_intents=12, fraction=0.5, iterations=iterations, k=3, val_limit=4, val_n=2,
-                           batch_size=4, max_new_tokens=96, out_dir=str(out))
+                           batch_size=4, max_new_tokens=96, val_plus_tasks="synthetic-python+:test", out_dir=str(out))
 
 
 def pairs(path):
@@ -32,6 +32,29 @@ def test_one_metrics_row_per_iteration_with_the_baseline_first(straight):
     out, metrics = straight
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in rows] == [0, 1, 2] and {"pass_at_1", "compile_rate", "semantic_rate", "joint_rate"} <= set(rows[1])
+    assert all(0 <= m["pass_at_1_plus"] <= m["pass_at_1"] for m in rows)  # the plus tests include the base ones
+
+
+def test_stricter_validation_tests_must_be_for_the_same_tasks(tmp_path):
+    with pytest.raises(ValueError, match=r"val_plus_tasks 'synthetic-python\+:dev' lacks synthetic-python/test/0"):
+        run(OnlineDPOConfig(val_plus_tasks="synthetic-python+:dev", out_dir=str(tmp_path / "x")))
+    assert not (tmp_path / "x").exists()
+
+
+def test_plus_metrics_count_a_sample_that_fools_the_base_tests_as_a_failure(sandbox):
+    from codeloop.data import load_tasks
+    from codeloop.eval import evaluate
+    from codeloop.recipes.common import Rollout, held_out_metrics, plus_metrics
+    from codeloop.types import Completion, Sample
+
+    tasks, plus = load_tasks("synthetic-python:test"), load_tasks("synthetic-python+:test")
+    task = next(t for t in tasks.values() if '"""Replace each value by its square, then return them in ascending order."""' in t.prompt)
+    texts = [task.canonical_solution, "    xs = [x * x for x in xs]\n    xs = [x for x in xs if x > 1]\n    return sorted(xs)\n"]
+    samples = [Sample(task.task_id, t) for t in texts]
+    run_ = Rollout([task], [[Completion(t) for t in texts]], samples, evaluate(tasks, samples, sandbox))
+    assert held_out_metrics(run_)["pass_at_1"] == 1.0
+    assert plus_metrics(run_, {task.task_id: plus[task.task_id]}, sandbox) == {"pass_at_1_plus": 0.5}
+    assert plus_metrics(run_, {}, sandbox) == {}
 
 
 def test_each_iteration_row_says_where_its_time_went(straight):

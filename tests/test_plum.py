@@ -186,7 +186,7 @@ def plum_cfg(out, iterations, **kw):
     from codeloop.recipes.plum import PLUMConfig
 
     settings = dict(n_instructions=12, fraction=0.5, iterations=iterations, k=3, val_limit=4, val_n=2, batch_size=4,
-                    max_new_tokens=96, out_dir=str(out))
+                    max_new_tokens=96, val_plus_tasks="synthetic-python+:test", out_dir=str(out))
     return PLUMConfig(**{**settings, **kw})
 
 
@@ -206,6 +206,7 @@ def test_plum_writes_a_metrics_row_per_iteration_and_kto_data(plum_run):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in rows] == [0, 1, 2] and {"pass_at_1", "compile_rate", "chosen", "rejected"} <= set(rows[1])
     assert {"tests_s", "sample_s", "sandbox_s", "train_s", "validate_s"} <= set(rows[1])
+    assert all(0 <= m["pass_at_1_plus"] <= m["pass_at_1"] for m in rows)
     data = load_from_disk(str(out / "iter_1" / "kto")).to_list()
     assert sum(r["label"] for r in data) == rows[1]["chosen"] and len(data) == rows[1]["chosen"] + rows[1]["rejected"]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from codeloop.data import load_tasks, synthetic
 from codeloop.eval import evaluate
 from codeloop.types import Sample, Status
@@ -54,3 +56,48 @@ def test_export_round_trips_through_jsonl(tmp_path, sandbox):
     tasks = load_tasks(str(out))
     outcomes = evaluate(tasks, [Sample(t.task_id, t.canonical_solution) for t in tasks.values()], sandbox)
     assert tasks == load_tasks("synthetic-python:test:40") and {o.status for o in outcomes} == {Status.PASSED}
+
+
+# --- synthetic-python+: the same tasks with stricter tests -------------------------------------------
+
+SQUARE_SORTED = '"""Replace each value by its square, then return them in ascending order."""'
+DROPS_ONES = "    xs = [x * x for x in xs]\n    xs = [x for x in xs if x > 1]\n    return sorted(xs)\n"  # a seed sample
+
+
+def test_plus_tasks_are_the_same_tasks_with_the_base_cases_first_and_more():
+    base, plus = load_tasks("synthetic-python:test:50"), load_tasks("synthetic-python+:test:50")
+    assert base.keys() == plus.keys()
+    for task_id, b in base.items():
+        p = plus[task_id]
+        assert (p.prompt, p.canonical_solution, p.entry_point) == (b.prompt, b.canonical_solution, b.entry_point)
+        assert p.inputs[:synthetic.CASES] == b.inputs and p.outputs[:synthetic.CASES] == b.outputs
+        assert len(p.inputs) == len(p.outputs) == synthetic.PLUS_CASES
+    assert plus == load_tasks("synthetic-python+:test:50")
+
+
+def test_drawing_plus_tests_leaves_the_base_tasks_as_they_were():
+    assert synthetic.generate("dev", 30) == load_tasks("synthetic-python:dev:30")
+    assert {k: t.inputs for k, t in synthetic.generate("dev", 30).items()} == \
+        {k: t.inputs[:synthetic.CASES] for k, t in synthetic.generate("dev", 30, plus=True).items()}
+
+
+def test_references_pass_the_plus_tests(sandbox):
+    tasks = load_tasks("synthetic-python+:test:200")
+    outcomes = evaluate(tasks, [Sample(t.task_id, t.canonical_solution) for t in tasks.values()], sandbox)
+    assert {o.status for o in outcomes} == {Status.PASSED}
+
+
+def test_a_wrong_program_that_passes_the_six_cases_fails_the_plus_tests(sandbox):
+    task_id = next(k for k, t in synthetic.generate("test").items() if SQUARE_SORTED in t.prompt)
+    sample = [Sample(task_id, DROPS_ONES)]
+    base, plus = load_tasks("synthetic-python:test"), load_tasks("synthetic-python+:test")
+    assert evaluate(base, sample, sandbox)[0].status is Status.PASSED
+    assert evaluate(plus, sample, sandbox)[0].status is Status.FAILED
+
+
+def test_a_bad_size_is_refused_with_the_name():
+    from codeloop.data import DataError
+
+    for name in ("synthetic-python+:test:0", "synthetic-python:test:ten", "synthetic-python+:nope"):
+        with pytest.raises(DataError, match="synthetic-python"):
+            load_tasks(name)

@@ -294,7 +294,7 @@ def _run_loop(run, cfg, columns: list[tuple[str, str]], saved: str) -> None:  # 
 
 
 _MORE_HELP = "More overrides: --set k=8 iterations=3 sets both (each KEY=VALUE after --set is one)."
-_HELD_OUT = [("iteration", "iteration"), ("pass@1", "pass_at_1"), ("compile_rate", "compile_rate"),
+_HELD_OUT = [("iteration", "iteration"), ("pass@1", "pass_at_1"), ("pass@1+", "pass_at_1_plus"), ("compile_rate", "compile_rate"),
              ("compile_errors", "compile_error_rate")]
 
 

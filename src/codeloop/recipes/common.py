@@ -12,13 +12,13 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from codeloop.data import write_jsonl
+from codeloop.data import load_tasks, write_jsonl
 from codeloop.data.prompts import STOP
 from codeloop.eval import evaluate, summarize
 from codeloop.feedback.compiler import compiles
@@ -56,6 +56,9 @@ class LoopSettings:
     """Validation tasks."""
     val_n: int = 4
     """Samples per validation task."""
+    val_plus_tasks: str = ""
+    """Stricter tests for the same held-out tasks (same task ids and prompts; e.g. synthetic-python+:test):
+    the validation samples are also run against them, reported as ``pass_at_1_plus``. Empty: not measured."""
     seed: int = 0
     """Seeds sampling (per iteration) and training."""
 
@@ -138,6 +141,29 @@ def held_out_metrics(run: Rollout) -> dict[str, float]:
     return {"pass_at_1": report.pass_at_k[1],
             "compile_rate": sum(kappa) / len(kappa),
             "compile_error_rate": sum(o.status is Status.COMPILE_ERROR for o in run.outcomes) / len(run.outcomes)}
+
+
+def validation_tasks(cfg: LoopSettings) -> tuple[list[Task], dict[str, Task]]:
+    """The first ``val_limit`` tasks of ``val_tasks`` and, where ``val_plus_tasks`` is set, their stricter
+    versions by task id (refused unless every validation task is there with the same prompt)."""
+    tasks = list(load_tasks(cfg.val_tasks).values())[: cfg.val_limit]
+    if not cfg.val_plus_tasks:
+        return tasks, {}
+    source = load_tasks(cfg.val_plus_tasks)
+    for task in tasks:
+        if task.task_id not in source or source[task.task_id].prompt != task.prompt:
+            why = "lacks" if task.task_id not in source else "has another prompt for"
+            raise ValueError(f"val_plus_tasks {cfg.val_plus_tasks!r} {why} {task.task_id} of val_tasks {cfg.val_tasks!r}: "
+                             "it must hold stricter tests for the same tasks (same ids and prompts)")
+    return tasks, {t.task_id: source[t.task_id] for t in tasks}
+
+
+def plus_metrics(run: Rollout, plus: Mapping[str, Task], sandbox: Sandbox) -> dict[str, float]:
+    """pass@1 of the same samples against the stricter tests (nothing when there are none)."""
+    if not plus:
+        return {}
+    outcomes = evaluate(plus, run.samples, sandbox)
+    return {"pass_at_1_plus": summarize(run.samples, outcomes, ks=(1,)).pass_at_k[1]}
 
 
 class PolicySampler:

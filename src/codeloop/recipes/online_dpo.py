@@ -23,7 +23,8 @@ from codeloop.feedback.compiler import compiles
 from codeloop.feedback.judge import Judge
 from codeloop.feedback.tests import graded, passes
 from codeloop.models import Generator, load_generator
-from codeloop.recipes.common import Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics, rollout
+from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
+                                     plus_metrics, rollout, validation_tasks)
 from codeloop.sandbox import Sandbox
 from codeloop.train.dpo import dpo
 from codeloop.types import PreferencePair, Task
@@ -95,13 +96,15 @@ class OnlineDPOConfig(LoopSettings):
         check_choices(positives=(self.positives, POSITIVES))
 
 
-def validate(generator: Generator, tasks: list[Task], sandbox: Sandbox, cfg: OnlineDPOConfig, judge: Judge | None) -> dict:
-    """Compile rate P(κ=1), semantic rate P(φ=1), joint rate, and pass@1 on held-out tasks."""
+def validate(generator: Generator, tasks: list[Task], sandbox: Sandbox, cfg: OnlineDPOConfig, judge: Judge | None,
+             plus: dict[str, Task] | None = None) -> dict:
+    """Compile rate P(κ=1), semantic rate P(φ=1), joint rate, and pass@1 on held-out tasks (and on their
+    stricter tests, where configured)."""
     temperature = cfg.temperature if cfg.val_temperature is None else cfg.val_temperature
     run_ = rollout(generator, tasks, sandbox, cfg.val_n, temperature, cfg.max_new_tokens, cfg.seed)
     kappa = [compiles(t.prompt + c.text).score for t, row in zip(run_.tasks, run_.rows) for c in row]
     phi = _semantic(run_, judge)
-    return {**held_out_metrics(run_), "semantic_rate": sum(phi) / len(phi),
+    return {**held_out_metrics(run_), **plus_metrics(run_, plus or {}, sandbox), "semantic_rate": sum(phi) / len(phi),
             "joint_rate": sum(k and p for k, p in zip(kappa, phi)) / len(phi)}
 
 
@@ -164,9 +167,9 @@ def _update(cfg: OnlineDPOConfig, i: int, policy, reference, tokenizer, pairs: l
 
 
 def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None) -> list[dict]:
+    val_tasks, plus = validation_tasks(cfg)  # bad task sources are refused before anything is written
     loop = Loop.open(cfg.out_dir, cfg.iterations, asdict(cfg))
     intents = list(load_tasks(cfg.tasks).values())[: cfg.n_intents]
-    val_tasks = list(load_tasks(cfg.val_tasks).values())[: cfg.val_limit]
     size = max(1, math.floor(cfg.fraction * len(intents)))
     judge = Judge(load_generator(cfg.judge_backend, cfg.judge_model)) if cfg.judge_model else None
     if judge is None:
@@ -176,7 +179,7 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
 
     with Sandbox() as sandbox:
         if not loop.metrics:
-            loop.record({"iteration": 0, **validate(sampler(policy, cfg.model), val_tasks, sandbox, cfg, judge)}, on_iteration)
+            loop.record({"iteration": 0, **validate(sampler(policy, cfg.model), val_tasks, sandbox, cfg, judge, plus)}, on_iteration)
         for i in loop.pending():
             it_dir = loop.iteration_dir(i)
             batch = [intents[j % len(intents)] for j in range((i - 1) * size, i * size)]
@@ -201,10 +204,10 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
                 reference = copy.deepcopy(policy)
             loop.save_model(i, policy, tokenizer)
             with clock("validate"):
-                held_out = validate(sampler(policy, loop.checkpoint(i, cfg.model)), val_tasks, sandbox, cfg, judge)
+                held_out = validate(sampler(policy, loop.checkpoint(i, cfg.model)), val_tasks, sandbox, cfg, judge, plus)
             row = {"iteration": i, **held_out, "train_pass_rate": sum(o.passed for o in run_.outcomes) / len(run_.outcomes),
                    "pairs": len(pairs), **stats, **clock.row}
             loop.finish(i, row, on_iteration)
-    plot_metrics(loop.metrics, "iteration", ["pass_at_1", "compile_rate", "semantic_rate", "joint_rate"],
+    plot_metrics(loop.metrics, "iteration", ["pass_at_1", "pass_at_1_plus", "compile_rate", "semantic_rate", "joint_rate"],
                  loop.out / "metrics.png", title=f"Online DPO from {cfg.model}")
     return loop.metrics

@@ -25,7 +25,8 @@ from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.compiler import compiles, mypy_check
 from codeloop.feedback.testgen import TestGenerator
 from codeloop.models import load_generator
-from codeloop.recipes.common import Clock, Loop, LoopSettings, PolicySampler, check_choices, held_out_metrics, rollout
+from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, check_choices, held_out_metrics, plus_metrics,
+                                     rollout, validation_tasks)
 from codeloop.sandbox import Sandbox
 from codeloop.train.dpo import dpo
 from codeloop.train.kto import kto
@@ -113,9 +114,9 @@ def _static_ok(programs: list[str], check: str) -> list[bool]:
 
 
 def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> list[dict]:
+    val_tasks, plus = validation_tasks(cfg)  # bad task sources are refused before anything is written
     loop = Loop.open(cfg.out_dir, cfg.iterations, asdict(cfg))
     instructions = list(load_tasks(cfg.tasks).values())[: cfg.n_instructions]
-    val_tasks = list(load_tasks(cfg.val_tasks).values())[: cfg.val_limit]
     size = max(1, math.floor(cfg.fraction * len(instructions)))
     if not cfg.test_generator:
         print("tests: no test generator configured, so each task's own tests judge the solutions")
@@ -123,8 +124,9 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
     sampler = PolicySampler(cfg.backend, tokenizer)
 
     def validate(i: int) -> dict:
-        return held_out_metrics(rollout(sampler(policy, loop.checkpoint(i, cfg.model)), val_tasks, sandbox, cfg.val_n,
-                                        cfg.val_temperature, cfg.max_new_tokens, cfg.seed))
+        run_ = rollout(sampler(policy, loop.checkpoint(i, cfg.model)), val_tasks, sandbox, cfg.val_n, cfg.val_temperature,
+                       cfg.max_new_tokens, cfg.seed)
+        return {**held_out_metrics(run_), **plus_metrics(run_, plus, sandbox)}
 
     with Sandbox() as sandbox:
         if not loop.metrics:
@@ -158,7 +160,7 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
             with clock("validate"):
                 held_out = validate(i)
             loop.finish(i, {**row, **stats, **held_out, **clock.row}, on_iteration)
-    plot_metrics(loop.metrics, "iteration", ["pass_at_1", "compile_rate"], loop.out / "metrics.png",
+    plot_metrics(loop.metrics, "iteration", ["pass_at_1", "pass_at_1_plus", "compile_rate"], loop.out / "metrics.png",
                  title=f"PLUM-{cfg.objective.upper()} from {cfg.model}")
     return loop.metrics
 
