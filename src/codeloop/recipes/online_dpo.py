@@ -167,9 +167,9 @@ def _update(cfg: OnlineDPOConfig, i: int, policy, reference, tokenizer, pairs: l
 
 
 def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None) -> list[dict]:
+    intents = list(load_tasks(cfg.tasks).values())[: cfg.n_intents]
     val_tasks, plus = validation_tasks(cfg)  # bad task sources are refused before anything is written
     loop = Loop.open(cfg.out_dir, cfg.iterations, asdict(cfg))
-    intents = list(load_tasks(cfg.tasks).values())[: cfg.n_intents]
     size = max(1, math.floor(cfg.fraction * len(intents)))
     judge = Judge(load_generator(cfg.judge_backend, cfg.judge_model)) if cfg.judge_model else None
     if judge is None:

@@ -114,9 +114,9 @@ def _static_ok(programs: list[str], check: str) -> list[bool]:
 
 
 def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> list[dict]:
+    instructions = list(load_tasks(cfg.tasks).values())[: cfg.n_instructions]
     val_tasks, plus = validation_tasks(cfg)  # bad task sources are refused before anything is written
     loop = Loop.open(cfg.out_dir, cfg.iterations, asdict(cfg))
-    instructions = list(load_tasks(cfg.tasks).values())[: cfg.n_instructions]
     size = max(1, math.floor(cfg.fraction * len(instructions)))
     if not cfg.test_generator:
         print("tests: no test generator configured, so each task's own tests judge the solutions")
