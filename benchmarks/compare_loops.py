@@ -9,7 +9,7 @@ tasks (n=4, T=0.8) after every iteration, against their 6 I/O cases and (pass@1+
 synthetic-python+:test. Each runs through the same CLI a user would type
 (``codeloop loop online-dpo|plum CONFIG --set ...``), so each row can be rerun alone. Methods at the
 settings of their papers (PLUM without an NLL term; online DPO with it), plus PLUM-KTO with online DPO's
-NLL guard. About 16 minutes on 2 CPU cores; each method's own command is printed before it runs.
+NLL guard. About 15 minutes on 2 CPU cores; each method's own command is printed before it runs.
 """
 
 from __future__ import annotations

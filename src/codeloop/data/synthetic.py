@@ -218,9 +218,11 @@ def _task(task_id: str, steps: list[Step], agg: tuple[str, str, str, Callable[[A
                 inputs=tuple(inputs), outputs=tuple(outputs))
 
 
-def _draw(split: str, n: int, seed: int, salt: str = "") -> list[tuple[Task, str, list[Step], Any, str]]:
+def _draw(split: str, n: int | None, seed: int, salt: str = "") -> list[tuple[Task, str, list[Step], Any, str]]:
+    """``n`` distinct tasks of ``split`` (None: its default size) with their shapes, steps, aggregates, domains."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    n = SPLITS[split] if n is None else n
     rng = random.Random(f"codeloop-synthetic:{seed}:{split}{salt}")
     out: list[tuple[Task, str, list[Step], Any, str]] = []
     seen: set[str] = set()
@@ -253,7 +255,6 @@ def _plus(task: Task, steps: list[Step], agg: Any, domain: str, seed: int) -> Ta
 
 def generate_with_shapes(split: str, n: int | None = None, seed: int = 0) -> list[tuple[Task, str]]:
     """``n`` distinct tasks (by prompt) of ``split`` with their shapes, deterministic in ``seed``."""
-    n = SPLITS.get(split, 0) if n is None else n
     return [(task, shape) for task, shape, *_ in _draw(split, n, seed)]
 
 
@@ -315,7 +316,6 @@ def repair_examples(n: int, split: str = "train", seed: int = 0) -> list[tuple[s
 def generate(split: str, n: int | None = None, seed: int = 0, plus: bool = False) -> dict[str, Task]:
     """``n`` distinct tasks of ``split`` (default size: ``SPLITS``), deterministic in ``seed``; with
     ``plus``, the same tasks with ``PLUS_CASES`` cases each."""
-    n = SPLITS.get(split, 0) if n is None else n
     drawn = _draw(split, n, seed)
     if plus:
         return {t.task_id: _plus(t, steps, agg, domain, seed) for t, _, steps, agg, domain in drawn}
