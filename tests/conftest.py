@@ -24,3 +24,9 @@ def check_job(program: str, test: str = "def check(candidate):\n    assert candi
 
 def run(sandbox: Sandbox, program: str, **kwargs: object) -> Outcome:
     return sandbox.run_one(check_job(program, **kwargs))  # type: ignore[arg-type]
+
+
+# A seed-python sample that passes the 6 cases of a synthetic-python:test task and is wrong (it drops the 1s):
+# the stricter tests of synthetic-python+ must catch it.
+SQUARE_SORTED = '"""Replace each value by its square, then return them in ascending order."""'
+DROPS_ONES = "    xs = [x * x for x in xs]\n    xs = [x for x in xs if x > 1]\n    return sorted(xs)\n"

@@ -42,14 +42,16 @@ def test_stricter_validation_tests_must_be_for_the_same_tasks(tmp_path):
 
 
 def test_plus_metrics_count_a_sample_that_fools_the_base_tests_as_a_failure(sandbox):
+    from conftest import DROPS_ONES, SQUARE_SORTED
+
     from codeloop.data import load_tasks
     from codeloop.eval import evaluate
     from codeloop.recipes.common import Rollout, held_out_metrics, plus_metrics
     from codeloop.types import Completion, Sample
 
     tasks, plus = load_tasks("synthetic-python:test"), load_tasks("synthetic-python+:test")
-    task = next(t for t in tasks.values() if '"""Replace each value by its square, then return them in ascending order."""' in t.prompt)
-    texts = [task.canonical_solution, "    xs = [x * x for x in xs]\n    xs = [x for x in xs if x > 1]\n    return sorted(xs)\n"]
+    task = next(t for t in tasks.values() if SQUARE_SORTED in t.prompt)
+    texts = [task.canonical_solution, DROPS_ONES]
     samples = [Sample(task.task_id, t) for t in texts]
     run_ = Rollout([task], [[Completion(t) for t in texts]], samples, evaluate(tasks, samples, sandbox))
     assert held_out_metrics(run_)["pass_at_1"] == 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import DROPS_ONES, SQUARE_SORTED
 
 from codeloop.data import load_tasks, synthetic
 from codeloop.eval import evaluate
@@ -59,10 +60,6 @@ def test_export_round_trips_through_jsonl(tmp_path, sandbox):
 
 
 # --- synthetic-python+: the same tasks with stricter tests -------------------------------------------
-
-SQUARE_SORTED = '"""Replace each value by its square, then return them in ascending order."""'
-DROPS_ONES = "    xs = [x * x for x in xs]\n    xs = [x for x in xs if x > 1]\n    return sorted(xs)\n"  # a seed sample
-
 
 def test_plus_tasks_are_the_same_tasks_with_the_base_cases_first_and_more():
     base, plus = load_tasks("synthetic-python:test:50"), load_tasks("synthetic-python+:test:50")
