@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from codeloop.cli import app
@@ -72,7 +74,7 @@ def test_loop_config_with_an_unknown_key_names_file_and_key(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("iterations: 2\nlearning_rate: 0.1\n")
     result = runner.invoke(app, ["loop", "online-dpo", str(config)])
-    assert result.exit_code == 2 and "c.yaml: unknown key 'learning_rate'" in result.output
+    assert result.exit_code == 2 and "c.yaml:2: unknown key 'learning_rate'" in result.output
 
 
 def test_loop_config_with_a_wrong_type_is_refused(tmp_path):
@@ -86,13 +88,50 @@ def test_plum_config_with_an_unknown_objective_names_file_and_choices(tmp_path):
     config = tmp_path / "p.yaml"
     config.write_text("objective: ppo\n")
     result = runner.invoke(app, ["loop", "plum", str(config)])
-    assert result.exit_code == 2 and "p.yaml: objective must be one of kto, dpo, sft, got 'ppo'" in result.output
+    assert result.exit_code == 2 and "p.yaml:1: objective must be one of kto, dpo, sft, got 'ppo'" in result.output
 
 
 def test_one_set_takes_several_overrides_and_each_is_checked(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("iterations: 2\n")
     result = runner.invoke(app, ["loop", "online-dpo", str(config), "--set", "k=3", "iterations=many"])
-    assert result.exit_code == 2 and "key 'iterations' expects int" in result.output
+    assert result.exit_code == 2 and "--set iterations=many: key 'iterations' expects int" in result.output
     result = runner.invoke(app, ["loop", "plum", str(config), "--set", "k=3", "oops"])
     assert result.exit_code == 2 and "'oops': expected key=value" in result.output
+
+
+def test_config_values_are_read_as_their_keys_types():
+    from codeloop.cli import load_config
+    from codeloop.recipes.online_dpo import OnlineDPOConfig
+
+    demo = Path(__file__).parents[1] / "configs" / "online_dpo" / "demo.yaml"
+    # YAML 1.1 reads 2e-4 as text; a float key takes it, and a whole number, as numbers.
+    cfg = load_config(OnlineDPOConfig, demo, ["lr=2e-4", "dpo_beta=1", "model=123", "judge_model="])
+    assert (cfg.lr, cfg.dpo_beta, cfg.model, cfg.judge_model) == (2e-4, 1.0, "123", "")
+    assert isinstance(cfg.dpo_beta, float)
+
+
+def test_scientific_notation_in_a_config_file_is_a_float(tmp_path):
+    from codeloop.cli import load_config
+    from codeloop.recipes.online_dpo import OnlineDPOConfig
+
+    config = tmp_path / "c.yaml"
+    config.write_text("iterations: 2\nlr: 1e-4\n")
+    assert load_config(OnlineDPOConfig, config, []).lr == 1e-4
+
+
+@pytest.mark.parametrize(("where", "value", "expected"), [
+    ("file", "lr: nan", "c.yaml:2: key 'lr' expects float, got 'nan'"),
+    ("file", "lr: true", "c.yaml:2: key 'lr' expects float, got True"),
+    ("file", "k: true", "c.yaml:2: key 'k' expects int, got True"),
+    ("file", "k: 2.5", "c.yaml:2: key 'k' expects int, got 2.5"),
+    ("set", "lr=fast", "--set lr=fast: key 'lr' expects float, got 'fast'"),
+    ("set", "refresh_reference=2", "--set refresh_reference=2: key 'refresh_reference' expects bool, got 2"),
+    ("set", "model=[a, b]", "--set model=[a, b]: key 'model' expects str, got ['a', 'b']"),
+    ("set", "=3", "--set '=3': expected key=value"),
+])
+def test_a_bad_config_value_names_where_it_came_from(tmp_path, where, value, expected):
+    config = tmp_path / "c.yaml"
+    config.write_text("iterations: 2\n" + (value + "\n" if where == "file" else ""))
+    result = runner.invoke(app, ["loop", "online-dpo", str(config), *(["--set", value] if where == "set" else [])])
+    assert result.exit_code == 2 and expected in result.output, result.output

@@ -241,35 +241,75 @@ def optimise_cmd(
 
 
 def load_config(cls, path: Path, overrides: list[str]):  # type: ignore[no-untyped-def]
-    """YAML mirrored 1:1 by the config dataclass, then ``key=value`` overrides; errors name file and key."""
+    """YAML mirrored 1:1 by the config dataclass, then ``key=value`` overrides. An error names where the
+    value came from: ``FILE:LINE`` for a key in the file, ``--set KEY=VALUE`` for an override."""
     import dataclasses
 
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text()
+        data = yaml.safe_load(text) or {}
+        root = yaml.compose(text)
     except OSError as exc:
         _fail(f"{path}: cannot read: {exc.strerror}")
     except yaml.YAMLError as exc:
         _fail(f"{path}: not valid YAML: {exc}")
     if not isinstance(data, dict):
         _fail(f"{path}: expected a mapping of config keys")
+    origin = {key.value: f"{path}:{key.start_mark.line + 1}" for key, _ in root.value} if root is not None else {}
+    raw: dict[str, str] = {}
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not sep:
+        key = key.strip()
+        if not sep or not key:
             _fail(f"--set {item!r}: expected key=value")
-        data[key.strip()] = yaml.safe_load(value)
+        try:
+            data[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            data[key] = value  # not a YAML scalar: the raw text, checked against the key's type below
+        origin[key], raw[key] = f"--set {item}", value
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key, value in data.items():
+        where = origin.get(key, str(path))
         if key not in fields:
-            _fail(f"{path}: unknown key {key!r} (known: {', '.join(fields)})")
-        default = fields[key].default
-        if default is not None and not isinstance(value, type(default)) and not (isinstance(default, float) and isinstance(value, int)):
-            _fail(f"{path}: key {key!r} expects {type(default).__name__}, got {value!r}")
+            _fail(f"{where}: unknown key {key!r} (known: {', '.join(fields)})")
+        coerced = _config_value(fields[key].default, value, raw.get(key))
+        if coerced is _REFUSED:
+            _fail(f"{where}: key {key!r} expects {type(fields[key].default).__name__}, got {value!r}")
+        data[key] = coerced
     try:
         return cls(**data)
     except ValueError as exc:  # a value the config class refuses (an unknown objective, say)
-        _fail(f"{path}: {exc}")
+        named = str(exc).split(" ", 1)[0]
+        _fail(f"{origin.get(named, str(path))}: {exc}")
+
+
+_REFUSED = object()
+
+
+def _config_value(default: Any, value: Any, raw: str | None) -> Any:
+    """``value`` as the type of the key's default, or ``_REFUSED``.
+
+    YAML 1.1 (PyYAML) reads ``2e-4`` as a string, so a float key also takes any text ``float()`` reads
+    as a finite number; a whole number is a float too. A str key given on the command line takes the
+    text as typed (``--set model=123`` is the name "123", ``--set judge_model=`` the empty string).
+    Booleans are never numbers."""
+    import math
+
+    if default is None:
+        return value
+    if isinstance(default, bool) or isinstance(value, bool):
+        return value if isinstance(value, bool) and isinstance(default, bool) else _REFUSED
+    if isinstance(default, float):
+        try:
+            number = float(value) if isinstance(value, (int, float, str)) else math.nan
+        except ValueError:
+            return _REFUSED
+        return number if math.isfinite(number) else _REFUSED
+    if isinstance(default, str) and raw is not None and not isinstance(value, str):
+        return raw.strip() if isinstance(value, (int, float)) or value is None else _REFUSED
+    return value if isinstance(value, type(default)) else _REFUSED
 
 
 def _run_loop(run, cfg, columns: list[tuple[str, str]], saved: str) -> None:  # type: ignore[no-untyped-def]
