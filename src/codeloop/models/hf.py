@@ -1,6 +1,7 @@
 """Any Hugging Face causal LM through transformers: local path, hub name, or ``seed-python``.
 
-Prompts are batched (left padding, KV cache), ``n`` samples per prompt come from one call, stop
+Prompts are encoded as the trainers encode them (``codeloop.models.encoding``: a BOS where the tokenizer
+puts one) and batched (left padding, KV cache), ``n`` samples per prompt come from one call, stop
 sequences end a row early and are cut from the text, and a fixed seed gives the same completions for
 the same prompts and batch size. CPU or GPU (``device="cuda"``); bf16 on GPU by default.
 
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from codeloop.models.base import GeneratorError, truncate_at_stop
+from codeloop.models.encoding import leading_specials, prompt_ids
 from codeloop.types import Completion, SamplingParams
 
 SEED_DIR = Path(__file__).resolve().parent / "seed_python"
@@ -79,6 +81,7 @@ class HFGenerator:
         self.tokenizer.padding_side = "left"  # decoder-only: pad on the left so generation continues the prompt
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._lead = leading_specials(self.tokenizer)  # what a prompt starts with (a BOS, or nothing)
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
         out: list[list[Completion]] = []
@@ -91,11 +94,11 @@ class HFGenerator:
         import torch
 
         window = getattr(self.model.config, "max_position_embeddings", None)
-        # a prompt longer than the model's window keeps its end (the part the completion continues)
-        self.tokenizer.truncation_side = "left"
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False,
-                             truncation=window is not None,
-                             max_length=max(1, window - params.max_new_tokens) if window else None).to(self.device)
+        room = max(1, window - params.max_new_tokens) if window else None
+        # encoded as the trainers encode a prompt; one longer than the window keeps its end (the part
+        # the completion continues)
+        encoded = [prompt_ids(self.tokenizer, p, self._lead)[-room if room else 0:] for p in prompts]
+        enc = self.tokenizer.pad({"input_ids": encoded}, padding=True, return_tensors="pt").to(self.device)
         per_prompt = params.n if params.temperature > 0 else 1  # greedy: one decode, repeated n times
         torch.manual_seed(seed)
         with torch.no_grad():

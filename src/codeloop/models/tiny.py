@@ -14,8 +14,8 @@ BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> Any:
-    """A byte-level BPE tokenizer trained on ``texts``, with BOS/EOS/PAD specials."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    """A byte-level BPE tokenizer trained on ``texts``, with BOS/EOS/PAD specials; it puts BOS before a text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     core = Tokenizer(models.BPE())
@@ -24,6 +24,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> Any:
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, BOS, EOS],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     core.train_from_iterator(texts, trainer=trainer)
+    # Like Llama's: encoding a text puts BOS first (``codeloop.models.encoding`` relies on it).
+    core.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", pair=f"{BOS} $A $B",
+                                                        special_tokens=[(BOS, core.token_to_id(BOS))])
     return PreTrainedTokenizerFast(tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD,
                                    padding_side="left")
 

@@ -13,15 +13,16 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from codeloop.models.encoding import completion_ids, prompt_ids
+
 IGNORE = -100
 Example = tuple[list[int], list[int]]  # token ids, labels (IGNORE on the prompt)
 
 
 def tokenize(tokenizer: Any, prompt: str, completion: str) -> tuple[list[int], list[int]]:
-    """BOS + prompt ids, and completion ids + EOS."""
-    p = [tokenizer.bos_token_id] + tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    c = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    return p, c
+    """The prompt's ids as generation encodes them (its tokenizer's leading specials, a BOS where it has
+    one), and the completion's ids + EOS, encoded apart (``codeloop.models.encoding``)."""
+    return prompt_ids(tokenizer, prompt), completion_ids(tokenizer, completion)
 
 
 def join(prompt_ids: list[int], completion_ids: list[int]) -> Example:

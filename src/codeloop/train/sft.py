@@ -31,7 +31,7 @@ class SFTStats:
 
 
 def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]], max_len: int) -> tuple[list[tuple[list[int], list[int]]], int]:
-    """Token ids and labels (prompt masked) per pair: BOS + prompt + completion + EOS; too long are dropped."""
+    """Token ids and labels (prompt masked) per pair: prompt + completion + EOS (``tokenize``); too long are dropped."""
     out, dropped = [], 0
     for prompt, completion in pairs:
         p, c = tokenize(tokenizer, prompt, completion)

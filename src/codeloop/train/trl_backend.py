@@ -7,6 +7,14 @@ with the adapter switched off (TRL's behaviour: no second copy in memory) and th
 back afterwards, so the caller gets a plain model to sample from and save. The NLL term on chosen
 completions is TRL's multi-loss ``loss_type=["sigmoid", "sft"]`` with ``loss_weights=[1, nll_weight]``.
 
+Tokenisation is codeloop's, not TRL's: TRL 1.16 encodes ``prompt + completion`` as one text and takes
+the completion to start where that diverges from the encoded prompt, so when the prompt's last token
+merges with the completion's first (a docstring's closing ``\n`` and the body's indentation do, with
+byte-level BPE) it trains on a prompt cut short, one the model never sees when it samples. Here the
+trainers' ``_prepare_dataset`` encodes prompt and completion apart, as ``codeloop.models.encoding``
+does for sampling and for the plain loops; KTO's mismatched-pair KL completions are then built as
+TRL builds them (each batch's completions rotated by one).
+
 Install: ``pip install 'codeloop[trl]'``.
 """
 
@@ -17,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from codeloop.models.encoding import completion_ids, leading_specials, prompt_ids
 from codeloop.types import PreferencePair
 
 
@@ -44,6 +53,38 @@ def _common(lr: float, epochs: float, batch_size: int, max_length: int, seed: in
             "warmup_steps": 0}
 
 
+def encode_dataset(data: Any, tokenizer: Any, completions: Sequence[str], max_length: int | None) -> Any:
+    """``prompt`` and each column of ``completions`` as token ids (``prompt_ids``, ``chosen_ids``, ...),
+    encoded apart; rows whose prompt alone fills ``max_length`` are dropped, as TRL drops them."""
+    lead = leading_specials(tokenizer)
+
+    def encode(row: dict) -> dict:
+        return {"prompt_ids": prompt_ids(tokenizer, row["prompt"], lead),
+                **{f"{name}_ids": completion_ids(tokenizer, row[name]) for name in completions}}
+
+    data = data.map(encode)
+    return data if max_length is None else data.filter(lambda row: len(row["prompt_ids"]) < max_length)
+
+
+_TRAINERS: dict[type, type] = {}
+
+
+def _trainer(base: type) -> type:
+    """``base`` (TRL's DPOTrainer or KTOTrainer) with codeloop's tokenisation (see the module docstring)."""
+    if base not in _TRAINERS:
+        def _prepare_dataset(self: Any, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
+            if "chosen" in dataset.column_names:
+                return encode_dataset(dataset, processing_class, ("chosen", "rejected"), args.max_length)
+            data = encode_dataset(dataset, processing_class, ("completion",), args.max_length)
+            if self.calculate_KL:
+                data = data.map(lambda b: {"KL_completion_ids": [b["completion_ids"][-1]] + b["completion_ids"][:-1]},
+                                batched=True, batch_size=args.per_device_train_batch_size)
+            return data
+
+        _TRAINERS[base] = type(f"Codeloop{base.__name__}", (base,), {"_prepare_dataset": _prepare_dataset})
+    return _TRAINERS[base]
+
+
 def _finish(trainer: Any, lora: LoRA | None) -> tuple[Any, dict]:
     from transformers import PrinterCallback
 
@@ -68,7 +109,7 @@ def trl_dpo(model: Any, reference: Any, tokenizer: Any, pairs: Sequence[Preferen
     losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, nll_weight]} if nll_weight else {"loss_type": ["sigmoid"]}
     with tempfile.TemporaryDirectory(prefix="codeloop-trl-") as out:
         args = DPOConfig(beta=beta, **losses, **_common(lr, epochs, batch_size, max_length, seed, bf16, out))
-        trainer = DPOTrainer(model=model, ref_model=None if lora else reference, args=args, train_dataset=data,
+        trainer = _trainer(DPOTrainer)(model=model, ref_model=None if lora else reference, args=args, train_dataset=data,
                              processing_class=tokenizer, peft_config=lora.peft_config() if lora else None)
         return _finish(trainer, lora)
 
@@ -85,6 +126,6 @@ def trl_kto(model: Any, reference: Any, tokenizer: Any, rows: Sequence[dict], be
     with tempfile.TemporaryDirectory(prefix="codeloop-trl-") as out:
         args = KTOConfig(beta=beta, desirable_weight=desirable_weight, undesirable_weight=undesirable_weight,
                          **_common(lr, epochs, batch_size, max_length, seed, bf16, out))
-        trainer = KTOTrainer(model=model, ref_model=None if lora else reference, args=args, train_dataset=data,
+        trainer = _trainer(KTOTrainer)(model=model, ref_model=None if lora else reference, args=args, train_dataset=data,
                              processing_class=tokenizer, peft_config=lora.peft_config() if lora else None)
         return _finish(trainer, lora)
