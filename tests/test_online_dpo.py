@@ -92,6 +92,21 @@ def test_resuming_under_other_settings_is_refused_and_names_them(straight):
     assert (out / "metrics.jsonl").read_text() == before and json.loads((out / "config.json").read_text())["lr"] == 1e-4
 
 
+def test_a_run_left_by_an_earlier_codeloop_is_refused_not_mixed(straight, tmp_path):
+    import shutil
+
+    out, _ = straight
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    saved = json.loads((old / "config.json").read_text())
+    assert saved.pop("run_format") == 2
+    (old / "config.json").write_text(json.dumps(saved))  # as written before the run format existed
+    before = (old / "metrics.jsonl").read_text()
+    with pytest.raises(ValueError, match=r"made by an earlier codeloop \(run format 1, this one writes 2"):
+        run(cfg(old, 3))
+    assert (old / "metrics.jsonl").read_text() == before
+
+
 TEXTS = ["pass_a", "fail", "pass_b", "broken"]  # one intent's candidates: kappa and phi below
 KAPPA, PHI = [1.0, 1.0, 1.0, 0.0], [1.0, 0.0, 1.0, 0.0]
 

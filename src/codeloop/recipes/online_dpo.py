@@ -74,7 +74,7 @@ class OnlineDPOConfig(LoopSettings):
     """Where no candidate satisfies both experts, pair the best compiling one only against candidates
     that do not compile (κ is decisive there; φ is not), without the NLL term. The paper pairs every
     intent's positive with all the others: with the tests as φ and no LLM tie-break, an all-failing
-    group's "positive" is arbitrary (measured: pass@1 0.17 -> 0.13 in 3 iterations)."""
+    group's "positive" is arbitrary (measured before the encoding fix: pass@1 0.17 -> 0.13 in 3 iterations)."""
     positives: str = "one"
     """"one" (the paper's eq. 6): each intent's best candidate is the positive, every other one a negative.
     "all": every candidate rated like the best (both experts satisfied, where any is) is a positive,
