@@ -66,7 +66,7 @@ def test_the_hf_generator_samples_on_the_ids_the_trainers_train_on(seed_tokenize
     assert seen == [tokenize(seed_tokenizer, PROMPT, BODY)[0], tokenize(seed_tokenizer, "def f():\n", "")[0]]
 
 
-def test_trl_trains_on_the_prompt_as_sampled_not_merged_with_the_completion(seed_tokenizer):
+def test_trl_trains_on_the_prompt_as_sampled_not_merged_with_the_completion(seed_tokenizer, tmp_path):
     pytest.importorskip("trl")
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
@@ -81,14 +81,14 @@ def test_trl_trains_on_the_prompt_as_sampled_not_merged_with_the_completion(seed
                 "rejected_ids": completion_ids(seed_tokenizer, "    return 0\n")}
     pairs = Dataset.from_list([{"prompt": PROMPT, "chosen": BODY, "rejected": "    return 0\n"}] * 2)
     dpo = _trainer(DPOTrainer)(model=model, ref_model=copy.deepcopy(model), processing_class=seed_tokenizer,
-                               train_dataset=pairs, args=DPOConfig(**_common(1e-5, 1, 2, 1024, 0, False, "/tmp/unused")))
+                               train_dataset=pairs, args=DPOConfig(**_common(1e-5, 1, 2, 1024, 0, False, str(tmp_path))))
     row = dpo.train_dataset[0]
     assert {k: row[k] for k in expected} == expected
 
     rows = Dataset.from_list([{"prompt": PROMPT, "completion": BODY, "label": True},
                               {"prompt": "def g():\n", "completion": "    pass\n", "label": False}])
     kto = _trainer(KTOTrainer)(model=model, ref_model=copy.deepcopy(model), processing_class=seed_tokenizer,
-                               train_dataset=rows, args=KTOConfig(**_common(1e-5, 1, 2, 1024, 0, False, "/tmp/unused")))
+                               train_dataset=rows, args=KTOConfig(**_common(1e-5, 1, 2, 1024, 0, False, str(tmp_path))))
     data = kto.train_dataset
     assert data[0]["prompt_ids"] == alone and data[0]["completion_ids"] == expected["chosen_ids"]
     assert data[0]["KL_completion_ids"] == data[1]["completion_ids"]  # TRL's rotation within a batch

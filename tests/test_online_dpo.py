@@ -102,7 +102,7 @@ def test_a_run_left_by_an_earlier_codeloop_is_refused_not_mixed(straight, tmp_pa
     assert saved.pop("run_format") == 2
     (old / "config.json").write_text(json.dumps(saved))  # as written before the run format existed
     before = (old / "metrics.jsonl").read_text()
-    with pytest.raises(ValueError, match=r"made by an earlier codeloop \(run format 1, this one writes 2"):
+    with pytest.raises(ValueError, match=r"made by another codeloop \(run format 1, this one writes 2"):
         run(cfg(old, 3))
     assert (old / "metrics.jsonl").read_text() == before
 

@@ -67,8 +67,8 @@ class LoopSettings:
 
 
 RUN_FORMAT = 2
-"""Saved in every loop's config.json; raised when finished iterations would no longer mean the same
-thing to this code. 2: prompts encoded by ``codeloop.models.encoding`` (before it, the seed was sampled
+"""Saved in every loop's config.json; bumped whenever finished iterations would no longer mean the
+same thing to this code. 2: prompts encoded by ``codeloop.models.encoding`` (before it, the seed was sampled
 without the BOS it was trained on)."""
 
 
@@ -76,9 +76,9 @@ def _same_settings(out: Path, saved: dict, config: dict) -> None:
     """Refuse to continue a run under other settings than its finished iterations had (more iterations
     is fine): the per-iteration data and metrics would silently mix two experiments."""
     if saved.get("run_format") != config.get("run_format"):
-        raise ValueError(f"{out / 'config.json'}: the finished iterations there were made by an earlier codeloop "
-                         f"(run format {saved.get('run_format', 1)}, this one writes {config.get('run_format')}: "
-                         f"prompts are now encoded as the model was trained on them); delete {out} to start over, "
+        raise ValueError(f"{out / 'config.json'}: the finished iterations there were made by another codeloop "
+                         f"(run format {saved.get('run_format', 1)}, this one writes {config.get('run_format')}; "
+                         f"format 2 encodes prompts as the model was trained on them); delete {out} to start over, "
                          "or choose another out_dir")
     changed = [f"{key}: {saved.get(key)!r} -> {config.get(key)!r}" for key in sorted(set(saved) | set(config))
                if key not in ("iterations", "out_dir") and saved.get(key) != json.loads(json.dumps(config.get(key)))]
