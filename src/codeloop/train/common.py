@@ -19,10 +19,11 @@ IGNORE = -100
 Example = tuple[list[int], list[int]]  # token ids, labels (IGNORE on the prompt)
 
 
-def tokenize(tokenizer: Any, prompt: str, completion: str) -> tuple[list[int], list[int]]:
+def tokenize(tokenizer: Any, prompt: str, completion: str, lead: list[int] | None = None) -> tuple[list[int], list[int]]:
     """The prompt's ids as generation encodes them (its tokenizer's leading specials, a BOS where it has
-    one), and the completion's ids + EOS, encoded apart (``codeloop.models.encoding``)."""
-    return prompt_ids(tokenizer, prompt), completion_ids(tokenizer, completion)
+    one; ``lead``: those specials, when the caller computed them once), and the completion's ids + EOS,
+    encoded apart (``codeloop.models.encoding``)."""
+    return prompt_ids(tokenizer, prompt, lead), completion_ids(tokenizer, completion)
 
 
 def join(prompt_ids: list[int], completion_ids: list[int]) -> Example:

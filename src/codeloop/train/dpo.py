@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from codeloop.models.encoding import completion_ids, leading_specials
 from codeloop.train.common import Example, join, logprobs, optimise, tokenize
 from codeloop.types import PreferencePair
 
@@ -40,9 +41,10 @@ class DPOStats:
 def encode(tokenizer: Any, pairs: Sequence[PreferencePair], max_len: int) -> tuple[list[int], list[Example], list[Example]]:
     """Indices of the pairs whose both sides fit in ``max_len``, and their chosen and rejected examples."""
     keep, chosen, rejected = [], [], []
+    lead = leading_specials(tokenizer)
     for i, p in enumerate(pairs):
-        prompt, c = tokenize(tokenizer, p.prompt, p.chosen)
-        _, r = tokenize(tokenizer, p.prompt, p.rejected)
+        prompt, c = tokenize(tokenizer, p.prompt, p.chosen, lead)
+        r = completion_ids(tokenizer, p.rejected)
         if len(prompt) + max(len(c), len(r)) <= max_len:  # both sides must fit, so the pairs stay aligned
             keep.append(i)
             chosen.append(join(prompt, c))

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from codeloop.models.encoding import leading_specials
 from codeloop.train.common import Example, join, logprobs, optimise, tokenize
 
 
@@ -54,7 +55,8 @@ def kto(model: Any, reference: Any, tokenizer: Any, rows: Sequence[dict], beta: 
     against the frozen ``reference``; ``nll_weight`` adds an NLL term on the desirable completions."""
     import torch
 
-    parts = [tokenize(tokenizer, r["prompt"], r["completion"]) for r in rows]
+    lead = leading_specials(tokenizer)
+    parts = [tokenize(tokenizer, r["prompt"], r["completion"], lead) for r in rows]
     keep = [i for i, (p, c) in enumerate(parts) if len(p) + len(c) <= max_len]
     dropped = len(rows) - len(keep)
     labels = torch.tensor([bool(rows[i]["label"]) for i in keep])

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from codeloop.models.encoding import leading_specials
 from codeloop.train.common import IGNORE, join, pad, tokenize
 
 __all__ = ["IGNORE", "SFTStats", "encode_pairs", "sft"]
@@ -33,8 +34,9 @@ class SFTStats:
 def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]], max_len: int) -> tuple[list[tuple[list[int], list[int]]], int]:
     """Token ids and labels (prompt masked) per pair: prompt + completion + EOS (``tokenize``); too long are dropped."""
     out, dropped = [], 0
+    lead = leading_specials(tokenizer)
     for prompt, completion in pairs:
-        p, c = tokenize(tokenizer, prompt, completion)
+        p, c = tokenize(tokenizer, prompt, completion, lead)
         if len(p) + len(c) > max_len:
             dropped += 1
             continue
