@@ -11,9 +11,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The main job: online DPO from the shipped seed policy on synthetic-python tasks (CPU, a few minutes).
+# The main job: PLUM-KTO (+NLL) from the shipped seed policy on synthetic-python tasks (CPU, ~7 minutes).
 demo: $(STAMP)
-	$(BIN)/codeloop loop online-dpo configs/online_dpo/demo.yaml
+	$(BIN)/codeloop loop plum configs/demo.yaml
 
 test: $(STAMP)
 	$(BIN)/pytest

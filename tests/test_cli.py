@@ -135,3 +135,39 @@ def test_a_bad_config_value_names_where_it_came_from(tmp_path, where, value, exp
     config.write_text("iterations: 2\n" + (value + "\n" if where == "file" else ""))
     result = runner.invoke(app, ["loop", "online-dpo", str(config), *(["--set", value] if where == "set" else [])])
     assert result.exit_code == 2 and expected in result.output, result.output
+
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_shipped_config_loads_with_the_command_in_its_first_line(config):
+    from codeloop.cli import load_config
+    from codeloop.recipes.online_dpo import OnlineDPOConfig
+    from codeloop.recipes.plum import PLUMConfig
+
+    words = config.read_text().splitlines()[0].split()
+    assert words[:4] == ["#", ".venv/bin/codeloop", "loop", words[3]] and words[4] == str(config.relative_to(ROOT))
+    cfg = load_config({"online-dpo": OnlineDPOConfig, "plum": PLUMConfig}[words[3]], config, [])
+    assert cfg.iterations >= 1
+
+
+def test_make_demo_runs_the_demo_config_into_runs_demo():
+    from codeloop.cli import load_config
+    from codeloop.recipes.plum import PLUMConfig
+
+    recipe = [line.strip() for line in (ROOT / "Makefile").read_text().split("\ndemo:")[1].splitlines()[1:2]]
+    assert recipe == ["$(BIN)/codeloop loop plum configs/demo.yaml"]
+    assert load_config(PLUMConfig, ROOT / "configs" / "demo.yaml", []).out_dir == "runs/demo"
+
+
+def test_a_loop_ends_with_its_last_iteration_against_the_baseline():
+    from codeloop.cli import _against_baseline
+
+    first = {"iteration": 0, "pass_at_1": 0.2, "compile_error_rate": 0.08}
+    line = _against_baseline(first, {"iteration": 3, "pass_at_1": 0.3, "compile_error_rate": 0.02})
+    assert line == ("iteration 3 against iteration 0 (the baseline): pass@1 0.300 vs 0.200 = 1.50x, "
+                    "compile errors 0.020 vs 0.080 = 0.25x")
+    # no ratio against a zero baseline
+    line = _against_baseline({**first, "compile_error_rate": 0.0}, {"iteration": 1, "pass_at_1": 0.2, "compile_error_rate": 0.0})
+    assert line.endswith("pass@1 0.200 vs 0.200 = 1.00x, compile errors 0.000 vs 0.000")

@@ -317,9 +317,12 @@ def _run_loop(run, cfg, columns: list[tuple[str, str]], saved: str) -> None:  # 
     an iteration lacks prints as '-'; the last, its wall seconds: the sum of its ``*_s`` phases), and
     turn bad input into exit 2."""
     columns = [*columns, ("seconds", "seconds")]
-    typer.echo("  ".join(title for title, _ in columns))
+    shown: list[dict] = []
 
     def show(m: dict) -> None:
+        if not shown:  # the header comes with the first row, after what the recipe says on starting
+            typer.echo("  ".join(title for title, _ in columns))
+        shown.append(m)
         phases = [v for k, v in m.items() if k.endswith("_s")]
         m = {**m, "seconds": round(sum(phases))} if phases else m
         cells = [m.get(key, "-") for _, key in columns]
@@ -327,10 +330,24 @@ def _run_loop(run, cfg, columns: list[tuple[str, str]], saved: str) -> None:  # 
                              for (title, _), v in zip(columns, cells)))
 
     try:
-        run(cfg, on_iteration=show)
+        metrics = run(cfg, on_iteration=show)
     except (DataError, ValueError, RuntimeError) as exc:
         _fail(str(exc))
+    if len(metrics) > 1:
+        typer.echo(_against_baseline(metrics[0], metrics[-1]))
     typer.echo(f"metrics.jsonl, metrics.png, per-iteration models and {saved} in {cfg.out_dir}")
+
+
+def _against_baseline(first: dict, last: dict) -> str:
+    """One line: the last iteration's held-out pass@1 and compile errors as multiples of iteration 0's."""
+    def ratio(key: str) -> str:
+        a, b = first.get(key), last.get(key)
+        if a is None or b is None:
+            return "-"
+        return f"{b:.3f} vs {a:.3f} = {b / a:.2f}x" if a else f"{b:.3f} vs {a:.3f}"
+
+    return (f"iteration {last['iteration']} against iteration 0 (the baseline): pass@1 {ratio('pass_at_1')}, "
+            f"compile errors {ratio('compile_error_rate')}")
 
 
 _MORE_HELP = "More overrides: --set k=8 iterations=3 sets both (each KEY=VALUE after --set is one)."
