@@ -161,7 +161,7 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
                 held_out = validate(i)
             loop.finish(i, {**row, **stats, **held_out, **clock.row}, on_iteration)
     plot_metrics(loop.metrics, "iteration", ["pass_at_1", "pass_at_1_plus", "compile_rate"], loop.out / "metrics.png",
-                 title=f"PLUM-{cfg.objective.upper()} from {cfg.model}")
+                 title=f"PLUM-{cfg.objective.upper()}{' + NLL' if cfg.nll_weight and cfg.objective != 'sft' else ''} from {cfg.model}")
     return loop.metrics
 
 
