@@ -211,13 +211,14 @@ def test_plum_writes_a_metrics_row_per_iteration_and_kto_data(plum_run):
     assert sum(r["label"] for r in data) == rows[1]["chosen"] and len(data) == rows[1]["chosen"] + rows[1]["rejected"]
 
 
-def test_plum_resumes_after_a_kill_with_the_same_data(plum_run, tmp_path):
+def test_plum_resumes_after_a_kill_with_the_same_data(plum_run, tmp_path, capsys):
     from datasets import load_from_disk
 
     from codeloop.recipes.plum import run
 
     out, metrics = plum_run
     run(plum_cfg(tmp_path, 1))
+    assert "no test generator (and no LLM judge) configured, so each task's own tests judge" in capsys.readouterr().out
     (tmp_path / "iter_2").mkdir()
     (tmp_path / "iter_2" / "junk").write_text("half-written")
     resumed = run(plum_cfg(tmp_path, 2))

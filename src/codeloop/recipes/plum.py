@@ -119,7 +119,7 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
     loop = Loop.open(cfg.out_dir, cfg.iterations, asdict(cfg))
     size = max(1, math.floor(cfg.fraction * len(instructions)))
     if not cfg.test_generator:
-        print("tests: no test generator configured, so each task's own tests judge the solutions")
+        print("judge: no test generator (and no LLM judge) configured, so each task's own tests judge the solutions")
     reference, policy, tokenizer = loop.policies(cfg.model, cfg.refresh_reference)
     sampler = PolicySampler(cfg.backend, tokenizer)
 
