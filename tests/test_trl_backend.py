@@ -40,6 +40,35 @@ def test_trl_kto_prefers_the_desirable_completion():
     assert stats["steps"] == 4 and margin(trained, tok) > before + 1.0
 
 
+def test_trl_kto_adds_the_nll_of_the_desirable_completions_to_its_loss():
+    """TRL's KTOTrainer has no NLL term; codeloop's adds weight x mean per-token NLL of the desirable rows
+    / batch size. One batch holds all 16 rows (8 desirable " yes"), so the first step's loss grows by
+    weight x 8/16 x NLL(" yes" + EOS) measured independently."""
+    model, tok = tiny_causal_lm(seed=4)
+    with torch.no_grad():
+        lp, count = logprobs(model, [join(*tokenize(tok, "Q:", " yes"))], tok.pad_token_id)
+    nll_yes = float(-lp[0] / count[0])
+    first = {w: trl_kto(copy.deepcopy(model), copy.deepcopy(model), tok, ROWS, beta=0.5, lr=1e-2, epochs=1, batch_size=16,
+                        nll_weight=w)[1]["history"][0]["loss"] for w in (0.0, 2.0)}
+    assert first[2.0] - first[0.0] == pytest.approx(2.0 * 0.5 * nll_yes, rel=2e-3, abs=2e-3)
+
+
+def test_plum_passes_its_nll_weight_to_trls_kto(monkeypatch, tmp_path):
+    from codeloop.recipes import plum
+    from codeloop.train import trl_backend
+
+    seen = {}
+
+    def fake_kto(policy, reference, tokenizer, rows, **kw):
+        seen.update(kw)
+        return policy, {"final_loss": 0.0}
+
+    monkeypatch.setattr(trl_backend, "trl_kto", fake_kto)
+    cfg = plum.PLUMConfig(trainer="trl", objective="kto", nll_weight=0.7, out_dir=str(tmp_path))
+    plum._train(cfg, 1, object(), object(), None, ROWS, [], [], tmp_path)
+    assert seen["nll_weight"] == 0.7
+
+
 def test_lora_trains_an_adapter_and_hands_back_a_merged_plain_model():
     model, tok = tiny_causal_lm(seed=4)
     before = margin(model, tok)

@@ -182,7 +182,7 @@ def _train(cfg: PLUMConfig, i: int, policy, reference, tokenizer, kto_data: list
         if cfg.trainer == "trl":
             policy, t = trl_kto(policy, None if lora else reference, tokenizer, kto_data, beta=cfg.beta, lr=cfg.lr,
                                 epochs=cfg.epochs, batch_size=cfg.batch_size, desirable_weight=cfg.desirable_weight,
-                                undesirable_weight=cfg.undesirable_weight, seed=seed, lora=lora)
+                                undesirable_weight=cfg.undesirable_weight, nll_weight=cfg.nll_weight, seed=seed, lora=lora)
             return policy, {"examples": len(kto_data), "loss": t["final_loss"]}
         stats = kto(policy, reference, tokenizer, kto_data, beta=cfg.beta, lr=cfg.lr, epochs=cfg.epochs,
                     batch_size=cfg.batch_size, desirable_weight=cfg.desirable_weight,

@@ -5,7 +5,10 @@ devices, bf16, gradient checkpointing and adapters. Data goes in TRL's own forma
 (``prompt/chosen/rejected``, ``prompt/completion/label``). With LoRA the reference is the base model
 with the adapter switched off (TRL's behaviour: no second copy in memory) and the adapter is merged
 back afterwards, so the caller gets a plain model to sample from and save. The NLL term on chosen
-completions is TRL's multi-loss ``loss_type=["sigmoid", "sft"]`` with ``loss_weights=[1, nll_weight]``.
+completions is, for DPO, TRL's multi-loss ``loss_type=["sigmoid", "sft"]`` with ``loss_weights=[1,
+nll_weight]``; TRL 1.16's KTOTrainer has none, so codeloop's adds it as the plain KTO loop does
+(``nll_weight`` times each desirable completion's mean per-token NLL, averaged over the batch), from the
+per-token log-probabilities of the policy's own forward pass: no extra forward.
 
 Tokenisation is codeloop's, not TRL's: TRL 1.16 encodes ``prompt + completion`` as one text and takes
 the completion to start where that diverges from the encoded prompt, so when the prompt's last token
@@ -20,8 +23,10 @@ Install: ``pip install 'codeloop[trl]'``.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +71,15 @@ def encode_dataset(data: Any, tokenizer: Any, completions: Sequence[str], max_le
     return data if max_length is None else data.filter(lambda row: len(row["prompt_ids"]) < max_length)
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the FutureWarnings transformers 5 raises at TRL 1.16's own use of its renamed
+    ``gradient_checkpointing*`` API (four per update, nothing a codeloop user can act on)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
+        yield
+
+
 _TRAINERS: dict[type, type] = {}
 
 
@@ -81,8 +95,38 @@ def _trainer(base: type) -> type:
                                 batched=True, batch_size=args.per_device_train_batch_size)
             return data
 
-        _TRAINERS[base] = type(f"Codeloop{base.__name__}", (base,), {"_prepare_dataset": _prepare_dataset})
+        _TRAINERS[base] = type(f"Codeloop{base.__name__}", (base,), {"_prepare_dataset": _prepare_dataset,
+                                                                      "compute_loss": _compute_loss_with_nll})
     return _TRAINERS[base]
+
+
+def _compute_loss_with_nll(self: Any, model: Any, inputs: dict, return_outputs: bool = False,
+                           num_items_in_batch: Any = None) -> Any:
+    """KTOTrainer's loss plus ``self.nll_weight`` x the desirable completions' NLL (see the module docstring).
+
+    The policy's forward pass is the only one run with gradients (TRL runs the KL and reference passes
+    under ``no_grad``); a forward hook keeps its output, whose ``log_probs`` are the completion tokens'."""
+    import torch
+
+    base = super(type(self), self).compute_loss
+    weight = getattr(self, "nll_weight", 0.0)
+    if not weight or "label" not in inputs or not torch.is_grad_enabled():
+        return base(model, inputs, return_outputs, num_items_in_batch)
+    seen: list[Any] = []
+    handle = model.register_forward_hook(lambda _m, _a, out: seen.append(out) if torch.is_grad_enabled() else None)
+    try:
+        result = base(model, inputs, return_outputs, num_items_in_batch)
+    finally:
+        handle.remove()
+    if len(seen) != 1:
+        raise RuntimeError(f"expected one forward pass with gradients per KTO batch, saw {len(seen)} (TRL changed?)")
+    mask = inputs["completion_mask"][:, 1:].to(seen[0].log_probs.device)
+    logps = seen[0].log_probs[:, -mask.size(1):]
+    good = torch.as_tensor(inputs["label"], dtype=logps.dtype, device=logps.device)
+    nll = (-(logps * mask).sum(-1) / mask.sum(-1).clamp(min=1) * good).sum() / len(good)
+    if return_outputs:
+        return result[0] + weight * nll, result[1]
+    return result + weight * nll
 
 
 def _finish(trainer: Any, lora: LoRA | None) -> tuple[Any, dict]:
@@ -107,7 +151,7 @@ def trl_dpo(model: Any, reference: Any, tokenizer: Any, pairs: Sequence[Preferen
     disable_progress_bars()
     data = Dataset.from_list([{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs])
     losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, nll_weight]} if nll_weight else {"loss_type": ["sigmoid"]}
-    with tempfile.TemporaryDirectory(prefix="codeloop-trl-") as out:
+    with tempfile.TemporaryDirectory(prefix="codeloop-trl-") as out, _quiet():
         args = DPOConfig(beta=beta, **losses, **_common(lr, epochs, batch_size, max_length, seed, bf16, out))
         trainer = _trainer(DPOTrainer)(model=model, ref_model=None if lora else reference, args=args, train_dataset=data,
                              processing_class=tokenizer, peft_config=lora.peft_config() if lora else None)
@@ -116,16 +160,19 @@ def trl_dpo(model: Any, reference: Any, tokenizer: Any, pairs: Sequence[Preferen
 
 def trl_kto(model: Any, reference: Any, tokenizer: Any, rows: Sequence[dict], beta: float = 0.1, lr: float = 5e-5,
             epochs: float = 1.0, batch_size: int = 16, desirable_weight: float = 1.0, undesirable_weight: float = 1.0,
-            max_length: int = 1024, seed: int = 0, lora: LoRA | None = None, bf16: bool = False) -> tuple[Any, dict]:
-    """KTO with TRL's KTOTrainer on ``prompt/completion/label`` rows; returns the trained model and statistics."""
+            nll_weight: float = 0.0, max_length: int = 1024, seed: int = 0, lora: LoRA | None = None,
+            bf16: bool = False) -> tuple[Any, dict]:
+    """KTO (+ NLL on the desirable completions) with TRL's KTOTrainer on ``prompt/completion/label`` rows;
+    returns the trained model and statistics."""
     from datasets import Dataset, disable_progress_bars
     from trl import KTOConfig, KTOTrainer
 
     disable_progress_bars()
     data = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"], "label": bool(r["label"])} for r in rows])
-    with tempfile.TemporaryDirectory(prefix="codeloop-trl-") as out:
+    with tempfile.TemporaryDirectory(prefix="codeloop-trl-") as out, _quiet():
         args = KTOConfig(beta=beta, desirable_weight=desirable_weight, undesirable_weight=undesirable_weight,
                          **_common(lr, epochs, batch_size, max_length, seed, bf16, out))
         trainer = _trainer(KTOTrainer)(model=model, ref_model=None if lora else reference, args=args, train_dataset=data,
                              processing_class=tokenizer, peft_config=lora.peft_config() if lora else None)
+        trainer.nll_weight = nll_weight
         return _finish(trainer, lora)
