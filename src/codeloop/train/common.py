@@ -73,7 +73,8 @@ def optimise(model: Any, n_items: int, batch_size: int, epochs: float, lr: float
     order = list(range(n_items))
     total = max(1, int(math.ceil(n_items / batch_size) * epochs))
     step = 0
-    with tqdm(total=total, desc=desc, unit="step", file=sys.stderr, disable=None if progress else True) as bar:  # None: no bar unless stderr is a terminal
+    # disable=None: a bar only when stderr is a terminal (no carriage-return frames in logs)
+    with tqdm(total=total, desc=desc, unit="step", file=sys.stderr, disable=None if progress else True) as bar:
         while step < total:
             rng.shuffle(order)
             for b in range(0, n_items, batch_size):

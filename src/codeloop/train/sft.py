@@ -70,7 +70,8 @@ def sft(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], epochs: fl
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup_steps) * 0.5 * (1 + math.cos(math.pi * min(s / total, 1.0))))
     pad_id = tokenizer.pad_token_id
     start, step, seen, loss_value = time.monotonic(), 0, 0, float("nan")
-    bar = tqdm(total=total, desc="sft", unit="step", file=sys.stderr, disable=None if progress else True)  # None: no bar unless stderr is a terminal
+    # disable=None: a bar only when stderr is a terminal (no carriage-return frames in logs)
+    bar = tqdm(total=total, desc="sft", unit="step", file=sys.stderr, disable=None if progress else True)
     def out_of_time() -> bool:
         return time_budget_s is not None and time.monotonic() - start > time_budget_s
 

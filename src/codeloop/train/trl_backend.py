@@ -96,37 +96,37 @@ def _trainer(base: type) -> type:
             return data
 
         _TRAINERS[base] = type(f"Codeloop{base.__name__}", (base,), {"_prepare_dataset": _prepare_dataset,
-                                                                      "compute_loss": _compute_loss_with_nll})
+                                                                      "compute_loss": _with_nll(base)})
     return _TRAINERS[base]
 
 
-def _compute_loss_with_nll(self: Any, model: Any, inputs: dict, return_outputs: bool = False,
-                           num_items_in_batch: Any = None) -> Any:
-    """KTOTrainer's loss plus ``self.nll_weight`` x the desirable completions' NLL (see the module docstring).
+def _with_nll(base: Any) -> Any:
+    """``base.compute_loss`` plus ``self.nll_weight`` x the desirable completions' NLL, for KTO (see
+    the module docstring). The policy's forward pass is the only one run with gradients (TRL runs the
+    KL and reference passes under ``no_grad``); a forward hook keeps its output, whose ``log_probs``
+    are the completion tokens'."""
+    def compute_loss(self: Any, model: Any, inputs: dict, return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        import torch
 
-    The policy's forward pass is the only one run with gradients (TRL runs the KL and reference passes
-    under ``no_grad``); a forward hook keeps its output, whose ``log_probs`` are the completion tokens'."""
-    import torch
+        weight = getattr(self, "nll_weight", 0.0)
+        if not weight or "label" not in inputs or not torch.is_grad_enabled():
+            return base.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+        seen: list[Any] = []
+        handle = model.register_forward_hook(lambda _m, _a, out: seen.append(out) if torch.is_grad_enabled() else None)
+        try:
+            result = base.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+        finally:
+            handle.remove()
+        if len(seen) != 1:
+            raise RuntimeError(f"expected one forward pass with gradients per KTO batch, saw {len(seen)} (TRL changed?)")
+        mask = inputs["completion_mask"][:, 1:].to(seen[0].log_probs.device)
+        logps = seen[0].log_probs[:, -mask.size(1):]
+        good = torch.as_tensor(inputs["label"], dtype=logps.dtype, device=logps.device)
+        nll = (-(logps * mask).sum(-1) / mask.sum(-1).clamp(min=1) * good).sum() / len(good)
+        return (result[0] + weight * nll, result[1]) if return_outputs else result + weight * nll
 
-    base = super(type(self), self).compute_loss
-    weight = getattr(self, "nll_weight", 0.0)
-    if not weight or "label" not in inputs or not torch.is_grad_enabled():
-        return base(model, inputs, return_outputs, num_items_in_batch)
-    seen: list[Any] = []
-    handle = model.register_forward_hook(lambda _m, _a, out: seen.append(out) if torch.is_grad_enabled() else None)
-    try:
-        result = base(model, inputs, return_outputs, num_items_in_batch)
-    finally:
-        handle.remove()
-    if len(seen) != 1:
-        raise RuntimeError(f"expected one forward pass with gradients per KTO batch, saw {len(seen)} (TRL changed?)")
-    mask = inputs["completion_mask"][:, 1:].to(seen[0].log_probs.device)
-    logps = seen[0].log_probs[:, -mask.size(1):]
-    good = torch.as_tensor(inputs["label"], dtype=logps.dtype, device=logps.device)
-    nll = (-(logps * mask).sum(-1) / mask.sum(-1).clamp(min=1) * good).sum() / len(good)
-    if return_outputs:
-        return result[0] + weight * nll, result[1]
-    return result + weight * nll
+    return compute_loss
 
 
 def _finish(trainer: Any, lora: LoRA | None) -> tuple[Any, dict]:
