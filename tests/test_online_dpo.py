@@ -107,6 +107,17 @@ def test_a_run_left_by_an_earlier_codeloop_is_refused_not_mixed(straight, tmp_pa
     assert (old / "metrics.jsonl").read_text() == before
 
 
+def test_a_run_written_before_the_bf16_setting_resumes_under_its_default_only(straight):
+    from codeloop.recipes.common import _same_settings
+
+    out, _ = straight
+    saved = json.loads((out / "config.json").read_text())
+    assert saved.pop("bf16") is True  # as written before the setting existed
+    _same_settings(out, saved, {**saved, "bf16": True})
+    with pytest.raises(ValueError, match=r"bf16: True -> False"):
+        _same_settings(out, saved, {**saved, "bf16": False})
+
+
 TEXTS = ["pass_a", "fail", "pass_b", "broken"]  # one intent's candidates: kappa and phi below
 KAPPA, PHI = [1.0, 1.0, 1.0, 0.0], [1.0, 0.0, 1.0, 0.0]
 

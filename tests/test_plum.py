@@ -10,7 +10,7 @@ import sys
 import pytest
 from fake_openai import FakeOpenAI
 
-from codeloop.data.preferences import KTO_SCHEMA, balanced_pairs, plum_split, save_rows
+from codeloop.data.preferences import KTO_SCHEMA, balanced_pairs, plum_split, save_pairs, save_rows
 from codeloop.feedback.compiler import command_check, mypy_check
 from codeloop.feedback.testgen import PROMPT, TestGenerator, consistent_tasks, parse_answer
 from codeloop.models.openai import OpenAIGenerator
@@ -102,6 +102,16 @@ def test_kto_rows_save_in_trls_format(tmp_path):
 
     save_rows([{"prompt": "p", "completion": "c", "label": True}], tmp_path / "kto", KTO_SCHEMA)
     assert load_from_disk(str(tmp_path / "kto")).to_list() == [{"prompt": "p", "completion": "c", "label": True}]
+
+
+def test_an_iteration_without_rows_saves_an_empty_dataset_that_loads(tmp_path):
+    from datasets import load_from_disk
+
+    save_pairs([], tmp_path / "pairs")  # an iteration where no instruction had both a pass and a fail
+    save_rows([], tmp_path / "kto", KTO_SCHEMA)
+    assert load_from_disk(str(tmp_path / "pairs")).column_names == ["prompt", "chosen", "rejected"]
+    data = load_from_disk(str(tmp_path / "kto"))
+    assert (len(data), data.column_names, data.features["label"].dtype) == (0, ["prompt", "completion", "label"], "bool")
 
 
 def test_mypy_flags_a_type_error_and_passes_clean_code():

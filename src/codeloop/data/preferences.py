@@ -93,7 +93,11 @@ def save_rows(rows: Sequence[dict], path: str | Path, schema: dict[str, str]) ->
     from datasets import Dataset, Features, Value, disable_progress_bars
 
     disable_progress_bars()
-    Dataset.from_list(list(rows), features=Features({k: Value(v) for k, v in schema.items()})).save_to_disk(str(path))
+    # Column by column, in one shard: an iteration can leave no rows, and datasets 5.2 neither builds an
+    # empty dataset from an empty list (it loses the columns) nor loads one saved in zero shards.
+    columns = {k: [r[k] for r in rows] for k in schema}
+    data = Dataset.from_dict(columns, features=Features({k: Value(v) for k, v in schema.items()}))
+    data.save_to_disk(str(path), num_shards=None if rows else 1)
     return Path(path)
 
 

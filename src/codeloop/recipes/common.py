@@ -50,6 +50,9 @@ class LoopSettings:
     """"plain" (the small-model loop here) or "trl" (TRL's trainers: devices, bf16; needs codeloop[trl])."""
     lora_r: int = 0
     """LoRA rank through PEFT with trainer "trl" (0: full fine-tuning)."""
+    bf16: bool = True
+    """With trainer "trl" on a CUDA device that supports it: bf16 mixed precision (fp32 weights and
+    optimiser). Ignored on the CPU and by the plain trainer, which train in fp32."""
     val_tasks: str = "synthetic-python:test"
     """Held-out tasks for validation."""
     val_limit: int = 100
@@ -72,9 +75,22 @@ same thing to this code. 2: prompts encoded by ``codeloop.models.encoding`` (bef
 without the BOS it was trained on)."""
 
 
+ADDED_SETTINGS = {"bf16": True}
+"""Settings added since run format 2, with the value a run written before them is taken to have had
+(bf16: no run of the trl trainer on a GPU was written before it, and the CPU ignores it)."""
+
+
+def use_bf16(settings: LoopSettings) -> bool:
+    """Whether the trl trainer trains in bf16 mixed precision: asked for, and a CUDA device supports it."""
+    import torch
+
+    return settings.bf16 and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
 def _same_settings(out: Path, saved: dict, config: dict) -> None:
     """Refuse to continue a run under other settings than its finished iterations had (more iterations
     is fine): the per-iteration data and metrics would silently mix two experiments."""
+    saved = {**ADDED_SETTINGS, **saved}
     if saved.get("run_format") != config.get("run_format"):
         raise ValueError(f"{out / 'config.json'}: the finished iterations there were made by another codeloop "
                          f"(run format {saved.get('run_format', 1)}, this one writes {config.get('run_format')}; "
@@ -236,14 +252,20 @@ class Loop:
         done = [i for i in range(1, self.iterations + 1) if (self.out / f"iter_{i}" / "done").exists()]
         return max(done, default=0)
 
-    def policies(self, model: str, refresh_reference: bool) -> tuple[Any, Any, Any]:
-        """(reference, policy, tokenizer): the policy resumes from the last finished iteration."""
+    def policies(self, model: str, refresh_reference: bool, reference_on_device: bool = True) -> tuple[Any, Any, Any]:
+        """(reference, policy, tokenizer): the policy resumes from the last finished iteration. Both sit on
+        the first CUDA device where there is one (the plain trainers run the two side by side), else the
+        CPU; ``reference_on_device=False`` leaves the reference on the CPU (LoRA: the adapter's base is the
+        reference, and a second full copy on the GPU would only take memory)."""
+        import torch
+
         reference, tokenizer = load_model(model)
         start = self.start
         policy = load_model(str(self.out / f"iter_{start}" / "model"))[0] if start else copy.deepcopy(reference)
         if start and refresh_reference:
             reference = copy.deepcopy(policy)
-        return reference, policy, tokenizer
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        return (reference.to(device) if reference_on_device else reference), policy.to(device), tokenizer
 
     def pending(self) -> range:
         return range(self.start + 1, self.iterations + 1)

@@ -24,7 +24,7 @@ from codeloop.feedback.judge import Judge
 from codeloop.feedback.tests import graded, passes
 from codeloop.models import Generator, load_generator
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
-                                     plus_metrics, rollout, validation_tasks)
+                                     plus_metrics, rollout, use_bf16, validation_tasks)
 from codeloop.sandbox import Sandbox
 from codeloop.train.dpo import dpo
 from codeloop.types import PreferencePair, Task
@@ -159,7 +159,7 @@ def _update(cfg: OnlineDPOConfig, i: int, policy, reference, tokenizer, pairs: l
 
         policy, tstats = trl_dpo(policy, None if cfg.lora_r else reference, tokenizer, pairs, beta=cfg.dpo_beta, lr=cfg.lr,
                                  epochs=cfg.epochs, batch_size=cfg.batch_size, nll_weight=cfg.nll_weight, seed=cfg.seed + i,
-                                 lora=LoRA(r=cfg.lora_r) if cfg.lora_r else None)
+                                 lora=LoRA(r=cfg.lora_r) if cfg.lora_r else None, bf16=use_bf16(cfg))
         return policy, {"dpo_loss": tstats["final_loss"]}
     stats = dpo(policy, reference, tokenizer, pairs, beta=cfg.dpo_beta, lr=cfg.lr, epochs=cfg.epochs,
                 batch_size=cfg.batch_size, nll_weight=cfg.nll_weight, seed=cfg.seed + i, progress=False, nll_mask=nll_mask)
@@ -174,7 +174,7 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
     judge = Judge(load_generator(cfg.judge_backend, cfg.judge_model)) if cfg.judge_model else None
     if judge is None:
         print("semantic expert: no LLM judge configured, so the task tests act as the semantic expert φ")
-    reference, policy, tokenizer = loop.policies(cfg.model, cfg.refresh_reference)
+    reference, policy, tokenizer = loop.policies(cfg.model, cfg.refresh_reference, reference_on_device=not cfg.lora_r)
     sampler = PolicySampler(cfg.backend, tokenizer)
 
     with Sandbox() as sandbox:

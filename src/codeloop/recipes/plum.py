@@ -26,7 +26,7 @@ from codeloop.feedback.compiler import compiles, mypy_check
 from codeloop.feedback.testgen import TestGenerator
 from codeloop.models import load_generator
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, check_choices, held_out_metrics, plus_metrics,
-                                     rollout, validation_tasks)
+                                     rollout, use_bf16, validation_tasks)
 from codeloop.sandbox import Sandbox
 from codeloop.train.dpo import dpo
 from codeloop.train.kto import kto
@@ -120,7 +120,7 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
     size = max(1, math.floor(cfg.fraction * len(instructions)))
     if not cfg.test_generator:
         print("judge: no test generator (and no LLM judge) configured, so each task's own tests judge the solutions")
-    reference, policy, tokenizer = loop.policies(cfg.model, cfg.refresh_reference)
+    reference, policy, tokenizer = loop.policies(cfg.model, cfg.refresh_reference, reference_on_device=not cfg.lora_r)
     sampler = PolicySampler(cfg.backend, tokenizer)
 
     def validate(i: int) -> dict:
@@ -182,7 +182,8 @@ def _train(cfg: PLUMConfig, i: int, policy, reference, tokenizer, kto_data: list
         if cfg.trainer == "trl":
             policy, t = trl_kto(policy, None if lora else reference, tokenizer, kto_data, beta=cfg.beta, lr=cfg.lr,
                                 epochs=cfg.epochs, batch_size=cfg.batch_size, desirable_weight=cfg.desirable_weight,
-                                undesirable_weight=cfg.undesirable_weight, nll_weight=cfg.nll_weight, seed=seed, lora=lora)
+                                undesirable_weight=cfg.undesirable_weight, nll_weight=cfg.nll_weight, seed=seed, lora=lora,
+                                bf16=use_bf16(cfg))
             return policy, {"examples": len(kto_data), "loss": t["final_loss"]}
         stats = kto(policy, reference, tokenizer, kto_data, beta=cfg.beta, lr=cfg.lr, epochs=cfg.epochs,
                     batch_size=cfg.batch_size, desirable_weight=cfg.desirable_weight,
@@ -194,7 +195,8 @@ def _train(cfg: PLUMConfig, i: int, policy, reference, tokenizer, kto_data: list
             return policy, {"examples": 0}
         if cfg.trainer == "trl":
             policy, t = trl_dpo(policy, None if lora else reference, tokenizer, pairs, beta=cfg.beta, lr=cfg.lr,
-                                epochs=cfg.epochs, batch_size=cfg.batch_size, nll_weight=cfg.nll_weight, seed=seed, lora=lora)
+                                epochs=cfg.epochs, batch_size=cfg.batch_size, nll_weight=cfg.nll_weight, seed=seed, lora=lora,
+                                bf16=use_bf16(cfg))
             return policy, {"examples": len(pairs), "loss": t["final_loss"]}
         dstats = dpo(policy, reference, tokenizer, pairs, beta=cfg.beta, lr=cfg.lr, epochs=cfg.epochs,
                      batch_size=cfg.batch_size, nll_weight=cfg.nll_weight, seed=seed, progress=False)

@@ -53,8 +53,9 @@ def _batches(examples: list[tuple[list[int], list[int]]], batch_size: int, rng: 
 
 def sft(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], epochs: float = 1.0, lr: float = 1e-3,
         batch_size: int = 32, max_len: int = 384, warmup_steps: int = 50, seed: int = 0,
-        time_budget_s: float | None = None, device: str = "cpu", progress: bool = True) -> SFTStats:
-    """Fine-tune ``model`` in place; cosine schedule over ``epochs`` (fractional epochs allowed)."""
+        time_budget_s: float | None = None, device: str | None = None, progress: bool = True) -> SFTStats:
+    """Fine-tune ``model`` in place; cosine schedule over ``epochs`` (fractional epochs allowed), on
+    ``device`` (default: where the model is)."""
     import torch
     from tqdm import tqdm
 
@@ -63,6 +64,7 @@ def sft(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], epochs: fl
         raise ValueError("no training example fits in max_len")
     rng = random.Random(seed)
     torch.manual_seed(seed)
+    device = device or str(next(model.parameters()).device)
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
     per_epoch = math.ceil(len(examples) / batch_size)

@@ -1,0 +1,60 @@
+"""The training loops on a CUDA device: run where there is one, elsewhere skipped with the reason.
+
+Found on the first GPU run: the plain trainers got the policy on the GPU (the in-process sampler moves
+it there) and the reference on the CPU, and the first update failed on mixed devices."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
+
+
+def plum(out, **kw):
+    from codeloop.recipes.plum import PLUMConfig, run
+
+    settings = dict(n_instructions=12, fraction=0.5, iterations=1, k=3, val_limit=4, val_n=2, batch_size=4,
+                    max_new_tokens=96, out_dir=str(out))
+    return run(PLUMConfig(**{**settings, **kw}))
+
+
+def test_the_plain_kto_loop_runs_a_plum_iteration_on_the_gpu(tmp_path):
+    rows = plum(tmp_path, objective="kto", nll_weight=1.0)
+    assert [r["iteration"] for r in rows] == [0, 1] and rows[1]["examples"] > 0
+
+
+def test_plain_dpo_and_sft_train_on_the_gpu_and_leave_the_model_there():
+    import copy
+
+    from codeloop.models.tiny import tiny_causal_lm
+    from codeloop.train.common import join, logprobs, tokenize
+    from codeloop.train.dpo import dpo
+    from codeloop.train.sft import sft
+    from codeloop.types import PreferencePair
+
+    model, tok = tiny_causal_lm(seed=5)
+    model.to("cuda")
+    reference = copy.deepcopy(model)
+
+    def lp(m, completion):
+        with torch.no_grad():
+            return float(logprobs(m, [join(*tokenize(tok, "Q:", completion))], tok.pad_token_id)[0][0])
+
+    dpo(model, reference, tok, [PreferencePair("Q:", " yes", " no")] * 8, beta=0.5, lr=1e-2, epochs=2, batch_size=4,
+        progress=False)
+    assert lp(model, " yes") - lp(reference, " yes") > lp(model, " no") - lp(reference, " no")
+    before = lp(model, " maybe")
+    sft(model, tok, [("Q:", " maybe")] * 8, epochs=2, lr=1e-2, batch_size=4, warmup_steps=1, progress=False)
+    assert lp(model, " maybe") > before and next(model.parameters()).is_cuda
+
+
+def test_the_trl_trainer_runs_in_bf16_mixed_precision_and_keeps_fp32_weights(tmp_path):
+    pytest.importorskip("trl")
+    from transformers import AutoModelForCausalLM
+
+    rows = plum(tmp_path, trainer="trl", objective="kto", nll_weight=1.0)
+    assert rows[1]["examples"] > 0
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "iter_1" / "model")
+    assert {p.dtype for p in saved.parameters()} == {torch.float32}
