@@ -135,7 +135,10 @@ def _finish(trainer: Any, lora: LoRA | None) -> tuple[Any, dict]:
     trainer.remove_callback(PrinterCallback)  # statistics come back in the result, not on stdout
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]
-    model = trainer.model.merge_and_unload() if lora is not None else trainer.model
+    # bf16: accelerate wrapped the model's forward in autocast for training; without unwrapping, the
+    # loop's sampling would run under it too, and the next update would wrap it again
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    model = model.merge_and_unload() if lora is not None else model
     model.eval()
     return model, {"steps": trainer.state.global_step, "final_loss": logs[-1]["loss"] if logs else float("nan"),
                    "history": logs}
