@@ -171,3 +171,33 @@ def test_a_loop_ends_with_its_last_iteration_against_the_baseline():
     # no ratio against a zero baseline
     line = _against_baseline({**first, "compile_error_rate": 0.0}, {"iteration": 1, "pass_at_1": 0.2, "compile_error_rate": 0.0})
     assert line.endswith("pass@1 0.200 vs 0.200 = 1.00x, compile errors 0.000 vs 0.000")
+
+
+@pytest.mark.parametrize("command", ["plum", "online-dpo"])
+def test_a_loops_help_lists_every_config_key_with_its_default_and_meaning(command):
+    import dataclasses
+
+    from codeloop.cli import config_keys
+    from codeloop.recipes.online_dpo import OnlineDPOConfig
+    from codeloop.recipes.plum import PLUMConfig
+
+    cls = {"online-dpo": OnlineDPOConfig, "plum": PLUMConfig}[command]
+    keys = config_keys(cls)
+    assert [k for k, _, _ in keys] == [f.name for f in dataclasses.fields(cls)]
+    assert [k for k, _, doc in keys if not doc] == []  # every setting says what it does
+    result = runner.invoke(app, ["loop", command, "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    lines = [" ".join(line.split()) for line in result.output.splitlines()]
+    for key, default, doc in keys:
+        assert any(line.startswith(f"{key} = {default!r}: {doc.split()[0]}") for line in lines), key
+
+
+def test_help_of_other_commands_does_not_import_the_training_loops():
+    import subprocess
+    import sys
+
+    code = ("import sys; from typer.testing import CliRunner; from codeloop.cli import app; "
+            "CliRunner().invoke(app, ['eval', '--help']); CliRunner().invoke(app, ['loop', '--help']); "
+            "print(sorted(m for m in sys.modules if m.startswith('codeloop.recipes')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

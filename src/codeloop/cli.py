@@ -351,11 +351,55 @@ def _against_baseline(first: dict, last: dict) -> str:
 
 
 _MORE_HELP = "More overrides: --set k=8 iterations=3 sets both (each KEY=VALUE after --set is one)."
+
+
+def config_keys(cls: type) -> list[tuple[str, Any, str]]:
+    """(key, default, meaning) of every key a loop config takes, in the order of its fields; the meaning
+    is the docstring under the field in the class that declares it (the shared ones: LoopSettings)."""
+    import ast
+    import dataclasses
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
+        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body  # type: ignore[attr-defined]
+        for field, after in zip(body, body[1:]):
+            if (isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name) and isinstance(after, ast.Expr)
+                    and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+                docs[field.target.id] = " ".join(after.value.value.split())
+    return [(f.name, f.default, docs.get(f.name, "")) for f in dataclasses.fields(cls)]
+
+
+class _KeysInHelp(typer.core.TyperCommand):
+    """A loop command whose --help ends with every config key, its default and meaning. Built when
+    help is shown (``config`` names the class), so other commands never import the recipes."""
+
+    config = ""
+
+    @property
+    def epilog(self) -> str:  # type: ignore[override]
+        import importlib
+
+        from rich.markup import escape
+
+        module, name = self.config.rsplit(".", 1)
+        keys = config_keys(getattr(importlib.import_module(module), name))
+        return "[bold]Config keys[/bold] (in the YAML, or --set KEY=VALUE), each with its default:\n\n" + "\n".join(
+            f"[bold]{key}[/bold] = {escape(repr(default))}: {escape(doc)}" for key, default, doc in keys)
+
+    @epilog.setter
+    def epilog(self, _value: str | None) -> None:
+        pass
+
+
+def _keys_for(config: str) -> type:
+    return type(f"KeysIn{config.rsplit('.', 1)[1]}Help", (_KeysInHelp,), {"config": config})
 _HELD_OUT = [("iteration", "iteration"), ("pass@1", "pass_at_1"), ("pass@1+", "pass_at_1_plus"), ("compile_rate", "compile_rate"),
              ("compile_errors", "compile_error_rate")]
 
 
-@loop_app.command("online-dpo")
+@loop_app.command("online-dpo", cls=_keys_for("codeloop.recipes.online_dpo.OnlineDPOConfig"))
 def loop_online_dpo(config: Path = typer.Argument(..., help="YAML config (see configs/online_dpo/)."),
                     more: Optional[list[str]] = typer.Argument(None, metavar="KEY=VALUE", help=_MORE_HELP, show_default=False),
                     set_: list[str] = typer.Option([], "--set", help="Override a config key: --set iterations=2 k=8")) -> None:
@@ -366,7 +410,7 @@ def loop_online_dpo(config: Path = typer.Argument(..., help="YAML config (see co
     _run_loop(run, load_config(OnlineDPOConfig, config, [*set_, *(more or [])]), columns, "pairs")
 
 
-@loop_app.command("plum")
+@loop_app.command("plum", cls=_keys_for("codeloop.recipes.plum.PLUMConfig"))
 def loop_plum(config: Path = typer.Argument(..., help="YAML config (see configs/plum/)."),
               more: Optional[list[str]] = typer.Argument(None, metavar="KEY=VALUE", help=_MORE_HELP, show_default=False),
               set_: list[str] = typer.Option([], "--set", help="Override a config key: --set objective=dpo iterations=3")) -> None:

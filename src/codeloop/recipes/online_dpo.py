@@ -81,7 +81,7 @@ class OnlineDPOConfig(LoopSettings):
     paired with every candidate rated lower. The paper's rule fits an LLM judge that picks the best of
     tied candidates; with the tests as φ, passing candidates are equally good, and the one rule turns
     all but one of them into negatives. Measured on 500 dev tasks, training seeds 0 and 1: pass@1 0.184
-    and 0.166 with "all", 0.178 and 0.189 with "one" (the demo) — no better, so "one" stays the default."""
+    and 0.166 with "all", 0.178 and 0.189 with "one" (the online-DPO config) — no better, so "one" stays the default."""
     drop_tied_negatives: bool = False
     """Never use a candidate rated like the positive (same κ and φ) as its negative. The paper makes every
     other candidate a negative, which is right when an LLM judge picked the best of the tied ones; with
