@@ -395,6 +395,8 @@ class _KeysInHelp(typer.core.TyperCommand):
 
 def _keys_for(config: str) -> type:
     return type(f"KeysIn{config.rsplit('.', 1)[1]}Help", (_KeysInHelp,), {"config": config})
+
+
 _HELD_OUT = [("iteration", "iteration"), ("pass@1", "pass_at_1"), ("pass@1+", "pass_at_1_plus"), ("compile_rate", "compile_rate"),
              ("compile_errors", "compile_error_rate")]
 

@@ -76,8 +76,9 @@ without the BOS it was trained on)."""
 
 
 ADDED_SETTINGS = {"bf16": True}
-"""Settings added since run format 2, with the value a run written before them is taken to have had
-(bf16: no run of the trl trainer on a GPU was written before it, and the CPU ignores it)."""
+"""Settings added since run format 2, and the value a run written before them resumes under. bf16:
+before it the trl trainer trained in fp32 everywhere, so such a run resumed on a GPU continues in bf16
+mixed precision (fp32 weights either way); on the CPU, and with the plain trainer, nothing changes."""
 
 
 def use_bf16(settings: LoopSettings) -> bool:
