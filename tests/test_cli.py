@@ -201,3 +201,14 @@ def test_help_of_other_commands_does_not_import_the_training_loops():
             "print(sorted(m for m in sys.modules if m.startswith('codeloop.recipes')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_hugging_faces_progress_bars_are_off_when_stderr_is_not_a_terminal():
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, codeloop.cli; print(os.environ.get('HF_HUB_DISABLE_PROGRESS_BARS'))"
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.strip() == "1"  # a log gets no carriage-return frames of model loading and saving

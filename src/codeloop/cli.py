@@ -15,6 +15,9 @@ from codeloop.data import DataError, load_tasks, read_samples, write_jsonl
 from codeloop.eval import job_for, result_row, summarize
 from codeloop.sandbox import Sandbox, SandboxError
 
+if not sys.stderr.isatty():  # Hugging Face's loading/saving bars, like codeloop's own, only on a terminal:
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when huggingface_hub is first imported
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="codeloop: close the loop between code models and what judges their code.")
 tasks_app = typer.Typer(no_args_is_help=True, help="List and export task sets.")
