@@ -99,10 +99,21 @@ def test_the_online_dpo_loop_trains_through_trl(tmp_path):
     assert [m["iteration"] for m in metrics] == [0, 1] and (tmp_path / "iter_1" / "model" / "model.safetensors").exists()
 
 
-def test_plum_kto_trains_a_lora_adapter_through_trl(tmp_path):
+def test_plum_kto_trains_a_lora_adapter_through_trl(tmp_path, capsys):
     from codeloop.recipes.plum import PLUMConfig, run
 
     metrics = run(PLUMConfig(n_instructions=6, fraction=1.0, iterations=1, k=3, val_limit=2, val_n=2, batch_size=4,
                              max_new_tokens=64, trainer="trl", lora_r=4, out_dir=str(tmp_path)))
     saved = (tmp_path / "iter_1" / "model")
     assert metrics[-1]["iteration"] == 1 and (saved / "model.safetensors").exists() and not (saved / "adapter_config.json").exists()
+    # the adapter's base is each update's reference: the run says so, since refresh_reference is off
+    assert "with lora_r, each update's reference is the policy it starts from" in capsys.readouterr().out
+
+
+def test_lora_without_the_trl_trainer_is_refused_not_ignored():
+    from codeloop.recipes.plum import PLUMConfig
+
+    with pytest.raises(ValueError, match=r"^lora_r 16 needs trainer trl"):
+        PLUMConfig(lora_r=16)
+    with pytest.raises(ValueError, match=r"^lora_r must be 0"):
+        PLUMConfig(trainer="trl", lora_r=-1)

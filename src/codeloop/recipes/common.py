@@ -49,7 +49,9 @@ class LoopSettings:
     trainer: str = "plain"
     """"plain" (the small-model loop here) or "trl" (TRL's trainers: devices, bf16; needs codeloop[trl])."""
     lora_r: int = 0
-    """LoRA rank through PEFT with trainer "trl" (0: full fine-tuning)."""
+    """LoRA rank through PEFT with trainer "trl" (0: full fine-tuning). The adapter is merged after every
+    update, and each update's reference is the adapter's base: the policy it started from, as with
+    refresh_reference true, whatever that key says."""
     bf16: bool = True
     """With trainer "trl" on a CUDA device that supports it: bf16 mixed precision (fp32 weights and
     optimiser). Ignored on the CPU and by the plain trainer, which train in fp32."""
@@ -67,6 +69,11 @@ class LoopSettings:
 
     def __post_init__(self) -> None:
         check_choices(trainer=(self.trainer, TRAINERS), backend=(self.backend, SAMPLERS))
+        if self.lora_r and self.trainer != "trl":
+            raise ValueError(f"lora_r {self.lora_r} needs trainer trl (LoRA adapters train through TRL and PEFT; "
+                             f"the plain trainer fine-tunes every weight)")
+        if self.lora_r < 0:
+            raise ValueError(f"lora_r must be 0 (full fine-tuning) or a LoRA rank, got {self.lora_r}")
 
 
 RUN_FORMAT = 2
@@ -79,6 +86,13 @@ ADDED_SETTINGS = {"bf16": True}
 """Settings added since run format 2, and the value a run written before them resumes under. bf16:
 before it the trl trainer trained in fp32 everywhere, so such a run resumed on a GPU continues in bf16
 mixed precision (fp32 weights either way); on the CPU, and with the plain trainer, nothing changes."""
+
+
+def say_reference(settings: LoopSettings, refresh_reference: bool) -> None:
+    """Say so when LoRA makes the reference follow the policy although refresh_reference is off."""
+    if settings.lora_r and not refresh_reference:
+        print("reference: with lora_r, each update's reference is the policy it starts from (the LoRA adapter's "
+              "base), as with refresh_reference=true")
 
 
 def use_bf16(settings: LoopSettings) -> bool:
@@ -253,20 +267,24 @@ class Loop:
         done = [i for i in range(1, self.iterations + 1) if (self.out / f"iter_{i}" / "done").exists()]
         return max(done, default=0)
 
-    def policies(self, model: str, refresh_reference: bool, reference_on_device: bool = True) -> tuple[Any, Any, Any]:
-        """(reference, policy, tokenizer): the policy resumes from the last finished iteration. Both sit on
-        the first CUDA device where there is one (the plain trainers run the two side by side), else the
-        CPU; ``reference_on_device=False`` leaves the reference on the CPU (LoRA: the adapter's base is the
-        reference, and a second full copy on the GPU would only take memory)."""
+    def policies(self, model: str, refresh_reference: bool, lora: bool = False) -> tuple[Any, Any, Any]:
+        """(reference, policy, tokenizer): the policy resumes from the last finished iteration and sits on
+        the first CUDA device where there is one, else the CPU. The reference sits beside it (the plain
+        trainers run the two side by side); with ``lora`` it is None: the adapter's base is the reference."""
         import torch
 
         reference, tokenizer = load_model(model)
         start = self.start
-        policy = load_model(str(self.out / f"iter_{start}" / "model"))[0] if start else copy.deepcopy(reference)
-        if start and refresh_reference:
+        if start:
+            policy = load_model(str(self.out / f"iter_{start}" / "model"))[0]
+        else:
+            policy = reference if lora else copy.deepcopy(reference)
+        if lora:
+            reference = None
+        elif start and refresh_reference:
             reference = copy.deepcopy(policy)
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        return (reference.to(device) if reference_on_device else reference), policy.to(device), tokenizer
+        return (reference if reference is None else reference.to(device)), policy.to(device), tokenizer
 
     def pending(self) -> range:
         return range(self.start + 1, self.iterations + 1)

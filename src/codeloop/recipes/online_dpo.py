@@ -24,7 +24,7 @@ from codeloop.feedback.judge import Judge
 from codeloop.feedback.tests import graded, passes
 from codeloop.models import Generator, load_generator
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
-                                     plus_metrics, rollout, use_bf16, validation_tasks)
+                                     plus_metrics, rollout, say_reference, use_bf16, validation_tasks)
 from codeloop.sandbox import Sandbox
 from codeloop.train.dpo import dpo
 from codeloop.types import PreferencePair, Task
@@ -157,7 +157,7 @@ def _update(cfg: OnlineDPOConfig, i: int, policy, reference, tokenizer, pairs: l
     if cfg.trainer == "trl":
         from codeloop.train.trl_backend import LoRA, trl_dpo
 
-        policy, tstats = trl_dpo(policy, None if cfg.lora_r else reference, tokenizer, pairs, beta=cfg.dpo_beta, lr=cfg.lr,
+        policy, tstats = trl_dpo(policy, reference, tokenizer, pairs, beta=cfg.dpo_beta, lr=cfg.lr,
                                  epochs=cfg.epochs, batch_size=cfg.batch_size, nll_weight=cfg.nll_weight, seed=cfg.seed + i,
                                  lora=LoRA(r=cfg.lora_r) if cfg.lora_r else None, bf16=use_bf16(cfg))
         return policy, {"dpo_loss": tstats["final_loss"]}
@@ -174,7 +174,8 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
     judge = Judge(load_generator(cfg.judge_backend, cfg.judge_model)) if cfg.judge_model else None
     if judge is None:
         print("semantic expert: no LLM judge configured, so the task tests act as the semantic expert φ")
-    reference, policy, tokenizer = loop.policies(cfg.model, cfg.refresh_reference, reference_on_device=not cfg.lora_r)
+    say_reference(cfg, cfg.refresh_reference)
+    reference, policy, tokenizer = loop.policies(cfg.model, cfg.refresh_reference, lora=bool(cfg.lora_r))
     sampler = PolicySampler(cfg.backend, tokenizer)
 
     with Sandbox() as sandbox:
@@ -200,7 +201,7 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
             save_pairs(pairs, it_dir / "pairs")
             with clock("train"):
                 policy, stats = _update(cfg, i, policy, reference, tokenizer, pairs, nll_mask)
-            if cfg.refresh_reference:
+            if cfg.refresh_reference and not cfg.lora_r:
                 reference = copy.deepcopy(policy)
             loop.save_model(i, policy, tokenizer)
             with clock("validate"):

@@ -26,7 +26,7 @@ from codeloop.feedback.compiler import compiles, mypy_check
 from codeloop.feedback.testgen import TestGenerator
 from codeloop.models import load_generator
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, check_choices, held_out_metrics, plus_metrics,
-                                     rollout, use_bf16, validation_tasks)
+                                     rollout, say_reference, use_bf16, validation_tasks)
 from codeloop.sandbox import Sandbox
 from codeloop.train.dpo import dpo
 from codeloop.train.kto import kto
@@ -120,7 +120,8 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
     size = max(1, math.floor(cfg.fraction * len(instructions)))
     if not cfg.test_generator:
         print("judge: no test generator (and no LLM judge) configured, so each task's own tests judge the solutions")
-    reference, policy, tokenizer = loop.policies(cfg.model, cfg.refresh_reference, reference_on_device=not cfg.lora_r)
+    say_reference(cfg, cfg.refresh_reference)
+    reference, policy, tokenizer = loop.policies(cfg.model, cfg.refresh_reference, lora=bool(cfg.lora_r))
     sampler = PolicySampler(cfg.backend, tokenizer)
 
     def validate(i: int) -> dict:
@@ -154,7 +155,7 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
                    "instructions_kept": kept, "chosen": n_chosen, "rejected": n_rejected, **testgen}
             with clock("train"):
                 policy, stats = _train(cfg, i, policy, reference, tokenizer, kto_data, pairs, chosen_only, it_dir)
-            if cfg.refresh_reference:
+            if cfg.refresh_reference and not cfg.lora_r:
                 reference = copy.deepcopy(policy)
             loop.save_model(i, policy, tokenizer)
             with clock("validate"):
@@ -180,7 +181,7 @@ def _train(cfg: PLUMConfig, i: int, policy, reference, tokenizer, kto_data: list
         if not kto_data:
             return policy, {"examples": 0}
         if cfg.trainer == "trl":
-            policy, t = trl_kto(policy, None if lora else reference, tokenizer, kto_data, beta=cfg.beta, lr=cfg.lr,
+            policy, t = trl_kto(policy, reference, tokenizer, kto_data, beta=cfg.beta, lr=cfg.lr,
                                 epochs=cfg.epochs, batch_size=cfg.batch_size, desirable_weight=cfg.desirable_weight,
                                 undesirable_weight=cfg.undesirable_weight, nll_weight=cfg.nll_weight, seed=seed, lora=lora,
                                 bf16=use_bf16(cfg))
@@ -194,7 +195,7 @@ def _train(cfg: PLUMConfig, i: int, policy, reference, tokenizer, kto_data: list
         if not pairs:
             return policy, {"examples": 0}
         if cfg.trainer == "trl":
-            policy, t = trl_dpo(policy, None if lora else reference, tokenizer, pairs, beta=cfg.beta, lr=cfg.lr,
+            policy, t = trl_dpo(policy, reference, tokenizer, pairs, beta=cfg.beta, lr=cfg.lr,
                                 epochs=cfg.epochs, batch_size=cfg.batch_size, nll_weight=cfg.nll_weight, seed=seed, lora=lora,
                                 bf16=use_bf16(cfg))
             return policy, {"examples": len(pairs), "loss": t["final_loss"]}
