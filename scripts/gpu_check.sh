@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The checks that need a CUDA GPU (CI has none), on the environment `make test` installs:
 #   bash scripts/gpu_check.sh            # GPU tests, then the demo on the GPU, then the TRL path (bf16)
-# Results land in runs/demo-gpu and runs/demo-gpu-trl; the README's GPU paragraphs were measured this way.
+# Results land in runs/demo-gpu and runs/demo-gpu-trl: the commands behind the README's GPU paragraphs.
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
 "$BIN/python" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device: nothing to check here')"
