@@ -116,4 +116,4 @@ def test_lora_without_the_trl_trainer_is_refused_not_ignored():
     with pytest.raises(ValueError, match=r"^lora_r 16 needs trainer trl"):
         PLUMConfig(lora_r=16)
     with pytest.raises(ValueError, match=r"^lora_r must be 0"):
-        PLUMConfig(trainer="trl", lora_r=-1)
+        PLUMConfig(lora_r=-1)

@@ -69,11 +69,11 @@ class LoopSettings:
 
     def __post_init__(self) -> None:
         check_choices(trainer=(self.trainer, TRAINERS), backend=(self.backend, SAMPLERS))
+        if self.lora_r < 0:
+            raise ValueError(f"lora_r must be 0 (full fine-tuning) or a LoRA rank, got {self.lora_r}")
         if self.lora_r and self.trainer != "trl":
             raise ValueError(f"lora_r {self.lora_r} needs trainer trl (LoRA adapters train through TRL and PEFT; "
                              f"the plain trainer fine-tunes every weight)")
-        if self.lora_r < 0:
-            raise ValueError(f"lora_r must be 0 (full fine-tuning) or a LoRA rank, got {self.lora_r}")
 
 
 RUN_FORMAT = 2
