@@ -5,7 +5,7 @@ import os
 import pytest
 from conftest import check_job, run
 
-from codeloop.sandbox import Job
+from codeloop.sandbox import Job, Sandbox
 from codeloop.types import Status
 
 
@@ -156,3 +156,26 @@ def test_a_pinned_sandbox_runs_its_samples_on_those_cpus():
     assert outcome.status is Status.PASSED, outcome.reason
     with pytest.raises(ValueError, match="cpus must be a non-empty subset"):
         Sandbox(cpus={10_000})
+
+
+def test_workers_start_together_and_a_failed_start_leaves_none_running(monkeypatch):
+    from codeloop.sandbox import SandboxError, pool
+
+    launched: list = []
+
+    class Recording(pool._Worker):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            launched.append(self)
+
+    monkeypatch.setattr(pool, "_Worker", Recording)
+    with Sandbox(workers=3) as sandbox:
+        assert sandbox.run_one(check_job("def f(x):\n    return 2 * x\n")).status is Status.PASSED
+        assert len(launched) == 3 and all(w.level for w in launched)
+    launched.clear()
+    monkeypatch.setattr(pool.sys, "executable", "/bin/false")  # every worker dies before its hello
+    sandbox = Sandbox(workers=3)
+    with pytest.raises(SandboxError, match="failed to start"):
+        sandbox.level
+    assert len(launched) == 3 and all(w.proc.returncode is not None for w in launched)
+    assert sandbox._workers == []
