@@ -11,7 +11,8 @@ its top-k default of 50), stop criterion (transformers' ``StopStringCriteria``) 
 the completions are token for token those of ``generate`` (tested), with two savings: a row that has
 finished is dropped from the batch and its KV cache instead of being carried to the end as padding,
 and each prompt is encoded once, its cache copied to its ``n`` rows, rather than once per row. On
-the seed policy that is 1.63x the tokens per second of ``generate`` (``benchmarks/generation_throughput.py``).
+the seed policy that is 1.63x the tokens per second of ``generate`` on a CPU and 1.08-1.15x on an H100
+(``benchmarks/generation_throughput.py``).
 The equality rests on a row's numbers not depending on how many rows share a matrix product, which
 holds for float32 on CPU here (the tests check it); on other hardware a last-bit difference may now
 and then change a draw, and the samples are then equally valid but not generate's.
