@@ -152,3 +152,35 @@ def test_an_unknown_decoder_is_refused():
     model, tokenizer = tiny_causal_lm(seed=0)
     with pytest.raises(ValueError, match="decoder must be one of auto, generate"):
         HFGenerator(model=model, tokenizer=tokenizer, device="cpu", decoder="fast")
+
+
+def test_sampling_on_cuda_keeps_cudnn_attention_out_and_puts_it_back():
+    import torch
+
+    from codeloop.models.hf import attention_without_cudnn
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with attention_without_cudnn("cuda:0"):
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
+        assert torch.backends.cuda.math_sdp_enabled()
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
+    with attention_without_cudnn("cpu"):
+        assert torch.backends.cuda.cudnn_sdp_enabled() == before
+
+
+def test_every_sampling_batch_runs_under_the_attention_rule(tiny, monkeypatch):
+    import contextlib
+
+    from codeloop.models import hf
+
+    seen = []
+
+    def recording(device):
+        seen.append(device)
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(hf, "attention_without_cudnn", recording)
+    monkeypatch.setattr(tiny, "batch_size", 2)
+    tiny.generate(["a", "b", "c"], SamplingParams(n=1, temperature=0.8, max_new_tokens=3))
+    assert seen == [tiny.device] * 2
