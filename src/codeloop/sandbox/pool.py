@@ -108,11 +108,13 @@ class Sandbox:
         return self._workers[0].level
 
     def _start(self) -> None:
-        launched = [_Worker(self.isolation, self.cpus, wait=False) for _ in range(self.n_workers - len(self._workers))]
-        try:
+        launched: list[_Worker] = []
+        try:  # all launched first, then each waited for: their start-up overlaps
+            for _ in range(self.n_workers - len(self._workers)):
+                launched.append(_Worker(self.isolation, self.cpus, wait=False))
             for w in launched:
                 w.ready()
-        except SandboxError:
+        except BaseException:  # a failed start (or an interrupt) leaves no worker behind
             for w in launched:
                 w.close()
             raise
