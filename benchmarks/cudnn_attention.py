@@ -61,6 +61,8 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             print(f"{mode:14s} unfinished after {args.limit_s:.0f} s")
             continue
+        except subprocess.CalledProcessError as exc:
+            raise SystemExit(f"{mode} run failed (exit {exc.returncode}):\n{exc.stderr[-2000:]}") from None
         secs, tokens = out.split()[-2:]
         seconds[mode] = float(secs)
         print(f"{mode:14s} {float(secs):7.2f} s  {int(tokens) / float(secs):8.1f} tokens/s")

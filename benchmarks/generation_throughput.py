@@ -11,8 +11,9 @@ last-bit difference between batch shapes can change a draw: the rows that differ
 the rates compare the two paths' own texts). Rounds alternate the two (the VM's speed drifts) and the
 ratio printed is the median of the per-round ratios. A last line shows what batching itself is worth:
 one prompt at a time through the same loop. Every timing follows an untimed pass over the same
-prompts: on a GPU, torch's cuDNN attention builds a plan for each new shape on first sight, and a cold
-pass measures mostly that (one prompt at a time on an H100: 51 tokens/s cold, ~200 warm).
+prompts: with cuDNN attention (which the backend now keeps out of sampling, see
+``benchmarks/cudnn_attention.py``) a cold pass on a GPU measured mostly its per-shape plans (one
+prompt at a time on an H100: 51 tokens/s cold, 180-240 warm).
 """
 
 from __future__ import annotations
