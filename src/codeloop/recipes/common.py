@@ -88,13 +88,6 @@ before it the trl trainer trained in fp32 everywhere, so such a run resumed on a
 mixed precision (fp32 weights either way); on the CPU, and with the plain trainer, nothing changes."""
 
 
-def say_reference(settings: LoopSettings, refresh_reference: bool) -> None:
-    """Say so when LoRA makes the reference follow the policy although refresh_reference is off."""
-    if settings.lora_r and not refresh_reference:
-        print("reference: with lora_r, each update's reference is the policy it starts from (the LoRA adapter's "
-              "base), as with refresh_reference=true")
-
-
 def use_bf16(settings: LoopSettings) -> bool:
     """Whether the trl trainer trains in bf16 mixed precision: asked for, and a CUDA device supports it."""
     import torch
@@ -270,9 +263,13 @@ class Loop:
     def policies(self, model: str, refresh_reference: bool, lora: bool = False) -> tuple[Any, Any, Any]:
         """(reference, policy, tokenizer): the policy resumes from the last finished iteration and sits on
         the first CUDA device where there is one, else the CPU. The reference sits beside it (the plain
-        trainers run the two side by side); with ``lora`` it is None: the adapter's base is the reference."""
+        trainers run the two side by side); with ``lora`` it is None: the adapter's base is the reference,
+        and where ``refresh_reference`` is off the run says so."""
         import torch
 
+        if lora and not refresh_reference:
+            print("reference: with lora_r, each update's reference is the policy it starts from (the LoRA adapter's "
+                  "base), as with refresh_reference=true")
         reference, tokenizer = load_model(model)
         start = self.start
         if start:

@@ -26,7 +26,7 @@ from codeloop.feedback.compiler import compiles, mypy_check
 from codeloop.feedback.testgen import TestGenerator
 from codeloop.models import load_generator
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, check_choices, held_out_metrics, plus_metrics,
-                                     rollout, say_reference, use_bf16, validation_tasks)
+                                     rollout, use_bf16, validation_tasks)
 from codeloop.sandbox import Sandbox
 from codeloop.train.dpo import dpo
 from codeloop.train.kto import kto
@@ -120,7 +120,6 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
     size = max(1, math.floor(cfg.fraction * len(instructions)))
     if not cfg.test_generator:
         print("judge: no test generator (and no LLM judge) configured, so each task's own tests judge the solutions")
-    say_reference(cfg, cfg.refresh_reference)
     reference, policy, tokenizer = loop.policies(cfg.model, cfg.refresh_reference, lora=bool(cfg.lora_r))
     sampler = PolicySampler(cfg.backend, tokenizer)
 
