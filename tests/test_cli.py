@@ -143,12 +143,13 @@ ROOT = Path(__file__).parents[1]
 @pytest.mark.parametrize("config", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_shipped_config_loads_with_the_command_in_its_first_line(config):
     from codeloop.cli import load_config
+    from codeloop.recipes.coderl import CodeRLConfig
     from codeloop.recipes.online_dpo import OnlineDPOConfig
     from codeloop.recipes.plum import PLUMConfig
 
     words = config.read_text().splitlines()[0].split()
     assert words[:4] == ["#", ".venv/bin/codeloop", "loop", words[3]] and words[4] == str(config.relative_to(ROOT))
-    cfg = load_config({"online-dpo": OnlineDPOConfig, "plum": PLUMConfig}[words[3]], config, [])
+    cfg = load_config({"online-dpo": OnlineDPOConfig, "plum": PLUMConfig, "coderl": CodeRLConfig}[words[3]], config, [])
     assert cfg.iterations >= 1
 
 
@@ -173,15 +174,16 @@ def test_a_loop_ends_with_its_last_iteration_against_the_baseline():
     assert line.endswith("pass@1 0.200 vs 0.200 = 1.00x, compile errors 0.000 vs 0.000")
 
 
-@pytest.mark.parametrize("command", ["plum", "online-dpo"])
+@pytest.mark.parametrize("command", ["plum", "online-dpo", "coderl"])
 def test_a_loops_help_lists_every_config_key_with_its_default_and_meaning(command):
     import dataclasses
 
     from codeloop.cli import config_keys
+    from codeloop.recipes.coderl import CodeRLConfig
     from codeloop.recipes.online_dpo import OnlineDPOConfig
     from codeloop.recipes.plum import PLUMConfig
 
-    cls = {"online-dpo": OnlineDPOConfig, "plum": PLUMConfig}[command]
+    cls = {"online-dpo": OnlineDPOConfig, "plum": PLUMConfig, "coderl": CodeRLConfig}[command]
     keys = config_keys(cls)
     assert [k for k, _, _ in keys] == [f.name for f in dataclasses.fields(cls)]
     assert [k for k, _, doc in keys if not doc] == []  # every setting says what it does
@@ -190,6 +192,29 @@ def test_a_loops_help_lists_every_config_key_with_its_default_and_meaning(comman
     lines = [" ".join(line.split()) for line in result.output.splitlines()]
     for key, default, doc in keys:
         assert any(line.startswith(f"{key} = {default!r}: {doc.split()[0]}") for line in lines), key
+
+
+def test_loop_coderl_end_to_end_changes_the_policys_weights(tmp_path):
+    pytest.importorskip("torch")
+    import torch
+
+    from codeloop.recipes.common import load_model
+
+    config = tmp_path / "c.yaml"
+    config.write_text("n_instructions: 6\nfraction: 1.0\niterations: 1\nk: 2\nval_limit: 2\nval_n: 2\nbatch_size: 4\n"
+                      f"max_new_tokens: 64\nlr: 0.001\nout_dir: {tmp_path / 'run'}\n")
+    result = runner.invoke(app, ["loop", "coderl", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "ranked@1" in result.output and "iteration 1 against iteration 0 (the baseline)" in result.output
+    seed, trained = load_model("seed-python")[0], load_model(str(tmp_path / "run" / "iter_1" / "model"))[0]
+    assert any(not torch.equal(a, b) for a, b in zip(seed.parameters(), trained.parameters()))
+
+
+def test_coderl_config_with_an_unknown_critic_form_names_file_line_and_choices(tmp_path):
+    config = tmp_path / "r.yaml"
+    config.write_text("iterations: 1\ncritic: ppo\n")
+    result = runner.invoke(app, ["loop", "coderl", str(config)])
+    assert result.exit_code == 2 and "r.yaml:2: critic must be one of coderl, additive, none, got 'ppo'" in result.output
 
 
 def test_help_of_other_commands_does_not_import_the_training_loops():

@@ -427,6 +427,18 @@ def loop_plum(config: Path = typer.Argument(..., help="YAML config (see configs/
     _run_loop(run, load_config(PLUMConfig, config, [*set_, *(more or [])]), columns, "training data")
 
 
+@loop_app.command("coderl", cls=_keys_for("codeloop.recipes.coderl.CodeRLConfig"))
+def loop_coderl(config: Path = typer.Argument(..., help="YAML config (see configs/coderl/)."),
+                more: Optional[list[str]] = typer.Argument(None, metavar="KEY=VALUE", help=_MORE_HELP, show_default=False),
+                set_: list[str] = typer.Option([], "--set", help="Override a config key: --set critic=none baseline=greedy")) -> None:
+    """RL with unit-test rewards and a critic (CodeRL): graded returns, a critic of test outcomes giving each token
+    a value, REINFORCE with a baseline; prints a row per iteration (0 = the baseline), the critic as a ranker too."""
+    from codeloop.recipes.coderl import CodeRLConfig, run
+
+    columns = _HELD_OUT + [("ranked@1", "ranked_pass_at_1"), ("return", "mean_return"), ("critic_acc", "critic_accuracy")]
+    _run_loop(run, load_config(CodeRLConfig, config, [*set_, *(more or [])]), columns, "samples with their returns, critics")
+
+
 @seed_app.command("train")
 def seed_train(out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: the packaged seed-python)."),
                minutes: float = typer.Option(20.0, "--minutes", help="Guard: stop training after this long (with a warning)."),

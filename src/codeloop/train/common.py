@@ -44,8 +44,8 @@ def pad(rows: Sequence[Example], pad_id: int) -> tuple[Any, Any, Any]:
     return ids, mask, labels
 
 
-def logprobs(model: Any, rows: Sequence[Example], pad_id: int) -> tuple[Any, Any]:
-    """Summed log-probability of each row's labelled tokens, and how many tokens that is."""
+def token_logprobs(model: Any, rows: Sequence[Example], pad_id: int) -> tuple[Any, Any]:
+    """Log-probability of every next token [B, T-1], and the mask of those that are labelled."""
     import torch
 
     device = next(model.parameters()).device
@@ -54,7 +54,13 @@ def logprobs(model: Any, rows: Sequence[Example], pad_id: int) -> tuple[Any, Any
     target = labels[:, 1:]
     keep = target != IGNORE
     logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (logp * keep).sum(-1), keep.sum(-1)
+    return logp * keep, keep
+
+
+def logprobs(model: Any, rows: Sequence[Example], pad_id: int) -> tuple[Any, Any]:
+    """Summed log-probability of each row's labelled tokens, and how many tokens that is."""
+    logp, keep = token_logprobs(model, rows, pad_id)
+    return logp.sum(-1), keep.sum(-1)
 
 
 def optimise(model: Any, n_items: int, batch_size: int, epochs: float, lr: float, seed: int, progress: bool,

@@ -1,0 +1,216 @@
+"""RL with unit-test rewards and a critic, after CodeRL (paper: rl-critic-code-generation; DESIGN.md 1.3).
+
+Per iteration: take the next batch of tasks; sample k programs per task from the current policy; run
+them against the tasks' tests in the sandbox; each program's return r(W) is the graded reward (+1
+passes, -0.3 fails a test, -0.6 runtime error, -1 compile error), plus, where weighted in, its AST and
+data-flow match against the task's reference solution. The critic (a copy of the starting model with
+a four-class head) is trained on these programs' outcomes, then gives every program token its value
+q̂(w_t): the probability of the program's actual outcome at that token. One REINFORCE update follows
+(``codeloop.train.pg``) with a baseline b, the leave-one-out mean return of the task's other samples
+or the return of the greedy program (CodeRL's), and the critic entering as
+
+- ``critic: coderl``: token weights (r(W) - b) · q̂(w_t) (CodeRL's gradient),
+- ``critic: additive``: the paper's return r(W) + λ Σ_t q̂(w_t), less the same quantity's baseline,
+- ``critic: none``: plain REINFORCE, (r(W) - b) on every token.
+
+Validation on held-out tasks after every iteration (iteration 0: the starting model), plus the critic
+as a ranker: pass@1 of the one sample per task the critic rates likeliest to pass. A killed run
+restarts after its last finished iteration.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from codeloop.data import load_tasks, write_jsonl
+from codeloop.eval.plots import plot_metrics
+from codeloop.feedback.match import ast_match, dataflow_match
+from codeloop.feedback.tests import graded
+from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
+                                     plus_metrics, rollout, validation_tasks)
+from codeloop.sandbox import Sandbox
+from codeloop.train.critic import OUTCOME_CLASS, PASSED, Critic, class_probabilities, token_rewards, train_critic
+from codeloop.train.pg import policy_gradient
+
+BASELINES = ("mean", "greedy", "none")
+CRITIC_USES = ("coderl", "additive", "none")
+
+
+@dataclass
+class CodeRLConfig(LoopSettings):
+    """CodeRL's settings; the shared ones (sampling backend, validation, seed): LoopSettings."""
+
+    model: str = "seed-python"
+    """The policy to train (hf backend); the critic starts as a copy of it."""
+    tasks: str = "synthetic-python:train"
+    """Training tasks (their tests give the rewards; their reference solutions the AST and data-flow matches)."""
+    n_instructions: int = 2000
+    """The first N tasks of ``tasks``."""
+    fraction: float = 0.2
+    """Each iteration takes the next floor(fraction·N) tasks, in order."""
+    iterations: int = 6
+    """Rounds of sample -> test -> critic -> policy gradient."""
+    k: int = 4
+    """Programs sampled per task."""
+    temperature: float = 0.8
+    """Sampling temperature of the programs."""
+    max_new_tokens: int = 160
+    """Longest program."""
+    baseline: str = "mean"
+    """b in r(W) - b: "mean" (the other k-1 samples' mean return), "greedy" (the greedy program's: CodeRL) or "none"."""
+    critic: str = "coderl"
+    """How the critic's q̂(w_t) enters: "coderl" ((r - b)·q̂ per token), "additive" (r + λΣq̂, the paper) or "none"."""
+    critic_weight: float = 1.0
+    """λ of the additive form."""
+    critic_lr: float = 1e-4
+    """Critic learning rate."""
+    critic_epochs: float = 2.0
+    """Critic passes over each iteration's programs."""
+    ast_weight: float = 0.0
+    """Weight of the AST match against the reference solution in r(W) (0: left out)."""
+    dfg_weight: float = 0.0
+    """Weight of the data-flow match against the reference solution in r(W) (0: left out)."""
+    lr: float = 1e-5
+    """Policy learning rate."""
+    epochs: float = 1.0
+    """Policy passes over each iteration's programs."""
+    batch_size: int = 16
+    """Programs per step (policy and critic)."""
+    val_temperature: float = 0.8
+    """Validation sampling temperature (as the other loops, so they compare)."""
+    out_dir: str = "runs/coderl"
+    """Models, critic, samples with their rewards, metrics.jsonl, metrics.png."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choices(baseline=(self.baseline, BASELINES), critic=(self.critic, CRITIC_USES))
+        if self.trainer != "plain":
+            raise ValueError(f"trainer {self.trainer!r}: the coderl loop trains with its own policy-gradient loop "
+                             "(per-token weights, which no TRL trainer takes); use trainer plain")
+
+
+def returns(run_: Rollout, ast_weight: float, dfg_weight: float) -> list[float]:
+    """r(W) per sample: the graded test reward plus the weighted matches against the reference solution."""
+    out = []
+    for task, texts, outcomes in run_.groups():
+        reference = task.prompt + (task.canonical_solution or "")
+        for text, outcome in zip(texts, outcomes):
+            r = graded(outcome).score
+            if task.canonical_solution and ast_weight:
+                r += ast_weight * ast_match(task.prompt + text, reference)
+            if task.canonical_solution and dfg_weight:
+                r += dfg_weight * dataflow_match(task.prompt + text, reference)
+            out.append(r)
+    return out
+
+
+def leave_one_out(values: list[float], k: int) -> list[float]:
+    """b_i = mean of the other samples of the same task (groups of k in order; 0 when k is 1)."""
+    out = []
+    for g in range(0, len(values), k):
+        group = values[g:g + k]
+        out += [(sum(group) - v) / (len(group) - 1) if len(group) > 1 else 0.0 for v in group]
+    return out
+
+
+def reinforce_weights(r: list[float], q: list[list[float]], k: int, baseline: str, critic: str, critic_weight: float = 1.0,
+                      greedy: list[float] | None = None) -> list[Any]:
+    """Per sample (k per task, in order): one weight for all its tokens, or (critic "coderl") one per token.
+
+    Return R = r (critic "coderl", "none") or r + λ Σ_t q̂_t ("additive"); advantage A = R - b with b the
+    leave-one-out mean of R over the task's samples ("mean"), ``greedy[i]`` (the return of sample i's
+    task's greedy program, "greedy") or 0 ("none"); weights A, or A · q̂_t per token for "coderl"."""
+    total = [ri + critic_weight * sum(qi) for ri, qi in zip(r, q)] if critic == "additive" else list(r)
+    b = {"mean": lambda: leave_one_out(total, k), "greedy": lambda: list(greedy or []),
+         "none": lambda: [0.0] * len(total)}[baseline]()
+    if len(b) != len(total):
+        raise ValueError(f"baseline {baseline!r}: {len(b)} values for {len(total)} samples")
+    advantage = [t - bi for t, bi in zip(total, b)]
+    if critic == "coderl":
+        return [[a * qt for qt in qi] for a, qi in zip(advantage, q)]
+    return advantage
+
+
+def run(cfg: CodeRLConfig, on_iteration: Callable[[dict], None] | None = None) -> list[dict]:
+    tasks = list(load_tasks(cfg.tasks).values())[: cfg.n_instructions]
+    val_tasks, plus = validation_tasks(cfg)  # bad task sources are refused before anything is written
+    loop = Loop.open(cfg.out_dir, cfg.iterations, asdict(cfg))
+    size = max(1, math.floor(cfg.fraction * len(tasks)))
+    start_model, policy, tokenizer = loop.policies(cfg.model, refresh_reference=False)
+    critic = Critic.load(loop.out / f"iter_{loop.start}" / "critic").to(str(policy.device)) if loop.start \
+        else Critic.from_model(start_model, seed=cfg.seed)
+    del start_model
+    sampler = PolicySampler(cfg.backend, tokenizer)
+
+    def validate(i: int, with_critic: bool) -> dict:
+        run_ = rollout(sampler(policy, loop.checkpoint(i, cfg.model)), val_tasks, sandbox, cfg.val_n, cfg.val_temperature,
+                       cfg.max_new_tokens, cfg.seed)
+        ranked = {"ranked_pass_at_1": ranked_pass_at_1(critic, tokenizer, run_)} if with_critic else {}
+        return {**held_out_metrics(run_), **plus_metrics(run_, plus, sandbox), **ranked}
+
+    with Sandbox() as sandbox:
+        if not loop.metrics:
+            loop.record({"iteration": 0, **validate(0, with_critic=False)}, on_iteration)
+        for i in loop.pending():
+            it_dir = loop.iteration_dir(i)
+            batch = [tasks[j % len(tasks)] for j in range((i - 1) * size, i * size)]
+            clock = Clock()
+            generator = sampler(policy, loop.checkpoint(i - 1, cfg.model))
+            run_ = rollout(generator, batch, sandbox, cfg.k, cfg.temperature, cfg.max_new_tokens, cfg.seed * 1000 + i, clock)
+            r = returns(run_, cfg.ast_weight, cfg.dfg_weight)
+            items = [(s_task.prompt, text) for s_task, texts, _ in run_.groups() for text in texts]
+            known = [j for j, o in enumerate(run_.outcomes) if o.status in OUTCOME_CLASS]  # infrastructure errors: no class, no update
+            labels = [OUTCOME_CLASS.get(o.status, 1) for o in run_.outcomes]
+            with clock("critic"):
+                cstats = train_critic(critic, tokenizer, [items[j] for j in known], [labels[j] for j in known],
+                                      lr=cfg.critic_lr, epochs=cfg.critic_epochs, batch_size=cfg.batch_size, seed=cfg.seed + i)
+                q = token_rewards(critic, tokenizer, items, labels)
+            greedy = _greedy_returns(cfg, generator, batch, sandbox, critic, tokenizer, clock) if cfg.baseline == "greedy" else []
+            weights = reinforce_weights(r, q, cfg.k, cfg.baseline, cfg.critic, cfg.critic_weight,
+                                        [greedy[j // cfg.k] for j in range(len(items))] if greedy else None)
+            with clock("train"):
+                pstats = policy_gradient(policy, tokenizer, [items[j] for j in known], [weights[j] for j in known], lr=cfg.lr,
+                                         epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed + i)
+            write_jsonl(it_dir / "samples.jsonl", [
+                {"task_id": s.task_id, "completion": s.completion, "status": o.status.value, "return": ret}
+                for s, o, ret in zip(run_.samples, run_.outcomes, r)])
+            loop.save_model(i, policy, tokenizer)
+            critic.save(it_dir / "critic")
+            with clock("validate"):
+                held_out = validate(i, with_critic=True)
+            row = {"iteration": i, "train_pass_rate": sum(o.passed for o in run_.outcomes) / len(run_.outcomes),
+                   "mean_return": sum(r) / len(r), "critic_loss": cstats.final_loss, "critic_accuracy": cstats.accuracy,
+                   "loss": pstats.final_loss, "mean_token_weight": pstats.mean_weight}
+            loop.finish(i, {**row, **held_out, **clock.row}, on_iteration)
+    plot_metrics(loop.metrics, "iteration", ["pass_at_1", "ranked_pass_at_1", "pass_at_1_plus", "compile_rate"],
+                 loop.out / "metrics.png", title=f"CodeRL (critic {cfg.critic}, baseline {cfg.baseline}) from {cfg.model}")
+    return loop.metrics
+
+
+def _greedy_returns(cfg: CodeRLConfig, generator: Any, batch: list, sandbox: Sandbox, critic: Critic, tokenizer: Any,
+                    clock: Clock) -> list[float]:
+    """CodeRL's baseline: the return of each task's greedy program (with its critic sum, for the additive form)."""
+    with clock("greedy"):
+        run_ = rollout(generator, batch, sandbox, 1, 0.0, cfg.max_new_tokens, cfg.seed)
+    r = returns(run_, cfg.ast_weight, cfg.dfg_weight)
+    if cfg.critic != "additive":
+        return r
+    items = [(t.prompt, texts[0]) for t, texts, _ in run_.groups()]
+    labels = [OUTCOME_CLASS.get(o.status, 1) for o in run_.outcomes]
+    return [ri + cfg.critic_weight * sum(qi) for ri, qi in zip(r, token_rewards(critic, tokenizer, items, labels))]
+
+
+def ranked_pass_at_1(critic: Critic, tokenizer: Any, run_: Rollout) -> float:
+    """Per task, the sample the critic gives the highest P(PassedTest): the fraction of tasks where it passes."""
+    items = [(task.prompt, text) for task, texts, _ in run_.groups() for text in texts]
+    p = class_probabilities(critic, tokenizer, items)[:, PASSED].tolist()
+    hits, at = 0, 0
+    for _task, texts, outcomes in run_.groups():
+        best = max(range(len(texts)), key=lambda j: (p[at + j], -j))
+        hits += outcomes[best].passed
+        at += len(texts)
+    return hits / len(run_.tasks)

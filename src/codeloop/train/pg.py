@@ -1,0 +1,68 @@
+"""Policy gradient with per-token weights: REINFORCE as CodeRL uses it (DESIGN.md 1.3).
+
+For sampled programs W_i of prompts D_i and a weight w_{i,t} per program token,
+
+    L(θ) = -(1/B) Σ_i Σ_t w_{i,t} · log p_θ(w_{i,t} | w_{i,<t}, D_i)
+
+so ∇L is the REINFORCE estimate -E[Σ_t w_t ∇ log p(w_t)]. The recipe picks the weights: the advantage
+r(W) - b on every token (plain REINFORCE with a baseline), CodeRL's (r(W) - b) · q̂(w_t) with the critic's
+per-token values, or the paper's additive return r(W) + Σ_t q̂(w_t) less its baseline. Programs are the
+tokens the trainers encode (``codeloop.models.encoding``: the completion re-encoded, then EOS).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from codeloop.train.common import join, optimise, token_logprobs, tokenize
+
+
+@dataclass(frozen=True)
+class PGStats:
+    """One update: steps, programs, the last batch's loss, and the mean per-token weight it followed."""
+
+    steps: int
+    examples: int
+    final_loss: float
+    mean_weight: float
+
+
+def token_weights(n_tokens: int, weight: float | Sequence[float]) -> list[float]:
+    """A weight per token: a number is spread over every token; a list must have one per token."""
+    if isinstance(weight, (int, float)):
+        return [float(weight)] * n_tokens
+    if len(weight) != n_tokens:
+        raise ValueError(f"{len(weight)} token weights for a program of {n_tokens} tokens")
+    return [float(w) for w in weight]
+
+
+def policy_gradient(model: Any, tokenizer: Any, items: Sequence[tuple[str, str]], weights: Sequence[float | Sequence[float]],
+                    lr: float = 1e-5, epochs: float = 1.0, batch_size: int = 16, seed: int = 0,
+                    progress: bool = False) -> PGStats:
+    """One REINFORCE update of ``model`` in place on (prompt, program) items and their token weights."""
+    import torch
+
+    if len(weights) != len(items):
+        raise ValueError(f"{len(weights)} weights for {len(items)} programs")
+    encoded = [tokenize(tokenizer, p, c) for p, c in items]
+    rows = [join(p, c) for p, c in encoded]
+    per_token = [token_weights(len(c), w) for (_, c), w in zip(encoded, weights)]
+    pad_id = tokenizer.pad_token_id
+    device = next(model.parameters()).device
+
+    def loss_for(batch: list[int]) -> Any:
+        logp, keep = token_logprobs(model, [rows[i] for i in batch], pad_id)
+        w = torch.zeros_like(logp)
+        for r, i in enumerate(batch):
+            where = keep[r].nonzero().squeeze(-1)
+            w[r, where] = torch.tensor(per_token[i], device=device)
+        return -(w * logp).sum() / len(batch)
+
+    steps, loss = 0, float("nan")
+    if rows:
+        for steps, loss in optimise(model, len(rows), batch_size, epochs, lr, seed, progress, "policy gradient", loss_for):
+            pass
+    flat = [w for ws in per_token for w in ws]
+    return PGStats(steps, len(rows), loss, sum(flat) / len(flat) if flat else 0.0)

@@ -1,0 +1,245 @@
+"""CodeRL (DESIGN.md 1.3): AST and data-flow matches, the critic, the policy-gradient update and the loop."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from codeloop.feedback.match import ast_match, dataflow_graph, dataflow_match
+
+REFERENCE = "def f(xs):\n    ys = [x * x for x in xs]\n    total = 0\n    for y in ys:\n        total += y\n    return total\n"
+RENAMED = "def f(xs):\n    zs = [v * v for v in xs]\n    acc = 0\n    for w in zs:\n        acc += w\n    return acc\n"
+
+
+# --- the match expert -------------------------------------------------------------------------------
+
+def test_a_program_matches_itself_fully():
+    assert ast_match(REFERENCE, REFERENCE) == 1.0 and dataflow_match(REFERENCE, REFERENCE) == 1.0
+
+
+def test_consistent_renaming_keeps_both_matches():
+    assert ast_match(RENAMED, REFERENCE) == 1.0 and dataflow_match(RENAMED, REFERENCE) == 1.0
+
+
+def test_ast_match_counts_reference_subtrees_found_in_the_candidate():
+    # Reference "def f(a):\n    return a + 1": subtrees (nodes with child nodes) are Module, FunctionDef,
+    # arguments, Return, BinOp(Name,Add,Constant) = 5. The candidate "return a - 1" shares Module? no (its
+    # body differs), FunctionDef? no, arguments yes, Return? no (BinOp differs), BinOp? no: 1 of 5.
+    assert ast_match("def f(a):\n    return a - 1\n", "def f(a):\n    return a + 1\n") == pytest.approx(1 / 5)
+
+
+def test_dataflow_edges_are_definitions_and_uses_with_normalised_names():
+    graph = dataflow_graph("def f(a):\n    b = a\n    c = b + a\n    return c\n")
+    # a is read (var_0 comesFrom itself), b comesFrom a, then b and a are read, c computedFrom (b, a), c is read.
+    assert graph == [("var_0", "comesFrom", ("var_0",)), ("var_1", "comesFrom", ("var_0",)),
+                     ("var_1", "comesFrom", ("var_1",)), ("var_0", "comesFrom", ("var_0",)),
+                     ("var_2", "computedFrom", ("var_1", "var_0")), ("var_2", "comesFrom", ("var_2",))]
+
+
+def test_dataflow_match_is_the_share_of_reference_edges_each_matched_once():
+    reference = "def f(a):\n    b = a\n    c = b + a\n    return c\n"  # 6 edges (previous test)
+    candidate = "def f(a):\n    b = a\n    return b\n"  # a read, b from a, b read: 3 edges, all in the reference
+    assert dataflow_match(candidate, reference) == pytest.approx(3 / 6)
+
+
+def test_code_that_does_not_parse_matches_nothing():
+    assert ast_match("def f(:\n", REFERENCE) == 0.0 and dataflow_match("def f(:\n", REFERENCE) == 0.0
+
+
+# --- the REINFORCE weights ---------------------------------------------------------------------------
+
+def test_leave_one_out_baseline_is_the_mean_of_the_other_samples_of_the_task():
+    from codeloop.recipes.coderl import leave_one_out
+
+    # two tasks of k=2: (1, -0.3) and (-1, -1): each sample's baseline is its partner's return
+    assert leave_one_out([1.0, -0.3, -1.0, -1.0], 2) == pytest.approx([-0.3, 1.0, -1.0, -1.0])
+
+
+def test_coderl_weights_scale_each_token_by_the_critic_value_of_the_actual_outcome():
+    from codeloop.recipes.coderl import reinforce_weights
+
+    q = [[0.5, 1.0], [0.2, 0.4]]
+    # returns 1 and -0.3; leave-one-out baselines -0.3 and 1: advantages 1.3 and -1.3
+    w = reinforce_weights([1.0, -0.3], q, k=2, baseline="mean", critic="coderl")
+    assert w == [pytest.approx([0.65, 1.3]), pytest.approx([-0.26, -0.52])]
+
+
+def test_the_additive_form_adds_the_critic_sum_to_the_return_before_the_baseline():
+    from codeloop.recipes.coderl import reinforce_weights
+
+    # R = r + 2·Σq: 1 + 2·1.5 = 4 and -0.3 + 2·0.6 = 0.9; greedy baselines 0.5 and 0.5
+    w = reinforce_weights([1.0, -0.3], [[0.5, 1.0], [0.2, 0.4]], k=2, baseline="greedy", critic="additive",
+                          critic_weight=2.0, greedy=[0.5, 0.5])
+    assert w == [pytest.approx(3.5), pytest.approx(0.4)]
+
+
+def test_plain_reinforce_without_a_baseline_weights_every_token_by_the_return():
+    from codeloop.recipes.coderl import reinforce_weights
+
+    assert reinforce_weights([1.0, -0.6], [[0.9], [0.9]], k=2, baseline="none", critic="none") == [1.0, -0.6]
+
+
+def test_a_greedy_baseline_without_greedy_returns_is_refused():
+    from codeloop.recipes.coderl import reinforce_weights
+
+    with pytest.raises(ValueError, match="baseline 'greedy': 0 values for 2 samples"):
+        reinforce_weights([1.0, -0.3], [[0.5], [0.5]], k=2, baseline="greedy", critic="none")
+
+
+# --- critic and policy gradient on a tiny model ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny():
+    pytest.importorskip("torch")
+    from codeloop.models.tiny import causal_lm, train_tokenizer
+
+    tok = train_tokenizer(["Q: yes no maybe A: return 1 return 2 raise"] * 20, vocab_size=300)
+    return causal_lm(len(tok), d_model=32, n_layer=2, n_head=2, seed=0, tokenizer=tok), tok
+
+
+def test_the_critic_learns_to_tell_outcome_classes_apart(tiny):
+    from codeloop.train.critic import PASSED, Critic, class_probabilities, train_critic
+
+    model, tok = tiny
+    items = [("Q:", " return 1")] * 8 + [("Q:", " raise")] * 8
+    labels = [PASSED] * 8 + [0] * 8
+    critic = Critic.from_model(model, seed=0)
+    before = class_probabilities(critic, tok, items[:1] + items[-1:])[:, PASSED]
+    stats = train_critic(critic, tok, items, labels, lr=1e-2, epochs=10, batch_size=8)
+    after = class_probabilities(critic, tok, items[:1] + items[-1:])[:, PASSED]
+    assert stats.accuracy == 1.0 and after[0] > 0.9 > 0.1 > after[1] and abs(float(before[0] - before[1])) < 0.2
+
+
+def test_token_values_come_one_per_program_token_and_are_probabilities(tiny):
+    from codeloop.train.common import tokenize
+    from codeloop.train.critic import Critic, token_rewards
+
+    model, tok = tiny
+    q = token_rewards(Critic.from_model(model), tok, [("Q:", " return 1"), ("Q:", " raise")], [3, 0])
+    assert [len(v) for v in q] == [len(tokenize(tok, "Q:", c)[1]) for c in (" return 1", " raise")]
+    assert all(0.0 < x < 1.0 for v in q for x in v)
+
+
+def test_the_critic_saves_and_loads_with_the_same_predictions(tiny, tmp_path):
+    from codeloop.train.critic import Critic, class_probabilities
+
+    model, tok = tiny
+    critic = Critic.from_model(model, seed=3)
+    critic.save(tmp_path)
+    again = Critic.load(tmp_path)
+    items = [("Q:", " return 2")]
+    assert class_probabilities(again, tok, items)[0].tolist() == pytest.approx(class_probabilities(critic, tok, items)[0].tolist())
+
+
+def test_a_positive_weight_makes_a_program_likelier_and_a_negative_one_less(tiny):
+    import copy
+
+    import torch
+
+    from codeloop.train.common import join, logprobs, tokenize
+    from codeloop.train.pg import policy_gradient
+
+    base, tok = tiny
+
+    def lp(m, completion):
+        with torch.no_grad():
+            return float(logprobs(m, [join(*tokenize(tok, "Q:", completion))], tok.pad_token_id)[0][0])
+
+    model = copy.deepcopy(base)
+    stats = policy_gradient(model, tok, [("Q:", " yes"), ("Q:", " no")], [1.0, -1.0], lr=1e-2, epochs=5, batch_size=2)
+    assert stats.steps == 5 and lp(model, " yes") > lp(base, " yes") and lp(model, " no") < lp(base, " no")
+
+
+def test_a_zero_weight_on_every_token_leaves_the_policy_as_it_was(tiny):
+    import copy
+
+    import torch
+
+    from codeloop.train.common import tokenize
+    from codeloop.train.pg import policy_gradient
+
+    base, tok = tiny
+    model = copy.deepcopy(base)
+    n = len(tokenize(tok, "Q:", " yes")[1])
+    policy_gradient(model, tok, [("Q:", " yes")], [[0.0] * n], lr=1e-2, epochs=2, batch_size=1)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), base.parameters()))
+
+
+def test_token_weights_must_match_the_programs_tokens(tiny):
+    from codeloop.train.common import tokenize
+    from codeloop.train.pg import policy_gradient
+
+    model, tok = tiny
+    n = len(tokenize(tok, "Q:", " yes")[1])  # the program's tokens and EOS
+    with pytest.raises(ValueError, match=f"{n + 1} token weights for a program of {n} tokens"):
+        policy_gradient(model, tok, [("Q:", " yes")], [[1.0] * (n + 1)])
+
+
+# --- the recipe -------------------------------------------------------------------------------------
+
+def coderl_cfg(out, iterations, **kw):
+    from codeloop.recipes.coderl import CodeRLConfig
+
+    settings = dict(n_instructions=12, fraction=0.5, iterations=iterations, k=3, val_limit=4, val_n=2, batch_size=4,
+                    max_new_tokens=96, val_plus_tasks="synthetic-python+:test", out_dir=str(out))
+    return CodeRLConfig(**{**settings, **kw})
+
+
+@pytest.fixture(scope="module")
+def coderl_run(tmp_path_factory):
+    pytest.importorskip("torch")
+    from codeloop.recipes.coderl import run
+
+    out = tmp_path_factory.mktemp("coderl")
+    return out, run(coderl_cfg(out, 2))
+
+
+def test_coderl_writes_a_row_per_iteration_samples_with_returns_and_a_critic(coderl_run):
+    from codeloop.feedback.tests import REWARDS
+    from codeloop.types import Status
+
+    out, metrics = coderl_run
+    assert [m["iteration"] for m in metrics] == [0, 1, 2] and "ranked_pass_at_1" not in metrics[0]
+    assert {"ranked_pass_at_1", "critic_accuracy", "mean_return", "critic_s", "train_s"} <= set(metrics[1])
+    samples = [json.loads(line) for line in (out / "iter_1" / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 6 * 3 and all(s["return"] == REWARDS[Status(s["status"])] for s in samples)
+    assert (out / "iter_2" / "critic" / "critic_head.pt").exists() and (out / "metrics.png").exists()
+
+
+def test_coderl_resumes_after_a_kill_with_the_same_samples(coderl_run, tmp_path):
+    from codeloop.recipes.coderl import run
+
+    out, metrics = coderl_run
+    run(coderl_cfg(tmp_path, 1))
+    (tmp_path / "iter_2").mkdir()
+    (tmp_path / "iter_2" / "junk").write_text("half-written")
+    resumed = run(coderl_cfg(tmp_path, 2))
+    assert (tmp_path / "iter_2" / "samples.jsonl").read_text() == (out / "iter_2" / "samples.jsonl").read_text()
+    assert [m["pass_at_1"] for m in resumed] == [m["pass_at_1"] for m in metrics]
+
+
+@pytest.mark.parametrize("settings", [{"critic": "additive", "baseline": "greedy"}, {"critic": "none", "ast_weight": 0.5,
+                                                                                    "dfg_weight": 0.5}])
+def test_coderl_runs_with_the_other_critic_forms_baselines_and_matches(settings, tmp_path):
+    pytest.importorskip("torch")
+    from codeloop.recipes.coderl import run
+
+    metrics = run(coderl_cfg(tmp_path, 1, val_limit=2, **settings))
+    samples = [json.loads(line) for line in (tmp_path / "iter_1" / "samples.jsonl").read_text().splitlines()]
+    assert metrics[-1]["iteration"] == 1 and len(samples) == 18
+    if "ast_weight" in settings:  # the matches add up to 0.5 + 0.5 on top of the test reward
+        from codeloop.feedback.tests import REWARDS
+        from codeloop.types import Status
+
+        extra = [s["return"] - REWARDS[Status(s["status"])] for s in samples]
+        assert all(0.0 <= e <= 1.0 for e in extra) and any(e > 0 for e in extra)
+
+
+def test_coderl_refuses_an_unknown_critic_form_and_the_trl_trainer():
+    from codeloop.recipes.coderl import CodeRLConfig
+
+    with pytest.raises(ValueError, match="critic must be one of coderl, additive, none"):
+        CodeRLConfig(critic="ppo")
+    with pytest.raises(ValueError, match="trainer 'trl'"):
+        CodeRLConfig(trainer="trl")
