@@ -1,15 +1,16 @@
-"""One table, one budget: online DPO, PLUM-KTO, PLUM-DPO (balanced) and rejection-sampling SFT.
+"""One table, one budget: online DPO, PLUM-KTO, PLUM-DPO (balanced), rejection-sampling SFT and CodeRL.
 
     .venv/bin/python benchmarks/compare_loops.py [--iterations 6] [--out runs/compare]
 
 Every method starts from seed-python, sees the same intents in the same order (the first 2,000
 synthetic-python:train tasks, 20% per iteration), samples k=4 candidates per intent at T=0.8 from its
-current policy, updates for 2 epochs, and is validated on the same 100 held-out synthetic-python:test
+current policy, updates (2 epochs for the preference and SFT loops; CodeRL: one REINFORCE epoch after
+its critic's two), and is validated on the same 100 held-out synthetic-python:test
 tasks (n=4, T=0.8) after every iteration, against their 6 I/O cases and (pass@1+) the 50 of
 synthetic-python+:test. Each runs through the same CLI a user would type
-(``codeloop loop online-dpo|plum CONFIG --set ...``), so each row can be rerun alone. Methods at the
+(``codeloop loop online-dpo|plum|coderl CONFIG --set ...``), so each row can be rerun alone. Methods at the
 settings of their papers (PLUM without an NLL term; online DPO with it), plus PLUM-KTO with online DPO's
-NLL guard. About 15 minutes on 2 CPU cores; each method's own command is printed before it runs.
+NLL guard, and CodeRL with and without its critic. About 25 minutes on 2 CPU cores; each method's own command is printed before it runs.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ METHODS = {  # name: (loop, config, overrides)
     "PLUM-KTO + NLL": ("plum", "configs/plum/demo.yaml", ["objective=kto", "nll_weight=1.0"]),
     "PLUM-DPO (balanced)": ("plum", "configs/plum/demo.yaml", ["objective=dpo"]),
     "rejection-sampling SFT": ("plum", "configs/plum/demo.yaml", ["objective=sft", "lr=0.0005"]),
+    "CodeRL (critic, REINFORCE)": ("coderl", "configs/coderl/demo.yaml", []),
+    "REINFORCE, no critic": ("coderl", "configs/coderl/demo.yaml", ["critic=none"]),
 }
 
 

@@ -87,6 +87,24 @@ def test_a_greedy_baseline_without_greedy_returns_is_refused():
         reinforce_weights([1.0, -0.3], [[0.5], [0.5]], k=2, baseline="greedy", critic="none")
 
 
+def test_the_critic_ranks_held_out_samples_and_is_scored_on_their_outcomes(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from codeloop.recipes import coderl
+    from codeloop.recipes.common import Rollout
+    from codeloop.types import Completion, Outcome, Sample, Status, Task
+
+    tasks = [Task("a", "def f():\n"), Task("b", "def g():\n")]
+    statuses = [Status.FAILED, Status.PASSED, Status.PASSED, Status.COMPILE_ERROR]
+    run_ = Rollout(tasks, [[Completion("x"), Completion("y")]] * 2, [Sample(t.task_id, c) for t in tasks for c in "xy"],
+                   [Outcome(s) for s in statuses])
+    # classes (compile, runtime, failed, passed): the critic prefers sample 2 of task a (passes) and sample 2 of
+    # task b (a compile error); its most likely classes: failed, passed, failed, compile error: 3 of 4 right.
+    probs = torch.tensor([[0.1, 0.1, 0.6, 0.2], [0.1, 0.1, 0.2, 0.6], [0.1, 0.1, 0.5, 0.3], [0.5, 0.1, 0.0, 0.4]])
+    monkeypatch.setattr(coderl, "class_probabilities", lambda critic, tokenizer, items: probs)
+    # both tasks have a passing sample: a perfect ranker would reach 1.0
+    assert coderl.critic_on_held_out(None, None, run_) == {"critic_accuracy": 0.75, "ranked_pass_at_1": 0.5, "pass_at_n": 1.0}
+
+
 # --- critic and policy gradient on a tiny model ------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -166,6 +184,35 @@ def test_a_zero_weight_on_every_token_leaves_the_policy_as_it_was(tiny):
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), base.parameters()))
 
 
+def test_the_kl_penalty_alone_pulls_a_drifted_policy_back_towards_the_reference(tiny):
+    import copy
+
+    import torch
+
+    from codeloop.train.common import join, logprobs, tokenize
+    from codeloop.train.pg import policy_gradient
+
+    base, tok = tiny
+
+    def lp(m):
+        with torch.no_grad():
+            return float(logprobs(m, [join(*tokenize(tok, "Q:", " yes"))], tok.pad_token_id)[0][0])
+
+    model = copy.deepcopy(base)
+    policy_gradient(model, tok, [("Q:", " yes")], [1.0], lr=1e-2, epochs=5, batch_size=1)
+    drifted = lp(model)
+    stats = policy_gradient(model, tok, [("Q:", " yes")], [0.0], lr=1e-2, epochs=5, batch_size=1, reference=base, kl_weight=1.0)
+    assert drifted > lp(model) > lp(base) - 1e-3 and stats.kl > 0.0
+
+
+def test_a_kl_weight_without_a_reference_is_refused(tiny):
+    from codeloop.train.pg import policy_gradient
+
+    model, tok = tiny
+    with pytest.raises(ValueError, match="kl_weight 0.1 needs a reference model"):
+        policy_gradient(model, tok, [("Q:", " yes")], [1.0], kl_weight=0.1)
+
+
 def test_token_weights_must_match_the_programs_tokens(tiny):
     from codeloop.train.common import tokenize
     from codeloop.train.pg import policy_gradient
@@ -201,7 +248,8 @@ def test_coderl_writes_a_row_per_iteration_samples_with_returns_and_a_critic(cod
 
     out, metrics = coderl_run
     assert [m["iteration"] for m in metrics] == [0, 1, 2] and "ranked_pass_at_1" not in metrics[0]
-    assert {"ranked_pass_at_1", "critic_accuracy", "mean_return", "critic_s", "train_s"} <= set(metrics[1])
+    assert {"ranked_pass_at_1", "critic_accuracy", "critic_train_accuracy", "mean_return", "critic_s", "train_s"} <= set(metrics[1])
+    assert all(0.0 <= m[key] <= 1.0 for m in metrics[1:] for key in ("ranked_pass_at_1", "critic_accuracy"))
     samples = [json.loads(line) for line in (out / "iter_1" / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 6 * 3 and all(s["return"] == REWARDS[Status(s["status"])] for s in samples)
     assert (out / "iter_2" / "critic" / "critic_head.pt").exists() and (out / "metrics.png").exists()
@@ -219,7 +267,7 @@ def test_coderl_resumes_after_a_kill_with_the_same_samples(coderl_run, tmp_path)
     assert [m["pass_at_1"] for m in resumed] == [m["pass_at_1"] for m in metrics]
 
 
-@pytest.mark.parametrize("settings", [{"critic": "additive", "baseline": "greedy"}, {"critic": "none", "ast_weight": 0.5,
+@pytest.mark.parametrize("settings", [{"critic": "additive", "baseline": "greedy", "kl_weight": 0.1}, {"critic": "none", "ast_weight": 0.5,
                                                                                     "dfg_weight": 0.5}])
 def test_coderl_runs_with_the_other_critic_forms_baselines_and_matches(settings, tmp_path):
     pytest.importorskip("torch")

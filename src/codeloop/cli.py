@@ -435,7 +435,7 @@ def loop_coderl(config: Path = typer.Argument(..., help="YAML config (see config
     a value, REINFORCE with a baseline; prints a row per iteration (0 = the baseline), the critic as a ranker too."""
     from codeloop.recipes.coderl import CodeRLConfig, run
 
-    columns = _HELD_OUT + [("ranked@1", "ranked_pass_at_1"), ("return", "mean_return"), ("critic_acc", "critic_accuracy")]
+    columns = _HELD_OUT + [("ranked@1", "ranked_pass_at_1"), ("return", "mean_return"), ("critic_acc", "critic_accuracy")]  # held out
     _run_loop(run, load_config(CodeRLConfig, config, [*set_, *(more or [])]), columns, "samples with their returns, critics")
 
 

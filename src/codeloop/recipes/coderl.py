@@ -76,6 +76,8 @@ class CodeRLConfig(LoopSettings):
     """Weight of the data-flow match against the reference solution in r(W) (0: left out)."""
     lr: float = 1e-5
     """Policy learning rate."""
+    kl_weight: float = 0.0
+    """β of a KL penalty against the starting model (per-token k3 estimate; 0: none, as in CodeRL)."""
     epochs: float = 1.0
     """Policy passes over each iteration's programs."""
     batch_size: int = 16
@@ -143,13 +145,14 @@ def run(cfg: CodeRLConfig, on_iteration: Callable[[dict], None] | None = None) -
     start_model, policy, tokenizer = loop.policies(cfg.model, refresh_reference=False)
     critic = Critic.load(loop.out / f"iter_{loop.start}" / "critic").to(str(policy.device)) if loop.start \
         else Critic.from_model(start_model, seed=cfg.seed)
+    reference = start_model if cfg.kl_weight else None
     del start_model
     sampler = PolicySampler(cfg.backend, tokenizer)
 
     def validate(i: int, with_critic: bool) -> dict:
         run_ = rollout(sampler(policy, loop.checkpoint(i, cfg.model)), val_tasks, sandbox, cfg.val_n, cfg.val_temperature,
                        cfg.max_new_tokens, cfg.seed)
-        ranked = {"ranked_pass_at_1": ranked_pass_at_1(critic, tokenizer, run_)} if with_critic else {}
+        ranked = critic_on_held_out(critic, tokenizer, run_) if with_critic else {}
         return {**held_out_metrics(run_), **plus_metrics(run_, plus, sandbox), **ranked}
 
     with Sandbox() as sandbox:
@@ -174,7 +177,8 @@ def run(cfg: CodeRLConfig, on_iteration: Callable[[dict], None] | None = None) -
                                         [greedy[j // cfg.k] for j in range(len(items))] if greedy else None)
             with clock("train"):
                 pstats = policy_gradient(policy, tokenizer, [items[j] for j in known], [weights[j] for j in known], lr=cfg.lr,
-                                         epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed + i)
+                                         epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed + i,
+                                         reference=reference, kl_weight=cfg.kl_weight)
             write_jsonl(it_dir / "samples.jsonl", [
                 {"task_id": s.task_id, "completion": s.completion, "status": o.status.value, "return": ret}
                 for s, o, ret in zip(run_.samples, run_.outcomes, r)])
@@ -183,8 +187,8 @@ def run(cfg: CodeRLConfig, on_iteration: Callable[[dict], None] | None = None) -
             with clock("validate"):
                 held_out = validate(i, with_critic=True)
             row = {"iteration": i, "train_pass_rate": sum(o.passed for o in run_.outcomes) / len(run_.outcomes),
-                   "mean_return": sum(r) / len(r), "critic_loss": cstats.final_loss, "critic_accuracy": cstats.accuracy,
-                   "loss": pstats.final_loss, "mean_token_weight": pstats.mean_weight}
+                   "mean_return": sum(r) / len(r), "critic_loss": cstats.final_loss, "critic_train_accuracy": cstats.accuracy,
+                   "loss": pstats.final_loss, "mean_token_weight": pstats.mean_weight, "kl": pstats.kl}
             loop.finish(i, {**row, **held_out, **clock.row}, on_iteration)
     plot_metrics(loop.metrics, "iteration", ["pass_at_1", "ranked_pass_at_1", "pass_at_1_plus", "compile_rate"],
                  loop.out / "metrics.png", title=f"CodeRL (critic {cfg.critic}, baseline {cfg.baseline}) from {cfg.model}")
@@ -204,13 +208,19 @@ def _greedy_returns(cfg: CodeRLConfig, generator: Any, batch: list, sandbox: San
     return [ri + cfg.critic_weight * sum(qi) for ri, qi in zip(r, token_rewards(critic, tokenizer, items, labels))]
 
 
-def ranked_pass_at_1(critic: Critic, tokenizer: Any, run_: Rollout) -> float:
-    """Per task, the sample the critic gives the highest P(PassedTest): the fraction of tasks where it passes."""
+def critic_on_held_out(critic: Critic, tokenizer: Any, run_: Rollout) -> dict[str, float]:
+    """The critic on held-out samples it never trained on: ``critic_accuracy`` (its most likely class is the
+    sample's outcome class) and ``ranked_pass_at_1`` (per task, the sample it gives the highest P(PassedTest):
+    the fraction of tasks where that one passes; pass@1 is the same for a pick at random; ``pass_at_n``, the
+    fraction of tasks with any passing sample, is what a perfect ranker would reach)."""
     items = [(task.prompt, text) for task, texts, _ in run_.groups() for text in texts]
-    p = class_probabilities(critic, tokenizer, items)[:, PASSED].tolist()
+    probs = class_probabilities(critic, tokenizer, items)
+    p, predicted = probs[:, PASSED].tolist(), probs.argmax(-1).tolist()
+    known = [(c, OUTCOME_CLASS[o.status]) for c, o in zip(predicted, run_.outcomes) if o.status in OUTCOME_CLASS]
     hits, at = 0, 0
     for _task, texts, outcomes in run_.groups():
         best = max(range(len(texts)), key=lambda j: (p[at + j], -j))
         hits += outcomes[best].passed
         at += len(texts)
-    return hits / len(run_.tasks)
+    return {"critic_accuracy": sum(c == u for c, u in known) / max(1, len(known)), "ranked_pass_at_1": hits / len(run_.tasks),
+            "pass_at_n": sum(any(o.passed for o in outcomes) for _, _, outcomes in run_.groups()) / len(run_.tasks)}

@@ -4,7 +4,10 @@ For sampled programs W_i of prompts D_i and a weight w_{i,t} per program token,
 
     L(θ) = -(1/B) Σ_i Σ_t w_{i,t} · log p_θ(w_{i,t} | w_{i,<t}, D_i)
 
-so ∇L is the REINFORCE estimate -E[Σ_t w_t ∇ log p(w_t)]. The recipe picks the weights: the advantage
+so ∇L is the REINFORCE estimate -E[Σ_t w_t ∇ log p(w_t)]. With a reference model and ``kl_weight`` β > 0
+a penalty keeps the policy near it: β · (1/B) Σ_i mean_t k3_{i,t}, with the per-token estimate of
+KL(p_θ || p_ref) on the sampled tokens k3 = exp(ρ) - ρ - 1, ρ = log p_ref(w_t) - log p_θ(w_t) (GRPO's; ≥ 0,
+0 where the two agree). The recipe picks the weights: the advantage
 r(W) - b on every token (plain REINFORCE with a baseline), CodeRL's (r(W) - b) · q̂(w_t) with the critic's
 per-token values, or the paper's additive return r(W) + Σ_t q̂(w_t) less its baseline. Programs are the
 tokens the trainers encode (``codeloop.models.encoding``: the completion re-encoded, then EOS).
@@ -27,6 +30,7 @@ class PGStats:
     examples: int
     final_loss: float
     mean_weight: float
+    kl: float = 0.0  # the last batch's mean per-token KL estimate against the reference (0 without one)
 
 
 def token_weights(n_tokens: int, weight: float | Sequence[float]) -> list[float]:
@@ -40,8 +44,9 @@ def token_weights(n_tokens: int, weight: float | Sequence[float]) -> list[float]
 
 def policy_gradient(model: Any, tokenizer: Any, items: Sequence[tuple[str, str]], weights: Sequence[float | Sequence[float]],
                     lr: float = 1e-5, epochs: float = 1.0, batch_size: int = 16, seed: int = 0,
-                    progress: bool = False) -> PGStats:
-    """One REINFORCE update of ``model`` in place on (prompt, program) items and their token weights."""
+                    progress: bool = False, reference: Any = None, kl_weight: float = 0.0) -> PGStats:
+    """One REINFORCE update of ``model`` in place on (prompt, program) items and their token weights
+    (``reference`` and ``kl_weight``: the KL penalty above)."""
     import torch
 
     if len(weights) != len(items):
@@ -52,17 +57,30 @@ def policy_gradient(model: Any, tokenizer: Any, items: Sequence[tuple[str, str]]
     pad_id = tokenizer.pad_token_id
     device = next(model.parameters()).device
 
+    if kl_weight and reference is None:
+        raise ValueError(f"kl_weight {kl_weight} needs a reference model")
+    kl_seen = [0.0]
+
     def loss_for(batch: list[int]) -> Any:
-        logp, keep = token_logprobs(model, [rows[i] for i in batch], pad_id)
+        chunk = [rows[i] for i in batch]
+        logp, keep = token_logprobs(model, chunk, pad_id)
         w = torch.zeros_like(logp)
         for r, i in enumerate(batch):
             where = keep[r].nonzero().squeeze(-1)
             w[r, where] = torch.tensor(per_token[i], device=device)
-        return -(w * logp).sum() / len(batch)
+        loss = -(w * logp).sum() / len(batch)
+        if kl_weight:
+            with torch.no_grad():
+                ref_logp, _ = token_logprobs(reference, chunk, pad_id)
+            rho = (ref_logp - logp) * keep
+            k3 = ((torch.exp(rho) - rho - 1) * keep).sum(-1) / keep.sum(-1).clamp(min=1)
+            kl_seen[0] = float(k3.mean().detach())
+            loss = loss + kl_weight * k3.mean()
+        return loss
 
     steps, loss = 0, float("nan")
     if rows:
         for steps, loss in optimise(model, len(rows), batch_size, epochs, lr, seed, progress, "policy gradient", loss_for):
             pass
     flat = [w for ws in per_token for w in ws]
-    return PGStats(steps, len(rows), loss, sum(flat) / len(flat) if flat else 0.0)
+    return PGStats(steps, len(rows), loss, sum(flat) / len(flat) if flat else 0.0, kl_seen[0])
