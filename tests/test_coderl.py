@@ -101,8 +101,9 @@ def test_the_critic_ranks_held_out_samples_and_is_scored_on_their_outcomes(monke
     # task b (a compile error); its most likely classes: failed, passed, failed, compile error: 3 of 4 right.
     probs = torch.tensor([[0.1, 0.1, 0.6, 0.2], [0.1, 0.1, 0.2, 0.6], [0.1, 0.1, 0.5, 0.3], [0.5, 0.1, 0.0, 0.4]])
     monkeypatch.setattr(coderl, "class_probabilities", lambda critic, tokenizer, items: probs)
-    # both tasks have a passing sample: a perfect ranker would reach 1.0
-    assert coderl.critic_on_held_out(None, None, run_) == {"critic_accuracy": 0.75, "ranked_pass_at_1": 0.5, "pass_at_n": 1.0}
+    # both tasks have a passing sample: a perfect ranker would reach 1.0; the commonest class (passed) is 2 of 4
+    assert coderl.critic_on_held_out(None, None, run_) == {"critic_accuracy": 0.75, "majority_accuracy": 0.5,
+                                                           "ranked_pass_at_1": 0.5, "pass_at_n": 1.0}
 
 
 # --- critic and policy gradient on a tiny model ------------------------------------------------------
@@ -182,6 +183,24 @@ def test_a_zero_weight_on_every_token_leaves_the_policy_as_it_was(tiny):
     n = len(tokenize(tok, "Q:", " yes")[1])
     policy_gradient(model, tok, [("Q:", " yes")], [[0.0] * n], lr=1e-2, epochs=2, batch_size=1)
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), base.parameters()))
+
+
+def test_the_loss_sums_each_programs_weighted_log_probs_or_with_length_normalise_averages_them(tiny):
+    import torch
+
+    from codeloop.train.common import join, logprobs, tokenize
+    from codeloop.train.pg import policy_gradient
+
+    model, tok = tiny
+    items = [("Q:", " yes"), ("Q:", " maybe no yes")]
+    with torch.no_grad():
+        lp, n = logprobs(model, [join(*tokenize(tok, p, c)) for p, c in items], tok.pad_token_id)
+    assert n[0] < n[1]
+    # one step at lr 0: the reported loss is the loss at the starting weights, -(1/B) Σ_i w_i Σ_t log p (/ T_i)
+    plain = policy_gradient(model, tok, items, [1.0, -1.0], lr=0.0, epochs=1, batch_size=2)
+    mean = policy_gradient(model, tok, items, [1.0, -1.0], lr=0.0, epochs=1, batch_size=2, length_normalise=True)
+    assert plain.final_loss == pytest.approx(float(-(lp[0] - lp[1]) / 2), rel=1e-5)
+    assert mean.final_loss == pytest.approx(float(-(lp[0] / n[0] - lp[1] / n[1]) / 2), rel=1e-5)
 
 
 def test_the_kl_penalty_alone_pulls_a_drifted_policy_back_towards_the_reference(tiny):

@@ -21,6 +21,7 @@ restarts after its last finished iteration.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -78,6 +79,8 @@ class CodeRLConfig(LoopSettings):
     """Policy learning rate."""
     kl_weight: float = 0.0
     """β of a KL penalty against the starting model (per-token k3 estimate; 0: none, as in CodeRL)."""
+    length_normalise: bool = False
+    """Divide each program's Σ_t w_t log p(w_t) by its length (GRPO's mean) instead of the paper's plain sum."""
     epochs: float = 1.0
     """Policy passes over each iteration's programs."""
     batch_size: int = 16
@@ -178,7 +181,7 @@ def run(cfg: CodeRLConfig, on_iteration: Callable[[dict], None] | None = None) -
             with clock("train"):
                 pstats = policy_gradient(policy, tokenizer, [items[j] for j in known], [weights[j] for j in known], lr=cfg.lr,
                                          epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed + i,
-                                         reference=reference, kl_weight=cfg.kl_weight)
+                                         reference=reference, kl_weight=cfg.kl_weight, length_normalise=cfg.length_normalise)
             write_jsonl(it_dir / "samples.jsonl", [
                 {"task_id": s.task_id, "completion": s.completion, "status": o.status.value, "return": ret}
                 for s, o, ret in zip(run_.samples, run_.outcomes, r)])
@@ -209,10 +212,12 @@ def _greedy_returns(cfg: CodeRLConfig, generator: Any, batch: list, sandbox: San
 
 
 def critic_on_held_out(critic: Critic, tokenizer: Any, run_: Rollout) -> dict[str, float]:
-    """The critic on held-out samples it never trained on: ``critic_accuracy`` (its most likely class is the
-    sample's outcome class) and ``ranked_pass_at_1`` (per task, the sample it gives the highest P(PassedTest):
-    the fraction of tasks where that one passes; pass@1 is the same for a pick at random; ``pass_at_n``, the
-    fraction of tasks with any passing sample, is what a perfect ranker would reach)."""
+    """The critic on held-out samples it never trained on.
+
+    ``critic_accuracy``: its most likely class is the sample's outcome class (``majority_accuracy``, always
+    naming the commonest class, is the bar to beat). ``ranked_pass_at_1``: per task, the sample it gives
+    the highest P(PassedTest); the fraction of tasks where that one passes (pass@1 is the same for a pick
+    at random; ``pass_at_n``, the fraction of tasks with any passing sample, is a perfect ranker's)."""
     items = [(task.prompt, text) for task, texts, _ in run_.groups() for text in texts]
     probs = class_probabilities(critic, tokenizer, items)
     p, predicted = probs[:, PASSED].tolist(), probs.argmax(-1).tolist()
@@ -222,5 +227,7 @@ def critic_on_held_out(critic: Critic, tokenizer: Any, run_: Rollout) -> dict[st
         best = max(range(len(texts)), key=lambda j: (p[at + j], -j))
         hits += outcomes[best].passed
         at += len(texts)
-    return {"critic_accuracy": sum(c == u for c, u in known) / max(1, len(known)), "ranked_pass_at_1": hits / len(run_.tasks),
+    commonest = max(Counter(u for _, u in known).values(), default=0)
+    return {"critic_accuracy": sum(c == u for c, u in known) / max(1, len(known)),
+            "majority_accuracy": commonest / max(1, len(known)), "ranked_pass_at_1": hits / len(run_.tasks),
             "pass_at_n": sum(any(o.passed for o in outcomes) for _, _, outcomes in run_.groups()) / len(run_.tasks)}

@@ -4,7 +4,9 @@ For sampled programs W_i of prompts D_i and a weight w_{i,t} per program token,
 
     L(θ) = -(1/B) Σ_i Σ_t w_{i,t} · log p_θ(w_{i,t} | w_{i,<t}, D_i)
 
-so ∇L is the REINFORCE estimate -E[Σ_t w_t ∇ log p(w_t)]. With a reference model and ``kl_weight`` β > 0
+so ∇L is the REINFORCE estimate -E[Σ_t w_t ∇ log p(w_t)]. With ``length_normalise`` each program's sum is
+divided by its token count T_i (GRPO's per-sample mean): every program then weighs the same, where the
+plain sum lets long programs, which at this scale are mostly the failing ones, outweigh short ones. With a reference model and ``kl_weight`` β > 0
 a penalty keeps the policy near it: β · (1/B) Σ_i mean_t k3_{i,t}, with the per-token estimate of
 KL(p_θ || p_ref) on the sampled tokens k3 = exp(ρ) - ρ - 1, ρ = log p_ref(w_t) - log p_θ(w_t) (GRPO's; ≥ 0,
 0 where the two agree). The recipe picks the weights: the advantage
@@ -44,7 +46,8 @@ def token_weights(n_tokens: int, weight: float | Sequence[float]) -> list[float]
 
 def policy_gradient(model: Any, tokenizer: Any, items: Sequence[tuple[str, str]], weights: Sequence[float | Sequence[float]],
                     lr: float = 1e-5, epochs: float = 1.0, batch_size: int = 16, seed: int = 0,
-                    progress: bool = False, reference: Any = None, kl_weight: float = 0.0) -> PGStats:
+                    progress: bool = False, reference: Any = None, kl_weight: float = 0.0,
+                    length_normalise: bool = False) -> PGStats:
     """One REINFORCE update of ``model`` in place on (prompt, program) items and their token weights
     (``reference`` and ``kl_weight``: the KL penalty above)."""
     import torch
@@ -68,7 +71,10 @@ def policy_gradient(model: Any, tokenizer: Any, items: Sequence[tuple[str, str]]
         for r, i in enumerate(batch):
             where = keep[r].nonzero().squeeze(-1)
             w[r, where] = torch.tensor(per_token[i], device=device)
-        loss = -(w * logp).sum() / len(batch)
+        per_program = (w * logp).sum(-1)
+        if length_normalise:
+            per_program = per_program / keep.sum(-1).clamp(min=1)
+        loss = -per_program.sum() / len(batch)
         if kl_weight:
             with torch.no_grad():
                 ref_logp, _ = token_logprobs(reference, chunk, pad_id)
