@@ -74,8 +74,8 @@ class Critic:
         """Last hidden states [B, T, H] and the mask of program tokens [B, T]."""
         device = next(self.backbone.parameters()).device
         ids, mask, labels = (t.to(device) for t in pad(rows, pad_id))
-        out = self.backbone(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-        return out.hidden_states[-1], labels != IGNORE
+        trunk = self.backbone.base_model  # the transformer without its LM head: its last hidden states
+        return trunk(input_ids=ids, attention_mask=mask).last_hidden_state, labels != IGNORE
 
     def pooled_logits(self, rows: Sequence[Example], pad_id: int) -> Any:
         """Linear(maxpool over the program's tokens of h_t): [B, 4]."""
@@ -134,7 +134,6 @@ def train_critic(critic: Critic, tokenizer: Any, items: Sequence[tuple[str, str]
     steps, loss = 0, float("nan")
     for steps, loss in optimise(module, len(rows), batch_size, epochs, lr, seed, progress, "critic", loss_for):
         pass
-    critic.head.eval()
     predicted = class_probabilities(critic, tokenizer, items).argmax(-1)
     return CriticStats(steps, len(rows), loss, float((predicted == target).float().mean()) if len(rows) else 0.0)
 
