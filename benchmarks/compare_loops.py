@@ -8,9 +8,10 @@ current policy, updates (2 epochs for the preference and SFT loops; CodeRL: one 
 its critic's two), and is validated on the same 100 held-out synthetic-python:test
 tasks (n=4, T=0.8) after every iteration, against their 6 I/O cases and (pass@1+) the 50 of
 synthetic-python+:test. Each runs through the same CLI a user would type
-(``codeloop loop online-dpo|plum|coderl CONFIG --set ...``), so each row can be rerun alone. Methods at the
-settings of their papers (PLUM without an NLL term; online DPO with it), plus PLUM-KTO with online DPO's
-NLL guard, and CodeRL with and without its critic. About 25 minutes on 2 CPU cores; each method's own command is printed before it runs.
+(``codeloop loop online-dpo|plum|coderl CONFIG --set ...``), so each row can be rerun alone. Methods at
+the settings of their papers (PLUM without an NLL term; online DPO with it), plus PLUM-KTO with online
+DPO's NLL guard, and CodeRL with and without its critic. About 25 minutes on 2 CPU cores; each
+method's own command is printed before it runs.
 """
 
 from __future__ import annotations

@@ -435,7 +435,8 @@ def loop_coderl(config: Path = typer.Argument(..., help="YAML config (see config
     a value, REINFORCE with a baseline; prints a row per iteration (0 = the baseline), the critic as a ranker too."""
     from codeloop.recipes.coderl import CodeRLConfig, run
 
-    columns = _HELD_OUT + [("ranked@1", "ranked_pass_at_1"), ("return", "mean_return"), ("critic_acc", "critic_accuracy")]  # held out
+    # ranked@1 and critic_acc: the critic on the held-out samples; return: the mean r(W) of the training samples
+    columns = _HELD_OUT + [("ranked@1", "ranked_pass_at_1"), ("return", "mean_return"), ("critic_acc", "critic_accuracy")]
     _run_loop(run, load_config(CodeRLConfig, config, [*set_, *(more or [])]), columns, "samples with their returns, critics")
 
 

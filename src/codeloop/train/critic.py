@@ -67,9 +67,6 @@ class Critic:
         head = torch.nn.Linear(backbone.config.hidden_size, len(CLASSES)).to(next(backbone.parameters()).device)
         return cls(backbone, head)
 
-    def parameters(self) -> list[Any]:
-        return [*self.backbone.parameters(), *self.head.parameters()]
-
     def _states(self, rows: Sequence[Example], pad_id: int) -> tuple[Any, Any]:
         """Last hidden states [B, T, H] and the mask of program tokens [B, T]."""
         device = next(self.backbone.parameters()).device
