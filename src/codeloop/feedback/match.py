@@ -22,8 +22,6 @@ from __future__ import annotations
 import ast
 from collections import Counter
 
-from codeloop.types import Feedback
-
 _SKIPPED = (ast.expr_context, ast.Load, ast.Store, ast.Del)
 
 
@@ -152,8 +150,3 @@ def dataflow_match(candidate: str, reference: str) -> float:
             matched += 1
     return matched / len(ref)
 
-
-def match(candidate: str, reference: str) -> tuple[Feedback, Feedback]:
-    """Both scores as Feedback records (sources "ast_match" and "dataflow_match")."""
-    return (Feedback("ast_match", ast_match(candidate, reference)),
-            Feedback("dataflow_match", dataflow_match(candidate, reference)))
