@@ -42,15 +42,16 @@ def test_trl_kto_prefers_the_desirable_completion():
 
 @pytest.mark.parametrize("lora", [None, LoRA(r=4)])
 def test_bf16_training_hands_back_a_model_that_runs_outside_autocast(lora):
-    """accelerate wraps the forward in bf16 autocast for training (on CPU here as on a GPU); the model
+    """accelerate wraps the forward in bf16 autocast for training (on CPU as on a GPU); the model
     handed back to the loop must run without it, in fp32, and keep fp32 weights."""
     model, tok = tiny_causal_lm(seed=4)
     trained, _ = trl_kto(model, None if lora else copy.deepcopy(model), tok, ROWS, beta=0.5, lr=1e-2, epochs=1,
                          batch_size=8, bf16=True, lora=lora)
     seen = []
-    trained.lm_head.register_forward_hook(lambda m, a, out: seen.append((torch.is_autocast_enabled("cpu"), out.dtype)))
+    device = trained.device  # the trainer may have moved it to a GPU
+    trained.lm_head.register_forward_hook(lambda m, a, out: seen.append((torch.is_autocast_enabled(device.type), out.dtype)))
     with torch.no_grad():
-        trained(**tok("Q: yes", return_tensors="pt"))
+        trained(**tok("Q: yes", return_tensors="pt").to(device))
     assert seen == [(False, torch.float32)] and {p.dtype for p in trained.parameters()} == {torch.float32}
 
 
