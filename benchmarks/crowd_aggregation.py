@@ -46,7 +46,8 @@ def simulate(reliability: dict[str, float], programs: int, honeypots: int, per_p
              seed: int) -> tuple[list[Program], list[Program]]:
     rng = random.Random(seed)
     people = SimulatedCrowd(reliability, seed=seed + 1000)  # its own random stream, independent of the truth's
-    gold, rest = [], []
+    gold: list[Program] = []
+    rest: list[Program] = []
     for j in range(honeypots + programs):
         truth = [CORRECT if rng.random() < p_correct else WRONG for _ in range(rng.randint(3, 10))]
         labels = people.annotate(truth, 0 if j < honeypots else per_program)
@@ -91,7 +92,7 @@ def majority(gold: list[Program], rest: list[Program]) -> list[list[bool]]:
 
 def crowd_kit(name: str) -> Method:
     def run(gold: list[Program], rest: list[Program]) -> list[list[bool]]:
-        import pandas as pd
+        import pandas as pd  # type: ignore[import-untyped]
         from crowdkit import aggregation
 
         rows = [(f"{k}:{j}", a, v[j]) for k, (truth, labels) in enumerate(gold + rest) for a, v in labels.items()
@@ -159,9 +160,9 @@ def main() -> None:
         ours = max(statistics.fmean(r[0] for r in results[m]) for m in results if m.startswith("bayes,") and "true" not in m)
         peer = max(statistics.fmean(r[0] for r in results[m]) for m in results if m.startswith("crowd-kit"))
         print(f"lines named wrongly, best crowd-kit / best cRLHF estimate: {(1 - peer) / (1 - ours):.2f}x")
-        secs = {m: statistics.fmean(r[2] for r in results[m]) for m in ("bayes, EM anchored on honeypots", "crowd-kit OneCoinDawidSkene")}
+        took = {m: statistics.fmean(r[2] for r in results[m]) for m in ("bayes, EM anchored on honeypots", "crowd-kit OneCoinDawidSkene")}
         print(f"time, crowd-kit OneCoinDawidSkene / EM anchored on honeypots: "
-              f"{secs['crowd-kit OneCoinDawidSkene'] / secs['bayes, EM anchored on honeypots']:.1f}x")
+              f"{took['crowd-kit OneCoinDawidSkene'] / took['bayes, EM anchored on honeypots']:.1f}x")
 
 
 if __name__ == "__main__":
