@@ -440,6 +440,20 @@ def loop_coderl(config: Path = typer.Argument(..., help="YAML config (see config
     _run_loop(run, load_config(CodeRLConfig, config, [*set_, *(more or [])]), columns, "samples with their returns, critics")
 
 
+@loop_app.command("crlhf", cls=_keys_for("codeloop.recipes.crlhf.CRLHFConfig"))
+def loop_crlhf(config: Path = typer.Argument(..., help="YAML config (see configs/crlhf/)."),
+               more: Optional[list[str]] = typer.Argument(None, metavar="KEY=VALUE", help=_MORE_HELP, show_default=False),
+               set_: list[str] = typer.Option([], "--set", help="Override a config key: --set reliabilities=online step=1")) -> None:
+    """cRLHF: a crowd (simulated here) marks each program line correct or wrong, the marks are aggregated by Bayes
+    with estimated annotator reliabilities, the share of lines judged correct is the reward of a policy gradient;
+    prints a row per iteration (0 = the baseline)."""
+    from codeloop.recipes.crlhf import CRLHFConfig, run
+
+    # lines_ok: the aggregate's line verdicts against the truth; score: the mean reward of the training samples
+    columns = _HELD_OUT + [("lines_ok", "line_accuracy"), ("score", "mean_score"), ("p_error", "reliability_error")]
+    _run_loop(run, load_config(CRLHFConfig, config, [*set_, *(more or [])]), columns, "annotations with their scores, reliabilities")
+
+
 @seed_app.command("train")
 def seed_train(out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: the packaged seed-python)."),
                minutes: float = typer.Option(20.0, "--minutes", help="Guard: stop training after this long (with a warning)."),

@@ -1,0 +1,267 @@
+"""cRLHF: RL on crowd-sourced line-level feedback, aggregated by Bayes (paper crowd-sourced-rlhf-bayesian;
+DESIGN.md 1.4).
+
+Before the first iteration: honeypots, programs whose line answers are known, labelled by every
+annotator (the paper's first 19 questions). Per iteration: take the next batch of tasks; sample k
+programs per task from the current policy; annotators mark each line correct or wrong; the marks are
+aggregated per line by eq. 7 with the annotators' reliabilities, estimated as ``reliabilities`` says:
+
+- ``em`` (ours): eq. 7's own maximum-likelihood estimate, each annotator's share of honeypot lines
+  labelled right, refined by EM over the iteration's lines; the prior P(line correct) likewise;
+- ``online``: the paper's Algorithm 1, eq. 8 after every program (honeypots first), step λ, prior 1/2;
+- ``oneshot``: the paper's L1-regularised logistic regression on the honeypots (proximal gradient);
+- ``majority``: every annotator trusted alike (the plain vote).
+
+A program's reward is s = lines judged correct / lines (``reward: crowd``), or for comparison the
+same score from the true line labels (``truth``: perfect annotators) or the test verdict (``tests``:
+1 passes, 0 not). One REINFORCE update (``codeloop.train.pg``) follows with advantage s minus the
+leave-one-out mean of the task's other samples (the paper trains with TRL's PPO; any policy gradient
+that takes a reward will do, DESIGN.md 1.4).
+
+No people are at hand in a test or the demo, so a simulated crowd labels (``crowd``: the annotators'
+reliabilities; ``per_program`` of them label each program) and the true line labels come from each
+program's test verdict and a line diff against the task's reference solution
+(``codeloop.feedback.human.reference_line_labels``). With people, ``codeloop annotate`` serves the
+labelling page and turns its labels into the same scores. A killed run restarts after its last
+finished iteration.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from codeloop.data import load_tasks, write_jsonl
+from codeloop.eval.plots import plot_metrics
+from codeloop.feedback.human import (CORRECT, Reliabilities, SimulatedCrowd, aggregate, code_lines, crowd, em_reliabilities,
+                                     fit_reliabilities, reference_line_labels, score_program)
+from codeloop.recipes.coderl import leave_one_out
+from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
+                                     plus_metrics, rollout, validation_tasks)
+from codeloop.sandbox import Sandbox
+from codeloop.train.pg import policy_gradient
+
+ESTIMATES = ("em", "online", "oneshot", "majority")
+REWARDS = ("crowd", "truth", "tests")
+
+
+@dataclass
+class CRLHFConfig(LoopSettings):
+    """cRLHF's settings; the shared ones (sampling backend, validation, seed): LoopSettings."""
+
+    model: str = "seed-python"
+    """The policy to train (hf backend)."""
+    tasks: str = "synthetic-python:train"
+    """Training tasks (their reference solutions and tests give the simulated crowd its truth)."""
+    n_instructions: int = 2000
+    """The first N tasks of ``tasks`` train; the next ``honeypots`` give the honeypot programs."""
+    fraction: float = 0.2
+    """Each iteration takes the next floor(fraction·N) tasks, in order."""
+    iterations: int = 6
+    """Rounds of sample -> annotate -> aggregate -> policy gradient."""
+    k: int = 4
+    """Programs sampled per task."""
+    temperature: float = 0.8
+    """Sampling temperature (the paper: 0.8)."""
+    max_new_tokens: int = 160
+    """Longest program."""
+    crowd: str = "0.95,0.9,0.85,0.8,0.75,0.7,0.65,0.6,0.5,0.3"
+    """The simulated annotators' reliabilities, comma-separated (experts to a spammer at 0.5 and one below it)."""
+    per_program: int = 3
+    """Annotators drawn at random to label each program (0: every annotator)."""
+    honeypots: int = 19
+    """Programs with known answers, labelled by every annotator before the first iteration (the paper: 19)."""
+    reliabilities: str = "em"
+    """How annotator reliabilities are estimated: "em", "online" (eq. 8), "oneshot" (L1 fit) or "majority"."""
+    step: float = 0.1
+    """λ of eq. 8 (reliabilities online). The paper's 1 is unstable here: see the README."""
+    nu: float = 0.7
+    """ν: the starting reliability (reliabilities online)."""
+    gamma: float = 0.01
+    """γ of the L1 fit (reliabilities oneshot)."""
+    tau: float = 0.5
+    """τ: a line counts as correct when P(correct) exceeds it."""
+    reward: str = "crowd"
+    """The reward s: "crowd" (the aggregate), "truth" (the true line labels) or "tests" (1 passes, 0 not)."""
+    lr: float = 1e-5
+    """Policy learning rate."""
+    kl_weight: float = 0.0
+    """β of a KL penalty against the starting model (0: none)."""
+    epochs: float = 1.0
+    """Policy passes over each iteration's programs."""
+    batch_size: int = 16
+    """Programs per step."""
+    val_temperature: float = 0.8
+    """Validation sampling temperature."""
+    out_dir: str = "runs/crlhf"
+    """Models, honeypots, annotations with their scores, reliabilities, metrics.jsonl, metrics.png."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choices(reliabilities=(self.reliabilities, ESTIMATES), reward=(self.reward, REWARDS))
+        if self.trainer != "plain":
+            raise ValueError(f"trainer {self.trainer!r}: the crlhf loop trains with its own policy-gradient loop; use trainer plain")
+        if self.honeypots < 1 and self.reliabilities in ("em", "oneshot"):
+            raise ValueError(f"reliabilities {self.reliabilities!r} are estimated from honeypots: honeypots must be at least 1")
+        annotator_reliabilities(self.crowd)
+
+
+def annotator_reliabilities(spec: str) -> dict[str, float]:
+    """The ``crowd`` key as annotator -> reliability (a1, a2, ...), or a ValueError naming the key."""
+    try:
+        values = [float(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"crowd must be comma-separated reliabilities such as 0.9,0.7,0.5, got {spec!r}") from None
+    if not values or any(not 0.0 <= v <= 1.0 for v in values):
+        raise ValueError(f"crowd must list at least one reliability, each in [0, 1], got {spec!r}")
+    return crowd(values)
+
+
+Labelled = tuple[list[int], dict[str, list[int]]]  # a program's true line labels, annotator -> labels
+
+
+def true_labels(run_: Rollout) -> list[list[int]]:
+    """The simulated truth of every program's lines (in the rollout's order)."""
+    out = []
+    for task, texts, outcomes in run_.groups():
+        for text, outcome in zip(texts, outcomes):
+            out.append(reference_line_labels(text, task.canonical_solution or "", outcome.passed))
+    return out
+
+
+class Aggregator:
+    """Reliabilities as ``cfg.reliabilities`` says, fed honeypots first, then one batch of programs at a time."""
+
+    def __init__(self, cfg: CRLHFConfig, honeypots: Sequence[Labelled]) -> None:
+        self.cfg = cfg
+        self.gold = [({a: v[j] for a, v in labels.items()}, t) for truth, labels in honeypots for j, t in enumerate(truth)]
+        self.online = Reliabilities(nu=cfg.nu, step=cfg.step, learn_prior=False)
+        for truth, labels in honeypots:
+            score_program(labels, self.online, gold=truth)
+        self.state: dict = {}
+
+    def __call__(self, programs: Sequence[Mapping[str, Sequence[int]]]) -> list[list[bool]]:
+        """Each program's per-line verdicts (True: correct)."""
+        cfg = self.cfg
+        if cfg.reliabilities == "online":
+            verdicts = [score_program(labels, self.online, cfg.tau).correct for labels in programs]
+            self.state = {"reliability": dict(self.online.p), "prior": 0.5}
+            return verdicts
+        if cfg.reliabilities == "majority":
+            p, prior = {a: 0.75 for labels in programs for a in labels}, 0.5
+        elif cfg.reliabilities == "oneshot":
+            fit = fit_reliabilities(self.gold, gamma=cfg.gamma, learn_prior=False)
+            p, prior = fit.reliability, fit.prior
+        else:
+            lines = [{a: v[j] for a, v in labels.items()} for labels in programs for j in range(_lines(labels))]
+            est = em_reliabilities(self.gold, lines)
+            p, prior = est.reliability, est.prior
+        p = {**{a: 0.5 for labels in programs for a in labels}, **p}  # one never seen on a honeypot: no evidence
+        self.state = {"reliability": p, "prior": prior}
+        return [aggregate(labels, p, cfg.tau, prior).correct for labels in programs]
+
+
+def _lines(labels: Mapping[str, Sequence[int]]) -> int:
+    return len(next(iter(labels.values()))) if labels else 0
+
+
+def _honeypots(cfg: CRLHFConfig, tasks: list, sampler: PolicySampler, policy: object, sandbox: Sandbox,
+               people: SimulatedCrowd, out: Path) -> list[Labelled]:
+    """Honeypot programs (sampled once from the starting policy for tasks after the training slice), with
+    their true line labels and every annotator's labels; saved, and read back on resume."""
+    path = out / "honeypots.jsonl"
+    if path.exists():
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [(r["truth"], r["labels"]) for r in rows]
+    pool = tasks[cfg.n_instructions: cfg.n_instructions + cfg.honeypots]
+    if len(pool) < cfg.honeypots:
+        raise ValueError(f"honeypots: {cfg.honeypots} honeypot tasks are taken after the first n_instructions "
+                         f"({cfg.n_instructions}) of {cfg.tasks}, which has only {len(tasks)}")
+    if not pool:
+        return []
+    run_ = rollout(sampler(policy, cfg.model), pool, sandbox, 1, cfg.temperature, cfg.max_new_tokens, cfg.seed)
+    rows, out_rows = [], []
+    for sample, truth in zip(run_.samples, true_labels(run_)):
+        if not truth:
+            continue
+        labels = people.annotate(truth)
+        rows.append((truth, labels))
+        out_rows.append({"task_id": sample.task_id, "completion": sample.completion, "truth": truth, "labels": labels})
+    write_jsonl(path, out_rows)
+    return rows
+
+
+def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) -> list[dict]:
+    all_tasks = list(load_tasks(cfg.tasks).values())
+    tasks = all_tasks[: cfg.n_instructions]
+    val_tasks, plus = validation_tasks(cfg)  # bad task sources are refused before anything is written
+    loop = Loop.open(cfg.out_dir, cfg.iterations, asdict(cfg))
+    size = max(1, math.floor(cfg.fraction * len(tasks)))
+    reference, policy, tokenizer = loop.policies(cfg.model, refresh_reference=False)
+    reference = reference if cfg.kl_weight else None
+    sampler = PolicySampler(cfg.backend, tokenizer)
+    reliability = annotator_reliabilities(cfg.crowd)
+
+    def validate(i: int) -> dict:
+        run_ = rollout(sampler(policy, loop.checkpoint(i, cfg.model)), val_tasks, sandbox, cfg.val_n, cfg.val_temperature,
+                       cfg.max_new_tokens, cfg.seed)
+        return {**held_out_metrics(run_), **plus_metrics(run_, plus, sandbox)}
+
+    with Sandbox() as sandbox:
+        honeypots = _honeypots(cfg, all_tasks, sampler, policy, sandbox, SimulatedCrowd(reliability, seed=cfg.seed + 7919),
+                               loop.out) if cfg.honeypots else []
+        aggregator = Aggregator(cfg, honeypots)
+        if loop.start and cfg.reliabilities == "online":  # eq. 8's state goes on from the last finished iteration
+            saved = json.loads((loop.out / f"iter_{loop.start}" / "reliabilities.json").read_text())
+            aggregator.online.p = dict(saved["reliability"])
+        if not loop.metrics:
+            loop.record({"iteration": 0, **validate(0)}, on_iteration)
+        for i in loop.pending():
+            it_dir = loop.iteration_dir(i)
+            batch = [tasks[j % len(tasks)] for j in range((i - 1) * size, i * size)]
+            clock = Clock()
+            run_ = rollout(sampler(policy, loop.checkpoint(i - 1, cfg.model)), batch, sandbox, cfg.k, cfg.temperature,
+                           cfg.max_new_tokens, cfg.seed * 1000 + i, clock)
+            truth = true_labels(run_)
+            people = SimulatedCrowd(reliability, seed=cfg.seed * 1000 + i + 7919)
+            labels = [people.annotate(t, cfg.per_program) for t in truth]
+            with clock("aggregate"):
+                verdicts = aggregator([lab for lab, t in zip(labels, truth) if t])
+            verdicts_iter = iter(verdicts)
+            judged = [next(verdicts_iter) if t else [] for t in truth]  # a program with no non-blank line: no lines
+            crowd_s = [sum(v) / len(v) if v else 0.0 for v in judged]
+            true_s = [sum(x == CORRECT for x in t) / len(t) if t else 0.0 for t in truth]
+            passed = [float(o.passed) for o in run_.outcomes]
+            s = {"crowd": crowd_s, "truth": true_s, "tests": passed}[cfg.reward]
+            items = [(task.prompt, text) for task, texts, _ in run_.groups() for text in texts]
+            with clock("train"):
+                pstats = policy_gradient(policy, tokenizer, items, [r - b for r, b in zip(s, leave_one_out(s, cfg.k))], lr=cfg.lr,
+                                         epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed + i,
+                                         reference=reference, kl_weight=cfg.kl_weight)
+            write_jsonl(it_dir / "annotations.jsonl", [
+                {"task_id": smp.task_id, "completion": smp.completion, "status": o.status.value, "lines": code_lines(smp.completion),
+                 "labels": lab, "verdicts": [CORRECT if x else -CORRECT for x in v], "score": cs, "true_labels": t,
+                 "true_score": ts}
+                for smp, o, lab, v, cs, t, ts in zip(run_.samples, run_.outcomes, labels, judged, crowd_s, truth, true_s)])
+            (it_dir / "reliabilities.json").write_text(json.dumps(aggregator.state, indent=2) + "\n")
+            loop.save_model(i, policy, tokenizer)
+            with clock("validate"):
+                held_out = validate(i)
+            lines = [(x, y == CORRECT) for v, t in zip(judged, truth) for x, y in zip(v, t)]
+            row = {"iteration": i, "train_pass_rate": sum(passed) / len(passed), "mean_score": sum(s) / len(s),
+                   "line_accuracy": sum(x == y for x, y in lines) / max(1, len(lines)),
+                   "score_error": sum(abs(a - b) for a, b in zip(crowd_s, true_s)) / max(1, len(true_s)),
+                   "reliability_error": _reliability_error(aggregator.state.get("reliability", {}), reliability),
+                   "loss": pstats.final_loss, "mean_token_weight": pstats.mean_weight, "kl": pstats.kl}
+            loop.finish(i, {**row, **held_out, **clock.row}, on_iteration)
+    plot_metrics(loop.metrics, "iteration", ["pass_at_1", "pass_at_1_plus", "compile_rate", "line_accuracy"],
+                 loop.out / "metrics.png", title=f"cRLHF (reward {cfg.reward}, reliabilities {cfg.reliabilities}) from {cfg.model}")
+    return loop.metrics
+
+
+def _reliability_error(estimate: Mapping[str, float], true: Mapping[str, float]) -> float:
+    """Mean |estimated p - true p| over the annotators (how well the crowd was read)."""
+    return sum(abs(estimate.get(a, 0.5) - p) for a, p in true.items()) / max(1, len(true))
