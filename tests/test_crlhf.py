@@ -104,15 +104,16 @@ def test_the_other_estimates_and_rewards_run(settings, tmp_path):
 
 
 def test_the_online_estimate_follows_eq8_from_the_honeypots():
-    from codeloop.feedback.human import Reliabilities, score_program
-    from codeloop.recipes.crlhf import Aggregator, CRLHFConfig
+    from codeloop.feedback.human import Aggregator, Reliabilities, score_program
 
     honeypots = [([1, 1, -1], {"good": [1, 1, -1], "bad": [-1, -1, 1]})]
-    agg = Aggregator(CRLHFConfig(reliabilities="online", step=0.5, nu=0.6), honeypots)
+    agg = Aggregator("online", honeypots, step=0.5, nu=0.6)
     by_hand = Reliabilities(nu=0.6, step=0.5, learn_prior=False)
     score_program(honeypots[0][1], by_hand, gold=[1, 1, -1])
     assert agg.online.p == pytest.approx(by_hand.p) and agg.online["good"] > 0.6 > agg.online["bad"]
     # after the honeypots the good annotator outweighs the bad one where they disagree
-    assert agg([{"good": [1, -1], "bad": [-1, 1]}]) == [[True, False]]
-    vote = Aggregator(CRLHFConfig(reliabilities="majority"), [])
-    assert vote([{"a": [1, -1], "b": [1, -1], "c": [-1, 1]}]) == [[True, False]]
+    assert agg([{"good": [1, -1], "bad": [-1, 1]}])[0].correct == [True, False]
+    vote = Aggregator("majority")
+    assert vote([{"a": [1, -1], "b": [1, -1], "c": [-1, 1]}])[0].correct == [True, False]
+    with pytest.raises(ValueError, match="reliabilities must be one of"):
+        Aggregator("glad")

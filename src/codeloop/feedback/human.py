@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 CORRECT, WRONG = 1, -1
+ESTIMATES = ("em", "online", "oneshot", "majority")  # how an Aggregator estimates reliabilities
+Labelled = tuple[list[int], dict[str, list[int]]]  # a program's known line answers, annotator -> labels
 
 
 def logit(p: float) -> float:
@@ -255,6 +257,53 @@ def em_reliabilities(gold: Sequence[tuple[Mapping[str, int], int]], lines: Seque
         if moved < tol:
             break
     return Estimate(p, prior, done if lines else 0)
+
+
+class Aggregator:
+    """Line verdicts for batches of programs, with reliabilities estimated as ``method`` says, from
+    honeypots (known answers, every annotator's labels) given first:
+
+    - ``em``: ``em_reliabilities`` on the honeypots and the batch's lines, prior estimated too (ours);
+    - ``online``: eq. 8 from ν through the honeypots, then after every program (step λ, prior 1/2: the paper);
+    - ``oneshot``: ``fit_reliabilities`` on the honeypots (γ; prior 1/2: the paper);
+    - ``majority``: every annotator trusted alike, prior 1/2 (the plain vote).
+
+    An annotator no estimate has seen counts at 1/2, i.e. not at all. ``state`` holds the last batch's
+    reliabilities and prior."""
+
+    def __init__(self, method: str, honeypots: Sequence[Labelled] = (), tau: float = 0.5, step: float = 0.1,
+                 nu: float = 0.7, gamma: float = 0.01) -> None:
+        if method not in ESTIMATES:
+            raise ValueError(f"reliabilities must be one of {', '.join(ESTIMATES)}, got {method!r}")
+        self.method, self.tau, self.gamma = method, tau, gamma
+        self.gold = [({a: v[j] for a, v in labels.items()}, t) for truth, labels in honeypots for j, t in enumerate(truth)]
+        self.online = Reliabilities(nu=nu, step=step, learn_prior=False)
+        for truth, labels in honeypots:
+            score_program(labels, self.online, gold=truth)
+        self.state: dict = {}
+
+    def __call__(self, programs: Sequence[Mapping[str, Sequence[int]]]) -> list[LineVerdicts]:
+        if self.method == "online":
+            verdicts = [score_program(labels, self.online, self.tau) for labels in programs]
+            self.state = {"reliability": dict(self.online.p), "prior": 0.5}
+            return verdicts
+        p: Mapping[str, float]
+        if self.method == "majority":
+            p, prior = {a: 0.75 for labels in programs for a in labels}, 0.5
+        elif self.method == "oneshot":
+            fit = fit_reliabilities(self.gold, gamma=self.gamma, learn_prior=False)
+            p, prior = fit.reliability, fit.prior
+        else:
+            lines = [{a: v[j] for a, v in labels.items()} for labels in programs for j in range(_lines(labels))]
+            est = em_reliabilities(self.gold, lines)
+            p, prior = est.reliability, est.prior
+        p = {**{a: 0.5 for labels in programs for a in labels}, **p}
+        self.state = {"reliability": p, "prior": prior}
+        return [aggregate(labels, p, self.tau, prior) for labels in programs]
+
+
+def _lines(labels: Mapping[str, Sequence[int]]) -> int:
+    return len(next(iter(labels.values()))) if labels else 0
 
 
 def reference_line_labels(program: str, reference: str, passed: bool) -> list[int]:

@@ -36,15 +36,13 @@ from pathlib import Path
 
 from codeloop.data import load_tasks, write_jsonl
 from codeloop.eval.plots import plot_metrics
-from codeloop.feedback.human import (CORRECT, Reliabilities, SimulatedCrowd, aggregate, code_lines, crowd, em_reliabilities,
-                                     fit_reliabilities, reference_line_labels, score_program)
+from codeloop.feedback.human import CORRECT, ESTIMATES, Aggregator, Labelled, SimulatedCrowd, code_lines, crowd, reference_line_labels
 from codeloop.recipes.coderl import leave_one_out
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
                                      plus_metrics, rollout, validation_tasks)
 from codeloop.sandbox import Sandbox
 from codeloop.train.pg import policy_gradient
 
-ESTIMATES = ("em", "online", "oneshot", "majority")
 REWARDS = ("crowd", "truth", "tests")
 
 
@@ -120,9 +118,6 @@ def annotator_reliabilities(spec: str) -> dict[str, float]:
     return crowd(values)
 
 
-Labelled = tuple[list[int], dict[str, list[int]]]  # a program's true line labels, annotator -> labels
-
-
 def true_labels(run_: Rollout) -> list[list[int]]:
     """The simulated truth of every program's lines (in the rollout's order)."""
     out = []
@@ -130,42 +125,6 @@ def true_labels(run_: Rollout) -> list[list[int]]:
         for text, outcome in zip(texts, outcomes):
             out.append(reference_line_labels(text, task.canonical_solution or "", outcome.passed))
     return out
-
-
-class Aggregator:
-    """Reliabilities as ``cfg.reliabilities`` says, fed honeypots first, then one batch of programs at a time."""
-
-    def __init__(self, cfg: CRLHFConfig, honeypots: Sequence[Labelled]) -> None:
-        self.cfg = cfg
-        self.gold = [({a: v[j] for a, v in labels.items()}, t) for truth, labels in honeypots for j, t in enumerate(truth)]
-        self.online = Reliabilities(nu=cfg.nu, step=cfg.step, learn_prior=False)
-        for truth, labels in honeypots:
-            score_program(labels, self.online, gold=truth)
-        self.state: dict = {}
-
-    def __call__(self, programs: Sequence[Mapping[str, Sequence[int]]]) -> list[list[bool]]:
-        """Each program's per-line verdicts (True: correct)."""
-        cfg = self.cfg
-        if cfg.reliabilities == "online":
-            verdicts = [score_program(labels, self.online, cfg.tau).correct for labels in programs]
-            self.state = {"reliability": dict(self.online.p), "prior": 0.5}
-            return verdicts
-        if cfg.reliabilities == "majority":
-            p, prior = {a: 0.75 for labels in programs for a in labels}, 0.5
-        elif cfg.reliabilities == "oneshot":
-            fit = fit_reliabilities(self.gold, gamma=cfg.gamma, learn_prior=False)
-            p, prior = fit.reliability, fit.prior
-        else:
-            lines = [{a: v[j] for a, v in labels.items()} for labels in programs for j in range(_lines(labels))]
-            est = em_reliabilities(self.gold, lines)
-            p, prior = est.reliability, est.prior
-        p = {**{a: 0.5 for labels in programs for a in labels}, **p}  # one never seen on a honeypot: no evidence
-        self.state = {"reliability": p, "prior": prior}
-        return [aggregate(labels, p, cfg.tau, prior).correct for labels in programs]
-
-
-def _lines(labels: Mapping[str, Sequence[int]]) -> int:
-    return len(next(iter(labels.values()))) if labels else 0
 
 
 def _honeypots(cfg: CRLHFConfig, tasks: list, sampler: PolicySampler, policy: object, sandbox: Sandbox,
@@ -213,7 +172,7 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
     with Sandbox() as sandbox:
         honeypots = _honeypots(cfg, all_tasks, sampler, policy, sandbox, SimulatedCrowd(reliability, seed=cfg.seed + 7919),
                                loop.out) if cfg.honeypots else []
-        aggregator = Aggregator(cfg, honeypots)
+        aggregator = Aggregator(cfg.reliabilities, honeypots, tau=cfg.tau, step=cfg.step, nu=cfg.nu, gamma=cfg.gamma)
         if loop.start and cfg.reliabilities == "online":  # eq. 8's state goes on from the last finished iteration
             saved = json.loads((loop.out / f"iter_{loop.start}" / "reliabilities.json").read_text())
             aggregator.online.p = dict(saved["reliability"])
@@ -229,7 +188,7 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
             people = SimulatedCrowd(reliability, seed=cfg.seed * 1000 + i + 7919)
             labels = [people.annotate(t, cfg.per_program) for t in truth]
             with clock("aggregate"):
-                verdicts = aggregator([lab for lab, t in zip(labels, truth) if t])
+                verdicts = [v.correct for v in aggregator([lab for lab, t in zip(labels, truth) if t])]
             verdicts_iter = iter(verdicts)
             judged = [next(verdicts_iter) if t else [] for t in truth]  # a program with no non-blank line: no lines
             crowd_s = [sum(v) / len(v) if v else 0.0 for v in judged]
