@@ -26,6 +26,8 @@ loop_app = typer.Typer(no_args_is_help=True, help="Online training loops, each c
 app.add_typer(loop_app, name="loop")
 seed_app = typer.Typer(no_args_is_help=True, help="The seed policy: a small model trained here, from scratch.")
 app.add_typer(seed_app, name="seed")
+annotate_app = typer.Typer(no_args_is_help=True, help="People label program lines on a web page (cRLHF); their labels become scores.")
+app.add_typer(annotate_app, name="annotate")
 
 
 def _fail(message: str) -> None:
@@ -452,6 +454,78 @@ def loop_crlhf(config: Path = typer.Argument(..., help="YAML config (see configs
     # lines_ok: the aggregate's line verdicts against the truth; score: the mean reward of the training samples
     columns = _HELD_OUT + [("lines_ok", "line_accuracy"), ("score", "mean_score"), ("p_error", "reliability_error")]
     _run_loop(run, load_config(CRLHFConfig, config, [*set_, *(more or [])]), columns, "annotations with their scores, reliabilities")
+
+
+@annotate_app.command("serve")
+def annotate_serve(db: Path = typer.Argument(..., help="SQLite file holding programs, honeypots and labels (created if missing)."),
+                   tasks: str = typer.Option("", "--tasks", help="Task set name or JSONL path: the prompts shown (needed with --programs/--honeypots)."),
+                   programs: Optional[Path] = typer.Option(None, "--programs", help="Samples JSONL to label (task_id, completion)."),
+                   honeypots: Optional[Path] = typer.Option(None, "--honeypots", help="Samples JSONL with known answers: "
+                                                            "task_id, completion, answers (1 or -1 per non-blank line)."),
+                   host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: every one; no login: trusted networks only)."),
+                   port: int = typer.Option(8765, "--port", help="Port to listen on.")) -> None:
+    """Serve the labelling page: each person types a name, then marks the wrong lines of one program after
+    another; honeypots are mixed in unseen. Adding the same files again adds nothing; labels are saved as given."""
+    from codeloop.annotate.server import make_server
+    from codeloop.annotate.store import Store
+
+    store = Store(db)
+    try:
+        if programs or honeypots:
+            if not tasks:
+                _fail("--tasks is needed to show the prompts of --programs and --honeypots")
+            task_map = load_tasks(tasks)
+            for path, pots in ((honeypots, True), (programs, False)):
+                if path:
+                    typer.echo(f"{path}: {store.add(path, task_map, honeypots=pots)} new {'honeypots' if pots else 'programs'}")
+    except DataError as exc:
+        _fail(str(exc))
+    items = store.items()
+    if not items:
+        _fail(f"{db} holds no programs yet: add some with --tasks and --programs")
+    try:
+        server = make_server(store, host, port)
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    typer.echo(f"{sum(not it.honeypot for it in items)} programs and {sum(it.honeypot for it in items)} honeypots; "
+               f"labelling page at http://{host}:{server.server_address[1]}/ (Ctrl-C stops; labels are already saved)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        store.close()
+
+
+@annotate_app.command("scores")
+def annotate_scores(db: Path = typer.Argument(..., help="The SQLite file of `codeloop annotate serve`."),
+                    out: Path = typer.Option(..., "--out", help="JSONL to write: one row per labelled program with its score."),
+                    reliabilities: str = typer.Option("em", "--reliabilities", help="em (ours), online (eq. 8), oneshot (L1 fit) or majority."),
+                    tau: float = typer.Option(0.5, "--tau", help="A line is correct when P(correct) exceeds this."),
+                    step: float = typer.Option(0.1, "--step", help="λ of eq. 8 (online)."),
+                    nu: float = typer.Option(0.7, "--nu", help="Starting reliability (online)."),
+                    gamma: float = typer.Option(0.01, "--gamma", help="γ of the L1 fit (oneshot).")) -> None:
+    """Aggregate the labels by Bayes into (task, program, score) rows, the reward data of cRLHF, and print each
+    annotator's estimated reliability."""
+    from codeloop.annotate.store import Store, scores
+
+    if not db.exists():
+        _fail(f"{db}: no such file")
+    store = Store(db)
+    try:
+        rows, state = scores(store, reliabilities, tau=tau, step=step, nu=nu, gamma=gamma)
+    except ValueError as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+    if not rows:
+        _fail(f"{db}: no program has labels yet")
+    write_jsonl(out, rows)
+    typer.echo(f"wrote {len(rows)} scored programs to {out} (mean score {sum(r['score'] for r in rows) / len(rows):.3f})")
+    typer.echo(f"reliabilities ({reliabilities}), prior P(line correct) {state['prior']:.3f}:")
+    for name, p in sorted(state["reliability"].items(), key=lambda kv: -kv[1]):
+        typer.echo(f"  {name:24s} {p:.3f}")
 
 
 @seed_app.command("train")

@@ -1,0 +1,187 @@
+"""Annotation storage: one SQLite file holds the programs to label, the honeypots' answers and every label.
+
+Items are programs (a task's prompt plus the completion to label) or honeypots (the same, with one
+known answer per non-blank line). An item's id is a hash of its kind, task and text, so loading the same
+files again adds nothing, and the id says nothing of the kind. Each annotator meets the items in an
+order of their own: the programs shuffled by a seed drawn from their name, with the honeypots spread
+evenly through it and the first item a honeypot, so reliabilities are measured from the start. A label
+is one +1 (correct) or -1 (wrong) per non-blank line; labelling an item again replaces the earlier
+labels. Writes are committed at once: a stopped server loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from codeloop.data import DataError, read_jsonl
+from codeloop.data.jsonl import require, where
+from codeloop.feedback.human import CORRECT, WRONG, Aggregator, Labelled, check_labels, code_lines
+from codeloop.types import Task
+
+NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, task_id TEXT NOT NULL, prompt TEXT NOT NULL,
+    completion TEXT NOT NULL, honeypot INTEGER NOT NULL, answers TEXT, extra TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS labels (annotator TEXT NOT NULL, item TEXT NOT NULL REFERENCES items(id), labels TEXT NOT NULL,
+    at REAL NOT NULL, PRIMARY KEY (annotator, item));
+"""
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    task_id: str
+    prompt: str
+    completion: str
+    honeypot: bool
+    answers: list[int] | None
+    extra: dict[str, Any]
+
+    @property
+    def lines(self) -> list[str]:
+        return code_lines(self.completion)
+
+
+def check_name(annotator: str) -> str:
+    if not isinstance(annotator, str) or not NAME.match(annotator):
+        raise ValueError("an annotator name is 1-64 letters, digits or _ . @ + -")
+    return annotator
+
+
+class Store:
+    """The SQLite file behind the app (safe to share between the server's threads)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- loading ---------------------------------------------------------------------------------
+
+    def add(self, path: str | Path, tasks: Mapping[str, Task], honeypots: bool = False) -> int:
+        """Add the samples of a JSONL file (``task_id``, ``completion``, any extra keys; honeypots also
+        ``answers``: one 1 or -1 per non-blank line of the completion); returns how many were new. Every
+        line is checked before anything is written; an error names file, line and field."""
+        rows = []
+        for line, obj in read_jsonl(path):
+            task_id = str(require(obj, "task_id", (str, int), path, line))
+            completion = require(obj, "completion", str, path, line)
+            if task_id not in tasks:
+                raise DataError(f"{where(path, line, 'task_id')}: unknown task {task_id!r}")
+            if not code_lines(completion):
+                raise DataError(f"{where(path, line, 'completion')}: no non-blank line to label")
+            answers = None
+            if honeypots:
+                answers = require(obj, "answers", list, path, line)
+                try:
+                    answers = check_labels(answers, len(code_lines(completion)), "answers")
+                except ValueError as exc:
+                    raise DataError(f"{where(path, line, 'answers')}: {str(exc).removeprefix('answers: ')}") from None
+            extra = {k: v for k, v in obj.items() if k not in ("task_id", "completion", "answers")}
+            rows.append((task_id, tasks[task_id].prompt, completion, answers, extra))
+        if not rows:
+            raise DataError(f"{path}: no samples")
+        added = 0
+        with self._lock:
+            seq = self._db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM items").fetchone()[0]
+            self._db.execute("BEGIN")
+            for task_id, prompt, completion, answers, extra in rows:
+                key = hashlib.sha256(f"{int(honeypots)}\0{task_id}\0{completion}".encode()).hexdigest()[:20]
+                cur = self._db.execute("INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                       (key, seq + added, task_id, prompt, completion, int(honeypots),
+                                        json.dumps(answers) if answers is not None else None, json.dumps(extra)))
+                added += cur.rowcount
+            self._db.execute("COMMIT")
+        return added
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def items(self) -> list[Item]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, task_id, prompt, completion, honeypot, answers, extra FROM items ORDER BY seq").fetchall()
+        return [Item(r[0], r[1], r[2], r[3], bool(r[4]), json.loads(r[5]) if r[5] else None, json.loads(r[6])) for r in rows]
+
+    def item(self, item_id: str) -> Item | None:
+        return next((it for it in self.items() if it.id == item_id), None)
+
+    def labels(self) -> dict[str, dict[str, list[int]]]:
+        """item id -> annotator -> labels."""
+        out: dict[str, dict[str, list[int]]] = {}
+        with self._lock:
+            for annotator, item, labels in self._db.execute("SELECT annotator, item, labels FROM labels ORDER BY at"):
+                out.setdefault(item, {})[annotator] = json.loads(labels)
+        return out
+
+    def queue(self, annotator: str) -> list[Item]:
+        """This annotator's order over every item (see the module docstring)."""
+        items = self.items()
+        rng = random.Random(hashlib.sha256(check_name(annotator).encode()).hexdigest())
+        programs = [it for it in items if not it.honeypot]
+        pots = [it for it in items if it.honeypot]
+        rng.shuffle(programs)
+        rng.shuffle(pots)
+        order: list[Item] = []
+        every = (len(programs) + len(pots)) / max(1, len(pots))
+        for j, pot in enumerate(pots):
+            while len(order) < round(j * every) and programs:
+                order.append(programs.pop(0))
+            order.append(pot)
+        return order + programs
+
+    def next_item(self, annotator: str) -> tuple[Item | None, int, int]:
+        """(the first item this annotator has not labelled, or None; how many they have; how many in all)."""
+        queue = self.queue(annotator)
+        with self._lock:
+            done = {r[0] for r in self._db.execute("SELECT item FROM labels WHERE annotator = ?", (annotator,))}
+        todo = [it for it in queue if it.id not in done]
+        return (todo[0] if todo else None), len(queue) - len(todo), len(queue)
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def label(self, annotator: str, item_id: str, labels: Iterable[Any]) -> None:
+        """Store (or replace) one annotator's labels for one item; a ValueError says what is wrong."""
+        check_name(annotator)
+        item = self.item(item_id) if isinstance(item_id, str) else None
+        if item is None:
+            raise ValueError(f"unknown item {item_id!r}")
+        checked = check_labels(list(labels), len(item.lines))
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?)", (annotator, item.id, json.dumps(checked), time.time()))
+
+    # --- scores ----------------------------------------------------------------------------------
+
+    def honeypots(self) -> list[Labelled]:
+        """Each honeypot's answers with the labels it received (those without labels are left out)."""
+        labels = self.labels()
+        return [(it.answers or [], labels[it.id]) for it in self.items() if it.honeypot and it.id in labels]
+
+
+def scores(store: Store, method: str = "em", tau: float = 0.5, step: float = 0.1, nu: float = 0.7,
+           gamma: float = 0.01) -> tuple[list[dict[str, Any]], dict]:
+    """Every labelled program's aggregate (``codeloop.feedback.human.Aggregator``): a row with the sample's
+    own fields, its lines, each annotator's labels, P(correct) and the verdict per line, and the score
+    s = correct lines / lines, the reward of the (task, program, s) dataset; and the reliabilities used."""
+    aggregator = Aggregator(method, store.honeypots(), tau=tau, step=step, nu=nu, gamma=gamma)
+    labels = store.labels()
+    programs = [it for it in store.items() if not it.honeypot and it.id in labels]
+    verdicts = aggregator([labels[it.id] for it in programs])
+    rows = [{"task_id": it.task_id, "completion": it.completion, **it.extra, "lines": it.lines, "labels": labels[it.id],
+             "probabilities": [round(p, 6) for p in v.probabilities], "verdicts": [CORRECT if c else WRONG for c in v.correct],
+             "score": v.score, "annotators": len(labels[it.id])} for it, v in zip(programs, verdicts)]
+    return rows, aggregator.state

@@ -1,0 +1,158 @@
+"""The annotation app (codeloop.annotate): storage, the page's JSON API over real HTTP, and scores."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+from typer.testing import CliRunner
+
+from codeloop.annotate.server import make_server
+from codeloop.annotate.store import Store, scores
+from codeloop.cli import app
+from codeloop.data import DataError
+from codeloop.types import Task
+
+TASKS = {f"t{i}": Task(f"t{i}", f"def f{i}(xs):\n    \"\"\"Task {i}.\"\"\"\n", f"f{i}", "def check(c): pass") for i in range(6)}
+PROGRAM = "    total = 0\n\n    for x in xs:\n        total += x\n    return total\n"  # 4 non-blank lines
+
+
+def write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def store(tmp_path):
+    programs = write(tmp_path / "programs.jsonl", [{"task_id": f"t{i}", "completion": PROGRAM + f"    # {i}\n", "model": "m"}
+                                                   for i in range(4)])
+    pots = write(tmp_path / "pots.jsonl", [{"task_id": f"t{i}", "completion": PROGRAM, "answers": [1, -1, 1, 1]} for i in (4, 5)])
+    s = Store(tmp_path / "labels.sqlite")
+    assert s.add(pots, TASKS, honeypots=True) == 2 and s.add(programs, TASKS) == 4
+    yield s
+    s.close()
+
+
+def test_adding_the_same_files_again_adds_nothing_and_bad_lines_are_named(store, tmp_path):
+    assert store.add(write(tmp_path / "again.jsonl", [{"task_id": "t0", "completion": PROGRAM + "    # 0\n"}]), TASKS) == 0
+    cases = [({"task_id": "t9", "completion": "    return 1\n"}, "bad.jsonl:1: field 'task_id': unknown task 't9'"),
+             ({"task_id": "t0"}, "bad.jsonl:1: field 'completion': missing"),
+             ({"task_id": "t0", "completion": "\n  \n"}, "bad.jsonl:1: field 'completion': no non-blank line")]
+    for row, message in cases:
+        with pytest.raises(DataError, match=message):
+            store.add(write(tmp_path / "bad.jsonl", [row]), TASKS)
+    with pytest.raises(DataError, match="bad.jsonl:2: field 'answers': 2 labels for 4 non-blank lines"):
+        store.add(write(tmp_path / "bad.jsonl", [{"task_id": "t0", "completion": PROGRAM, "answers": [1, 1, 1, 1]},
+                                                 {"task_id": "t1", "completion": PROGRAM, "answers": [1, 1]}]), TASKS, honeypots=True)
+    assert len(store.items()) == 6  # a refused file adds nothing, not even its good lines
+
+
+def test_each_annotator_starts_on_a_honeypot_and_meets_every_item_once(store):
+    for name in ("ann", "bob", "carol"):
+        queue = store.queue(name)
+        assert queue[0].honeypot and sorted(it.id for it in queue) == sorted(it.id for it in store.items())
+        assert [it.honeypot for it in queue].index(True, 1) >= 2  # the second honeypot comes later, not straight after
+    assert [it.id for it in store.queue("ann")] == [it.id for it in store.queue("ann")]
+    assert len({tuple(it.id for it in store.queue(n)) for n in ("ann", "bob", "carol", "dave")}) > 1
+    with pytest.raises(ValueError, match="annotator name"):
+        store.queue("<script>")
+
+
+@pytest.fixture
+def served(store):
+    server = make_server(store, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", store
+    server.shutdown()
+    server.server_close()
+
+
+def call(url, body=None, raw=None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_a_person_labels_every_item_through_the_api(served):
+    base, store = served
+    status, page = call(base + "/")
+    assert status == 200 and b"click every line" in page and b"innerHTML" not in page  # text is set as text, never as HTML
+    seen = []
+    while True:
+        status, body = call(base + "/api/next?annotator=ann")
+        shown = json.loads(body)
+        assert status == 200 and shown["done"] == len(seen) and shown["total"] == 6
+        if shown["item"] is None:
+            break
+        assert set(shown) == {"item", "prompt", "lines", "done", "total"}  # no answers, nothing marks a honeypot
+        assert shown["lines"] == ["    total = 0", "    for x in xs:", "        total += x", "    return total"] + shown["lines"][4:]
+        status, body = call(base + "/api/labels", {"annotator": "ann", "item": shown["item"], "labels": [1] * len(shown["lines"])})
+        assert status == 200 and json.loads(body) == {"ok": True}
+        seen.append(shown["item"])
+    assert len(set(seen)) == 6 and len(store.labels()) == 6
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"annotator": "ann", "item": "nope", "labels": [1]}, "unknown item 'nope'"),
+    ({"annotator": "ann", "labels": [1]}, "unknown item None"),
+    ({"annotator": "a b", "item": "x", "labels": [1]}, "annotator name"),
+    ({"annotator": "ann", "item": "x"}, "expected"),
+    (["not", "an", "object"], "expected"),
+])
+def test_bad_requests_get_a_400_that_says_why(served, body, message):
+    base, store = served
+    status, reply = call(base + "/api/labels", body)
+    assert status == 400 and message in json.loads(reply)["error"]
+    assert store.labels() == {}
+
+
+def test_wrong_label_counts_oversized_and_malformed_bodies_are_refused(served):
+    base, store = served
+    item = json.loads(call(base + "/api/next?annotator=ann")[1])["item"]
+    for labels, message in (([1, 1], "2 labels for 4"), ([1, 1, 0, 1], "a label is 1")):
+        status, reply = call(base + "/api/labels", {"annotator": "ann", "item": item, "labels": labels})
+        assert status == 400 and message in json.loads(reply)["error"]
+    assert call(base + "/api/labels", raw=b"x" * (64 * 1024 + 1))[0] == 400
+    assert call(base + "/api/labels", raw=b"{not json")[0] == 400
+    assert call(base + "/api/next")[0] == 400 and call(base + "/nothing")[0] == 404
+    assert store.labels() == {}
+
+
+def test_scores_believe_whoever_the_honeypots_show_reliable(store):
+    pots = [it for it in store.items() if it.honeypot]
+    for it in pots:  # "good" gets the honeypots right, "bad" gets them all wrong
+        store.label("good", it.id, it.answers)
+        store.label("bad", it.id, [-x for x in it.answers])
+    programs = [it for it in store.items() if not it.honeypot]
+    for it in programs:
+        store.label("good", it.id, [1, -1, 1, 1, 1])
+        store.label("bad", it.id, [-1, 1, -1, -1, -1])
+    rows, state = scores(store, "em")
+    assert len(rows) == 4 and state["reliability"]["good"] > 0.7 > 0.3 > state["reliability"]["bad"]
+    assert all(r["verdicts"] == [1, -1, 1, 1, 1] and r["score"] == 0.8 and r["annotators"] == 2 and r["model"] == "m" for r in rows)
+    vote = scores(store, "majority")[0]  # a tie everywhere: the vote cannot tell, so no line counts as correct
+    assert all(r["score"] == 0.0 for r in vote)
+
+
+def test_cli_scores_writes_rows_and_names_bad_input(store, tmp_path):
+    runner = CliRunner()
+    for it in store.items():
+        store.label("ann", it.id, it.answers or [1] * len(it.lines))
+    out = tmp_path / "scores.jsonl"
+    result = runner.invoke(app, ["annotate", "scores", str(store.path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "wrote 4 scored programs" in result.output and "ann" in result.output
+    assert [json.loads(line)["score"] for line in out.read_text().splitlines()] == [1.0] * 4
+    result = runner.invoke(app, ["annotate", "scores", str(tmp_path / "none.sqlite"), "--out", str(out)])
+    assert result.exit_code == 2 and "none.sqlite: no such file" in result.output
+    bad = write(tmp_path / "p.jsonl", [{"task_id": "HumanEval/0", "completion": "    return 1\n"}, {"task_id": "x", "completion": "1"}])
+    result = runner.invoke(app, ["annotate", "serve", str(tmp_path / "new.sqlite"), "--tasks", "humaneval", "--programs", str(bad)])
+    assert result.exit_code == 2 and "p.jsonl:2: field 'task_id': unknown task 'x'" in result.output
