@@ -113,12 +113,16 @@ class Store:
     # --- reading ---------------------------------------------------------------------------------
 
     def items(self) -> list[Item]:
-        with self._lock:
-            rows = self._db.execute("SELECT id, task_id, prompt, completion, honeypot, answers, extra FROM items ORDER BY seq").fetchall()
-        return [Item(r[0], r[1], r[2], r[3], bool(r[4]), json.loads(r[5]) if r[5] else None, json.loads(r[6])) for r in rows]
+        return self._select("ORDER BY seq")
 
     def item(self, item_id: str) -> Item | None:
-        return next((it for it in self.items() if it.id == item_id), None)
+        found = self._select("WHERE id = ?", (item_id,))
+        return found[0] if found else None
+
+    def _select(self, clause: str, args: tuple = ()) -> list[Item]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT id, task_id, prompt, completion, honeypot, answers, extra FROM items {clause}", args).fetchall()
+        return [Item(r[0], r[1], r[2], r[3], bool(r[4]), json.loads(r[5]) if r[5] else None, json.loads(r[6])) for r in rows]
 
     def labels(self) -> dict[str, dict[str, list[int]]]:
         """item id -> annotator -> labels."""
