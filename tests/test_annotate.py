@@ -156,3 +156,29 @@ def test_cli_scores_writes_rows_and_names_bad_input(store, tmp_path):
     bad = write(tmp_path / "p.jsonl", [{"task_id": "HumanEval/0", "completion": "    return 1\n"}, {"task_id": "x", "completion": "1"}])
     result = runner.invoke(app, ["annotate", "serve", str(tmp_path / "new.sqlite"), "--tasks", "humaneval", "--programs", str(bad)])
     assert result.exit_code == 2 and "p.jsonl:2: field 'task_id': unknown task 'x'" in result.output
+
+
+def test_label_many_checks_every_row_before_writing_any(store):
+    pot, program = store.items()[0], store.items()[2]
+    with pytest.raises(ValueError, match="4 labels"):
+        store.label_many([("ann", pot.id, [1, 1, 1, 1]), ("ann", program.id, [1, 1, 1, 1])])  # the program has 5 lines
+    assert store.labels() == {}
+
+
+def test_a_perfect_simulated_crowd_labels_honeypots_with_their_answers_and_skips_what_has_no_truth(store):
+    from codeloop.annotate.simulate import simulate
+
+    class NoSandbox:  # TASKS have no reference solution, so nothing needs running
+        pass
+
+    done = simulate(store, TASKS, {"a": 1.0, "b": 1.0}, per_program=1, seed=0, sandbox=NoSandbox())  # type: ignore[arg-type]
+    assert (done.labels, done.honeypots, done.programs, done.skipped) == (4, 2, 4, 4)
+    labels = store.labels()
+    assert all(labels[it.id] == {"sim-a": it.answers, "sim-b": it.answers} for it in store.items() if it.honeypot)
+    with pytest.raises(ValueError, match="tasks the task set lacks: t0"):
+        simulate(store, {k: v for k, v in TASKS.items() if k != "t0"}, {"a": 1.0}, 1, 0, NoSandbox())  # type: ignore[arg-type]
+
+
+def test_cli_add_needs_something_to_add(tmp_path):
+    result = CliRunner().invoke(app, ["annotate", "add", str(tmp_path / "x.sqlite"), "--tasks", "humaneval"])
+    assert result.exit_code == 2 and "nothing to add" in result.output

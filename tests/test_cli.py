@@ -144,13 +144,14 @@ ROOT = Path(__file__).parents[1]
 def test_every_shipped_config_loads_with_the_command_in_its_first_line(config):
     from codeloop.cli import load_config
     from codeloop.recipes.coderl import CodeRLConfig
-    from codeloop.recipes.crlhf import CRLHFConfig
+    from codeloop.recipes.crlhf import CRLHFConfig, ScoresConfig
     from codeloop.recipes.online_dpo import OnlineDPOConfig
     from codeloop.recipes.plum import PLUMConfig
 
     words = config.read_text().splitlines()[0].split()
     assert words[:4] == ["#", ".venv/bin/codeloop", "loop", words[3]] and words[4] == str(config.relative_to(ROOT))
-    classes = {"online-dpo": OnlineDPOConfig, "plum": PLUMConfig, "coderl": CodeRLConfig, "crlhf": CRLHFConfig}
+    classes = {"online-dpo": OnlineDPOConfig, "plum": PLUMConfig, "coderl": CodeRLConfig, "crlhf": CRLHFConfig,
+               "crlhf-scores": ScoresConfig}
     cfg = load_config(classes[words[3]], config, [])
     assert cfg.iterations >= 1
 
@@ -176,17 +177,18 @@ def test_a_loop_ends_with_its_last_iteration_against_the_baseline():
     assert line.endswith("pass@1 0.200 vs 0.200 = 1.00x, compile errors 0.000 vs 0.000")
 
 
-@pytest.mark.parametrize("command", ["plum", "online-dpo", "coderl", "crlhf"])
+@pytest.mark.parametrize("command", ["plum", "online-dpo", "coderl", "crlhf", "crlhf-scores"])
 def test_a_loops_help_lists_every_config_key_with_its_default_and_meaning(command):
     import dataclasses
 
     from codeloop.cli import config_keys
     from codeloop.recipes.coderl import CodeRLConfig
-    from codeloop.recipes.crlhf import CRLHFConfig
+    from codeloop.recipes.crlhf import CRLHFConfig, ScoresConfig
     from codeloop.recipes.online_dpo import OnlineDPOConfig
     from codeloop.recipes.plum import PLUMConfig
 
-    cls = {"online-dpo": OnlineDPOConfig, "plum": PLUMConfig, "coderl": CodeRLConfig, "crlhf": CRLHFConfig}[command]
+    cls = {"online-dpo": OnlineDPOConfig, "plum": PLUMConfig, "coderl": CodeRLConfig, "crlhf": CRLHFConfig,
+           "crlhf-scores": ScoresConfig}[command]
     keys = config_keys(cls)
     assert [k for k, _, _ in keys] == [f.name for f in dataclasses.fields(cls)]
     assert [k for k, _, doc in keys if not doc] == []  # every setting says what it does

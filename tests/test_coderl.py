@@ -224,6 +224,62 @@ def test_the_kl_penalty_alone_pulls_a_drifted_policy_back_towards_the_reference(
     assert drifted > lp(model) > lp(base) - 1e-3 and stats.kl > 0.0
 
 
+def test_the_clipped_surrogate_takes_reinforces_first_step(tiny):
+    import copy
+
+    import torch
+
+    from codeloop.train.pg import policy_gradient
+
+    base, tok = tiny
+    items, weights = [("Q:", " yes"), ("Q:", " no")], [1.0, -1.0]
+    plain, clipped = copy.deepcopy(base), copy.deepcopy(base)
+    policy_gradient(plain, tok, items, weights, lr=1e-3, epochs=1, batch_size=2)
+    stats = policy_gradient(clipped, tok, items, weights, lr=1e-3, epochs=1, batch_size=2, clip=0.2)
+    # ratio 1 at the start: the same gradient, so the same first step; nothing clipped yet
+    assert stats.clipped == 0.0 and any(not torch.equal(a, b) for a, b in zip(clipped.parameters(), base.parameters()))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(clipped.parameters(), plain.parameters()))
+
+
+def test_clipping_keeps_many_epochs_near_the_policy_that_wrote_the_programs(tiny):
+    import copy
+
+    import torch
+
+    from codeloop.train.common import join, token_logprobs, tokenize
+    from codeloop.train.pg import policy_gradient
+
+    base, tok = tiny
+    items, weights = [("Q:", " yes"), ("Q:", " no")], [1.0, -1.0]
+
+    def ratio(m):  # the largest per-token p_m / p_base on the rewarded program
+        with torch.no_grad():
+            rows = [join(*tokenize(tok, "Q:", " yes"))]
+            lp, keep = token_logprobs(m, rows, tok.pad_token_id)
+            old, _ = token_logprobs(base, rows, tok.pad_token_id)
+        return float(torch.exp(lp - old)[keep].max())
+
+    free, clipped = copy.deepcopy(base), copy.deepcopy(base)
+    policy_gradient(free, tok, items, weights, lr=3e-3, epochs=30, batch_size=2)
+    stats = policy_gradient(clipped, tok, items, weights, lr=3e-3, epochs=30, batch_size=2, clip=0.2)
+    assert ratio(free) > 20 and 1.2 < ratio(clipped) < 4 and stats.clipped > 0.5
+    # measured against an explicit behaviour policy, the far-drifted model is clipped on every token and
+    # stands still; measured against itself (the default), the same update moves it again
+    still, again = copy.deepcopy(free), copy.deepcopy(free)
+    held = policy_gradient(still, tok, items, weights, lr=3e-3, epochs=2, batch_size=2, clip=0.2, behaviour=base)
+    policy_gradient(again, tok, items, weights, lr=3e-3, epochs=2, batch_size=2, clip=0.2)
+    assert held.clipped == 1.0 and all(torch.equal(a, b) for a, b in zip(still.parameters(), free.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(again.parameters(), free.parameters()))
+
+
+def test_a_clip_outside_zero_to_one_is_refused(tiny):
+    from codeloop.train.pg import policy_gradient
+
+    model, tok = tiny
+    with pytest.raises(ValueError, match="clip must be in"):
+        policy_gradient(model, tok, [("Q:", " yes")], [1.0], clip=1.5)
+
+
 def test_a_kl_weight_without_a_reference_is_refused(tiny):
     from codeloop.train.pg import policy_gradient
 

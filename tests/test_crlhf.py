@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from codeloop.feedback.human import CORRECT
+from codeloop.feedback.human import CORRECT, code_lines
 
 
 def crlhf_cfg(out, iterations, **kw):
@@ -117,3 +117,104 @@ def test_the_online_estimate_follows_eq8_from_the_honeypots():
     assert vote([{"a": [1, -1], "b": [1, -1], "c": [-1, 1]}])[0].correct == [True, False]
     with pytest.raises(ValueError, match="reliabilities must be one of"):
         Aggregator("glad")
+
+
+# --- training on collected scores (codeloop loop crlhf-scores) ---------------------------------------
+
+
+def test_advantages_subtract_the_tasks_other_programs_or_the_mean():
+    from codeloop.recipes.crlhf import advantages
+
+    ids, s = ["a", "a", "a", "b"], [1.0, 0.5, 0.0, 0.25]
+    mean = sum(s) / 4  # 0.4375: the baseline of task b, which has no other program
+    assert advantages(ids, s, "task") == pytest.approx([1.0 - 0.25, 0.5 - 0.5, 0.0 - 0.75, 0.25 - mean])
+    assert advantages(ids, s, "mean") == pytest.approx([v - mean for v in s])
+    assert advantages(ids, s, "none") == s
+
+
+def test_a_scores_file_is_checked_line_by_line(tmp_path):
+    from codeloop.data import DataError
+    from codeloop.recipes.crlhf import read_scores
+
+    tasks = {"t1": object()}
+    path = tmp_path / "scores.jsonl"
+    for rows, message in [([{"task_id": "t1", "completion": "x", "score": 0.5}, {"task_id": "t2", "completion": "x", "score": 1}],
+                           "scores.jsonl:2: field 'task_id': unknown task 't2'"),
+                          ([{"task_id": "t1", "completion": "x", "score": 1.5}], "scores.jsonl:1: field 'score': a score is a share"),
+                          ([{"task_id": "t1", "score": 0.5}], "scores.jsonl:1: field 'completion': missing"),
+                          ([{"task_id": "t1", "completion": "x", "score": "high"}], "scores.jsonl:1: field 'score': expected int or float"),
+                          ([], "scores.jsonl: no scored programs")]:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        with pytest.raises(DataError, match=message):
+            read_scores(path, tasks)
+    path.write_text(json.dumps({"task_id": "t1", "completion": "x", "score": 1, "lines": ["x"]}) + "\n")
+    assert read_scores(path, tasks) == [("t1", "x", 1.0)]
+
+
+def test_bad_scores_settings_are_refused_with_the_key_named():
+    from codeloop.recipes.crlhf import ScoresConfig
+
+    with pytest.raises(ValueError, match="scores: give the JSONL"):
+        ScoresConfig()
+    with pytest.raises(ValueError, match="baseline must be one of task, mean, none"):
+        ScoresConfig(scores="s.jsonl", baseline="critic")
+    with pytest.raises(ValueError, match="clip must be in"):
+        ScoresConfig(scores="s.jsonl", clip=1.0)
+
+
+def test_people_labels_to_a_trained_policy_through_the_cli(tmp_path):
+    """The whole path a team with annotators takes, with the simulated crowd standing in for the people:
+    sample -> honeypots -> add -> simulate -> scores -> crlhf-scores."""
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from codeloop.cli import app
+
+    runner = CliRunner()
+
+    def ok(*args):
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    tasks, db = "synthetic-python:train", tmp_path / "labels.sqlite"
+    ok("sample", "--tasks", tasks, "--limit", 6, "--n", 3, "--max-new-tokens", 96, "--out", tmp_path / "programs.jsonl")
+    ok("sample", "--tasks", tasks, "--offset", 6, "--limit", 5, "--max-new-tokens", 96, "--out", tmp_path / "raw.jsonl")
+    assert "wrote 5 honeypots" in ok("annotate", "honeypots", "--tasks", tasks, "--samples", tmp_path / "raw.jsonl",
+                                     "--out", tmp_path / "pots.jsonl")
+    pots = read(tmp_path / "pots.jsonl")
+    assert [p["task_id"] for p in pots] == [f"synthetic-python/train/{i}" for i in range(6, 11)]  # after --offset 6
+    assert all(len(p["answers"]) == len(code_lines(p["completion"])) and set(p["answers"]) <= {1, -1} for p in pots)
+    ok("annotate", "add", db, "--tasks", tasks, "--programs", tmp_path / "programs.jsonl", "--honeypots", tmp_path / "pots.jsonl")
+    assert "from 10 simulated annotators on 5 honeypots and 18 programs" in ok("annotate", "simulate", db, "--tasks", tasks)
+    assert "0 labels" in ok("annotate", "simulate", db, "--tasks", tasks)  # labelled already: nothing added
+    ok("annotate", "scores", db, "--out", tmp_path / "scores.jsonl")
+    scored = read(tmp_path / "scores.jsonl")
+    assert len(scored) == 18 and all(r["annotators"] == 3 and set(r["labels"]) <= {f"sim-a{i}" for i in range(1, 11)}
+                                     for r in scored)
+    out = tmp_path / "run"
+    args = ["loop", "crlhf-scores", "configs/crlhf/scores.yaml", "--set", f"scores={tmp_path / 'scores.jsonl'}", f"out_dir={out}",
+            "iterations=2", "val_limit=4", "val_n=2", "batch_size=4", "max_new_tokens=96", "lr=0.001"]
+    printed = ok(*args)
+    assert "iteration 2 against iteration 0" in printed
+    metrics = read(out / "metrics.jsonl")
+    assert [m["iteration"] for m in metrics] == [0, 1, 2] and metrics[0]["programs"] == 18
+    assert all(0.0 <= m["clipped"] <= 1.0 for m in metrics[1:])
+    train = read(out / "train.jsonl")
+    assert [r["score"] for r in train] == [r["score"] for r in scored]
+    by_task: dict = {}
+    for r in train:
+        by_task.setdefault(r["task_id"], []).append(r["advantage"])
+    assert all(abs(sum(a)) < 1e-9 for a in by_task.values())  # leave-one-out advantages sum to zero per task
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from codeloop.models.hf import resolve
+
+    start = AutoModelForCausalLM.from_pretrained(resolve("seed-python"))
+    trained = AutoModelForCausalLM.from_pretrained(out / "iter_2" / "model")
+    assert any(not torch.equal(a, b) for a, b in zip(trained.parameters(), start.parameters()))
+    # another scores file under the same out_dir is refused: the finished iterations came from the first
+    (tmp_path / "other.jsonl").write_text(json.dumps({**scored[0], "score": 0.0}) + "\n")
+    result = runner.invoke(app, [*args[:3], "--set", f"scores={tmp_path / 'other.jsonl'}", *args[5:], "iterations=3"])
+    assert result.exit_code == 2 and "scores_sha256" in result.output

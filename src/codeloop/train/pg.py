@@ -9,7 +9,15 @@ divided by its token count T_i (GRPO's per-sample mean): every program then weig
 plain sum lets long programs, which at this scale are mostly the failing ones, outweigh short ones. With a reference model and ``kl_weight`` β > 0
 a penalty keeps the policy near it: β · (1/B) Σ_i mean_t k3_{i,t}, with the per-token estimate of
 KL(p_θ || p_ref) on the sampled tokens k3 = exp(ρ) - ρ - 1, ρ = log p_ref(w_t) - log p_θ(w_t) (GRPO's; ≥ 0,
-0 where the two agree). The recipe picks the weights: the advantage
+0 where the two agree).
+
+With ``clip`` ε > 0 the loss is PPO's clipped surrogate instead (GRPO's form: no value head, the
+weights are the advantages): per token, min(ρ_t w_t, clip(ρ_t, 1-ε, 1+ε) w_t) with the ratio
+ρ_t = p_θ(w_t) / p_old(w_t) against ``behaviour``, the model the programs were sampled from (default:
+``model`` as it is when called; its log-probabilities are taken once, before the first step). At the
+first step ρ = 1 and the gradient is REINFORCE's; a token whose ratio has left [1-ε, 1+ε] in the
+direction its weight pushes stops contributing, so several epochs over the same programs, or an offline
+dataset, cannot drive the policy arbitrarily far from the one that wrote them. The recipe picks the weights: the advantage
 r(W) - b on every token (plain REINFORCE with a baseline), CodeRL's (r(W) - b) · q̂(w_t) with the critic's
 per-token values, or the paper's additive return r(W) + Σ_t q̂(w_t) less its baseline. Programs are the
 tokens the trainers encode (``codeloop.models.encoding``: the completion re-encoded, then EOS).
@@ -21,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from codeloop.train.common import join, optimise, token_logprobs, tokenize
+from codeloop.train.common import Example, join, optimise, token_logprobs, tokenize
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,7 @@ class PGStats:
     final_loss: float
     mean_weight: float
     kl: float = 0.0  # the last batch's mean per-token KL estimate against the reference (0 without one)
+    clipped: float = 0.0  # with clip: the share of the last batch's tokens whose ratio was clipped
 
 
 def token_weights(n_tokens: int, weight: float | Sequence[float]) -> list[float]:
@@ -47,9 +56,10 @@ def token_weights(n_tokens: int, weight: float | Sequence[float]) -> list[float]
 def policy_gradient(model: Any, tokenizer: Any, items: Sequence[tuple[str, str]], weights: Sequence[float | Sequence[float]],
                     lr: float = 1e-5, epochs: float = 1.0, batch_size: int = 16, seed: int = 0,
                     progress: bool = False, reference: Any = None, kl_weight: float = 0.0,
-                    length_normalise: bool = False) -> PGStats:
+                    length_normalise: bool = False, clip: float = 0.0, behaviour: Any = None) -> PGStats:
     """One REINFORCE update of ``model`` in place on (prompt, program) items and their token weights
-    (``reference`` and ``kl_weight``: the KL penalty above)."""
+    (``reference`` and ``kl_weight``: the KL penalty above; ``clip`` and ``behaviour``: the clipped
+    surrogate above)."""
     import torch
 
     if len(weights) != len(items):
@@ -62,7 +72,10 @@ def policy_gradient(model: Any, tokenizer: Any, items: Sequence[tuple[str, str]]
 
     if kl_weight and reference is None:
         raise ValueError(f"kl_weight {kl_weight} needs a reference model")
-    kl_seen = [0.0]
+    if not 0.0 <= clip < 1.0:
+        raise ValueError(f"clip must be in [0, 1) (0: plain REINFORCE), got {clip}")
+    old = _old_logprobs(behaviour if behaviour is not None else model, rows, pad_id, batch_size) if clip and rows else []
+    seen = {"kl": 0.0, "clipped": 0.0}
 
     def loss_for(batch: list[int]) -> Any:
         chunk = [rows[i] for i in batch]
@@ -71,7 +84,16 @@ def policy_gradient(model: Any, tokenizer: Any, items: Sequence[tuple[str, str]]
         for r, i in enumerate(batch):
             where = keep[r].nonzero().squeeze(-1)
             w[r, where] = torch.tensor(per_token[i], device=device)
-        per_program = (w * logp).sum(-1)
+        if clip:
+            old_logp = torch.zeros_like(logp)
+            for r, i in enumerate(batch):
+                old_logp[r, keep[r].nonzero().squeeze(-1)] = old[i].to(device)
+            ratio = torch.exp((logp - old_logp) * keep)
+            bounded = ratio.clamp(1.0 - clip, 1.0 + clip)
+            per_program = (torch.minimum(ratio * w, bounded * w) * keep).sum(-1)
+            seen["clipped"] = float(((ratio != bounded) & keep).sum() / keep.sum().clamp(min=1))
+        else:
+            per_program = (w * logp).sum(-1)
         if length_normalise:
             per_program = per_program / keep.sum(-1).clamp(min=1)
         loss = -per_program.sum() / len(batch)
@@ -80,7 +102,7 @@ def policy_gradient(model: Any, tokenizer: Any, items: Sequence[tuple[str, str]]
                 ref_logp, _ = token_logprobs(reference, chunk, pad_id)
             rho = (ref_logp - logp) * keep
             k3 = ((torch.exp(rho) - rho - 1) * keep).sum(-1) / keep.sum(-1).clamp(min=1)
-            kl_seen[0] = float(k3.mean().detach())
+            seen["kl"] = float(k3.mean().detach())
             loss = loss + kl_weight * k3.mean()
         return loss
 
@@ -89,4 +111,19 @@ def policy_gradient(model: Any, tokenizer: Any, items: Sequence[tuple[str, str]]
         for steps, loss in optimise(model, len(rows), batch_size, epochs, lr, seed, progress, "policy gradient", loss_for):
             pass
     flat = [w for ws in per_token for w in ws]
-    return PGStats(steps, len(rows), loss, sum(flat) / len(flat) if flat else 0.0, kl_seen[0])
+    return PGStats(steps, len(rows), loss, sum(flat) / len(flat) if flat else 0.0, seen["kl"], seen["clipped"])
+
+
+def _old_logprobs(model: Any, rows: Sequence[Example], pad_id: int, batch_size: int) -> list[Any]:
+    """Each row's per-token log-probabilities of its labelled tokens under ``model`` (eval mode, no grad), on the CPU."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for b in range(0, len(rows), batch_size):
+            logp, keep = token_logprobs(model, rows[b:b + batch_size], pad_id)
+            out += [lp[k].cpu() for lp, k in zip(logp, keep)]
+    model.train(was_training)
+    return out

@@ -1,0 +1,81 @@
+"""A simulated crowd for the annotation store: the people's part of cRLHF, for a dry run of the whole
+path (add -> label -> scores -> train) before anyone is recruited, and for the tests.
+
+The truth a simulated annotator starts from is ``codeloop.feedback.human.reference_line_labels``: every
+line of a program that passes its task's tests is correct; in one that fails, the lines a diff matches
+to the task's reference solution are correct and the rest wrong. So programs (and honeypots made here)
+need tasks with a reference solution and tests; the programs are run through the sandbox once to learn
+which pass. Honeypots keep the answers they were given. Each simulated annotator (``sim-a1``, ...) then
+labels a line right with its reliability, independently (``SimulatedCrowd``), and the labels go into the
+store exactly as the web page's would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from codeloop.eval import evaluate
+from codeloop.feedback.human import SimulatedCrowd, code_lines, reference_line_labels
+from codeloop.sandbox import Sandbox
+from codeloop.types import Sample, Task
+
+from codeloop.annotate.store import Store
+
+PREFIX = "sim-"
+
+
+def true_lines(tasks: Mapping[str, Task], samples: Sequence[Sample], sandbox: Sandbox) -> list[list[int] | None]:
+    """Each sample's true line labels (see the module docstring); None where its task has no reference solution."""
+    known = [s for s in samples if tasks[s.task_id].canonical_solution]
+    outcomes = iter(evaluate({s.task_id: tasks[s.task_id] for s in known}, known, sandbox) if known else [])
+    out: list[list[int] | None] = []
+    for s in samples:
+        reference = tasks[s.task_id].canonical_solution
+        out.append(reference_line_labels(s.completion, reference, next(outcomes).passed) if reference else None)
+    return out
+
+
+def honeypot_rows(tasks: Mapping[str, Task], rows: Sequence[dict[str, Any]], sandbox: Sandbox) -> tuple[list[dict], int]:
+    """Sample rows (``task_id``, ``completion``, extra keys) with ``answers`` added: their true line labels.
+    Returns the rows and how many were left out (no reference solution, or no non-blank line)."""
+    samples = [Sample(str(r["task_id"]), r["completion"]) for r in rows]
+    out = [{**r, "answers": truth} for r, truth in zip(rows, true_lines(tasks, samples, sandbox)) if truth]
+    return out, len(rows) - len(out)
+
+
+@dataclass(frozen=True)
+class Simulated:
+    """What ``simulate`` did: labels written, and items it could not label (no reference solution)."""
+
+    labels: int
+    honeypots: int
+    programs: int
+    skipped: int
+
+
+def simulate(store: Store, tasks: Mapping[str, Task], reliability: Mapping[str, float], per_program: int, seed: int,
+             sandbox: Sandbox) -> Simulated:
+    """Every honeypot labelled by every simulated annotator, every program by ``per_program`` of them
+    (0: all), each name prefixed ``sim-``. Items the simulated crowd labelled before keep their labels
+    (a second call adds labels only to items added since)."""
+    crowd = SimulatedCrowd({PREFIX + a: p for a, p in reliability.items()}, seed=seed)
+    done = store.labels()
+    items = [it for it in store.items() if not any(a.startswith(PREFIX) for a in done.get(it.id, {}))]
+    programs = [it for it in items if not it.honeypot]
+    missing = sorted({it.task_id for it in programs if it.task_id not in tasks})
+    if missing:
+        raise ValueError(f"the store holds programs of tasks the task set lacks: {', '.join(missing[:5])}"
+                         f"{' ...' if len(missing) > 5 else ''}")
+    truths = dict(zip((it.id for it in programs),
+                      true_lines(tasks, [Sample(it.task_id, it.completion) for it in programs], sandbox)))
+    rows, skipped = [], 0
+    for it in items:
+        truth = it.answers if it.honeypot else truths[it.id]
+        if not truth or len(truth) != len(code_lines(it.completion)):
+            skipped += 1
+            continue
+        rows += [(annotator, it.id, labels) for annotator, labels in crowd.annotate(truth, 0 if it.honeypot else per_program).items()]
+    store.label_many(rows)
+    return Simulated(len(rows), sum(it.honeypot for it in items), len(programs), skipped)
