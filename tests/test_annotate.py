@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from codeloop.annotate.server import make_server
-from codeloop.annotate.store import Store, scores
+from codeloop.annotate.store import Added, Store, scores
 from codeloop.cli import app
 from codeloop.data import DataError
 from codeloop.types import Task
@@ -31,23 +31,28 @@ def store(tmp_path):
                                                    for i in range(4)])
     pots = write(tmp_path / "pots.jsonl", [{"task_id": f"t{i}", "completion": PROGRAM, "answers": [1, -1, 1, 1]} for i in (4, 5)])
     s = Store(tmp_path / "labels.sqlite")
-    assert s.add(pots, TASKS, honeypots=True) == 2 and s.add(programs, TASKS) == 4
+    assert s.add(pots, TASKS, honeypots=True).new == 2 and s.add(programs, TASKS).new == 4
     yield s
     s.close()
 
 
 def test_adding_the_same_files_again_adds_nothing_and_bad_lines_are_named(store, tmp_path):
-    assert store.add(write(tmp_path / "again.jsonl", [{"task_id": "t0", "completion": PROGRAM + "    # 0\n"}]), TASKS) == 0
+    assert store.add(write(tmp_path / "again.jsonl", [{"task_id": "t0", "completion": PROGRAM + "    # 0\n"}]), TASKS).new == 0
     cases = [({"task_id": "t9", "completion": "    return 1\n"}, "bad.jsonl:1: field 'task_id': unknown task 't9'"),
              ({"task_id": "t0"}, "bad.jsonl:1: field 'completion': missing"),
-             ({"task_id": "t0", "completion": "\n  \n"}, "bad.jsonl:1: field 'completion': no non-blank line")]
+             ({"task_id": "t0", "completion": "\n  \n"}, "bad.jsonl: no samples with a non-blank line")]
     for row, message in cases:
         with pytest.raises(DataError, match=message):
             store.add(write(tmp_path / "bad.jsonl", [row]), TASKS)
+    # a program the model left blank has nothing to label: left out and counted; a blank honeypot is a mistake
+    mixed = write(tmp_path / "mixed.jsonl", [{"task_id": "t1", "completion": "\n"}, {"task_id": "t1", "completion": "    return 1\n"}])
+    assert store.add(mixed, TASKS) == Added(1, 1)
+    with pytest.raises(DataError, match="mixed.jsonl:1: field 'completion': no non-blank line"):
+        store.add(write(tmp_path / "mixed.jsonl", [{"task_id": "t1", "completion": "\n", "answers": []}]), TASKS, honeypots=True)
     with pytest.raises(DataError, match="bad.jsonl:2: field 'answers': 2 labels for 4 non-blank lines"):
         store.add(write(tmp_path / "bad.jsonl", [{"task_id": "t0", "completion": PROGRAM, "answers": [1, 1, 1, 1]},
                                                  {"task_id": "t1", "completion": PROGRAM, "answers": [1, 1]}]), TASKS, honeypots=True)
-    assert len(store.items()) == 6  # a refused file adds nothing, not even its good lines
+    assert len(store.items()) == 7  # a refused file adds nothing, not even its good lines
 
 
 def test_each_annotator_starts_on_a_honeypot_and_meets_every_item_once(store):

@@ -495,7 +495,9 @@ def _add(store: Any, tasks: str, programs: Optional[Path], honeypots: Optional[P
         task_map = load_tasks(tasks)
         for path, pots in ((honeypots, True), (programs, False)):
             if path:
-                typer.echo(f"{path}: {store.add(path, task_map, honeypots=pots)} new {'honeypots' if pots else 'programs'}")
+                added = store.add(path, task_map, honeypots=pots)
+                blank = f" ({added.blank} with no non-blank line left out: nothing to label)" if added.blank else ""
+                typer.echo(f"{path}: {added.new} new {'honeypots' if pots else 'programs'}{blank}")
     except DataError as exc:
         _fail(str(exc))
 

@@ -53,6 +53,14 @@ class Item:
         return code_lines(self.completion)
 
 
+@dataclass(frozen=True)
+class Added:
+    """What ``Store.add`` did: items that were new, and programs left out for having no non-blank line."""
+
+    new: int
+    blank: int = 0
+
+
 def check_name(annotator: str) -> str:
     if not isinstance(annotator, str) or not NAME.match(annotator):
         raise ValueError("an annotator name is 1-64 letters, digits or _ . @ + -")
@@ -74,17 +82,21 @@ class Store:
 
     # --- loading ---------------------------------------------------------------------------------
 
-    def add(self, path: str | Path, tasks: Mapping[str, Task], honeypots: bool = False) -> int:
+    def add(self, path: str | Path, tasks: Mapping[str, Task], honeypots: bool = False) -> Added:
         """Add the samples of a JSONL file (``task_id``, ``completion``, any extra keys; honeypots also
-        ``answers``: one 1 or -1 per non-blank line of the completion); returns how many were new. Every
-        line is checked before anything is written; an error names file, line and field."""
-        rows = []
+        ``answers``: one 1 or -1 per non-blank line of the completion). Every line is checked before
+        anything is written; an error names file, line and field. A program with no non-blank line (a
+        model may write nothing) has nothing to label and is left out, counted; such a honeypot is an error."""
+        rows, blank = [], 0
         for line, obj in read_jsonl(path):
             task_id = str(require(obj, "task_id", (str, int), path, line))
             completion = require(obj, "completion", str, path, line)
             if task_id not in tasks:
                 raise DataError(f"{where(path, line, 'task_id')}: unknown task {task_id!r}")
             if not code_lines(completion):
+                if not honeypots:
+                    blank += 1
+                    continue
                 raise DataError(f"{where(path, line, 'completion')}: no non-blank line to label")
             answers = None
             if honeypots:
@@ -96,7 +108,7 @@ class Store:
             extra = {k: v for k, v in obj.items() if k not in ("task_id", "completion", "answers")}
             rows.append((task_id, tasks[task_id].prompt, completion, answers, extra))
         if not rows:
-            raise DataError(f"{path}: no samples")
+            raise DataError(f"{path}: no samples" + (" with a non-blank line" if blank else ""))
         added = 0
         with self._lock:
             seq = self._db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM items").fetchone()[0]
@@ -108,7 +120,7 @@ class Store:
                                         json.dumps(answers) if answers is not None else None, json.dumps(extra)))
                 added += cur.rowcount
             self._db.execute("COMMIT")
-        return added
+        return Added(added, blank)
 
     # --- reading ---------------------------------------------------------------------------------
 
