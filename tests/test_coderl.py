@@ -343,7 +343,7 @@ def test_coderl_resumes_after_a_kill_with_the_same_samples(coderl_run, tmp_path)
 
 
 @pytest.mark.parametrize("settings", [{"critic": "additive", "baseline": "greedy", "kl_weight": 0.1}, {"critic": "none", "ast_weight": 0.5,
-                                                                                    "dfg_weight": 0.5}])
+                                                                                    "dfg_weight": 0.5, "clip": 0.2}])
 def test_coderl_runs_with_the_other_critic_forms_baselines_and_matches(settings, tmp_path):
     pytest.importorskip("torch")
     from codeloop.recipes.coderl import run

@@ -90,7 +90,7 @@ def test_a_perfect_crowd_reads_every_line_right(tmp_path):
 
 
 @pytest.mark.parametrize("settings", [{"reliabilities": "online", "step": 1.0}, {"reliabilities": "oneshot"},
-                                      {"reliabilities": "majority", "reward": "tests"}, {"reward": "truth", "kl_weight": 0.1}])
+                                      {"reliabilities": "majority", "reward": "tests"}, {"reward": "truth", "kl_weight": 0.1, "clip": 0.2, "lr": 0.01}])
 def test_the_other_estimates_and_rewards_run(settings, tmp_path):
     pytest.importorskip("torch")
     from codeloop.recipes.crlhf import run
@@ -101,6 +101,7 @@ def test_the_other_estimates_and_rewards_run(settings, tmp_path):
         settings.get("reward", ""), [r["score"] for r in rows])
     assert metrics[1]["mean_score"] == pytest.approx(sum(want) / len(want))
     assert 0.0 <= metrics[1]["line_accuracy"] <= 1.0
+    assert (metrics[1]["clipped"] > 0.0) == ("clip" in settings)  # lr 0.01: a few steps take ratios past 1 ± ε
 
 
 def test_the_online_estimate_follows_eq8_from_the_honeypots():

@@ -116,6 +116,12 @@ def test_a_run_written_before_the_bf16_setting_resumes_under_its_default_only(st
     _same_settings(out, saved, {**saved, "bf16": True})
     with pytest.raises(ValueError, match=r"bf16: True -> False"):
         _same_settings(out, saved, {**saved, "bf16": False})
+    # clip came later and only to the policy-gradient loops: a loop without it is not asked for it,
+    # and one with it resumes a run from before it under 0 (the plain REINFORCE that run trained with)
+    _same_settings(out, {**saved, "bf16": True}, {**saved, "bf16": True})
+    _same_settings(out, saved, {**saved, "bf16": True, "clip": 0.0})
+    with pytest.raises(ValueError, match=r"clip: 0.0 -> 0.2"):
+        _same_settings(out, saved, {**saved, "bf16": True, "clip": 0.2})
 
 
 TEXTS = ["pass_a", "fail", "pass_b", "broken"]  # one intent's candidates: kappa and phi below

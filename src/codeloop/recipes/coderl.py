@@ -79,6 +79,8 @@ class CodeRLConfig(LoopSettings):
     """Policy learning rate."""
     kl_weight: float = 0.0
     """β of a KL penalty against the starting model (per-token k3 estimate; 0: none, as in CodeRL)."""
+    clip: float = 0.0
+    """ε of PPO's clipped surrogate against the policy that sampled the iteration's programs (0: plain REINFORCE)."""
     length_normalise: bool = False
     """Divide each program's Σ_t w_t log p(w_t) by its length (GRPO's mean) instead of the paper's plain sum."""
     epochs: float = 1.0
@@ -181,7 +183,8 @@ def run(cfg: CodeRLConfig, on_iteration: Callable[[dict], None] | None = None) -
             with clock("train"):
                 pstats = policy_gradient(policy, tokenizer, [items[j] for j in known], [weights[j] for j in known], lr=cfg.lr,
                                          epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed + i,
-                                         reference=reference, kl_weight=cfg.kl_weight, length_normalise=cfg.length_normalise)
+                                         reference=reference, kl_weight=cfg.kl_weight, length_normalise=cfg.length_normalise,
+                                         clip=cfg.clip)
             write_jsonl(it_dir / "samples.jsonl", [
                 {"task_id": s.task_id, "completion": s.completion, "status": o.status.value, "return": ret}
                 for s, o, ret in zip(run_.samples, run_.outcomes, r)])
@@ -191,7 +194,8 @@ def run(cfg: CodeRLConfig, on_iteration: Callable[[dict], None] | None = None) -
                 held_out = validate(i, with_critic=True)
             row = {"iteration": i, "train_pass_rate": sum(o.passed for o in run_.outcomes) / len(run_.outcomes),
                    "mean_return": sum(r) / len(r), "critic_loss": cstats.final_loss, "critic_train_accuracy": cstats.accuracy,
-                   "loss": pstats.final_loss, "mean_token_weight": pstats.mean_weight, "kl": pstats.kl}
+                   "loss": pstats.final_loss, "mean_token_weight": pstats.mean_weight, "kl": pstats.kl,
+                   "clipped": pstats.clipped}
             loop.finish(i, {**row, **held_out, **clock.row}, on_iteration)
     plot_metrics(loop.metrics, "iteration", ["pass_at_1", "ranked_pass_at_1", "pass_at_1_plus", "compile_rate"],
                  loop.out / "metrics.png", title=f"CodeRL (critic {cfg.critic}, baseline {cfg.baseline}) from {cfg.model}")

@@ -82,10 +82,11 @@ same thing to this code. 2: prompts encoded by ``codeloop.models.encoding`` (bef
 without the BOS it was trained on)."""
 
 
-ADDED_SETTINGS = {"bf16": True}
-"""Settings added since run format 2, and the value a run written before them resumes under. bf16:
-before it the trl trainer trained in fp32 everywhere, so such a run resumed on a GPU continues in bf16
-mixed precision (fp32 weights either way); on the CPU, and with the plain trainer, nothing changes."""
+ADDED_SETTINGS = {"bf16": True, "clip": 0.0}
+"""Settings added since run format 2, and the value a run written before them resumes under (where
+the loop has the setting). bf16: before it the trl trainer trained in fp32 everywhere, so such a run
+resumed on a GPU continues in bf16 mixed precision (fp32 weights either way); on the CPU, and with the
+plain trainer, nothing changes. clip (coderl, crlhf): 0 is the plain REINFORCE they ran before it."""
 
 
 def use_bf16(settings: LoopSettings) -> bool:
@@ -98,7 +99,7 @@ def use_bf16(settings: LoopSettings) -> bool:
 def _same_settings(out: Path, saved: dict, config: dict) -> None:
     """Refuse to continue a run under other settings than its finished iterations had (more iterations
     is fine): the per-iteration data and metrics would silently mix two experiments."""
-    saved = {**ADDED_SETTINGS, **saved}
+    saved = {**{k: v for k, v in ADDED_SETTINGS.items() if k in config}, **saved}
     if saved.get("run_format") != config.get("run_format"):
         raise ValueError(f"{out / 'config.json'}: the finished iterations there were made by another codeloop "
                          f"(run format {saved.get('run_format', 1)}, this one writes {config.get('run_format')}; "

@@ -92,6 +92,8 @@ class CRLHFConfig(LoopSettings):
     """Policy learning rate."""
     kl_weight: float = 0.0
     """β of a KL penalty against the starting model (0: none)."""
+    clip: float = 0.0
+    """ε of PPO's clipped surrogate against the policy that sampled the iteration's programs (0: plain REINFORCE)."""
     epochs: float = 1.0
     """Policy passes over each iteration's programs."""
     batch_size: int = 16
@@ -203,7 +205,7 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
             with clock("train"):
                 pstats = policy_gradient(policy, tokenizer, items, [r - b for r, b in zip(s, leave_one_out(s, cfg.k))], lr=cfg.lr,
                                          epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed + i,
-                                         reference=reference, kl_weight=cfg.kl_weight)
+                                         reference=reference, kl_weight=cfg.kl_weight, clip=cfg.clip)
             write_jsonl(it_dir / "annotations.jsonl", [
                 {"task_id": smp.task_id, "completion": smp.completion, "status": o.status.value, "lines": code_lines(smp.completion),
                  "labels": lab, "verdicts": [CORRECT if x else -CORRECT for x in v], "score": cs, "true_labels": t,
@@ -218,7 +220,8 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
                    "line_accuracy": sum(x == y for x, y in lines) / max(1, len(lines)),
                    "score_error": sum(abs(a - b) for a, b in zip(crowd_s, true_s)) / max(1, len(true_s)),
                    "reliability_error": _reliability_error(aggregator.state.get("reliability", {}), reliability),
-                   "loss": pstats.final_loss, "mean_token_weight": pstats.mean_weight, "kl": pstats.kl}
+                   "loss": pstats.final_loss, "mean_token_weight": pstats.mean_weight, "kl": pstats.kl,
+                   "clipped": pstats.clipped}
             loop.finish(i, {**row, **held_out, **clock.row}, on_iteration)
     plot_metrics(loop.metrics, "iteration", ["pass_at_1", "pass_at_1_plus", "compile_rate", "line_accuracy"],
                  loop.out / "metrics.png", title=f"cRLHF (reward {cfg.reward}, reliabilities {cfg.reliabilities}) from {cfg.model}")
