@@ -37,6 +37,8 @@ def test_bad_settings_are_refused_with_the_key_named():
     CRLHFConfig(honeypots=0, reliabilities="majority")  # the vote needs no honeypots
     with pytest.raises(ValueError, match="trainer 'trl'"):
         CRLHFConfig(trainer="trl")
+    with pytest.raises(ValueError, match="clip must be in"):
+        CRLHFConfig(clip=-0.1)
 
 
 @pytest.fixture(scope="module")

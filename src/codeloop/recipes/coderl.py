@@ -35,7 +35,7 @@ from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, R
                                      plus_metrics, rollout, validation_tasks)
 from codeloop.sandbox import Sandbox
 from codeloop.train.critic import OUTCOME_CLASS, PASSED, Critic, class_probabilities, token_rewards, train_critic
-from codeloop.train.pg import policy_gradient
+from codeloop.train.pg import check_clip, policy_gradient
 
 BASELINES = ("mean", "greedy", "none")
 CRITIC_USES = ("coderl", "additive", "none")
@@ -95,6 +95,7 @@ class CodeRLConfig(LoopSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choices(baseline=(self.baseline, BASELINES), critic=(self.critic, CRITIC_USES))
+        check_clip(self.clip)
         if self.trainer != "plain":
             raise ValueError(f"trainer {self.trainer!r}: the coderl loop trains with its own policy-gradient loop "
                              "(per-token weights, which no TRL trainer takes); use trainer plain")

@@ -44,10 +44,10 @@ from codeloop.recipes.coderl import leave_one_out
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
                                      plus_metrics, rollout, validation_tasks)
 from codeloop.sandbox import Sandbox
-from codeloop.train.pg import policy_gradient
+from codeloop.train.pg import check_clip, policy_gradient
 
 REWARDS = ("crowd", "truth", "tests")
-BASELINES = ("task", "mean", "none")
+SCORE_BASELINES = ("task", "mean", "none")
 
 
 @dataclass
@@ -106,6 +106,7 @@ class CRLHFConfig(LoopSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choices(reliabilities=(self.reliabilities, ESTIMATES), reward=(self.reward, REWARDS))
+        check_clip(self.clip)
         if self.trainer != "plain":
             raise ValueError(f"trainer {self.trainer!r}: the crlhf loop trains with its own policy-gradient loop; use trainer plain")
         if self.honeypots < 1 and self.reliabilities in ("em", "oneshot"):
@@ -268,13 +269,12 @@ class ScoresConfig(LoopSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_choices(baseline=(self.baseline, BASELINES))
+        check_choices(baseline=(self.baseline, SCORE_BASELINES))
         if self.trainer != "plain":
             raise ValueError(f"trainer {self.trainer!r}: crlhf-scores trains with its own policy-gradient loop; use trainer plain")
         if not self.scores:
             raise ValueError("scores: give the JSONL that `codeloop annotate scores --out` wrote (--set scores=PATH)")
-        if not 0.0 <= self.clip < 1.0:
-            raise ValueError(f"clip must be in [0, 1) (0: plain REINFORCE), got {self.clip}")
+        check_clip(self.clip)
 
 
 def read_scores(path: str | Path, tasks: Mapping[str, object]) -> list[tuple[str, str, float]]:

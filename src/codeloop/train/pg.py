@@ -44,6 +44,12 @@ class PGStats:
     clipped: float = 0.0  # with clip: the share of the last batch's tokens whose ratio was clipped
 
 
+def check_clip(clip: float) -> None:
+    """A ValueError unless ``clip`` is a usable ε (configs check it before any work starts)."""
+    if not 0.0 <= clip < 1.0:
+        raise ValueError(f"clip must be in [0, 1) (0: plain REINFORCE), got {clip}")
+
+
 def token_weights(n_tokens: int, weight: float | Sequence[float]) -> list[float]:
     """A weight per token: a number is spread over every token; a list must have one per token."""
     if isinstance(weight, (int, float)):
@@ -72,8 +78,7 @@ def policy_gradient(model: Any, tokenizer: Any, items: Sequence[tuple[str, str]]
 
     if kl_weight and reference is None:
         raise ValueError(f"kl_weight {kl_weight} needs a reference model")
-    if not 0.0 <= clip < 1.0:
-        raise ValueError(f"clip must be in [0, 1) (0: plain REINFORCE), got {clip}")
+    check_clip(clip)
     old = _old_logprobs(behaviour if behaviour is not None else model, rows, pad_id, batch_size) if clip and rows else []
     seen = {"kl": 0.0, "clipped": 0.0}
 
