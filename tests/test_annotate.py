@@ -53,6 +53,14 @@ def test_adding_the_same_files_again_adds_nothing_and_bad_lines_are_named(store,
         store.add(write(tmp_path / "bad.jsonl", [{"task_id": "t0", "completion": PROGRAM, "answers": [1, 1, 1, 1]},
                                                  {"task_id": "t1", "completion": PROGRAM, "answers": [1, 1]}]), TASKS, honeypots=True)
     assert len(store.items()) == 7  # a refused file adds nothing, not even its good lines
+    # a program sampled more than once is one item to label, counted; a sample's own count adds up
+    twice = write(tmp_path / "twice.jsonl", [{"task_id": "t2", "completion": "    return 2\n"},
+                                              {"task_id": "t2", "completion": "    return 2\n", "copies": 2},
+                                              {"task_id": "t3", "completion": "    return 2\n"}])
+    assert store.add(twice, TASKS) == Added(2, 0)
+    assert [it.extra["copies"] for it in store.items()[-2:]] == [3, 1]
+    with pytest.raises(DataError, match="bad.jsonl:1: field 'copies': a count of samples"):
+        store.add(write(tmp_path / "bad.jsonl", [{"task_id": "t2", "completion": "    return 5\n", "copies": 0}]), TASKS)
 
 
 def test_each_annotator_starts_on_a_honeypot_and_meets_every_item_once(store):

@@ -152,6 +152,11 @@ def test_a_scores_file_is_checked_line_by_line(tmp_path):
             read_scores(path, tasks)
     path.write_text(json.dumps({"task_id": "t1", "completion": "x", "score": 1, "lines": ["x"]}) + "\n")
     assert read_scores(path, tasks) == [("t1", "x", 1.0)]
+    path.write_text(json.dumps({"task_id": "t1", "completion": "x", "score": 0.5, "copies": 3}) + "\n")
+    assert read_scores(path, tasks) == [("t1", "x", 0.5)] * 3  # a program sampled 3 times weighs 3 samples
+    path.write_text(json.dumps({"task_id": "t1", "completion": "x", "score": 0.5, "copies": 0}) + "\n")
+    with pytest.raises(DataError, match="scores.jsonl:1: field 'copies': a count of samples"):
+        read_scores(path, tasks)
 
 
 def test_bad_scores_settings_are_refused_with_the_key_named():
@@ -193,7 +198,7 @@ def test_people_labels_to_a_trained_policy_through_the_cli(tmp_path):
     assert "0 labels" in ok("annotate", "simulate", db, "--tasks", tasks)  # labelled already: nothing added
     ok("annotate", "scores", db, "--out", tmp_path / "scores.jsonl")
     scored = read(tmp_path / "scores.jsonl")
-    assert len(scored) == 18 and all(r["annotators"] == 3 and set(r["labels"]) <= {f"sim-a{i}" for i in range(1, 11)}
+    assert sum(r["copies"] for r in scored) == 18 and all(r["annotators"] == 3 and set(r["labels"]) <= {f"sim-a{i}" for i in range(1, 11)}
                                      for r in scored)
     out = tmp_path / "run"
     args = ["loop", "crlhf-scores", "configs/crlhf/scores.yaml", "--set", f"scores={tmp_path / 'scores.jsonl'}", f"out_dir={out}",
@@ -201,10 +206,11 @@ def test_people_labels_to_a_trained_policy_through_the_cli(tmp_path):
     printed = ok(*args)
     assert "iteration 2 against iteration 0" in printed
     metrics = read(out / "metrics.jsonl")
-    assert [m["iteration"] for m in metrics] == [0, 1, 2] and metrics[0]["programs"] == 18
+    assert [m["iteration"] for m in metrics] == [0, 1, 2] and metrics[0]["samples"] == 18
+    assert metrics[0]["programs"] == len(scored) == sum(r["copies"] == 1 for r in scored) + sum(r["copies"] > 1 for r in scored)
     assert all(0.0 <= m["clipped"] <= 1.0 for m in metrics[1:])
     train = read(out / "train.jsonl")
-    assert [r["score"] for r in train] == [r["score"] for r in scored]
+    assert [r["score"] for r in train] == [r["score"] for r in scored for _ in range(r["copies"])]
     by_task: dict = {}
     for r in train:
         by_task.setdefault(r["task_id"], []).append(r["advantage"])

@@ -630,7 +630,9 @@ def annotate_scores(db: Path = typer.Argument(..., help="The SQLite file of `cod
     if not rows:
         _fail(f"{db}: no program has labels yet")
     write_jsonl(out, rows)
-    typer.echo(f"wrote {len(rows)} scored programs to {out} (mean score {sum(r['score'] for r in rows) / len(rows):.3f})")
+    samples = sum(r.get("copies", 1) for r in rows)
+    typer.echo(f"wrote {len(rows)} scored programs ({samples} samples) to {out} "
+               f"(mean score per program {sum(r['score'] for r in rows) / len(rows):.3f})")
     typer.echo(f"reliabilities ({reliabilities}), prior P(line correct) {state['prior']:.3f}:")
     for name, p in sorted(state["reliability"].items(), key=lambda kv: -kv[1]):
         typer.echo(f"  {name:24s} {p:.3f}")

@@ -86,8 +86,13 @@ class Store:
         """Add the samples of a JSONL file (``task_id``, ``completion``, any extra keys; honeypots also
         ``answers``: one 1 or -1 per non-blank line of the completion). Every line is checked before
         anything is written; an error names file, line and field. A program with no non-blank line (a
-        model may write nothing) has nothing to label and is left out, counted; such a honeypot is an error."""
+        model may write nothing) has nothing to label and is left out, counted; such a honeypot is an error.
+        A program the file holds more than once (the same task and text) becomes one item whose extra key
+        ``copies`` counts them (a sample's own ``copies`` counts as that many), so people label it once
+        and training on the scores can still weigh it as often as it was sampled. Only copies within
+        one file are counted: an item already stored keeps its count."""
         rows, blank = [], 0
+        seen: dict[str, dict[str, Any]] = {}
         for line, obj in read_jsonl(path):
             task_id = str(require(obj, "task_id", (str, int), path, line))
             completion = require(obj, "completion", str, path, line)
@@ -106,6 +111,16 @@ class Store:
                 except ValueError as exc:
                     raise DataError(f"{where(path, line, 'answers')}: {str(exc).removeprefix('answers: ')}") from None
             extra = {k: v for k, v in obj.items() if k not in ("task_id", "completion", "answers")}
+            if not honeypots:  # how often the policy wrote it: the weight it needs in a policy gradient
+                copies = require(obj, "copies", int, path, line, optional=True)
+                copies = 1 if copies is None else copies
+                if copies < 1:
+                    raise DataError(f"{where(path, line, 'copies')}: a count of samples, at least 1, got {copies}")
+                key = hashlib.sha256(f"0\0{task_id}\0{completion}".encode()).hexdigest()[:20]
+                if key in seen:  # sampled again: one item to label, counted twice
+                    seen[key]["copies"] += copies
+                    continue
+                seen[key] = extra = {**extra, "copies": copies}
             rows.append((task_id, tasks[task_id].prompt, completion, answers, extra))
         if not rows:
             raise DataError(f"{path}: no samples" + (" with a non-blank line" if blank else ""))

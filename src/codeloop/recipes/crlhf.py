@@ -278,17 +278,21 @@ class ScoresConfig(LoopSettings):
 
 
 def read_scores(path: str | Path, tasks: Mapping[str, object]) -> list[tuple[str, str, float]]:
-    """(task_id, completion, score) per line; a DataError names file, line and field."""
+    """(task_id, completion, score) per sample: a line with ``copies`` n (the store's count of a program
+    sampled n times) gives n; a DataError names file, line and field."""
     rows = []
     for line, obj in read_jsonl(path):
         task_id = str(require(obj, "task_id", (str, int), path, line))
         completion = require(obj, "completion", str, path, line)
         score = require(obj, "score", (int, float), path, line)
+        copies = require(obj, "copies", int, path, line, optional=True)
         if task_id not in tasks:
             raise DataError(f"{where(path, line, 'task_id')}: unknown task {task_id!r} (is tasks the set the programs were sampled for?)")
         if not 0.0 <= score <= 1.0:
             raise DataError(f"{where(path, line, 'score')}: a score is a share of lines, in [0, 1], got {score}")
-        rows.append((task_id, completion, float(score)))
+        if copies is not None and copies < 1:
+            raise DataError(f"{where(path, line, 'copies')}: a count of samples, at least 1, got {copies}")
+        rows += [(task_id, completion, float(score))] * (copies or 1)
     if not rows:
         raise DataError(f"{path}: no scored programs")
     return rows
@@ -330,7 +334,7 @@ def run_scores(cfg: ScoresConfig, on_iteration: Callable[[dict], None] | None = 
             return {**held_out_metrics(run_), **plus_metrics(run_, plus, sandbox)}
 
         if not loop.metrics:
-            loop.record({"iteration": 0, "programs": len(rows), "mean_score": sum(v for *_, v in rows) / len(rows),
+            loop.record({"iteration": 0, "samples": len(rows), "programs": len(set(rows)), "mean_score": sum(v for *_, v in rows) / len(rows),
                          **validate(0)}, on_iteration)
         for i in loop.pending():
             loop.iteration_dir(i)
