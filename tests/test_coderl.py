@@ -247,7 +247,7 @@ def test_clipping_keeps_many_epochs_near_the_policy_that_wrote_the_programs(tiny
     import torch
 
     from codeloop.train.common import join, token_logprobs, tokenize
-    from codeloop.train.pg import policy_gradient
+    from codeloop.train.pg import behaviour_logprobs, policy_gradient
 
     base, tok = tiny
     items, weights = [("Q:", " yes"), ("Q:", " no")], [1.0, -1.0]
@@ -266,7 +266,8 @@ def test_clipping_keeps_many_epochs_near_the_policy_that_wrote_the_programs(tiny
     # measured against an explicit behaviour policy, the far-drifted model is clipped on every token and
     # stands still; measured against itself (the default), the same update moves it again
     still, again = copy.deepcopy(free), copy.deepcopy(free)
-    held = policy_gradient(still, tok, items, weights, lr=3e-3, epochs=2, batch_size=2, clip=0.2, behaviour=base)
+    held = policy_gradient(still, tok, items, weights, lr=3e-3, epochs=2, batch_size=2, clip=0.2,
+                           old_logprobs=behaviour_logprobs(base, tok, items))
     policy_gradient(again, tok, items, weights, lr=3e-3, epochs=2, batch_size=2, clip=0.2)
     assert held.clipped == 1.0 and all(torch.equal(a, b) for a, b in zip(still.parameters(), free.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(again.parameters(), free.parameters()))
@@ -278,6 +279,8 @@ def test_a_clip_outside_zero_to_one_is_refused(tiny):
     model, tok = tiny
     with pytest.raises(ValueError, match="clip must be in"):
         policy_gradient(model, tok, [("Q:", " yes")], [1.0], clip=1.5)
+    with pytest.raises(ValueError, match="2 rows of old log-probabilities for 1 programs"):
+        policy_gradient(model, tok, [("Q:", " yes")], [1.0], clip=0.2, old_logprobs=[[0.0], [0.0]])
 
 
 def test_a_kl_weight_without_a_reference_is_refused(tiny):

@@ -44,7 +44,7 @@ from codeloop.recipes.coderl import leave_one_out
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
                                      plus_metrics, rollout, validation_tasks)
 from codeloop.sandbox import Sandbox
-from codeloop.train.pg import check_clip, policy_gradient
+from codeloop.train.pg import behaviour_logprobs, check_clip, policy_gradient
 
 REWARDS = ("crowd", "truth", "tests")
 SCORE_BASELINES = ("task", "mean", "none")
@@ -324,6 +324,7 @@ def run_scores(cfg: ScoresConfig, on_iteration: Callable[[dict], None] | None = 
     sampler = PolicySampler(cfg.backend, tokenizer)
     adv = advantages([t for t, _, _ in rows], [v for _, _, v in rows], cfg.baseline)
     items = [(tasks[t].prompt, c) for t, c, _ in rows]
+    old = behaviour_logprobs(start, tokenizer, items, cfg.batch_size) if cfg.clip else None  # once: start never changes
     write_jsonl(loop.out / "train.jsonl", [{"task_id": t, "completion": c, "score": v, "advantage": a}
                                           for (t, c, v), a in zip(rows, adv)])
 
@@ -342,7 +343,7 @@ def run_scores(cfg: ScoresConfig, on_iteration: Callable[[dict], None] | None = 
             with clock("train"):
                 stats = policy_gradient(policy, tokenizer, items, adv, lr=cfg.lr, epochs=1.0, batch_size=cfg.batch_size,
                                         seed=cfg.seed + i, reference=start if cfg.kl_weight else None,
-                                        kl_weight=cfg.kl_weight, clip=cfg.clip, behaviour=start)
+                                        kl_weight=cfg.kl_weight, clip=cfg.clip, old_logprobs=old)
             loop.save_model(i, policy, tokenizer)
             with clock("validate"):
                 held_out = validate(i)

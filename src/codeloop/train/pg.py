@@ -13,8 +13,9 @@ KL(p_θ || p_ref) on the sampled tokens k3 = exp(ρ) - ρ - 1, ρ = log p_ref(w_
 
 With ``clip`` ε > 0 the loss is PPO's clipped surrogate instead (GRPO's form: no value head, the
 weights are the advantages): per token, min(ρ_t w_t, clip(ρ_t, 1-ε, 1+ε) w_t) with the ratio
-ρ_t = p_θ(w_t) / p_old(w_t) against ``behaviour``, the model the programs were sampled from (default:
-``model`` as it is when called; its log-probabilities are taken once, before the first step). At the
+ρ_t = p_θ(w_t) / p_old(w_t) against the model the programs were sampled from: ``old_logprobs``, its
+per-token log-probabilities from ``behaviour_logprobs`` (a caller training on the same programs
+repeatedly takes them once), or by default ``model``'s as it is when called, taken before the first step. At the
 first step ρ = 1 and the gradient is REINFORCE's; a token whose ratio has left [1-ε, 1+ε] in the
 direction its weight pushes stops contributing, so several epochs over the same programs, or an offline
 dataset, cannot drive the policy arbitrarily far from the one that wrote them. The recipe picks the weights: the advantage
@@ -62,9 +63,9 @@ def token_weights(n_tokens: int, weight: float | Sequence[float]) -> list[float]
 def policy_gradient(model: Any, tokenizer: Any, items: Sequence[tuple[str, str]], weights: Sequence[float | Sequence[float]],
                     lr: float = 1e-5, epochs: float = 1.0, batch_size: int = 16, seed: int = 0,
                     progress: bool = False, reference: Any = None, kl_weight: float = 0.0,
-                    length_normalise: bool = False, clip: float = 0.0, behaviour: Any = None) -> PGStats:
+                    length_normalise: bool = False, clip: float = 0.0, old_logprobs: Sequence[Any] | None = None) -> PGStats:
     """One REINFORCE update of ``model`` in place on (prompt, program) items and their token weights
-    (``reference`` and ``kl_weight``: the KL penalty above; ``clip`` and ``behaviour``: the clipped
+    (``reference`` and ``kl_weight``: the KL penalty above; ``clip`` and ``old_logprobs``: the clipped
     surrogate above)."""
     import torch
 
@@ -79,7 +80,11 @@ def policy_gradient(model: Any, tokenizer: Any, items: Sequence[tuple[str, str]]
     if kl_weight and reference is None:
         raise ValueError(f"kl_weight {kl_weight} needs a reference model")
     check_clip(clip)
-    old = _old_logprobs(behaviour if behaviour is not None else model, rows, pad_id, batch_size) if clip and rows else []
+    old: Sequence[Any] = []
+    if clip and rows:
+        old = old_logprobs if old_logprobs is not None else _logprobs_of(model, rows, pad_id, batch_size)
+        if len(old) != len(rows):
+            raise ValueError(f"{len(old)} rows of old log-probabilities for {len(rows)} programs")
     seen = {"kl": 0.0, "clipped": 0.0}
 
     def loss_for(batch: list[int]) -> Any:
@@ -119,7 +124,13 @@ def policy_gradient(model: Any, tokenizer: Any, items: Sequence[tuple[str, str]]
     return PGStats(steps, len(rows), loss, sum(flat) / len(flat) if flat else 0.0, seen["kl"], seen["clipped"])
 
 
-def _old_logprobs(model: Any, rows: Sequence[Example], pad_id: int, batch_size: int) -> list[Any]:
+def behaviour_logprobs(model: Any, tokenizer: Any, items: Sequence[tuple[str, str]], batch_size: int = 16) -> list[Any]:
+    """Per (prompt, program) item, ``model``'s log-probability of each program token, for the clip's
+    ratio (``old_logprobs`` of ``policy_gradient``)."""
+    return _logprobs_of(model, [join(*tokenize(tokenizer, p, c)) for p, c in items], tokenizer.pad_token_id, batch_size)
+
+
+def _logprobs_of(model: Any, rows: Sequence[Example], pad_id: int, batch_size: int) -> list[Any]:
     """Each row's per-token log-probabilities of its labelled tokens under ``model`` (eval mode, no grad), on the CPU."""
     import torch
 
