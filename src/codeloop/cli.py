@@ -11,7 +11,7 @@ from typing import Any, Optional
 import typer
 from tqdm import tqdm
 
-from codeloop.data import DataError, load_tasks, read_jsonl, read_samples, write_jsonl
+from codeloop.data import DataError, load_tasks, read_samples, write_jsonl
 from codeloop.eval import job_for, result_row, summarize
 from codeloop.sandbox import Sandbox, SandboxError
 
@@ -510,23 +510,14 @@ def annotate_honeypots(tasks: str = typer.Option(..., "--tasks", help="Task set 
     of a program that passes its tests is correct; in one that fails, the lines a diff matches to the reference
     solution are correct, the rest wrong). Read them over before people see them."""
     from codeloop.annotate.simulate import honeypot_rows
-    from codeloop.data.jsonl import require, where
 
     try:
         task_map = load_tasks(tasks)
-        rows = []
-        for line, obj in read_jsonl(samples):
-            task_id = str(require(obj, "task_id", (str, int), samples, line))
-            require(obj, "completion", str, samples, line)
-            if task_id not in task_map:
-                raise DataError(f"{where(samples, line, 'task_id')}: unknown task {task_id!r}")
-            rows.append({**obj, "task_id": task_id})
+        sample_list = read_samples(samples, task_map)
     except DataError as exc:
         _fail(str(exc))
-    if not rows:
-        _fail(f"{samples}: no samples")
     with Sandbox() as sandbox:
-        made, left = honeypot_rows(task_map, rows, sandbox)
+        made, left = honeypot_rows(task_map, sample_list, sandbox)
     if not made:
         _fail(f"{samples}: no sample could become a honeypot (each needs a task with a reference solution and a non-blank line)")
     write_jsonl(out, made)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from codeloop.eval import evaluate
-from codeloop.feedback.human import SimulatedCrowd, code_lines, reference_line_labels
+from codeloop.feedback.human import SimulatedCrowd, reference_line_labels
 from codeloop.sandbox import Sandbox
 from codeloop.types import Sample, Task
 
@@ -37,12 +37,12 @@ def true_lines(tasks: Mapping[str, Task], samples: Sequence[Sample], sandbox: Sa
     return out
 
 
-def honeypot_rows(tasks: Mapping[str, Task], rows: Sequence[dict[str, Any]], sandbox: Sandbox) -> tuple[list[dict], int]:
-    """Sample rows (``task_id``, ``completion``, extra keys) with ``answers`` added: their true line labels.
-    Returns the rows and how many were left out (no reference solution, or no non-blank line)."""
-    samples = [Sample(str(r["task_id"]), r["completion"]) for r in rows]
-    out = [{**r, "answers": truth} for r, truth in zip(rows, true_lines(tasks, samples, sandbox)) if truth]
-    return out, len(rows) - len(out)
+def honeypot_rows(tasks: Mapping[str, Task], samples: Sequence[Sample], sandbox: Sandbox) -> tuple[list[dict[str, Any]], int]:
+    """Honeypot rows: each sample's fields with ``answers`` added, its true line labels. Returns the rows
+    and how many samples were left out (no reference solution, or no non-blank line)."""
+    out = [{"task_id": s.task_id, "completion": s.completion, **s.extra, "answers": truth}
+           for s, truth in zip(samples, true_lines(tasks, samples, sandbox)) if truth]
+    return out, len(samples) - len(out)
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def simulate(store: Store, tasks: Mapping[str, Task], reliability: Mapping[str, 
     rows, skipped = [], 0
     for it in items:
         truth = it.answers if it.honeypot else truths[it.id]
-        if not truth or len(truth) != len(code_lines(it.completion)):
+        if not truth:  # a program of a task without a reference solution
             skipped += 1
             continue
         rows += [(annotator, it.id, labels) for annotator, labels in crowd.annotate(truth, 0 if it.honeypot else per_program).items()]

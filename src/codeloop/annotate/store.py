@@ -61,6 +61,11 @@ class Added:
     blank: int = 0
 
 
+def item_id(honeypot: bool, task_id: str, completion: str) -> str:
+    """An item's id: a hash of its kind, task and text (the same program added again is the same item)."""
+    return hashlib.sha256(f"{int(honeypot)}\0{task_id}\0{completion}".encode()).hexdigest()[:20]
+
+
 def check_name(annotator: str) -> str:
     if not isinstance(annotator, str) or not NAME.match(annotator):
         raise ValueError("an annotator name is 1-64 letters, digits or _ . @ + -")
@@ -116,7 +121,7 @@ class Store:
                 copies = 1 if copies is None else copies
                 if copies < 1:
                     raise DataError(f"{where(path, line, 'copies')}: a count of samples, at least 1, got {copies}")
-                key = hashlib.sha256(f"0\0{task_id}\0{completion}".encode()).hexdigest()[:20]
+                key = item_id(False, task_id, completion)
                 if key in seen:  # sampled again: one item to label, counted twice
                     seen[key]["copies"] += copies
                     continue
@@ -129,7 +134,7 @@ class Store:
             seq = self._db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM items").fetchone()[0]
             self._db.execute("BEGIN")
             for task_id, prompt, completion, answers, extra in rows:
-                key = hashlib.sha256(f"{int(honeypots)}\0{task_id}\0{completion}".encode()).hexdigest()[:20]
+                key = item_id(honeypots, task_id, completion)
                 cur = self._db.execute("INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                        (key, seq + added, task_id, prompt, completion, int(honeypots),
                                         json.dumps(answers) if answers is not None else None, json.dumps(extra)))
@@ -192,12 +197,15 @@ class Store:
     def label_many(self, rows: Iterable[tuple[str, str, Iterable[Any]]]) -> None:
         """``label`` for many (annotator, item id, labels) at once, in one transaction: all are checked
         before any is written."""
+        rows = list(rows)
+        wanted = sorted({key for _, key, _ in rows if isinstance(key, str)})
+        items = {it.id: it for it in self._select("WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(wanted),))}
         checked = []
-        for annotator, item_id, labels in rows:
+        for annotator, key, labels in rows:
             check_name(annotator)
-            item = self.item(item_id) if isinstance(item_id, str) else None
+            item = items.get(key) if isinstance(key, str) else None
             if item is None:
-                raise ValueError(f"unknown item {item_id!r}")
+                raise ValueError(f"unknown item {key!r}")
             checked.append((annotator, item.id, json.dumps(check_labels(list(labels), len(item.lines))), time.time()))
         with self._lock:
             self._db.execute("BEGIN")
