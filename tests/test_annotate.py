@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import ssl
+import subprocess
+import sys
 import threading
+import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -17,6 +24,7 @@ from codeloop.data import DataError
 from codeloop.types import Task
 
 TASKS = {f"t{i}": Task(f"t{i}", f"def f{i}(xs):\n    \"\"\"Task {i}.\"\"\"\n", f"f{i}", "def check(c): pass") for i in range(6)}
+DATA = Path(__file__).parent / "data"
 PROGRAM = "    total = 0\n\n    for x in xs:\n        total += x\n    return total\n"  # 4 non-blank lines
 
 
@@ -74,43 +82,110 @@ def test_each_annotator_starts_on_a_honeypot_and_meets_every_item_once(store):
         store.queue("<script>")
 
 
-@pytest.fixture
-def served(store):
-    server = make_server(store, port=0)
+@contextlib.contextmanager
+def serving(store, **options):
+    server = make_server(store, port=0, **options)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", store
-    server.shutdown()
-    server.server_close()
-
-
-def call(url, body=None, raw=None):
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        yield f"{'https' if options.get('tls') else 'http'}://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def served(store):  # names typed in and trusted (--typed-names)
+    with serving(store, keys=False) as base:
+        yield base, store
+
+
+@pytest.fixture
+def keyed(store):  # the default: each person's key
+    with serving(store) as base:
+        yield base, store
+
+
+def call(url, body=None, raw=None, key=None, headers=None, context=None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    sent = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {}), **(headers or {})}
+    request = urllib.request.Request(url, data=data, headers=sent)
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
 
 
-def test_a_person_labels_every_item_through_the_api(served):
-    base, store = served
-    status, page = call(base + "/")
-    assert status == 200 and b"click every line" in page and b"innerHTML" not in page  # text is set as text, never as HTML
+def label_all(base, key=None, annotator=None, context=None):
+    """Label every item the server hands out (all lines correct); the ids in the order they came."""
     seen = []
     while True:
-        status, body = call(base + "/api/next?annotator=ann")
+        status, body = call(base + "/api/next" + (f"?annotator={annotator}" if annotator else ""), key=key, context=context)
         shown = json.loads(body)
         assert status == 200 and shown["done"] == len(seen) and shown["total"] == 6
         if shown["item"] is None:
-            break
-        assert set(shown) == {"item", "prompt", "lines", "done", "total"}  # no answers, nothing marks a honeypot
+            return seen
+        assert set(shown) == {"item", "prompt", "lines", "done", "total", "annotator"}  # no answers, nothing marks a honeypot
         assert shown["lines"] == ["    total = 0", "    for x in xs:", "        total += x", "    return total"] + shown["lines"][4:]
-        status, body = call(base + "/api/labels", {"annotator": "ann", "item": shown["item"], "labels": [1] * len(shown["lines"])})
+        sent = {"item": shown["item"], "labels": [1] * len(shown["lines"]), **({"annotator": annotator} if annotator else {})}
+        status, body = call(base + "/api/labels", sent, key=key, context=context)
         assert status == 200 and json.loads(body) == {"ok": True}
         seen.append(shown["item"])
-    assert len(set(seen)) == 6 and len(store.labels()) == 6
+
+
+def test_a_person_labels_every_item_through_the_api_with_their_key(keyed):
+    base, store = keyed
+    status, page = call(base + "/")
+    assert status == 200 and b"click every line" in page and b"innerHTML" not in page  # text is set as text, never as HTML
+    assert b'data-login="key"' in page
+    seen = label_all(base, key=store.invite("ann"))
+    assert len(set(seen)) == 6 and len(store.labels()) == 6 and all(set(v) == {"ann"} for v in store.labels().values())
+
+
+def test_without_a_key_nobody_reads_or_labels_and_nobody_labels_as_someone_else(keyed, tmp_path):
+    base, store = keyed
+    ann, bob = store.invite("ann"), store.invite("bob")
+    item = json.loads(call(base + "/api/next", key=ann)[1])["item"]
+    body = {"annotator": "bob", "item": item, "labels": [1, -1, 1, 1]}
+    for key, headers in ((None, None), ("not-a-key", None), (ann + "x", None), (None, {"Authorization": f"Basic {ann}"})):
+        for url, sent in ((base + "/api/next?annotator=ann", None), (base + "/api/labels", body)):
+            status, reply = call(url, sent, key=key, headers=headers)
+            assert status == 401 and "personal link" in json.loads(reply)["error"], (key, headers, url)
+    assert store.labels() == {}
+    assert call(base + "/api/labels", body, key=ann)[0] == 200  # the body names bob: stored under the key's name
+    assert store.labels() == {item: {"ann": [1, -1, 1, 1]}}
+    assert json.loads(call(base + "/api/next", key=bob)[1])["done"] == 0
+    # a new key ends the old one; revoking ends the new one; labels stay
+    again = store.invite("ann")
+    assert call(base + "/api/next", key=ann)[0] == 401 and call(base + "/api/next", key=again)[0] == 200
+    assert store.revoke("ann") and not store.revoke("ann") and call(base + "/api/next", key=again)[0] == 401
+    assert store.invited() == ["bob"] and store.labels() == {item: {"ann": [1, -1, 1, 1]}}
+    raw = store.path.read_bytes()  # only hashes are kept: the file alone lets nobody in
+    assert all(k.encode() not in raw for k in (ann, bob, again))
+    with pytest.raises(ValueError, match="annotator name"):
+        store.invite("a b")
+
+
+def test_a_person_labels_every_item_by_a_typed_name(served):
+    base, store = served
+    assert b'data-login="typed"' in call(base + "/")[1]
+    assert len(set(label_all(base, annotator="ann"))) == 6 and len(store.labels()) == 6
+
+
+def test_https_serves_the_page_and_a_silent_client_stalls_nobody(store):
+    context = ssl.create_default_context(cafile=str(DATA / "tls-test-cert.pem"))
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(DATA / "tls-test-cert.pem", DATA / "tls-test-key.pem")
+    with serving(store, tls=tls) as base:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as silent:  # connects, never starts its handshake
+            start = time.monotonic()
+            assert len(label_all(base, key=store.invite("ann"), context=context)) == 6
+            assert time.monotonic() - start < 8 and silent.fileno() >= 0
+        with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP to it gets nothing, and it keeps serving
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
+        assert call(base + "/", context=context)[0] == 200
 
 
 @pytest.mark.parametrize("body, message", [
@@ -195,3 +270,40 @@ def test_a_perfect_simulated_crowd_labels_honeypots_with_their_answers_and_skips
 def test_cli_add_needs_something_to_add(tmp_path):
     result = CliRunner().invoke(app, ["annotate", "add", str(tmp_path / "x.sqlite"), "--tasks", "humaneval"])
     assert result.exit_code == 2 and "nothing to add" in result.output
+
+
+def test_cli_invites_people_and_serves_only_them(store, tmp_path):
+    runner = CliRunner()
+    db = str(store.path)
+    result = runner.invoke(app, ["annotate", "serve", db])  # nobody invited: refused, with the way out
+    assert result.exit_code == 2 and "nobody is invited yet" in result.output and "--typed-names" in result.output
+    result = runner.invoke(app, ["annotate", "invite", db, "ann", "bob", "--url", "https://labels.example/"])
+    assert result.exit_code == 0, result.output
+    links = dict(line.split("\t") for line in result.output.splitlines())
+    assert set(links) == {"ann", "bob"} and all(v.startswith("https://labels.example/#key=") for v in links.values())
+    assert store.login(links["ann"].split("#key=")[1]) == "ann"
+    result = runner.invoke(app, ["annotate", "invite", db, "carol", "no way"])  # the good name before it is kept
+    assert result.exit_code == 2 and "'no way': an annotator name" in result.output and store.invited() == ["ann", "bob", "carol"]
+    result = runner.invoke(app, ["annotate", "invite", db, "bob", "dave", "--revoke"])
+    assert result.exit_code == 0 and "bob: key ended" in result.output and "dave: had no key" in result.output
+    result = runner.invoke(app, ["annotate", "invite", str(tmp_path / "none.sqlite"), "ann"])
+    assert result.exit_code == 2 and "none.sqlite: no such file" in result.output
+    for args, message in ((["--keyfile", str(DATA / "tls-test-key.pem")], "--keyfile needs --certfile"),
+                          (["--certfile", str(tmp_path / "missing.pem")], "missing.pem: cannot load the certificate")):
+        result = runner.invoke(app, ["annotate", "serve", db, *args])
+        assert result.exit_code == 2 and message in result.output, result.output
+    # the real command, in a process of its own, over HTTPS: the invited key gets in, no key does not
+    serve = subprocess.Popen([sys.executable, "-c", "from codeloop.cli import app; app()", "annotate", "serve", db, "--port", "0",
+                              "--certfile", str(DATA / "tls-test-cert.pem"), "--keyfile", str(DATA / "tls-test-key.pem")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = serve.stdout.readline()
+        assert "for 2 invited people" in first, (first, serve.stderr.read() if serve.poll() is not None else "")
+        base = first.split("labelling page at ")[1].split("/ ")[0]
+        context = ssl.create_default_context(cafile=str(DATA / "tls-test-cert.pem"))
+        key = links["ann"].split("#key=")[1]
+        assert base.startswith("https://127.0.0.1:") and call(base + "/api/next", key=key, context=context)[0] == 200
+        assert call(base + "/api/next", context=context)[0] == 401
+    finally:
+        serve.terminate()
+        serve.wait(timeout=10)

@@ -567,10 +567,17 @@ def annotate_serve(db: Path = typer.Argument(..., help="SQLite file holding prog
                    programs: Optional[Path] = typer.Option(None, "--programs", help="Samples JSONL to label (task_id, completion)."),
                    honeypots: Optional[Path] = typer.Option(None, "--honeypots", help="Samples JSONL with known answers: "
                                                             "task_id, completion, answers (1 or -1 per non-blank line)."),
-                   host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: every one; no login: trusted networks only)."),
-                   port: int = typer.Option(8765, "--port", help="Port to listen on.")) -> None:
-    """Serve the labelling page: each person types a name, then marks the wrong lines of one program after
-    another; honeypots are mixed in unseen. Adding the same files again adds nothing; labels are saved as given."""
+                   host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: every one)."),
+                   port: int = typer.Option(8765, "--port", help="Port to listen on."),
+                   typed_names: bool = typer.Option(False, "--typed-names", help="No keys: people type a name, which is trusted "
+                                                    "(one machine or a network you trust)."),
+                   certfile: Optional[Path] = typer.Option(None, "--certfile", help="PEM certificate (chain): serve HTTPS."),
+                   keyfile: Optional[Path] = typer.Option(None, "--keyfile", help="PEM private key of --certfile, if not in it.")) -> None:
+    """Serve the labelling page: each person opens the link `codeloop annotate invite` printed for them (or, with
+    --typed-names, types a name), then marks the wrong lines of one program after another; honeypots are mixed in
+    unseen. Adding the same files again adds nothing; labels are saved as given."""
+    import ssl
+
     from codeloop.annotate.server import make_server
     from codeloop.annotate.store import Store
 
@@ -582,18 +589,60 @@ def annotate_serve(db: Path = typer.Argument(..., help="SQLite file holding prog
     items = store.items()
     if not items:
         _fail(f"{db} holds no programs yet: add some with --tasks and --programs")
+    invited = store.invited()
+    if not typed_names and not invited:
+        _fail(f"{db}: nobody is invited yet: `codeloop annotate invite {db} NAME ...` prints each person's link "
+              "(or pass --typed-names to let people type a name, on one machine or a network you trust)")
+    tls = None
+    if keyfile and not certfile:
+        _fail("--keyfile needs --certfile")
+    if certfile:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            tls.load_cert_chain(certfile, keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            _fail(f"{certfile}{' / ' + str(keyfile) if keyfile else ''}: cannot load the certificate and key: {exc}")
     try:
-        server = make_server(store, host, port)
+        server = make_server(store, host, port, keys=not typed_names, tls=tls)
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    url = f"{'https' if tls else 'http'}://{host}:{server.server_address[1]}/"
+    who = "anyone who types a name" if typed_names else f"{len(invited)} invited people, each by their own link"
     typer.echo(f"{sum(not it.honeypot for it in items)} programs and {sum(it.honeypot for it in items)} honeypots; "
-               f"labelling page at http://{host}:{server.server_address[1]}/ (Ctrl-C stops; labels are already saved)")
+               f"labelling page at {url} for {who} (Ctrl-C stops; labels are already saved)")
+    if not tls and host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"warning: {host} without TLS: the {'names' if typed_names else 'keys'} and labels cross the network in "
+                   "clear text; give --certfile, or put a TLS proxy in front", err=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+        store.close()
+
+
+@annotate_app.command("invite")
+def annotate_invite(db: Path = typer.Argument(..., help="The SQLite file that `codeloop annotate serve` serves."),
+                    names: list[str] = typer.Argument(..., help="Who to invite: 1-64 letters, digits or _ . @ + -."),
+                    url: str = typer.Option("http://127.0.0.1:8765/", "--url", help="The page's address as people will reach it."),
+                    revoke: bool = typer.Option(False, "--revoke", help="End these people's keys instead (their labels stay).")) -> None:
+    """Give each person a key and print their link (the key travels in its #fragment; only its hash is stored, so this is
+    the one time it is shown). Inviting a name again gives it a new key and ends the old one; serve picks it up at once."""
+    from codeloop.annotate.store import Store
+
+    if not db.exists():
+        _fail(f"{db}: no such file (add programs first: codeloop annotate add)")
+    store = Store(db)
+    try:
+        for name in names:
+            if revoke:
+                typer.echo(f"{name}: {'key ended' if store.revoke(name) else 'had no key'}")
+            else:
+                typer.echo(f"{name}\t{url.split('#')[0]}#key={store.invite(name)}")
+    except ValueError as exc:
+        _fail(f"{name!r}: {exc}")
+    finally:
         store.close()
 
 

@@ -1,18 +1,30 @@
 """The annotation page and its JSON API, on the standard library's threaded HTTP server.
 
-    GET  /                      the page (``page.html``)
-    GET  /api/next?annotator=N  the next item for N: {"item", "prompt", "lines", "done", "total"}, item null when done
-    POST /api/labels            {"annotator", "item", "labels": [1 or -1 per line]} -> {"ok": true}, or 400 with an error
+    GET  /                  the page (``page.html``)
+    GET  /api/next          the next item for the caller: {"item", "prompt", "lines", "done", "total", "annotator"},
+                            item null when done
+    POST /api/labels        {"item", "labels": [1 or -1 per line]} -> {"ok": true}, or 400 with an error
 
-A honeypot's answers never leave the server, and nothing in a response tells a honeypot from a program.
-What it does not do: authenticate people (the name typed in is trusted; run it on a trusted network or
-behind your own login), or use TLS. It binds to 127.0.0.1 unless told otherwise; request bodies over
-64 KiB are refused.
+Who calls: by default each person's key (``Store.invite``; ``codeloop annotate invite`` prints their
+link, which carries the key in its #fragment, so it never reaches a server log), sent as
+``Authorization: Bearer KEY``; a missing or unknown key gets 401, and labels are stored under the
+key's name whatever the body says. With ``keys=False`` the name is typed in and trusted
+(``?annotator=NAME`` and the body's ``"annotator"``): for one machine or a network you trust.
+
+A honeypot's answers never leave the server, and nothing in a response tells a honeypot from a
+program. With ``tls`` (an ``ssl.SSLContext``) it serves HTTPS; without it keys cross the network in
+clear text, so serve beyond localhost only with TLS, here or in a proxy in front. It binds to
+127.0.0.1 unless told otherwise; request bodies over 64 KiB are refused, and a connection idle for
+``TIMEOUT`` seconds (or slow to finish its TLS handshake) is closed. What it does not do: limit how
+fast anyone calls it, or stop an invited person from labelling carelessly (that is what the
+honeypots measure).
 """
 
 from __future__ import annotations
 
 import json
+import ssl
+import sys
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -22,19 +34,46 @@ from urllib.parse import parse_qs, urlparse
 from codeloop.annotate.store import Store
 
 MAX_BODY = 64 * 1024
+TIMEOUT = 60.0
+NEEDS_KEY = "this page needs your personal link: open the one you were given (whoever runs it prints it)"
 
 
-def make_server(store: Store, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError, TimeoutError)):
+            return  # a client that hung up, or spoke no TLS: its business, not a server fault
+        super().handle_error(request, client_address)
+
+
+class _NoKey(Exception):
+    """The request carries no key, or one nobody holds."""
+
+
+def make_server(store: Store, host: str = "127.0.0.1", port: int = 8765, keys: bool = True,
+                tls: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
     page = resources.files("codeloop.annotate").joinpath("page.html").read_bytes()
+    if keys:
+        page = page.replace(b'data-login="typed"', b'data-login="key"')
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "codeloop-annotate"
+        timeout = TIMEOUT
+
+        def setup(self) -> None:
+            if isinstance(self.request, ssl.SSLSocket):
+                self.request.settimeout(TIMEOUT)
+                self.request.do_handshake()  # here, in this connection's thread, not in the accepting one
+            super().setup()
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet: one line per request is noise here
             pass
 
-        def _send(self, status: int, body: bytes, kind: str = "application/json") -> None:
+        def _send(self, status: int, body: bytes, kind: str = "application/json", headers: dict[str, str] | None = None) -> None:
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
@@ -46,23 +85,43 @@ def make_server(store: Store, host: str = "127.0.0.1", port: int = 8765) -> Thre
         def _json(self, status: int, obj: Any) -> None:
             self._send(status, json.dumps(obj).encode())
 
+        def _who(self, typed: Any) -> str:
+            """The caller's name: their key's, or (keys off) the name they typed."""
+            if not keys:
+                return typed  # type: ignore[no-any-return]  # checked by the store
+            scheme, _, key = self.headers.get("Authorization", "").partition(" ")
+            name = store.login(key.strip()) if scheme.lower() == "bearer" else None
+            if name is None:
+                raise _NoKey(NEEDS_KEY)
+            return name
+
+        def _refuse(self) -> None:
+            self._send(HTTPStatus.UNAUTHORIZED, json.dumps({"error": NEEDS_KEY}).encode(),
+                       headers={"WWW-Authenticate": 'Bearer realm="codeloop-annotate"'})
+
         def do_GET(self) -> None:  # noqa: N802 (the http.server API)
             url = urlparse(self.path)
             if url.path == "/":
                 return self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
             if url.path == "/api/next":
-                name = parse_qs(url.query).get("annotator", [""])[0]
                 try:
+                    name = self._who(parse_qs(url.query).get("annotator", [""])[0])
                     item, done, total = store.next_item(name)
+                except _NoKey:
+                    return self._refuse()
                 except ValueError as exc:
                     return self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
                 shown = {"item": item.id, "prompt": item.prompt, "lines": item.lines} if item else {"item": None}
-                return self._json(HTTPStatus.OK, {**shown, "done": done, "total": total})
+                return self._json(HTTPStatus.OK, {**shown, "done": done, "total": total, "annotator": name})
             self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
 
         def do_POST(self) -> None:  # noqa: N802
             if urlparse(self.path).path != "/api/labels":
                 return self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
+            try:
+                name = self._who(None)  # keys: known before the body is read; typed: from the body, below
+            except _NoKey:
+                return self._refuse()
             try:
                 length = int(self.headers.get("Content-Length", "0"))
             except ValueError:
@@ -72,10 +131,13 @@ def make_server(store: Store, host: str = "127.0.0.1", port: int = 8765) -> Thre
             try:
                 body = json.loads(self.rfile.read(length))
                 if not isinstance(body, dict) or not isinstance(body.get("labels"), list):
-                    raise ValueError("expected {\"annotator\", \"item\", \"labels\": [...]}")
-                store.label(body.get("annotator"), body.get("item"), body["labels"])  # type: ignore[arg-type]
+                    raise ValueError("expected {\"item\", \"labels\": [...]}" + ("" if keys else " and \"annotator\""))
+                store.label(name if keys else body.get("annotator"), body.get("item"), body["labels"])  # type: ignore[arg-type]
             except (ValueError, TypeError) as exc:
                 return self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
             self._json(HTTPStatus.OK, {"ok": True})
 
-    return ThreadingHTTPServer((host, port), Handler)
+    server = _Server((host, port), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    return server

@@ -7,6 +7,11 @@ order of their own: the programs shuffled by a seed drawn from their name, with 
 evenly through it and the first item a honeypot, so reliabilities are measured from the start. A label
 is one +1 (correct) or -1 (wrong) per non-blank line; labelling an item again replaces the earlier
 labels. Writes are committed at once: a stopped server loses nothing.
+
+People log in with a key of their own (``Store.invite``): a random 192-bit token, handed out once in a
+link and stored only as its SHA-256, so the file alone lets nobody in. A name with a key is the only
+name its labels can be stored under through the server; reinviting a name replaces its key, and
+``revoke`` ends it (the labels stay).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import hashlib
 import json
 import random
 import re
+import secrets
 import sqlite3
 import threading
 import time
@@ -35,6 +41,7 @@ CREATE TABLE IF NOT EXISTS items (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, tas
     completion TEXT NOT NULL, honeypot INTEGER NOT NULL, answers TEXT, extra TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS labels (annotator TEXT NOT NULL, item TEXT NOT NULL REFERENCES items(id), labels TEXT NOT NULL,
     at REAL NOT NULL, PRIMARY KEY (annotator, item));
+CREATE TABLE IF NOT EXISTS annotators (name TEXT PRIMARY KEY, key_hash TEXT NOT NULL UNIQUE, at REAL NOT NULL);
 """
 
 
@@ -64,6 +71,10 @@ class Added:
 def item_id(honeypot: bool, task_id: str, completion: str) -> str:
     """An item's id: a hash of its kind, task and text (the same program added again is the same item)."""
     return hashlib.sha256(f"{int(honeypot)}\0{task_id}\0{completion}".encode()).hexdigest()[:20]
+
+
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def check_name(annotator: str) -> str:
@@ -211,6 +222,32 @@ class Store:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?)", checked)
             self._db.execute("COMMIT")
+
+    # --- people ----------------------------------------------------------------------------------
+
+    def invite(self, name: str) -> str:
+        """A new key for ``name``, returned this once (only its hash is kept); an earlier key of theirs stops working."""
+        key = secrets.token_urlsafe(24)
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO annotators VALUES (?, ?, ?)", (check_name(name), _key_hash(key), time.time()))
+        return key
+
+    def revoke(self, name: str) -> bool:
+        """End ``name``'s key (their labels stay); False if they had none."""
+        with self._lock:
+            return self._db.execute("DELETE FROM annotators WHERE name = ?", (name,)).rowcount > 0
+
+    def login(self, key: str) -> str | None:
+        """The name whose key this is, or None."""
+        if not isinstance(key, str) or not key:
+            return None
+        with self._lock:
+            row = self._db.execute("SELECT name FROM annotators WHERE key_hash = ?", (_key_hash(key),)).fetchone()
+        return row[0] if row else None
+
+    def invited(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT name FROM annotators ORDER BY name")]
 
     # --- scores ----------------------------------------------------------------------------------
 
