@@ -607,7 +607,7 @@ def annotate_serve(db: Path = typer.Argument(..., help="SQLite file holding prog
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     url = f"{'https' if tls else 'http'}://{host}:{server.server_address[1]}/"
-    who = "anyone who types a name" if typed_names else f"{len(invited)} invited people, each by their own link"
+    who = "anyone who types a name" if typed_names else f"{len(invited)} invited {'person' if len(invited) == 1 else 'people'}, each by their own link"
     typer.echo(f"{sum(not it.honeypot for it in items)} programs and {sum(it.honeypot for it in items)} honeypots; "
                f"labelling page at {url} for {who} (Ctrl-C stops; labels are already saved)")
     if not tls and host not in ("127.0.0.1", "localhost", "::1"):

@@ -35,7 +35,7 @@ from codeloop.annotate.store import Store
 
 MAX_BODY = 64 * 1024
 TIMEOUT = 60.0
-NEEDS_KEY = "this page needs your personal link: open the one you were given (whoever runs it prints it)"
+NEEDS_KEY = "this page needs your personal link: open the one you were given (a key that was replaced or revoked no longer works)"
 
 
 class _Server(ThreadingHTTPServer):
