@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from codeloop.annotate.server import make_server
-from codeloop.annotate.store import Added, Store, scores
+from codeloop.annotate.store import Added, Store, item_id, scores
 from codeloop.cli import app
 from codeloop.data import DataError
 from codeloop.types import Task
@@ -69,6 +69,49 @@ def test_adding_the_same_files_again_adds_nothing_and_bad_lines_are_named(store,
     assert [it.extra["copies"] for it in store.items()[-2:]] == [3, 1]
     with pytest.raises(DataError, match="bad.jsonl:1: field 'copies': a count of samples"):
         store.add(write(tmp_path / "bad.jsonl", [{"task_id": "t2", "completion": "    return 5\n", "copies": 0}]), TASKS)
+
+
+def test_copies_count_samples_across_files_and_the_same_file_again_counts_nothing(store, tmp_path):
+    def copies():
+        return {it.completion: it.extra["copies"] for it in store.items() if it.completion.startswith("    return")}
+
+    one, two = "    return 1\n", "    return 2\n"
+    first = [{"task_id": "t2", "completion": one, "seed": 0}, {"task_id": "t2", "completion": one, "seed": 0},
+             {"task_id": "t2", "completion": two, "seed": 0, "copies": 3}]
+    assert store.add(write(tmp_path / "a.jsonl", first), TASKS) == Added(2, 0, 0) and copies() == {one: 2, two: 3}
+    assert store.add(write(tmp_path / "a-again.jsonl", first), TASKS) == Added(0, 0, 0) and copies() == {one: 2, two: 3}
+    grown = first + [{"task_id": "t2", "completion": one, "seed": 0}]  # the same file with one sample more
+    assert store.add(write(tmp_path / "a.jsonl", grown), TASKS) == Added(0, 0, 1) and copies() == {one: 3, two: 3}
+    batch = [{"task_id": "t2", "completion": one, "seed": 1}, {"task_id": "t2", "completion": "    return 3\n", "seed": 1}]
+    assert store.add(write(tmp_path / "b.jsonl", batch), TASKS) == Added(1, 0, 1)  # another seed: other samples
+    assert copies() == {one: 4, two: 3, "    return 3\n": 1}
+    assert "copies" not in json.loads(store._db.execute("SELECT extra FROM items WHERE completion = ?", (one,)).fetchone()[0])
+    labelled = next(it for it in store.items() if it.completion == two)  # the count reaches the scores
+    for it in store.items():
+        store.label("ann", it.id, it.answers or [1] * len(it.lines))
+    assert next(r for r in scores(store)[0] if r["completion"] == two)["copies"] == 3 and labelled.extra["copies"] == 3
+
+
+def test_a_store_made_before_samples_were_kept_keeps_its_counts(tmp_path):
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "old.sqlite")  # the schema and rows an earlier codeloop wrote
+    db.executescript("""CREATE TABLE items (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, task_id TEXT NOT NULL, prompt TEXT NOT NULL,
+        completion TEXT NOT NULL, honeypot INTEGER NOT NULL, answers TEXT, extra TEXT NOT NULL);
+        CREATE TABLE labels (annotator TEXT NOT NULL, item TEXT NOT NULL REFERENCES items(id), labels TEXT NOT NULL,
+        at REAL NOT NULL, PRIMARY KEY (annotator, item));""")
+    db.execute("INSERT INTO items VALUES (?, 0, 't1', 'p', ?, 0, NULL, ?)", (item_id(False, "t1", PROGRAM), PROGRAM, '{"copies": 5}'))
+    db.execute("INSERT INTO items VALUES ('x', 1, 't1', 'p', '    return 0\n', 0, NULL, '{}')")
+    db.commit()
+    db.close()
+    for _ in range(2):  # opened twice: counted once
+        old = Store(tmp_path / "old.sqlite")
+        assert [it.extra["copies"] for it in old.items()] == [5, 1]
+        old.close()
+    old = Store(tmp_path / "old.sqlite")
+    assert old.add(write(tmp_path / "more.jsonl", [{"task_id": "t1", "completion": PROGRAM, "seed": 9}]), TASKS) == Added(0, 0, 1)
+    assert old.items()[0].extra["copies"] == 6
+    old.close()
 
 
 def test_each_annotator_starts_on_a_honeypot_and_meets_every_item_once(store):

@@ -497,7 +497,8 @@ def _add(store: Any, tasks: str, programs: Optional[Path], honeypots: Optional[P
             if path:
                 added = store.add(path, task_map, honeypots=pots)
                 blank = f" ({added.blank} with no non-blank line left out: nothing to label)" if added.blank else ""
-                typer.echo(f"{path}: {added.new} new {'honeypots' if pots else 'programs'}{blank}")
+                again = f"; {added.again} more samples of programs already stored" if added.again else ""
+                typer.echo(f"{path}: {added.new} new {'honeypots' if pots else 'programs'}{blank}{again}")
     except DataError as exc:
         _fail(str(exc))
 

@@ -2,7 +2,8 @@
 
 Items are programs (a task's prompt plus the completion to label) or honeypots (the same, with one
 known answer per non-blank line). An item's id is a hash of its kind, task and text, so loading the same
-files again adds nothing, and the id says nothing of the kind. Each annotator meets the items in an
+files again adds nothing, and the id says nothing of the kind. The samples behind each program are
+kept as well, so its ``copies`` counts how often it was sampled, across files (``Store.add``). Each annotator meets the items in an
 order of their own: the programs shuffled by a seed drawn from their name, with the honeypots spread
 evenly through it and the first item a honeypot, so reliabilities are measured from the start. A label
 is one +1 (correct) or -1 (wrong) per non-blank line; labelling an item again replaces the earlier
@@ -42,6 +43,11 @@ CREATE TABLE IF NOT EXISTS items (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, tas
 CREATE TABLE IF NOT EXISTS labels (annotator TEXT NOT NULL, item TEXT NOT NULL REFERENCES items(id), labels TEXT NOT NULL,
     at REAL NOT NULL, PRIMARY KEY (annotator, item));
 CREATE TABLE IF NOT EXISTS annotators (name TEXT PRIMARY KEY, key_hash TEXT NOT NULL UNIQUE, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS samples (id TEXT PRIMARY KEY, item TEXT NOT NULL REFERENCES items(id), copies INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS samples_item ON samples (item);
+-- a store made before samples were kept: each program's count as its one file gave it
+INSERT OR IGNORE INTO samples SELECT 'before:' || id, id, COALESCE(json_extract(extra, '$.copies'), 1) FROM items
+    WHERE honeypot = 0 AND id NOT IN (SELECT item FROM samples);
 """
 
 
@@ -62,10 +68,12 @@ class Item:
 
 @dataclass(frozen=True)
 class Added:
-    """What ``Store.add`` did: items that were new, and programs left out for having no non-blank line."""
+    """What ``Store.add`` did: items that were new, programs left out for having no non-blank line, and
+    samples newly counted for programs the store already held (sampled again, in another batch)."""
 
     new: int
     blank: int = 0
+    again: int = 0
 
 
 def item_id(honeypot: bool, task_id: str, completion: str) -> str:
@@ -103,12 +111,17 @@ class Store:
         ``answers``: one 1 or -1 per non-blank line of the completion). Every line is checked before
         anything is written; an error names file, line and field. A program with no non-blank line (a
         model may write nothing) has nothing to label and is left out, counted; such a honeypot is an error.
-        A program the file holds more than once (the same task and text) becomes one item whose extra key
-        ``copies`` counts them (a sample's own ``copies`` counts as that many), so people label it once
-        and training on the scores can still weigh it as often as it was sampled. Only copies within
-        one file are counted: an item already stored keeps its count."""
+
+        A program is one item however many samples hold it (the same task and text), so people label it
+        once; its ``copies`` (in ``extra``) counts those samples, so training on the scores can weigh it
+        as often as it was sampled. A sample is its whole line, and the n-th of identical lines in a file
+        is the n-th sample; a line's own ``copies`` counts as that many. So adding a file again, or the
+        same file grown by new lines, counts only the new samples, and another batch of samples (``codeloop
+        sample`` writes each line's ``seed`` and ``sample_index``) adds its own. Lines that differ in
+        nothing, in two files, are the same sample: give such batches a field that tells them apart."""
         rows, blank = [], 0
-        seen: dict[str, dict[str, Any]] = {}
+        samples: list[tuple[str, str, int]] = []  # (sample id, item id, copies)
+        occurrences: dict[str, int] = {}
         for line, obj in read_jsonl(path):
             task_id = str(require(obj, "task_id", (str, int), path, line))
             completion = require(obj, "completion", str, path, line)
@@ -126,32 +139,36 @@ class Store:
                     answers = check_labels(answers, len(code_lines(completion)), "answers")
                 except ValueError as exc:
                     raise DataError(f"{where(path, line, 'answers')}: {str(exc).removeprefix('answers: ')}") from None
-            extra = {k: v for k, v in obj.items() if k not in ("task_id", "completion", "answers")}
-            if not honeypots:  # how often the policy wrote it: the weight it needs in a policy gradient
+            else:  # how often the policy wrote it: the weight it needs in a policy gradient
                 copies = require(obj, "copies", int, path, line, optional=True)
-                copies = 1 if copies is None else copies
-                if copies < 1:
+                if copies is not None and copies < 1:
                     raise DataError(f"{where(path, line, 'copies')}: a count of samples, at least 1, got {copies}")
-                key = item_id(False, task_id, completion)
-                if key in seen:  # sampled again: one item to label, counted twice
-                    seen[key]["copies"] += copies
-                    continue
-                seen[key] = extra = {**extra, "copies": copies}
+                text = json.dumps(obj, sort_keys=True)
+                occurrences[text] = n = occurrences.get(text, 0) + 1
+                sample = hashlib.sha256(f"{text}\0{n}".encode()).hexdigest()[:24]
+                samples.append((sample, item_id(False, task_id, completion), copies or 1))
+            extra = {k: v for k, v in obj.items() if k not in ("task_id", "completion", "answers", "copies")}
             rows.append((task_id, tasks[task_id].prompt, completion, answers, extra))
         if not rows:
             raise DataError(f"{path}: no samples" + (" with a non-blank line" if blank else ""))
-        added = 0
+        added = again = 0
         with self._lock:
             seq = self._db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM items").fetchone()[0]
             self._db.execute("BEGIN")
+            fresh = set()
             for task_id, prompt, completion, answers, extra in rows:
                 key = item_id(honeypots, task_id, completion)
                 cur = self._db.execute("INSERT OR IGNORE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                        (key, seq + added, task_id, prompt, completion, int(honeypots),
                                         json.dumps(answers) if answers is not None else None, json.dumps(extra)))
-                added += cur.rowcount
+                if cur.rowcount:
+                    added += 1
+                    fresh.add(key)
+            for sample, key, copies in samples:
+                if self._db.execute("INSERT OR IGNORE INTO samples VALUES (?, ?, ?)", (sample, key, copies)).rowcount and key not in fresh:
+                    again += copies
             self._db.execute("COMMIT")
-        return Added(added, blank)
+        return Added(added, blank, again)
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -163,9 +180,12 @@ class Store:
         return found[0] if found else None
 
     def _select(self, clause: str, args: tuple = ()) -> list[Item]:
+        """Items, a program's extra ``copies`` its samples' count."""
         with self._lock:
-            rows = self._db.execute(f"SELECT id, task_id, prompt, completion, honeypot, answers, extra FROM items {clause}", args).fetchall()
-        return [Item(r[0], r[1], r[2], r[3], bool(r[4]), json.loads(r[5]) if r[5] else None, json.loads(r[6])) for r in rows]
+            rows = self._db.execute("SELECT id, task_id, prompt, completion, honeypot, answers, extra, "
+                                    f"(SELECT SUM(copies) FROM samples WHERE item = items.id) FROM items {clause}", args).fetchall()
+        return [Item(r[0], r[1], r[2], r[3], bool(r[4]), json.loads(r[5]) if r[5] else None,
+                     {**json.loads(r[6]), **({"copies": r[7]} if r[7] is not None else {})}) for r in rows]
 
     def labels(self) -> dict[str, dict[str, list[int]]]:
         """item id -> annotator -> labels."""
