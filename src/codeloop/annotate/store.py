@@ -118,7 +118,9 @@ class Store:
         is the n-th sample; a line's own ``copies`` counts as that many. So adding a file again, or the
         same file grown by new lines, counts only the new samples, and another batch of samples (``codeloop
         sample`` writes each line's ``seed`` and ``sample_index``) adds its own. Lines that differ in
-        nothing, in two files, are the same sample: give such batches a field that tells them apart."""
+        nothing, in two files, are the same sample: give such batches a field that tells them apart. A
+        program stored by a codeloop that kept no samples keeps the count it had (more would count its
+        first file twice)."""
         rows, blank = [], 0
         samples: list[tuple[str, str, int]] = []  # (sample id, item id, copies)
         occurrences: dict[str, int] = {}
@@ -164,7 +166,10 @@ class Store:
                 if cur.rowcount:
                     added += 1
                     fresh.add(key)
+            before = {r[0] for r in self._db.execute("SELECT item FROM samples WHERE id LIKE 'before:%'")}
             for sample, key, copies in samples:
+                if key in before:  # counted by a codeloop that kept no samples: which lines it counted is unknown
+                    continue
                 if self._db.execute("INSERT OR IGNORE INTO samples VALUES (?, ?, ?)", (sample, key, copies)).rowcount and key not in fresh:
                     again += copies
             self._db.execute("COMMIT")
