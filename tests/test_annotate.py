@@ -85,7 +85,6 @@ def test_copies_count_samples_across_files_and_the_same_file_again_counts_nothin
     batch = [{"task_id": "t2", "completion": one, "seed": 1}, {"task_id": "t2", "completion": "    return 3\n", "seed": 1}]
     assert store.add(write(tmp_path / "b.jsonl", batch), TASKS) == Added(1, 0, 1)  # another seed: other samples
     assert copies() == {one: 4, two: 3, "    return 3\n": 1}
-    assert "copies" not in json.loads(store._db.execute("SELECT extra FROM items WHERE completion = ?", (one,)).fetchone()[0])
     labelled = next(it for it in store.items() if it.completion == two)  # the count reaches the scores
     for it in store.items():
         store.label("ann", it.id, it.answers or [1] * len(it.lines))

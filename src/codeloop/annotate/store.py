@@ -2,12 +2,12 @@
 
 Items are programs (a task's prompt plus the completion to label) or honeypots (the same, with one
 known answer per non-blank line). An item's id is a hash of its kind, task and text, so loading the same
-files again adds nothing, and the id says nothing of the kind. The samples behind each program are
-kept as well, so its ``copies`` counts how often it was sampled, across files (``Store.add``). Each annotator meets the items in an
-order of their own: the programs shuffled by a seed drawn from their name, with the honeypots spread
-evenly through it and the first item a honeypot, so reliabilities are measured from the start. A label
-is one +1 (correct) or -1 (wrong) per non-blank line; labelling an item again replaces the earlier
-labels. Writes are committed at once: a stopped server loses nothing.
+files again adds nothing, and the id says nothing of the kind. The samples behind each program are kept
+as well, so its ``copies`` counts how often it was sampled, across files (``Store.add``). Each annotator
+meets the items in an order of their own: the programs shuffled by a seed drawn from their name, with
+the honeypots spread evenly through it and the first item a honeypot, so reliabilities are measured
+from the start. A label is one +1 (correct) or -1 (wrong) per non-blank line; labelling an item again
+replaces the earlier labels. Writes are committed at once: a stopped server loses nothing.
 
 People log in with a key of their own (``Store.invite``): a random 192-bit token, handed out once in a
 link and stored only as its SHA-256, so the file alone lets nobody in. A name with a key is the only
