@@ -8,12 +8,23 @@ task prompt, so the completion is again just a body.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from codeloop.types import Outcome, Status
 
 STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\n\n\n")
 """Where a body ends: the start of anything at module level."""
+ST_STOP: tuple[str, ...] = ()
+"""Structured Text: a program may hold several units (a helper FUNCTION, then the main one), so
+generation runs to the model's end of text or the token limit."""
+
+
+def stop_for(languages: Iterable[str]) -> tuple[str, ...]:
+    """The stop sequences for a batch of tasks in ``languages`` (none when they are mixed)."""
+    found = set(languages)
+    if found <= {"python"}:
+        return STOP
+    return ST_STOP if found == {"st"} else ()
 
 
 def _commented(text: str) -> str:

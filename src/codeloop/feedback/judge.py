@@ -19,7 +19,7 @@ from codeloop.models.base import Generator
 from codeloop.types import Feedback, SamplingParams
 
 SYSTEM = (
-    "You are an expert in {language} programming. Your task is to evaluate the given code based on its logical, "
+    "You are an expert in {expertise}. Your task is to evaluate the given code based on its logical, "
     "semantic, and syntactic correctness. You can tolerate minor mistakes or errors.\n"
     "IMPORTANT: Use the following format for your responses: \"[0] [1] [1]\", where 0 indicates a negative "
     "evaluation and 1 indicates a positive evaluation.\n"
@@ -28,6 +28,8 @@ SYSTEM = (
     "formatting.\n"
     "INSTRUCTION: Given implementations are separated by '====='."
 )
+EXPERTISE = {"python": "Python programming",  # the paper's wording for ST (Fig. 2)
+             "st": "PLC Structured Text (ST) programming as per IEC 61131-3 standards"}
 USER = ("Great! Here is another problem and its corresponding implementations to evaluate.\n\n"
         "Problem: {intent}\n\nImplementations:\n{implementations}")
 PICK = ("Here is a problem and {k} implementations, separated by '====='. Answer with the number (1 to {k}) of the "
@@ -65,7 +67,7 @@ class Judge:
 
     def __init__(self, generator: Generator, language: str = "Python", retries: int = 1, max_new_tokens: int = 64) -> None:
         self.generator, self.retries, self.max_new_tokens = generator, retries, max_new_tokens
-        self.system = SYSTEM.format(language=language)
+        self.system = SYSTEM.format(expertise=EXPERTISE.get(language.lower(), f"{language} programming"))
         # a chat endpoint gets the system prompt in the system role; a completion model gets it inline
         self.chat = getattr(generator, "mode", "") == "chat"
         if self.chat:

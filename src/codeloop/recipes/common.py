@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from codeloop.data import load_tasks, write_jsonl
-from codeloop.data.prompts import STOP
+from codeloop.data.prompts import stop_for
 from codeloop.eval import evaluate, summarize
 from codeloop.feedback.compiler import compiles
 from codeloop.models.base import Generator
@@ -161,7 +161,8 @@ def rollout(generator: Generator, tasks: Sequence[Task], sandbox: Sandbox, n: in
     """``n`` completions per task from ``generator``, run against the tasks' tests (timed as the
     phases ``sample`` and ``sandbox`` on ``clock``)."""
     clock = clock or Clock()
-    params = SamplingParams(n=n, temperature=temperature, max_new_tokens=max_new_tokens, stop=STOP, seed=seed)
+    params = SamplingParams(n=n, temperature=temperature, max_new_tokens=max_new_tokens,
+                            stop=stop_for(t.language for t in tasks), seed=seed)
     with clock("sample"):
         rows = generator.generate([t.prompt for t in tasks], params)
     samples = [Sample(t.task_id, c.text) for t, row in zip(tasks, rows) for c in row]
@@ -172,7 +173,7 @@ def rollout(generator: Generator, tasks: Sequence[Task], sandbox: Sandbox, n: in
 
 def held_out_metrics(run: Rollout) -> dict[str, float]:
     """pass@1, the compiler expert's rate P(κ=1), and the sandbox's compile-error rate."""
-    kappa = [compiles(t.prompt + c.text).score for t, row in zip(run.tasks, run.rows) for c in row]
+    kappa = [compiles(t.prompt + c.text, t.language).score for t, row in zip(run.tasks, run.rows) for c in row]
     report = summarize(run.samples, run.outcomes, ks=(1,))
     return {"pass_at_1": report.pass_at_k[1],
             "compile_rate": sum(kappa) / len(kappa),

@@ -102,7 +102,7 @@ def validate(generator: Generator, tasks: list[Task], sandbox: Sandbox, cfg: Onl
     stricter tests, where configured)."""
     temperature = cfg.temperature if cfg.val_temperature is None else cfg.val_temperature
     run_ = rollout(generator, tasks, sandbox, cfg.val_n, temperature, cfg.max_new_tokens, cfg.seed)
-    kappa = [compiles(t.prompt + c.text).score for t, row in zip(run_.tasks, run_.rows) for c in row]
+    kappa = [compiles(t.prompt + c.text, t.language).score for t, row in zip(run_.tasks, run_.rows) for c in row]
     phi = _semantic(run_, judge)
     return {**held_out_metrics(run_), **plus_metrics(run_, plus or {}, sandbox), "semantic_rate": sum(phi) / len(phi),
             "joint_rate": sum(k and p for k, p in zip(kappa, phi)) / len(phi)}
@@ -171,7 +171,9 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
     val_tasks, plus = validation_tasks(cfg)  # bad task sources are refused before anything is written
     loop = Loop.open(cfg.out_dir, cfg.iterations, asdict(cfg))
     size = max(1, math.floor(cfg.fraction * len(intents)))
-    judge = Judge(load_generator(cfg.judge_backend, cfg.judge_model)) if cfg.judge_model else None
+    languages = {t.language for t in intents}
+    judge = Judge(load_generator(cfg.judge_backend, cfg.judge_model),
+                  language=languages.pop() if len(languages) == 1 else "python") if cfg.judge_model else None
     if judge is None:
         print("semantic expert: no LLM judge configured, so the task tests act as the semantic expert φ")
     reference, policy, tokenizer = loop.policies(cfg.model, cfg.refresh_reference, lora=bool(cfg.lora_r))
@@ -192,7 +194,7 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
                 pairs, nll_mask = [], []
                 for j, (task, texts, _) in enumerate(run_.groups()):
                     span = slice(j * cfg.k, (j + 1) * cfg.k)
-                    kappa = [compiles(task.prompt + t).score for t in texts]
+                    kappa = [compiles(task.prompt + t, task.language).score for t in texts]
                     new, good = intent_pairs(cfg, task.prompt, texts, kappa, phi[span],
                                              _tie_breaker(judge, task, texts, rewards[span]))
                     pairs += new

@@ -54,6 +54,9 @@ class Job:
     the program's load (spawn request to its module body run); ``outputs`` may then be None: the job
     only has to run without error. Only a process's first call is free of state its earlier calls
     left (a cache): time that one, with the load (where a table could be precomputed)."""
+    rejected: str = ""
+    """Set when a trusted compiler for the task's language (outside Python) already rejected the
+    program: the reason. The job is then a compile error and nothing runs."""
 
 
 class _Stop(BaseException):
@@ -419,6 +422,8 @@ def run_job(job: Job, zsock: socket.socket, timeout_s: float, memory_mb: int, le
     """Judge one job end to end. Never raises for anything the sample does. ``uid``: the sample's
     (when the worker runs as root), owner of its scratch dir."""
     start = time.monotonic()
+    if job.rejected:
+        return Outcome(Status.COMPILE_ERROR, 0.0, reason=job.rejected[:DETAIL_CHARS])
     try:
         code = compile(job.program, "<sample>", "exec")  # in the parent: a syntax error runs nothing
     except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:

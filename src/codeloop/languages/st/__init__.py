@@ -1,0 +1,24 @@
+"""IEC 61131-3 Structured Text: parse and check (:func:`check`), run (:func:`entry`).
+
+``check(source)`` returns the diagnostics a compiler front end would print (errors and warnings, each
+with line and column); a program with no error compiles. ``entry(source, name)`` gives a Python
+callable for one FUNCTION, FUNCTION_BLOCK or PROGRAM that takes and returns plain data (see
+:mod:`codeloop.languages.st.interp`). Untrusted programs are run through ``codeloop.sandbox``.
+"""
+
+from codeloop.languages.st.check import Diagnostic
+from codeloop.languages.st.check import check as _check
+from codeloop.languages.st.interp import STCompileError, STRuntimeError, entry, load
+
+
+def check(source: str) -> list[Diagnostic]:
+    """Every error and warning in ``source``, sorted by position (empty: it compiles cleanly)."""
+    return _check(source)[1]
+
+
+def errors(source: str) -> list[Diagnostic]:
+    """Only the errors: a program compiles when this is empty."""
+    return [d for d in check(source) if d.severity == "error"]
+
+
+__all__ = ["Diagnostic", "STCompileError", "STRuntimeError", "check", "entry", "errors", "load"]
