@@ -327,3 +327,38 @@ def test_compiler_expert_speaks_st() -> None:
 def test_parse_keeps_every_unit() -> None:
     unit = parse(MAX3.format(body="Max3 := a;") + "TYPE E : (A, B); END_TYPE\nPROGRAM Main\nEND_PROGRAM\n")
     assert [p.name for p in unit.pous] == ["Max3", "Main"] and [t.name for t in unit.types] == ["E"]
+
+
+def test_check_command_prints_file_line_col_and_exits_1_on_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from codeloop.cli import app
+
+    good, bad = tmp_path / "good.st", tmp_path / "bad.st"
+    good.write_text(MAX3.format(body="Max3 := MAX(a, b, c);"))
+    bad.write_text(MAX3.format(body="Max3 := d;\nMax3 := DINT#5;"))
+    runner = CliRunner()
+    result = runner.invoke(app, ["check", str(good), str(bad)])
+    assert result.exit_code == 1
+    assert f"{bad}:3:9: error: 'd' is not declared" in result.output
+    assert runner.invoke(app, ["check", str(good)]).exit_code == 0
+    assert runner.invoke(app, ["check", str(tmp_path / "missing.st")]).exit_code == 2
+    assert runner.invoke(app, ["check", str(tmp_path / "x.c")]).exit_code == 2
+
+
+def test_sandbox_preload_loads_modules_before_samples_fork() -> None:
+    from codeloop.eval import preload_for
+    from codeloop.sandbox import Job, Sandbox, SandboxError
+
+    probe = Job(program="import sys\ndef loaded():\n    return 'codeloop.languages.st' in sys.modules\n",
+                entry_point="loaded", inputs=((),), outputs=(True,))
+    assert preload_for([st_task()]) == ("codeloop.languages.st",) and preload_for([Task("t", "")]) == ()
+    with Sandbox(workers=1, preload=preload_for([st_task()])) as sandbox:
+        assert sandbox.run_one(probe).passed
+    with Sandbox(workers=1) as sandbox:
+        assert not sandbox.run_one(probe).passed  # nothing extra in the zygote of a plain sandbox
+    with pytest.raises(ValueError, match="module names"):
+        Sandbox(preload=["os; rm -rf"])
+    with pytest.raises(SandboxError, match="preload 'codeloop_no_such_module' failed"):
+        with Sandbox(workers=1, preload=["codeloop_no_such_module"]) as sandbox:
+            sandbox.run_one(probe)

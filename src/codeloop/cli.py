@@ -12,7 +12,7 @@ import typer
 from tqdm import tqdm
 
 from codeloop.data import DataError, load_tasks, read_samples, write_jsonl
-from codeloop.eval import job_for, result_row, summarize
+from codeloop.eval import job_for, preload_for, result_row, summarize
 from codeloop.sandbox import Sandbox, SandboxError
 
 if not sys.stderr.isatty():  # Hugging Face's loading/saving bars, like codeloop's own, only on a terminal:
@@ -74,7 +74,8 @@ def eval_cmd(
     partial = out.with_name(out.name + ".partial")  # rows land here as they finish: Ctrl-C loses nothing
     partial.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with Sandbox(workers=workers or None, timeout_s=timeout, memory_mb=memory_mb, isolation=isolation) as sandbox, \
+        with Sandbox(workers=workers or None, timeout_s=timeout, memory_mb=memory_mb, isolation=isolation,
+                     preload=preload_for(task_map.values())) as sandbox, \
                 open(partial, "w", encoding="utf-8") as sink, \
                 tqdm(total=len(sample_list), desc="eval", unit="sample", file=sys.stderr, disable=None) as bar:
             outcomes = []
@@ -110,6 +111,43 @@ def tasks_export(name: str = typer.Argument(..., help="Task set name or JSONL pa
             row["language"] = t.language
         rows.append(row)
     typer.echo(f"wrote {write_jsonl(out, rows)} tasks to {out}")
+
+
+@app.command("check")
+def check_cmd(
+    files: list[Path] = typer.Argument(..., help="Programs to check (.st: Structured Text; .py: Python)."),
+    language: Optional[str] = typer.Option(None, "--language", help="st or python (default: from each file's suffix)."),
+) -> None:
+    """Check programs as a compiler front end would; print FILE:LINE:COL: error|warning: message.
+
+    Structured Text: codeloop's own IEC 61131-3 checker (the online-DPO loop's compiler expert).
+    Python: compile(). Exit 1 when any file has an error, 2 when one cannot be read.
+    """
+    from codeloop.feedback.compiler import compiles
+    from codeloop.languages import st
+
+    n_errors = n_warnings = 0
+    for path in files:
+        lang = language or {".st": "st", ".py": "python"}.get(path.suffix.lower())
+        if lang not in ("st", "python"):
+            _fail(f"{path}: cannot tell the language from the suffix {path.suffix!r}; pass --language st or python")
+        try:
+            source = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"{path}: {exc}")
+        if lang == "python":
+            verdict = compiles(source)
+            if not verdict.score:
+                typer.echo(f"{path}: error: {verdict.reason}")
+                n_errors += 1
+            continue
+        for d in st.check(source):
+            typer.echo(f"{path}:{d}")
+            n_errors += d.severity == "error"
+            n_warnings += d.severity == "warning"
+    typer.echo(f"{len(files)} file(s): {n_errors} error(s), {n_warnings} warning(s)", err=True)
+    if n_errors:
+        raise typer.Exit(1)
 
 
 @tasks_app.command("canonical")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,12 @@ from codeloop.types import Outcome, Sample, Status, Task
 LANGUAGES = ("python", "st")
 
 _ST_PROGRAM = "from codeloop.languages.st import entry\nglobals()[{name!r}] = entry({source!r}, {name!r})\n"
+
+
+def preload_for(tasks: Iterable[Task]) -> tuple[str, ...]:
+    """What a Sandbox for ``tasks`` should preload (``Sandbox(preload=...)``): the ST interpreter, which
+    every ST sample imports (~40 ms a sample otherwise), only where some task is in ST."""
+    return ("codeloop.languages.st",) if any(t.language == "st" for t in tasks) else ()
 
 
 def job_for(task: Task, sample: Sample) -> Job:

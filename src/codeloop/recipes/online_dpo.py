@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 from codeloop.data import load_tasks
 from codeloop.data.preferences import cross_pairs, rank_positive, save_pairs
+from codeloop.eval import preload_for
 from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.compiler import compiles
 from codeloop.feedback.judge import Judge
@@ -179,7 +180,7 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
     reference, policy, tokenizer = loop.policies(cfg.model, cfg.refresh_reference, lora=bool(cfg.lora_r))
     sampler = PolicySampler(cfg.backend, tokenizer)
 
-    with Sandbox() as sandbox:
+    with Sandbox(preload=preload_for([*intents, *val_tasks])) as sandbox:
         if not loop.metrics:
             loop.record({"iteration": 0, **validate(sampler(policy, cfg.model), val_tasks, sandbox, cfg, judge, plus)}, on_iteration)
         for i in loop.pending():

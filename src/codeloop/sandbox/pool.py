@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import pickle
 import selectors
 import subprocess
@@ -35,10 +36,12 @@ class _Worker:
     """One worker process. ``_Worker(...)`` launches it; :meth:`ready` waits for its hello, so that many
     can start at once (each pays ~0.1 s of imports and namespace set-up)."""
 
-    def __init__(self, isolation: str, cpus: frozenset[int] | None = None, wait: bool = True) -> None:
-        pin = [",".join(map(str, sorted(cpus)))] if cpus else []
+    def __init__(self, isolation: str, cpus: frozenset[int] | None = None, wait: bool = True,
+                 preload: tuple[str, ...] = ()) -> None:
+        options = [f"cpus={','.join(map(str, sorted(cpus)))}"] if cpus else []
+        options += [f"preload={','.join(preload)}"] if preload else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "codeloop.sandbox.worker", isolation, *pin],
+            [sys.executable, "-m", "codeloop.sandbox.worker", isolation, *options],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=WORKER_ENV, close_fds=True,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -84,11 +87,13 @@ class Sandbox:
     :class:`~codeloop.types.Outcome` per job, in order. ``isolation`` is "auto" (the strongest the OS
     allows), or exactly one of "root", "userns", "none" (see the package docstring). ``cpus`` pins the
     workers and every process they start to those CPUs (for timing: a sample cannot rely on it, since it
-    may change its own affinity).
+    may change its own affinity). ``preload`` names modules the jobs' programs import (a language
+    runtime, such as ``codeloop.languages.st``), imported once per worker before its zygote forks, so
+    samples find them loaded; every sample then inherits that memory, so name only what the jobs use.
     """
 
     def __init__(self, workers: int | None = None, timeout_s: float = 3.0, memory_mb: int = 2048,
-                 isolation: str = "auto", cpus: Iterable[int] | None = None) -> None:
+                 isolation: str = "auto", cpus: Iterable[int] | None = None, preload: Iterable[str] = ()) -> None:
         if timeout_s <= 0 or memory_mb <= 0:
             raise ValueError("timeout_s and memory_mb must be positive")
         if isolation not in ("auto", "root", "userns", "none"):
@@ -96,6 +101,10 @@ class Sandbox:
         self.cpus = frozenset(cpus) if cpus is not None else None
         if self.cpus is not None and (not self.cpus or not self.cpus <= os.sched_getaffinity(0)):
             raise ValueError(f"cpus must be a non-empty subset of {sorted(os.sched_getaffinity(0))}, got {sorted(self.cpus)}")
+        self.preload = tuple(preload)
+        bad = [m for m in self.preload if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", m)]
+        if bad:
+            raise ValueError(f"preload takes module names, got {bad[0]!r}")
         self.n_workers = workers or os.cpu_count() or 1
         self.timeout_s, self.memory_mb, self.isolation = timeout_s, memory_mb, isolation
         self._workers: list[_Worker] = []
@@ -111,7 +120,7 @@ class Sandbox:
         launched: list[_Worker] = []
         try:  # all launched first, then each waited for: their start-up overlaps
             for _ in range(self.n_workers - len(self._workers)):
-                launched.append(_Worker(self.isolation, self.cpus, wait=False))
+                launched.append(_Worker(self.isolation, self.cpus, wait=False, preload=self.preload))
             for w in launched:
                 w.ready()
         except BaseException:  # a failed start (or an interrupt) leaves no worker behind

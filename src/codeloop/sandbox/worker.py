@@ -130,8 +130,10 @@ def isolate(requested: str) -> str:
 
 def main() -> None:
     requested = sys.argv[1] if len(sys.argv) > 1 else "auto"
-    if len(sys.argv) > 2:  # pinned: the zygote and every sample inherit the affinity
-        os.sched_setaffinity(0, {int(c) for c in sys.argv[2].split(",")})
+    options = dict(arg.split("=", 1) for arg in sys.argv[2:])  # cpus=0,1 preload=module,module
+    if options.get("cpus"):  # pinned: the zygote and every sample inherit the affinity
+        os.sched_setaffinity(0, {int(c) for c in options["cpus"].split(",")})
+    preload = [m for m in options.get("preload", "").split(",") if m]
     jobs_fd, results_fd = os.dup(0), os.dup(1)
     os.dup2(2, 1)  # a stray print can never corrupt the result stream
     null = os.open(os.devnull, os.O_RDONLY)
@@ -144,6 +146,12 @@ def main() -> None:
         return
     for name in PREIMPORT:
         importlib.import_module(name)
+    for name in preload:  # the caller's (Sandbox(preload=...)): a failure is reported, not hidden
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001
+            wire.write_frame(results_fd, pickle.dumps({"error": f"preload {name!r} failed: {type(exc).__name__}: {exc}"}))
+            return
     make_sample_root()
     uid = 100_000 + os.getpid() if level == "root" else None  # unique among live workers
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
