@@ -263,6 +263,25 @@ END_FUNCTION_BLOCK
         run(source, "Station", [{"speed": 1}])
 
 
+def test_block_instances_in_arrays_and_structures_can_be_called() -> None:
+    source = """
+TYPE Pair : STRUCT edge : R_TRIG; END_STRUCT; END_TYPE
+FUNCTION_BLOCK Edges
+VAR_INPUT a, b : BOOL; END_VAR
+VAR_OUTPUT n : INT; END_VAR
+VAR trig : ARRAY[1..2] OF R_TRIG; p : Pair; name : STRING(4) := 'abcdef'; END_VAR
+trig[1](CLK := a); trig[2](CLK := b); p.edge(CLK := a AND b);
+IF trig[1].Q THEN n := n + 1; END_IF;
+IF trig[2].Q THEN n := n + 10; END_IF;
+IF p.edge.Q THEN n := n + 100; END_IF;
+IF LEN(name) <> 4 THEN n := -1; END_IF;
+END_FUNCTION_BLOCK
+"""
+    assert st.errors(source) == []
+    out = run(source, "Edges", [{"a": True}, {"b": True}, {"a": False}, {"a": True, "b": False}])
+    assert [c["n"] for c in out] == [1, 111, 111, 112]
+
+
 def test_runtime_faults_name_the_line() -> None:
     source = fn("F := a / (a - a);", "VAR_INPUT a : INT; END_VAR")
     with pytest.raises(st.STRuntimeError, match="line 3: division by zero"):

@@ -696,7 +696,7 @@ class _Checker:
     def _bind_input(self, arg: Arg, var: Var, binding: dict[str, Any]) -> None:
         if var.section == "VAR_IN_OUT":
             t = self.lvalue(arg.value, f"pass as VAR_IN_OUT '{var.name}'")
-            if t.kind != "error" and assignable(var.type, t) is not None or (t.kind != var.type.kind and t.kind != "error"):
+            if t.kind != "error" and (assignable(var.type, t) is not None or t.kind != var.type.kind):
                 self.error(arg.value, f"VAR_IN_OUT '{var.name}' needs a variable of type {var.type.display()}, not {t.display()}")
         else:
             self.check_store(arg.value, var.type, self.expr(arg.value))

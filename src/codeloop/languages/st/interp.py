@@ -95,7 +95,7 @@ class Runtime:
         value: dict[str, Any] = {}
         for key, (_, ft, init) in t.fields.items():
             self._struct_initial(ft)
-            value[key] = self.init_value(init, ft, {}) if init is not None else default_value(ft)
+            value[key] = self.init_value(init, ft, {}) if init is not None else self.default(ft)
         t.initial = value
 
     # -- variables
@@ -112,7 +112,10 @@ class Runtime:
             return self.new_instance(t)
         if var.decl is not None and var.decl.init is not None:
             return self.init_value(var.decl.init, t, frame)
-        return default_value(t)
+        return self.default(t)
+
+    def default(self, t: Type) -> Any:
+        return default_value(t, self.new_instance)
 
     def new_instance(self, t: Type) -> Instance:
         if t.pou is not None:
@@ -121,17 +124,17 @@ class Runtime:
 
     def init_value(self, init: Node, t: Type, frame: dict[str, Any]) -> Any:
         if isinstance(init, ArrayInit):
-            value = default_value(t)
+            value = self.default(t)
             assert t.elem is not None
             flat: list[Any] = []
             for count, item in init.items:
-                v = default_value(t.elem) if isinstance(item, Literal) and item.kind == "default" \
+                v = self.default(t.elem) if isinstance(item, Literal) and item.kind == "default" \
                     else self.init_value(item, t.elem, frame)
                 flat += [copy.deepcopy(v) for _ in range(count)]
             _fill(value, flat, len(t.dims))
             return value
         if isinstance(init, StructInit):
-            value = default_value(t)
+            value = self.default(t)
             for fname, item in init.fields:
                 fkey = fname.upper()
                 value[fkey] = self.init_value(item, t.fields[fkey][1], frame)
@@ -143,7 +146,7 @@ class Runtime:
         if isinstance(value, (list, dict)):
             return copy.deepcopy(value)
         if isinstance(value, Instance):
-            return Instance(value.type, copy.deepcopy(value.vars))
+            return copy.deepcopy(value)  # its variables and a standard block's hidden state
         return coerce(value, t)
 
     # -- statements
@@ -174,25 +177,23 @@ class Runtime:
         elif isinstance(s, For):
             self.for_loop(s, frame)
         elif isinstance(s, While):
-            while self.eval(s.cond, frame):
-                try:
-                    self.run_block(s.body, frame)
-                except _Exit:
-                    break
-                except _Continue:
-                    continue
+            while self.eval(s.cond, frame) and self.loop_pass(s.body, frame):
+                pass
         elif isinstance(s, Repeat):
-            while True:
-                try:
-                    self.run_block(s.body, frame)
-                except _Exit:
-                    break
-                except _Continue:
-                    pass
-                if self.eval(s.cond, frame):
-                    break
+            while self.loop_pass(s.body, frame) and not self.eval(s.cond, frame):
+                pass
         elif isinstance(s, Jump):
             raise {"EXIT": _Exit, "CONTINUE": _Continue, "RETURN": _Return}[s.kind]()
+
+    def loop_pass(self, body: list[Node], frame: dict[str, Any]) -> bool:
+        """One pass of a loop's body; False when it EXITs (CONTINUE just ends the pass)."""
+        try:
+            self.run_block(body, frame)
+        except _Exit:
+            return False
+        except _Continue:
+            pass
+        return True
 
     def for_loop(self, s: For, frame: dict[str, Any]) -> None:
         value = self.eval(s.start, frame)
@@ -201,14 +202,8 @@ class Runtime:
         self.store(s.var, value, frame)
         while True:
             value = self.eval(s.var, frame)
-            if (step >= 0 and value > stop) or (step < 0 and value < stop):
+            if (step >= 0 and value > stop) or (step < 0 and value < stop) or not self.loop_pass(s.body, frame):
                 break
-            try:
-                self.run_block(s.body, frame)
-            except _Exit:
-                break
-            except _Continue:
-                pass
             self.store(s.var, self.eval(s.var, frame) + step, frame)
 
     # -- places
@@ -304,8 +299,7 @@ class Runtime:
             elif op == "/":
                 if b == 0:
                     raise _fault(node, "division by zero")
-                out = int(a / b) if integral and isinstance(a, int) and isinstance(b, int) and abs(a) < 2**52 \
-                    else _trunc_div(a, b) if integral and isinstance(a, int) and isinstance(b, int) else a / b
+                out = _trunc_div(a, b) if integral and isinstance(a, int) and isinstance(b, int) else a / b
             elif op == "MOD":
                 if b == 0:
                     raise _fault(node, "MOD by zero")

@@ -509,10 +509,8 @@ class _Parser:
         if self.at("STRING", "WSTRING"):
             self.take()
             length = None
-            if self.accept("[") or self.at("("):
-                closer = "]" if self.tokens[self.pos - 1].text == "[" else ")"
-                if closer == ")":
-                    self.take()
+            if self.at("[", "("):
+                closer = "]" if self.take().text == "[" else ")"
                 length = self.expression()
                 self.expect(closer, "to close the string's length")
             return TypeRef(t.line, t.col, "STRING", length=length)
@@ -799,14 +797,14 @@ class _Parser:
                 member = self.name("a member name after '.'")
                 node = Member(member.line, member.col, node, member.text)
             elif self.at("("):
-                if not isinstance(node, (Name, Member)):
+                if not isinstance(node, (Name, Member, Index)):
                     raise self.error("only a function or a function block instance can be called")
                 self.take()
                 args = self.arguments()
                 if isinstance(node, Name):
                     node = Call(node.line, node.col, node.name, args)
-                else:
-                    node = Call(node.line, node.col, node.name, args, target=node)
+                else:  # a block instance reached through a member or an index: fb.inner(...), timers[i](...)
+                    node = Call(node.line, node.col, node.name if isinstance(node, Member) else "", args, target=node)
             elif self.at("^"):
                 raise self.error("pointers are not supported")
             else:

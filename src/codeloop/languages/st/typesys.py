@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,8 +138,9 @@ def assignable(target: Type, source: Type) -> str | None:
     return f"cannot store {source.display()} in {target.display()}"
 
 
-def default_value(t: Type) -> Any:
-    """The value a variable of type ``t`` starts with when it has no initializer."""
+def default_value(t: Type, block: Callable[[Type], Any] | None = None) -> Any:
+    """The value a variable of type ``t`` starts with when it has no initializer. ``block`` makes a
+    function block instance (the interpreter's), for blocks held in arrays and structures."""
     if t.kind in ("int", "bits", "time", "enum"):
         if t.kind == "enum" and t.values:
             return next(iter(t.values.values()))[1]
@@ -150,19 +152,21 @@ def default_value(t: Type) -> Any:
     if t.kind == "string":
         return ""
     if t.kind == "array" and t.elem is not None:
-        return _array(t.elem, t.dims)
+        return _array(t.elem, t.dims, block)
     if t.kind == "struct":
         if t.initial is not None:
             return copy.deepcopy(t.initial)
-        return {k: default_value(ft) for k, (_, ft, _) in t.fields.items()}
+        return {k: default_value(ft, block) for k, (_, ft, _) in t.fields.items()}
+    if t.kind == "fb" and block is not None:
+        return block(t)
     return None
 
 
-def _array(elem: Type, dims: tuple[tuple[int, int], ...]) -> list[Any]:
+def _array(elem: Type, dims: tuple[tuple[int, int], ...], block: Callable[[Type], Any] | None) -> list[Any]:
     lo, hi = dims[0]
     if len(dims) == 1:
-        return [default_value(elem) for _ in range(hi - lo + 1)]
-    return [_array(elem, dims[1:]) for _ in range(hi - lo + 1)]
+        return [default_value(elem, block) for _ in range(hi - lo + 1)]
+    return [_array(elem, dims[1:], block) for _ in range(hi - lo + 1)]
 
 
 def coerce(value: Any, t: Type) -> Any:
