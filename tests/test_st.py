@@ -49,6 +49,8 @@ def test_keywords_and_names_are_case_insensitive() -> None:
     ("", 1, "the program is empty"),
     (fn("F := 'abc$Q';"), 3, "unknown escape"),
     (fn("F := T#5x;"), 3, "malformed time literal"),
+    (fn("F := " + "9" * 5000 + ";"), 3, "integer literal of 5000 digits is too long"),
+    (fn("F := 2#" + "1" * 5000 + ";"), 3, "integer literal of 5000 digits is too long"),
     (fn("p := ADR(x);", "VAR p : POINTER TO INT; x : INT; END_VAR"), 2, "pointers are not supported"),
     ("FUNCTION F : INT\nF := 1;\nEND_FUNCTION_BLOCK", 3, "expected END_FUNCTION, found 'END_FUNCTION_BLOCK'"),
 ])
@@ -62,6 +64,9 @@ def test_deep_nesting_is_an_error_not_a_crash() -> None:
     assert "nested more than" in first_error(source).message
     nested_ifs = fn("IF TRUE THEN " * 300 + "F := 1;" + " END_IF" * 300)
     assert "nested more than" in first_error(nested_ifs).message
+    for op in ("+", " AND ", " OR ", "*"):  # a long chain builds a deep tree too: refused, not a RecursionError
+        assert "nested more than" in first_error(fn("F := " + op.join(["1"] * 5000) + ";")).message
+    assert st.errors(fn("F := " + "+".join(["1"] * 150) + ";", ret="DINT")) == []  # long real-world sums still check
 
 
 # ---- the checker -----------------------------------------------------------------------------------
@@ -102,6 +107,18 @@ def test_checker_reports_every_error_with_its_position() -> None:
     source = fn("F := a + b;\nF := r;\nx := 1;", DECLS)
     lines = [(d.line, d.col) for d in st.errors(source)]
     assert lines == [(5, 8), (6, 6), (7, 1)]
+
+
+def test_many_case_labels_check_quickly_and_overlaps_are_found() -> None:
+    import time
+
+    labels = "\n".join(f"{i}: F := {i % 7};" for i in range(20000))
+    start = time.perf_counter()
+    assert st.errors(fn(f"CASE a OF\n{labels}\nEND_CASE", "VAR_INPUT a : DINT; END_VAR")) == []
+    assert time.perf_counter() - start < 20  # pairwise comparison would be 2e8 steps
+    overlap = fn("CASE a OF 1..5: F := 1; 7: F := 2; 3: F := 3; END_CASE", "VAR_INPUT a : INT; END_VAR")
+    error = first_error(overlap)
+    assert error.message == "CASE label repeats an earlier one" and error.col == 36  # the "3" inside 1..5
 
 
 def test_recursion_and_duplicates_are_rejected() -> None:
@@ -381,3 +398,26 @@ def test_sandbox_preload_loads_modules_before_samples_fork() -> None:
     with pytest.raises(SandboxError, match="preload 'codeloop_no_such_module' failed"):
         with Sandbox(workers=1, preload=["codeloop_no_such_module"]) as sandbox:
             sandbox.run_one(probe)
+
+
+def test_the_parent_side_checker_never_raises_on_mangled_programs() -> None:
+    """The evaluator checks untrusted ST in the trusted parent: whatever the text, diagnostics, never an exception."""
+    import json
+    import random
+    from importlib import resources
+
+    from codeloop.languages.st.syntax import KEYWORDS
+
+    lines = resources.files("codeloop.data").joinpath("st_plc.jsonl").read_text().splitlines()
+    sources = [json.loads(line)["canonical_solution"] for line in lines]
+    vocab = [*sorted(KEYWORDS), ":=", "=>", "(", ")", "[", "]", ";", ":", ",", ".", "..", "+", "-", "*", "/", "=",
+             "<>", "#", "x", "TON", "INT", "1", "2.5", "T#1s", "'s'", "16#FF", "INT#3", "\n"]
+    rng = random.Random(0)
+    programs = [" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 60))) for _ in range(600)]
+    for _ in range(1200):
+        s, t = rng.choice(sources), rng.choice(sources)
+        a = rng.randrange(len(s))
+        b, c = min(len(s), a + rng.randint(1, 30)), rng.randrange(len(t))
+        programs.append(rng.choice([s[:a] + s[b:], s[:a] + rng.choice(vocab) + " " + s[a:], s[:a] + t[c:c + 40] + s[b:]]))
+    verdicts = [bool(st.errors(p)) for p in programs]  # raises on any crash
+    assert 0 < sum(not v for v in verdicts) < sum(verdicts)  # some mangled programs still compile; most do not

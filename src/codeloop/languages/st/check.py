@@ -66,6 +66,8 @@ def check(source: str) -> tuple[Checked | None, list[Diagnostic]]:
         unit = parse(source)
     except STError as exc:
         return None, [Diagnostic(exc.line, exc.col, exc.message)]
+    except RecursionError:  # the parser bounds nesting; this is a safety net, never a crash
+        return None, [Diagnostic(1, 1, "the program is nested too deeply to check")]
     checker = _Checker(unit)
     try:
         checker.run()
@@ -73,6 +75,8 @@ def check(source: str) -> tuple[Checked | None, list[Diagnostic]]:
         pass
     except STError as exc:  # a constant expression or type that cannot be resolved at all
         checker.error(exc, exc.message)
+    except RecursionError:
+        checker.diags.append(Diagnostic(1, 1, "the program is nested too deeply to check"))
     diags = sorted(checker.diags, key=lambda d: (d.line, d.col))
     if any(d.severity == "error" for d in diags):
         return None, diags
@@ -383,7 +387,7 @@ class _Checker:
         sel = self.expr(s.selector)
         if sel.kind not in ("int", "bits", "enum", "error"):
             self.error(s.selector, f"the CASE selector must be an integer or enumeration, not {sel.display()}")
-        seen: list[tuple[int, int]] = []
+        seen: list[tuple[int, int, Node]] = []
         for arm in s.arms:
             for lo, hi in arm.labels:
                 for part in (lo, hi):
@@ -401,13 +405,15 @@ class _Checker:
                     continue
                 if b < a:
                     self.error(lo, f"empty CASE range {a}..{b}")
-                for x, y in seen:
-                    if a <= y and x <= b:
-                        self.error(lo, "CASE label repeats an earlier one")
-                        break
-                seen.append((a, b))
+                seen.append((a, b, lo))
             self.block(arm.body)
         self.block(s.orelse)
+        seen.sort(key=lambda r: (r[0], r[2].line, r[2].col))  # sorted, overlaps are neighbours: n log n
+        reach = None
+        for a, b, node in seen:
+            if reach is not None and a <= reach:
+                self.error(node, "CASE label repeats an earlier one")
+            reach = b if reach is None else max(reach, b)
 
     # -- stores
     def lvalue(self, node: Node, verb: str) -> Type:

@@ -123,9 +123,13 @@ def tokenize(source: str) -> list[Token]:
                 key = text.upper()
                 tokens.append(Token("keyword" if key in KEYWORDS else "name", text, key, line, col))
             elif kind == "int":
+                if len(text) > 40:  # far beyond any ST integer type (and int() refuses 4,300 digits)
+                    raise STError(line, col, f"integer literal of {len(text)} digits is too long")
                 tokens.append(Token("int", text, int(text.replace("_", "")), line, col))
             elif kind == "based":
                 base, digits = text.split("#")
+                if len(digits) > 70:
+                    raise STError(line, col, f"integer literal of {len(digits)} digits is too long")
                 try:
                     tokens.append(Token("int", text, int(digits.replace("_", ""), int(base)), line, col))
                 except ValueError:
@@ -707,15 +711,18 @@ class _Parser:
         if level == len(_BINARY_LEVELS):
             return self.power()
         self.nest()
+        chain = 0  # a + b + c ... builds a tree as deep as the chain is long: it counts as nesting
         try:
             left = self.expression(level + 1)
             while self.at(*_BINARY_LEVELS[level]):
                 op = self.take()
+                self.nest()
+                chain += 1
                 right = self.expression(level + 1)
                 left = Binary(op.line, op.col, "AND" if op.key == "&" else op.key, left, right)
             return left
         finally:
-            self.depth -= 1
+            self.depth -= 1 + chain
 
     def power(self) -> Node:
         base = self.unary()
