@@ -53,7 +53,6 @@ class Checked:
     pous: dict[str, Pou]
     types: dict[str, Type]
     scopes: dict[str, dict[str, Var]]  # POU key → its variables (a FUNCTION's own name is its result)
-    diagnostics: list[Diagnostic]
 
 
 class _TooMany(Exception):
@@ -80,7 +79,7 @@ def check(source: str) -> tuple[Checked | None, list[Diagnostic]]:
     diags = sorted(checker.diags, key=lambda d: (d.line, d.col))
     if any(d.severity == "error" for d in diags):
         return None, diags
-    return Checked(unit, checker.pous, checker.types, checker.scopes, diags), diags
+    return Checked(unit, checker.pous, checker.types, checker.scopes), diags
 
 
 def _pos(node: Any) -> tuple[int, int]:
@@ -460,12 +459,10 @@ class _Checker:
             self.error(value, why)
             return
         if target.kind in ("int", "bits") and source.kind in ("int", "bits"):
-            if isinstance(value, Literal) and value.kind == "int" or (
-                    isinstance(value, Unary) and isinstance(value.operand, Literal)):
-                if isinstance(value, Literal):
-                    lo, hi = int_range(target)
-                    if not lo <= value.value <= hi:
-                        self.error(value, f"constant {value.value} does not fit {target.display()} ({lo}..{hi})")
+            if isinstance(value, Literal) and value.kind == "int":  # the parser folds -5 into a literal
+                lo, hi = int_range(target)
+                if not lo <= value.value <= hi:
+                    self.error(value, f"constant {value.value} does not fit {target.display()} ({lo}..{hi})")
             elif not source.literal and source.bits > target.bits:
                 self.warn(value, f"implicit conversion from {source.display()} to {target.display()} may lose data")
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from codeloop.languages.st.typesys import (BOOL, DINT, ELEMENTARY, INT, LREAL, REAL, STRING, TIME, Type, coerce,
+from codeloop.languages.st.typesys import (DINT, ELEMENTARY, INT, LREAL, REAL, STRING, Type, coerce,
                                            wider)
 
 
@@ -196,7 +196,8 @@ FUNCTIONS: dict[str, StdFunction] = {f.name: f for f in [
 ]}
 
 
-def _convert(value: Any, source: Type, target: Type) -> Any:
+def convert(value: Any, source: Type, target: Type) -> Any:
+    """``value`` of type ``source`` as ``target`` (the ``A_TO_B`` functions)."""
     if target.kind == "string":
         if source.kind == "bool":
             return "TRUE" if value else "FALSE"
@@ -231,10 +232,6 @@ def conversion(name: str) -> tuple[Type | None, Type] | None:
     if target not in ELEMENTARY or source not in ELEMENTARY:
         return None
     return ELEMENTARY[source], ELEMENTARY[target]
-
-
-def convert(value: Any, source: Type, target: Type) -> Any:
-    return _convert(value, source, target)
 
 
 # ---- standard function blocks --------------------------------------------------------------------
@@ -330,4 +327,4 @@ def _timer(name: str, v: dict[str, Any], state: dict[str, Any], now: int) -> Non
         v["Q"] = state.get("running", False)
 
 
-__all__ = ["BLOCKS", "BOOL", "FUNCTIONS", "STRuntimeError", "StdFunction", "TIME", "conversion", "convert", "step_block"]
+__all__ = ["BLOCKS", "FUNCTIONS", "STRuntimeError", "StdFunction", "conversion", "convert", "step_block"]
