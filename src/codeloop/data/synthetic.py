@@ -39,12 +39,14 @@ PLUS_CASES = 50
 
 @dataclass(frozen=True)
 class Step:
-    """One pipeline stage: its kind (for shapes), its words, its line of code, its semantics."""
+    """One pipeline stage: its kind (for shapes), its words, its line of code, its semantics, and for
+    integer steps its Structured Text form (a filter's condition, or a map's statements on ``x``)."""
 
     kind: str
     phrase: str
     code: str
     fn: Callable[[Any], Any]
+    st: str = ""
 
 
 _NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 0: "zero", 1: "one"}
@@ -62,33 +64,33 @@ def _int_transforms(rng: random.Random) -> dict[str, Callable[[], Step]]:
     K, M, T = _num(rng, k), _num(rng, m), _num(rng, t) if t >= 0 else str(t)
     return {
         "even": lambda: Step("even", say(["keep the even numbers", "drop the odd numbers", "keep only values divisible by two"]),
-                             "xs = [x for x in xs if x % 2 == 0]", lambda xs: [x for x in xs if x % 2 == 0]),
+                             "xs = [x for x in xs if x % 2 == 0]", lambda xs: [x for x in xs if x % 2 == 0], "x MOD 2 = 0"),
         "odd": lambda: Step("odd", say(["keep the odd numbers", "drop the even numbers", "keep only values not divisible by two"]),
-                            "xs = [x for x in xs if x % 2 == 1]", lambda xs: [x for x in xs if x % 2 == 1]),
+                            "xs = [x for x in xs if x % 2 == 1]", lambda xs: [x for x in xs if x % 2 == 1], "x MOD 2 <> 0"),
         "gt": lambda: Step("gt", say([f"keep the numbers greater than {T}", f"drop every value that is at most {T}",
                                       f"keep only values above {T}"]),
-                           f"xs = [x for x in xs if x > {t}]", lambda xs: [x for x in xs if x > t]),
+                           f"xs = [x for x in xs if x > {t}]", lambda xs: [x for x in xs if x > t], f"x > {t}"),
         "lt": lambda: Step("lt", say([f"keep the numbers less than {T}", f"drop every value that is at least {T}",
                                       f"keep only values below {T}"]),
-                           f"xs = [x for x in xs if x < {t}]", lambda xs: [x for x in xs if x < t]),
+                           f"xs = [x for x in xs if x < {t}]", lambda xs: [x for x in xs if x < t], f"x < {t}"),
         "multiple": lambda: Step("multiple", say([f"keep the multiples of {M}", f"keep only values divisible by {M}"]),
-                                 f"xs = [x for x in xs if x % {m} == 0]", lambda xs: [x for x in xs if x % m == 0]),
+                                 f"xs = [x for x in xs if x % {m} == 0]", lambda xs: [x for x in xs if x % m == 0], f"x MOD {m} = 0"),
         "nonzero": lambda: Step("nonzero", say(["drop the zeros", "remove every 0", "keep the non-zero values"]),
-                                "xs = [x for x in xs if x != 0]", lambda xs: [x for x in xs if x != 0]),
+                                "xs = [x for x in xs if x != 0]", lambda xs: [x for x in xs if x != 0], "x <> 0"),
         "mul": lambda: Step("mul", say([f"multiply each by {K}", f"scale every value by {K}", f"replace each value x by {K} times x"]),
-                            f"xs = [x * {k} for x in xs]", lambda xs: [x * k for x in xs]),
+                            f"xs = [x * {k} for x in xs]", lambda xs: [x * k for x in xs], f"x := x * {k};"),
         "add": lambda: Step("add", say([f"add {K} to each", f"increase every value by {K}", f"shift each value up by {K}"]),
-                            f"xs = [x + {k} for x in xs]", lambda xs: [x + k for x in xs]),
+                            f"xs = [x + {k} for x in xs]", lambda xs: [x + k for x in xs], f"x := x + {k};"),
         "sub": lambda: Step("sub", say([f"subtract {K} from each", f"decrease every value by {K}", f"shift each value down by {K}"]),
-                            f"xs = [x - {k} for x in xs]", lambda xs: [x - k for x in xs]),
+                            f"xs = [x - {k} for x in xs]", lambda xs: [x - k for x in xs], f"x := x - {k};"),
         "square": lambda: Step("square", say(["square each", "replace each value by its square", "multiply each value by itself"]),
-                               "xs = [x * x for x in xs]", lambda xs: [x * x for x in xs]),
+                               "xs = [x * x for x in xs]", lambda xs: [x * x for x in xs], "x := x * x;"),
         "neg": lambda: Step("neg", say(["negate each", "flip the sign of every value"]), "xs = [-x for x in xs]",
-                            lambda xs: [-x for x in xs]),
+                            lambda xs: [-x for x in xs], "x := -x;"),
         "abs": lambda: Step("abs", say(["take the absolute value of each", "make every value non-negative by dropping its sign"]),
-                            "xs = [abs(x) for x in xs]", lambda xs: [abs(x) for x in xs]),
+                            "xs = [abs(x) for x in xs]", lambda xs: [abs(x) for x in xs], "x := ABS(x);"),
         "mod": lambda: Step("mod", say([f"replace each by its remainder modulo {M}", f"reduce every value modulo {M}"]),
-                            f"xs = [x % {m} for x in xs]", lambda xs: [x % m for x in xs]),
+                            f"xs = [x % {m} for x in xs]", lambda xs: [x % m for x in xs], f"x := x MOD {m};\nIF x < 0 THEN\n    x := x + {m};\nEND_IF;"),
         "reverse": lambda: Step("reverse", say(["reverse the order", "turn the list around"]), "xs = xs[::-1]",
                                 lambda xs: xs[::-1]),
     }
@@ -186,6 +188,8 @@ def _make(rng: random.Random, domain: str) -> tuple[str, list[Step], tuple[str, 
     aggregates: dict[str, tuple[str, str, str, Callable[[Any], Any]]]
     if domain == "ints":
         transforms, aggregates = _int_transforms(rng), _INT_AGGREGATES
+    elif domain == "st":
+        transforms, aggregates = _int_transforms(rng), {k: _INT_AGGREGATES[k] for k in ST_AGGREGATES}
     else:
         transforms, aggregates = _str_transforms(rng), _str_aggregates(rng)
     steps = [transforms[k]() for k in rng.sample(sorted(transforms), rng.randint(1, 3))]
@@ -218,12 +222,69 @@ def _task(task_id: str, steps: list[Step], agg: tuple[str, str, str, Callable[[A
                 inputs=tuple(inputs), outputs=tuple(outputs))
 
 
-def _draw(split: str, n: int | None, seed: int, salt: str = "") -> list[tuple[Task, str, list[Step], Any, str]]:
+ST_SIZE = 12
+"""Capacity of the ``xs`` array of a Structured Text task (its lists have 0 to 12 values)."""
+ST_AGGREGATES = ("count", "first", "last", "max", "min", "sum")
+"""The integer aggregates with a scalar result (ST functions return one value)."""
+ST_FILTERS = frozenset({"even", "odd", "gt", "lt", "multiple", "nonzero"})
+_ST_AGGREGATE_CODE = {
+    "sum": ("0", ["solve := solve + x;"]),
+    "count": ("0", ["solve := solve + 1;"]),
+    "max": ("0", ["IF NOT found OR x > solve THEN", "    solve := x;", "    found := TRUE;", "END_IF;"]),
+    "min": ("0", ["IF NOT found OR x < solve THEN", "    solve := x;", "    found := TRUE;", "END_IF;"]),
+    "first": ("-1", ["solve := x;", "RETURN;"]),
+    "last": ("-1", ["solve := x;"]),
+}
+_ST_HEADER = "FUNCTION solve : DINT with VAR_INPUT xs : ARRAY[1..12] OF DINT and n : INT, the values being xs[1] to xs[n]."
+
+
+def st_function(steps: list[Step], agg_kind: str) -> str:
+    """The reference in Structured Text: one loop over xs[1..n] (backwards where a step reverses the
+    order, every other step acting on one value), filters as nested IFs, the aggregate innermost."""
+    init, agg_lines = _ST_AGGREGATE_CODE[agg_kind]
+    decls = ["i : INT;", "x : DINT;"] + (["found : BOOL;"] if agg_kind in ("max", "min") else [])
+    lines = ["FUNCTION solve : DINT", "VAR_INPUT", "    xs : ARRAY[1..12] OF DINT;", "    n : INT;", "END_VAR",
+             "VAR", *("    " + d for d in decls), "END_VAR", f"solve := {init};",
+             "FOR i := n TO 1 BY -1 DO" if any(s.kind == "reverse" for s in steps) else "FOR i := 1 TO n DO",
+             "    x := xs[i];"]
+    depth = 1
+    for step in steps:
+        if step.kind in ST_FILTERS:
+            lines.append("    " * depth + f"IF {step.st} THEN")
+            depth += 1
+        elif step.kind != "reverse":
+            lines += ["    " * depth + line for line in step.st.splitlines()]
+    lines += ["    " * depth + line for line in agg_lines]
+    lines += ["    " * d + "END_IF;" for d in range(depth - 1, 0, -1)]
+    return "\n".join(lines + ["END_FOR;", "END_FUNCTION"]) + "\n"
+
+
+def _st_case(values: list[int], rng: random.Random) -> list[Any]:
+    """A list as an ST call's arguments: the array padded with stray values (a program that reads past
+    xs[n] should notice), and n."""
+    return [values + [rng.randint(-9, 12) for _ in range(ST_SIZE - len(values))], len(values)]
+
+
+def _st_task(task_id: str, steps: list[Step], agg: tuple[str, str, str, Callable[[Any], Any]], agg_kind: str,
+             rng: random.Random) -> Task:
+    doc = _join([s.phrase for s in steps] + [agg[0]])
+    description = f"Write {_ST_HEADER} {doc}"
+    values = [_int_input(rng) for _ in range(CASES - 1)] + [[]]
+    pads = random.Random(f"codeloop-synthetic-st-pad:{task_id}")
+    inputs = [_st_case(v, pads) for v in values]
+    outputs = [_run(steps, agg[3], v) for v in values]
+    return Task(task_id=task_id, prompt=f"(* {description} *)\n", entry_point="solve",
+                canonical_solution=st_function(steps, agg_kind), description=description, inputs=tuple(inputs),
+                outputs=tuple(outputs), language="st")
+
+
+def _draw(split: str, n: int | None, seed: int, salt: str = "",
+          language: str = "python") -> list[tuple[Task, str, list[Step], Any, str]]:
     """``n`` distinct tasks of ``split`` (None: its default size) with their shapes, steps, aggregates, domains."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     n = SPLITS[split] if n is None else n
-    rng = random.Random(f"codeloop-synthetic:{seed}:{split}{salt}")
+    rng = random.Random(f"codeloop-synthetic{'-st' if language == 'st' else ''}:{seed}:{split}{salt}")
     out: list[tuple[Task, str, list[Step], Any, str]] = []
     seen: set[str] = set()
     attempts = 0
@@ -231,11 +292,16 @@ def _draw(split: str, n: int | None, seed: int, salt: str = "") -> list[tuple[Ta
         attempts += 1
         if attempts > 200 * n + 1000:
             raise RuntimeError(f"could not draw {n} distinct {split} tasks")
-        domain = "ints" if rng.random() < 0.7 else "str"
+        domain = "st" if language == "st" else "ints" if rng.random() < 0.7 else "str"
         shape, steps, agg = _make(rng, domain)
         if _split_of(shape, seed) != split:
             continue
-        task = _task(f"synthetic-python/{split}/{len(out)}", steps, agg, domain, rng)
+        if domain == "st":
+            task = _st_task(f"synthetic-st/{split}/{len(out)}", steps, agg, shape.rsplit(">", 1)[1], rng)
+            if len(set(task.outputs or ())) == 1:  # e.g. "keep values above 1, then below 1": a constant passes
+                continue
+        else:
+            task = _task(f"synthetic-python/{split}/{len(out)}", steps, agg, domain, rng)
         if task.prompt not in seen:
             seen.add(task.prompt)
             out.append((task, shape, steps, agg, domain))
@@ -247,9 +313,10 @@ def _plus(task: Task, steps: list[Step], agg: Any, domain: str, seed: int) -> Ta
     tasks, and every other task's cases, are the same whether or not plus tests are drawn)."""
     assert task.inputs is not None and task.outputs is not None  # every synthetic task has I/O cases
     rng = random.Random(f"codeloop-synthetic-plus:{seed}:{task.task_id}")
-    make_input = _int_input_plus if domain == "ints" else _str_input_plus
-    extra = [[make_input(rng)] for _ in range(PLUS_CASES - len(task.inputs))]
-    outputs = [_run(steps, agg[3], value) for (value,) in extra]
+    make_input = _str_input_plus if domain == "str" else _int_input_plus
+    values: list[Any] = [make_input(rng) for _ in range(PLUS_CASES - len(task.inputs))]
+    outputs = [_run(steps, agg[3], value) for value in values]
+    extra = [_st_case(v, rng) for v in values] if domain == "st" else [[v] for v in values]
     return dataclasses.replace(task, inputs=task.inputs + tuple(extra), outputs=task.outputs + tuple(outputs))
 
 
@@ -313,22 +380,31 @@ def repair_examples(n: int, split: str = "train", seed: int = 0) -> list[tuple[s
     return pairs
 
 
-def generate(split: str, n: int | None = None, seed: int = 0, plus: bool = False) -> dict[str, Task]:
+def generate(split: str, n: int | None = None, seed: int = 0, plus: bool = False, language: str = "python") -> dict[str, Task]:
     """``n`` distinct tasks of ``split`` (default size: ``SPLITS``), deterministic in ``seed``; with
-    ``plus``, the same tasks with ``PLUS_CASES`` cases each."""
-    drawn = _draw(split, n, seed)
+    ``plus``, the same tasks with ``PLUS_CASES`` cases each; ``language`` "st" for the integer tasks
+    with a scalar result, written in Structured Text."""
+    if language not in ("python", "st"):
+        raise ValueError(f"unknown language {language!r}; expected python or st")
+    drawn = _draw(split, n, seed, language=language)
     if plus:
         return {t.task_id: _plus(t, steps, agg, domain, seed) for t, _, steps, agg, domain in drawn}
     return {t.task_id: t for t, *_ in drawn}
 
 
+FAMILIES = {"synthetic-python": "python", "synthetic-st": "st"}
+"""Task-set names and their language (each also with ``+`` for the stricter tests)."""
+
+
 def load(name: str) -> dict[str, Task]:
-    """``synthetic-python:SPLIT[:N]``, or ``synthetic-python+:SPLIT[:N]`` for the stricter tests."""
+    """``synthetic-python:SPLIT[:N]`` or ``synthetic-st:SPLIT[:N]``, with ``+`` after the family name
+    for the stricter tests."""
     parts = name.split(":")
-    if len(parts) not in (2, 3) or parts[0] not in ("synthetic-python", "synthetic-python+"):
-        raise ValueError(f"expected synthetic-python[+]:SPLIT[:N], got {name!r}")
+    if len(parts) not in (2, 3) or parts[0].removesuffix("+") not in FAMILIES:
+        raise ValueError(f"expected synthetic-python[+]:SPLIT[:N] or synthetic-st[+]:SPLIT[:N], got {name!r}")
     if parts[1] not in SPLITS:
         raise ValueError(f"{name!r}: unknown split {parts[1]!r}; expected one of {', '.join(SPLITS)}")
     if len(parts) == 3 and not (parts[2].isdigit() and int(parts[2]) > 0):
         raise ValueError(f"{name!r}: the size after the second ':' must be a positive whole number, got {parts[2]!r}")
-    return generate(parts[1], int(parts[2]) if len(parts) == 3 else None, plus=parts[0] == "synthetic-python+")
+    return generate(parts[1], int(parts[2]) if len(parts) == 3 else None, plus=parts[0].endswith("+"),
+                    language=FAMILIES[parts[0].removesuffix("+")])

@@ -79,13 +79,13 @@ def read_tasks(path: str | Path) -> dict[str, Task]:
 
 
 def load_tasks(source: str) -> dict[str, Task]:
-    """Tasks by name (``humaneval``, ``st-plc``, ``synthetic-python[+]:SPLIT[:N]``, or a hub source: mbpp, mbpp+,
+    """Tasks by name (``humaneval``, ``st-plc``, ``synthetic-python[+]:SPLIT[:N]``, ``synthetic-st[+]:SPLIT[:N]``, or a hub source: mbpp, mbpp+,
     humaneval+, apps) or a JSONL path."""
     if source == "humaneval":
         return read_tasks(humaneval_path())
     if source == "st-plc":  # PLC tasks in IEC 61131-3 Structured Text, shipped with codeloop
         return read_tasks(Path(__file__).with_name("st_plc.jsonl"))
-    if source.startswith(("synthetic-python:", "synthetic-python+:")):
+    if source.startswith(("synthetic-python:", "synthetic-python+:", "synthetic-st:", "synthetic-st+:")):
         from codeloop.data import synthetic
 
         try:
@@ -98,6 +98,7 @@ def load_tasks(source: str) -> dict[str, Task]:
         return hub.load(source)
     path = Path(source)
     if not path.exists():
-        known = ", ".join(("humaneval", "st-plc", "synthetic-python[+]:{train,dev,test}[:N]", *HUB_SOURCES))
+        known = ", ".join(("humaneval", "st-plc", "synthetic-python[+]:{train,dev,test}[:N]",
+                           "synthetic-st[+]:{train,dev,test}[:N]", *HUB_SOURCES))
         raise DataError(f"{source}: no such file, and not a known task set ({known})")
     return read_tasks(path)

@@ -37,7 +37,8 @@ from codeloop.types import Completion, SamplingParams
 
 SEED_DIR = Path(__file__).resolve().parent / "seed_python"
 """Where the project's seed policy ships (Hugging Face format, with its tokenizer)."""
-BUILTIN = {"seed-python": SEED_DIR}
+BUILTIN = {"seed-python": SEED_DIR, "seed-st": SEED_DIR.with_name("seed_st")}
+"""Seed policies the package ships: Python bodies, and whole Structured Text functions."""
 DECODERS = ("auto", "generate")
 
 
@@ -46,7 +47,9 @@ def resolve(name_or_path: str) -> str:
     if name_or_path in BUILTIN:
         path = BUILTIN[name_or_path]
         if not (path / "config.json").exists():
-            raise GeneratorError(f"built-in model {name_or_path!r} is missing at {path}: run `codeloop seed train`")
+            language = name_or_path.removeprefix("seed-")
+            raise GeneratorError(f"built-in model {name_or_path!r} is missing at {path}: "
+                                 f"run `codeloop seed train --language {language}`")
         return str(path)
     return name_or_path
 

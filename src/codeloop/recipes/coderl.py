@@ -24,10 +24,10 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from codeloop.data import load_tasks, write_jsonl
+from codeloop.eval import preload_for
 from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.match import ast_match, dataflow_match
 from codeloop.feedback.tests import graded
@@ -161,7 +161,7 @@ def run(cfg: CodeRLConfig, on_iteration: Callable[[dict], None] | None = None) -
         ranked = critic_on_held_out(critic, tokenizer, run_) if with_critic else {}
         return {**held_out_metrics(run_), **plus_metrics(run_, plus, sandbox), **ranked}
 
-    with Sandbox() as sandbox:
+    with Sandbox(preload=preload_for([*tasks, *val_tasks])) as sandbox:
         if not loop.metrics:
             loop.record({"iteration": 0, **validate(0, with_critic=False)}, on_iteration)
         for i in loop.pending():

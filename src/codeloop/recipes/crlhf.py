@@ -38,6 +38,7 @@ from pathlib import Path
 
 from codeloop.data import DataError, load_tasks, read_jsonl, write_jsonl
 from codeloop.data.jsonl import require, where
+from codeloop.eval import preload_for
 from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.human import CORRECT, ESTIMATES, Aggregator, Labelled, SimulatedCrowd, code_lines, crowd, reference_line_labels
 from codeloop.recipes.coderl import leave_one_out
@@ -176,7 +177,7 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
                        cfg.max_new_tokens, cfg.seed)
         return {**held_out_metrics(run_), **plus_metrics(run_, plus, sandbox)}
 
-    with Sandbox() as sandbox:
+    with Sandbox(preload=preload_for([*tasks, *val_tasks])) as sandbox:
         honeypots = _honeypots(cfg, all_tasks, sampler, policy, sandbox, SimulatedCrowd(reliability, seed=cfg.seed + 7919),
                                loop.out) if cfg.honeypots else []
         aggregator = Aggregator(cfg.reliabilities, honeypots, tau=cfg.tau, step=cfg.step, nu=cfg.nu, gamma=cfg.gamma)
@@ -328,7 +329,7 @@ def run_scores(cfg: ScoresConfig, on_iteration: Callable[[dict], None] | None = 
     write_jsonl(loop.out / "train.jsonl", [{"task_id": t, "completion": c, "score": v, "advantage": a}
                                           for (t, c, v), a in zip(rows, adv)])
 
-    with Sandbox() as sandbox:
+    with Sandbox(preload=preload_for(tasks.values())) as sandbox:
         def validate(i: int) -> dict:
             run_ = rollout(sampler(policy, loop.checkpoint(i, cfg.model)), val_tasks, sandbox, cfg.val_n, cfg.val_temperature,
                            cfg.max_new_tokens, cfg.seed)

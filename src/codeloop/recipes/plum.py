@@ -21,6 +21,7 @@ from pathlib import Path
 
 from codeloop.data import load_tasks, write_jsonl
 from codeloop.data.preferences import NEGATIVES, KTO_SCHEMA, balanced_pairs, kto_rows, plum_split, save_pairs, save_rows
+from codeloop.eval import preload_for
 from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.compiler import compiles, mypy_check
 from codeloop.feedback.testgen import TestGenerator
@@ -128,7 +129,7 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
                        cfg.max_new_tokens, cfg.seed)
         return {**held_out_metrics(run_), **plus_metrics(run_, plus, sandbox)}
 
-    with Sandbox() as sandbox:
+    with Sandbox(preload=preload_for([*instructions, *val_tasks])) as sandbox:
         if not loop.metrics:
             loop.record({"iteration": 0, **validate(0)}, on_iteration)
         for i in loop.pending():

@@ -1,8 +1,9 @@
-"""Train the seed policy: a small causal LM, from scratch, on the synthetic task families.
+"""Train a seed policy: a small causal LM, from scratch, on a synthetic task family.
 
-Setup (corpus: task -> body, plus repair examples in the self-refinement prompt format; a tokenizer
-trained on it), SFT under a time budget, save in Hugging Face format, then measure it the way the
-README reports it: pass@1 and compile-error rate on held-out ``synthetic-python:test`` tasks.
+Setup (corpus: task -> body, plus for Python repair examples in the self-refinement prompt format; for
+Structured Text, task -> the whole FUNCTION; a tokenizer trained on it), SFT under a time budget, save
+in Hugging Face format, then measure it the way the README reports it: pass@1 and compile-error rate
+on held-out ``synthetic-python:test`` (or ``synthetic-st:test``) tasks.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from codeloop.data import synthetic
-from codeloop.eval import summarize
-from codeloop.models.hf import SEED_DIR, HFGenerator
+from codeloop.eval import preload_for, summarize
+from codeloop.models.hf import BUILTIN, HFGenerator
 from codeloop.models.tiny import causal_lm, train_tokenizer
 from codeloop.recipes.common import held_out_metrics, rollout
 from codeloop.sandbox import Sandbox
@@ -25,12 +26,14 @@ from codeloop.train.sft import sft
 
 @dataclass
 class SeedConfig:
-    out_dir: str = str(SEED_DIR)
-    """Where the model and tokenizer are saved (the default is the one the package ships)."""
+    language: str = "python"
+    """"python" (seed-python, on synthetic-python) or "st" (seed-st, on synthetic-st)."""
+    out_dir: str = ""
+    """Where the model and tokenizer are saved (empty: the built-in seed-LANGUAGE the package ships)."""
     n_train: int = 6000
-    """Training tasks from synthetic-python:train."""
+    """Training tasks from the family's train split."""
     n_repair: int = 2000
-    """Repair examples (wrong attempt + execution feedback -> correct body)."""
+    """Repair examples (wrong attempt + execution feedback -> correct body); Python only."""
     vocab_size: int = 512
     """Byte-level BPE vocabulary, trained on the corpus."""
     d_model: int = 128
@@ -59,15 +62,26 @@ class SeedConfig:
     eval_temperature: float = 0.8
     """Sampling temperature for the measurement."""
 
+    def __post_init__(self) -> None:
+        if self.language not in LANGUAGES:
+            raise ValueError(f"language: expected one of {', '.join(LANGUAGES)}, got {self.language!r}")
+        self.out_dir = self.out_dir or str(BUILTIN[f"seed-{self.language}"])
+
+
+LANGUAGES = ("python", "st")
+MAX_NEW_TOKENS = {"python": 192, "st": 320}
+"""Longest sample when measuring: a Python body, or a whole ST FUNCTION with its declarations."""
+
 
 def run(cfg: SeedConfig) -> dict:
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
     started = time.monotonic()
-    tasks = synthetic.generate("train", cfg.n_train, seed=cfg.seed)
+    tasks = synthetic.generate("train", cfg.n_train, seed=cfg.seed, language=cfg.language)
     pairs = [(t.prompt, t.canonical_solution or "") for t in tasks.values()]
-    pairs += synthetic.repair_examples(cfg.n_repair, "train", seed=cfg.seed)
+    if cfg.language == "python":
+        pairs += synthetic.repair_examples(cfg.n_repair, "train", seed=cfg.seed)
     tokenizer = train_tokenizer((p + c for p, c in pairs), cfg.vocab_size)
     model = causal_lm(len(tokenizer), cfg.d_model, cfg.n_layer, cfg.n_head, cfg.max_len, cfg.seed, tokenizer)
     stats = sft(model, tokenizer, pairs, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
@@ -81,16 +95,17 @@ def run(cfg: SeedConfig) -> dict:
     tokenizer.save_pretrained(out)
     metrics = {"config": asdict(cfg), "train": asdict(stats), "parameters": sum(p.numel() for p in model.parameters()),
                "train_minutes": round((time.monotonic() - started) / 60, 2)}
-    metrics["test"] = measure(HFGenerator(str(out)), cfg.eval_limit, cfg.eval_n, cfg.eval_temperature, cfg.seed)
+    metrics["test"] = measure(HFGenerator(str(out)), cfg.eval_limit, cfg.eval_n, cfg.eval_temperature, cfg.seed,
+                              cfg.language)
     (out / "seed_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
-def measure(generator: HFGenerator, limit: int, n: int, temperature: float, seed: int) -> dict:
-    """pass@1 and the compile-error rate on the first ``limit`` synthetic-python:test tasks."""
-    tasks = list(synthetic.generate("test", limit).values())
-    with Sandbox() as sandbox:
-        run_ = rollout(generator, tasks, sandbox, n, temperature, 192, seed)
+def measure(generator: HFGenerator, limit: int, n: int, temperature: float, seed: int, language: str = "python") -> dict:
+    """pass@1 and the compile-error rate on the first ``limit`` test tasks of the language's family."""
+    tasks = list(synthetic.generate("test", limit, language=language).values())
+    with Sandbox(preload=preload_for(tasks)) as sandbox:
+        run_ = rollout(generator, tasks, sandbox, n, temperature, MAX_NEW_TOKENS[language], seed)
     metrics = held_out_metrics(run_)
     return {"tasks": limit, "n": n, "temperature": temperature, "pass_at_1": metrics["pass_at_1"],
             "compile_error_rate": metrics["compile_error_rate"],

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from codeloop.data import load_tasks, write_jsonl
 from codeloop.data.prompts import STOP, history_prompt, outcome_feedback, repair_block
-from codeloop.eval import evaluate
+from codeloop.eval import evaluate, preload_for
 from codeloop.eval.plots import plot_metrics
 from codeloop.models import Generator, load_generator
 from codeloop.sandbox import Sandbox
@@ -106,7 +106,7 @@ def run(cfg: RefineConfig) -> list[dict]:
     solved: set[str] = set()
     metrics: list[dict] = []
 
-    with Sandbox(timeout_s=cfg.timeout_s) as sandbox:
+    with Sandbox(timeout_s=cfg.timeout_s, preload=preload_for(tasks)) as sandbox:
         for attempt in range(cfg.attempts):
             todo = [t for t in tasks if t.task_id not in solved]
             if not todo:
