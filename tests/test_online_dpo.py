@@ -192,3 +192,19 @@ def test_validation_samples_at_its_own_temperature_when_given(val_temperature, u
         validate(recorder, tasks, sandbox, OnlineDPOConfig(temperature=0.6, val_temperature=val_temperature, val_n=1),
                  None)
     assert recorder.temperatures == [used]
+
+
+def test_the_loop_runs_in_structured_text_with_the_st_checker_as_kappa(tmp_path):
+    """seed-st on synthetic-st: pairs come out, every chosen program passes κ (the ST checker) and its
+    tests, and the validation row counts compile errors the way the sandbox does."""
+    from codeloop.feedback.compiler import compiles
+
+    out = tmp_path / "st"
+    rows = run(OnlineDPOConfig(model="seed-st", tasks="synthetic-st:train", n_intents=8, fraction=1.0, iterations=1,
+                               k=4, val_tasks="synthetic-st:test", val_limit=4, val_n=2, batch_size=4,
+                               max_new_tokens=320, val_plus_tasks="synthetic-st+:test", lr=2e-5, out_dir=str(out)))
+    made = pairs(out / "iter_1" / "pairs")
+    assert rows[1]["pairs"] == len(made) > 0
+    assert all(compiles(p["prompt"] + p["chosen"], "st").score == 1.0 for p in made)
+    assert all(p["chosen"].startswith("FUNCTION") for p in made)
+    assert all(abs(r["compile_rate"] + r["compile_error_rate"] - 1) < 1e-9 for r in rows)

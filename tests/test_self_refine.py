@@ -72,3 +72,32 @@ def test_hidden_feedback_counts_failed_tests():
     outcome = Outcome(Status.FAILED, tests=(TestResult("case 1", False, "input [1] expected 2 got 3"),
                                             TestResult("case 2", True)), reason="1/2 cases failed; first: input [1] expected 2 got 3")
     assert outcome_feedback(outcome, reveal_tests=False) == "failed: 1/2 hidden tests failed"
+
+
+ST_WRONG = ("FUNCTION solve : DINT\nVAR_INPUT\n    xs : ARRAY[1..12] OF DINT;\n    n : INT;\nEND_VAR\n"
+            "solve := 0; (* a comment of its own *)\nEND_FUNCTION\n")
+
+
+def st_fixer(body):
+    """The ST counterpart of ``fixer``: a compiling wrong function until it sees execution feedback."""
+    prompt = body.get("prompt", "")
+    if "Feedback:\nfailed:" in prompt:
+        task = next(t for t in load_tasks("synthetic-st:test:3").values() if prompt.endswith(t.prompt))
+        return task.canonical_solution
+    return ST_WRONG
+
+
+def test_structured_text_tasks_get_st_comments_and_no_python_stops(tmp_path, monkeypatch):
+    from codeloop.languages import st
+
+    with FakeOpenAI(reply=st_fixer) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        metrics = run(RefineConfig(backend="openai", model="m", tasks="synthetic-st:test:3", limit=3, attempts=2,
+                                   max_new_tokens=320, out_dir=str(tmp_path / "run")))
+    assert [m["pass_rate"] for m in metrics] == [0.0, 1.0]
+    assert all(not r.get("stop") for r in server.requests)  # a Python stop like "\n\n\n" must not cut ST
+    second = server.requests[3]["prompt"]
+    task = next(t for t in load_tasks("synthetic-st:test:3").values() if second.endswith(t.prompt))
+    assert second.startswith("(* Previous attempt:") and "# " not in second
+    assert "( * a comment of its own * )" in second  # defused: the attempt's own comment cannot close the block
+    assert st.check(second + (task.canonical_solution or "")) == []  # the whole repair prompt is one ST comment

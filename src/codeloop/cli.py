@@ -227,6 +227,7 @@ def refine_cmd(
     history: str = typer.Option("latest", "--history", help="latest: only the last attempt; all: every earlier one."),
     hide_tests: bool = typer.Option(False, "--hide-tests", help="Execution feedback gives counts, never test values."),
     temperature: float = typer.Option(0.8, "--temperature", help="Sampling temperature."),
+    max_new_tokens: int = typer.Option(192, "--max-new-tokens", help="Longest completion, in tokens (a whole ST function: 320)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
     judge_model: str = typer.Option("", "--judge-model", help="Model for --feedback judge."),
     judge_backend: str = typer.Option("openai", "--judge-backend", help="Backend of the judge model."),
@@ -236,13 +237,13 @@ def refine_cmd(
     from codeloop.models import GeneratorError
     from codeloop.recipes.self_refine import RefineConfig, run
 
-    if attempts < 1 or limit < 0:
-        _fail("--attempts must be >= 1 and --limit >= 0")
+    if attempts < 1 or limit < 0 or max_new_tokens < 1:
+        _fail("--attempts and --max-new-tokens must be >= 1 and --limit >= 0")
     if "judge" in feedback and not judge_model:
         _fail("--feedback judge needs --judge-model")
     cfg = RefineConfig(model=model, backend=backend, tasks=tasks, limit=limit, attempts=attempts, feedback=feedback,
-                       history=history, reveal_tests=not hide_tests, temperature=temperature, seed=seed,
-                       judge_model=judge_model, judge_backend=judge_backend, out_dir=str(out))
+                       history=history, reveal_tests=not hide_tests, temperature=temperature,
+                       max_new_tokens=max_new_tokens, seed=seed, judge_model=judge_model, judge_backend=judge_backend, out_dir=str(out))
     try:
         metrics = run(cfg)
     except (DataError, GeneratorError, ValueError) as exc:

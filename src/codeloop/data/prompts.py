@@ -1,9 +1,10 @@
 """Prompt formats shared by training and inference, so a model sees at run time what it learned on.
 
-A completion always continues a Python function header: the task prompt ends with the signature and
-docstring, the completion is the body. The repair prompt (used by self-refinement, and in the seed
-policy's corpus) puts the previous attempt and what execution said about it in comments above the
-task prompt, so the completion is again just a body.
+A Python completion continues a function header: the task prompt ends with the signature and
+docstring, the completion is the body. (A Structured Text prompt is the intent as a comment and the
+completion the whole program.) The repair prompt (used by self-refinement, and in seed-python's corpus)
+puts the previous attempt and what execution said about it in comments above the task prompt, in the
+task's language, so the completion is again what the plain prompt asks for.
 """
 
 from __future__ import annotations
@@ -31,19 +32,32 @@ def _commented(text: str) -> str:
     return "".join(f"# {line}".rstrip() + "\n" for line in text.rstrip("\n").splitlines())
 
 
-def repair_block(prompt: str, attempt: str, feedback: str) -> str:
-    """One earlier attempt and its feedback, as comments."""
+def _st_comment_text(text: str) -> str:
+    """Text that cannot end or open an ST comment: ``*)`` and ``(*`` get a space inside."""
+    return text.rstrip("\n").replace("*)", "* )").replace("(*", "( *")
+
+
+def repair_block(prompt: str, attempt: str, feedback: str, language: str = "python") -> str:
+    """One earlier attempt and its feedback, as comments: ``#`` lines for Python; for Structured Text
+    one ``(* ... *)`` block, the attempt's own comment marks defused so they cannot close it."""
+    if language == "st":
+        return ("(* Previous attempt:\n" + _st_comment_text(prompt + attempt) + "\nFeedback:\n"
+                + _st_comment_text(feedback or "none") + "\n*)\n")
     return "# Previous attempt:\n" + _commented(prompt + attempt) + "# Feedback:\n" + _commented(feedback or "none")
 
 
-def repair_prompt(prompt: str, attempt: str, feedback: str) -> str:
-    """The task, a previous attempt at its body, and the feedback it got; continue with a fixed body."""
-    return repair_block(prompt, attempt, feedback) + prompt
+def repair_prompt(prompt: str, attempt: str, feedback: str, language: str = "python") -> str:
+    """The task, a previous attempt at it, and the feedback it got; continue with a fixed version."""
+    return repair_block(prompt, attempt, feedback, language) + prompt
 
 
-def history_prompt(prompt: str, attempts: list[tuple[str, str]]) -> str:
+def history_prompt(prompt: str, attempts: list[tuple[str, str]], language: str = "python") -> str:
     """Like :func:`repair_prompt` with every earlier (attempt, feedback), oldest first."""
-    return "".join(repair_block(prompt, a, f) for a, f in attempts) + prompt
+    return "".join(repair_block(prompt, a, f, language) for a, f in attempts) + prompt
+
+
+CRITIQUE = {"python": ("# Critique:\n# ", ("\n",)), "st": ("(* Critique: ", ("*)", "\n"))}
+"""How a self-critique is asked for after a repair block, and where it ends, per language."""
 
 
 def optimise_prompt(prompt: str, slow_program: str, attempts: Sequence[tuple[str, str]] = ()) -> str:

@@ -3,7 +3,8 @@
 Feedback sources, alone or combined: ``execution`` (the sandbox's verdict: compile error, exception,
 or the failing input / expected / actual output; with ``reveal_tests=False`` only counts), ``self``
 (the model critiques its own attempt) and ``judge`` (another generator critiques it). The refinement
-prompt is ``codeloop.data.prompts.repair_prompt``, the format the seed policy was trained on. Writes
+prompt is ``codeloop.data.prompts.repair_prompt``, the format seed-python was trained on (comments in
+the task's language: ``#`` lines for Python, one ``(* ... *)`` block for Structured Text). Writes
 per-task traces and per-attempt metrics (``metrics.jsonl``: attempt, pass_rate, ...) and a plot.
 """
 
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from codeloop.data import load_tasks, write_jsonl
-from codeloop.data.prompts import STOP, history_prompt, outcome_feedback, repair_block
+from codeloop.data.prompts import CRITIQUE, history_prompt, outcome_feedback, repair_block, stop_for
 from codeloop.eval import evaluate, preload_for
 from codeloop.eval.plots import plot_metrics
 from codeloop.models import Generator, load_generator
@@ -47,7 +48,7 @@ class RefineConfig:
     temperature: float = 0.8
     """Sampling temperature for every attempt."""
     max_new_tokens: int = 192
-    """Longest body."""
+    """Longest completion (a Python body; a whole ST function needs about 320 with seed-st)."""
     seed: int = 0
     """Sampling seed (attempt t uses seed + t)."""
     judge_model: str = ""
@@ -64,12 +65,13 @@ def _refine_prompt(task: Task, trace: list[dict], history: str) -> str:
     if trace[-1]["feedback"] is None:  # the "none" control: a fresh try at the plain task
         return task.prompt
     steps = trace if history == "all" else trace[-1:]
-    return history_prompt(task.prompt, [(step["completion"], step["feedback"]) for step in steps])
+    return history_prompt(task.prompt, [(step["completion"], step["feedback"]) for step in steps], task.language)
 
 
 def _self_critique(generator: Generator, task: Task, completion: str, execution: str, seed: int) -> str:
-    prompt = repair_block(task.prompt, completion, execution) + "# Critique:\n# "
-    text = generator.generate([prompt], SamplingParams(temperature=0, max_new_tokens=48, stop=("\n",), seed=seed))[0][0].text
+    lead, stop = CRITIQUE.get(task.language, CRITIQUE["python"])
+    prompt = repair_block(task.prompt, completion, execution, task.language) + lead
+    text = generator.generate([prompt], SamplingParams(temperature=0, max_new_tokens=48, stop=stop, seed=seed))[0][0].text
     return text.strip()
 
 
@@ -112,8 +114,8 @@ def run(cfg: RefineConfig) -> list[dict]:
             if not todo:
                 break
             prompts = [t.prompt if attempt == 0 else _refine_prompt(t, traces[t.task_id], cfg.history) for t in todo]
-            params = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, stop=STOP,
-                                    seed=cfg.seed + attempt)
+            params = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                                    stop=stop_for(t.language for t in todo), seed=cfg.seed + attempt)
             completions = [row[0] for row in generator.generate(prompts, params)]
             samples = [Sample(t.task_id, c.text) for t, c in zip(todo, completions)]
             outcomes = evaluate(task_map, samples, sandbox)
