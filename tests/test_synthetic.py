@@ -171,3 +171,51 @@ def test_unknown_families_and_languages_are_refused():
         load_tasks("synthetic-go:test")
     with pytest.raises(ValueError, match="language"):
         synthetic.generate("test", 3, language="go")
+
+
+# --- repair examples: what the seeds learn to refine from is what the sandbox says -------------------
+
+@pytest.mark.parametrize("language", ["python", "st"])
+def test_repair_examples_quote_the_sandbox_word_for_word(language, st_sandbox):
+    """Each repair example's wrong attempt, run through the real sandbox, gets exactly the feedback the
+    example shows: the seed learns refinement on the words self-refinement will give it."""
+    from codeloop.data.prompts import outcome_feedback, repair_prompt
+    from codeloop.languages import st
+
+    check = st.compile_message if language == "st" else None
+    examples = synthetic.repair_examples(30, language=language, compile_error=check)
+    pool = {t.prompt: t for t, *_ in synthetic._draw("train", 30, 0, salt=":repair", language=language)}
+    head = "(* Previous attempt:\n" if language == "st" else "# Previous attempt:\n"
+    tasks, samples, shown = {}, [], []
+    for prompt, answer in examples:
+        task = next(t for p, t in pool.items() if prompt.endswith(p))
+        assert answer == task.canonical_solution and prompt.startswith(head)
+        attempt = _attempt_of(prompt, task, language)
+        assert repair_prompt(task.prompt, attempt, prompt.split("Feedback:\n", 1)[1].rsplit("\n*)", 1)[0]
+                             if language == "st" else _uncomment(prompt.split("# Feedback:\n", 1)[1][:-len(task.prompt)]),
+                             language) == prompt
+        tasks[task.task_id] = task
+        samples.append(Sample(task.task_id, attempt))
+        shown.append(prompt)
+    outcomes = evaluate(tasks, samples, st_sandbox)
+    kinds = {o.status for o in outcomes}
+    assert {Status.FAILED, Status.COMPILE_ERROR} <= kinds and len(outcomes) == 30
+    for prompt, outcome in zip(shown, outcomes):
+        assert "Feedback:\n" + _as_comment(outcome_feedback(outcome), language) in prompt
+
+
+def _uncomment(text: str) -> str:
+    return "\n".join(line[2:] for line in text.rstrip("\n").splitlines())
+
+
+def _as_comment(text: str, language: str) -> str:
+    return text if language == "st" else "\n".join(f"# {line}".rstrip() for line in text.splitlines())
+
+
+def _attempt_of(prompt: str, task, language: str) -> str:
+    """The wrong attempt inside a repair prompt (the task's own prompt line taken off its front)."""
+    if language == "st":
+        quoted = prompt.split("(* Previous attempt:\n", 1)[1].split("\nFeedback:\n", 1)[0]
+        return quoted.split("\n", 1)[1] + "\n"  # the first line is the task's prompt, defused
+    quoted = _uncomment(prompt.split("# Previous attempt:\n", 1)[1].split("# Feedback:\n", 1)[0]) + "\n"
+    return quoted[len(task.prompt):]

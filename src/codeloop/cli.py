@@ -725,8 +725,8 @@ def seed_train(out: Optional[Path] = typer.Option(None, "--out", help="Output di
                minutes: float = typer.Option(20.0, "--minutes", help="Guard: stop training after this long (with a warning)."),
                seed: int = typer.Option(0, "--seed", help="Corpus, initialisation and batch-order seed.")) -> None:
     """Train a seed policy from scratch, one epoch, then measure pass@1 and compile errors on 100 held-out
-    test tasks (n=4, T=0.8). python: synthetic-python:train plus repair examples (about a minute on 2 CPU
-    cores); st: synthetic-st:train, prompt -> whole FUNCTION (a few minutes)."""
+    test tasks (n=4, T=0.8): python on synthetic-python:train (prompt -> body), st on synthetic-st:train
+    (prompt -> whole FUNCTION), each plus 2,000 repair examples; about a minute each on 2 CPU cores."""
     from codeloop.recipes.seed import SeedConfig, run
 
     try:

@@ -325,58 +325,81 @@ def generate_with_shapes(split: str, n: int | None = None, seed: int = 0) -> lis
     return [(task, shape) for task, shape, *_ in _draw(split, n, seed)]
 
 
+def _render(steps: list[Step], agg: Any, domain: str) -> str:
+    """An attempt as text: a Python body, or for ST the whole function."""
+    if domain == "st":
+        return st_function(steps, next(k for k in ST_AGGREGATES if _INT_AGGREGATES[k] is agg))
+    return _body(steps, agg[2])
+
+
 def _wrong_attempt(rng: random.Random, steps: list[Step], agg: Any, domain: str) -> tuple[list[Step], Any] | str:
     """A plausible mistake: a step dropped or re-drawn, another aggregate, or broken syntax (a str)."""
     kind = rng.choice(["drop", "redraw", "aggregate", "syntax"] if len(steps) > 1 else ["redraw", "aggregate", "syntax"])
     if kind == "syntax":
-        body = _body(steps, agg[2])
+        body = _render(steps, agg, domain)
         cut = rng.randrange(len(body) // 3, len(body) - 2)
         return body[:cut].rstrip() + "\n"
     if kind == "drop":
         i = rng.randrange(len(steps))
         return steps[:i] + steps[i + 1:], agg
     if kind == "redraw":
-        table = _int_transforms(rng) if domain == "ints" else _str_transforms(rng)
+        table = _str_transforms(rng) if domain == "str" else _int_transforms(rng)
         i = rng.randrange(len(steps))
         return steps[:i] + [table[rng.choice(sorted(table))]()] + steps[i + 1:], agg
-    aggregates = _INT_AGGREGATES if domain == "ints" else _str_aggregates(rng)
+    aggregates = (_INT_AGGREGATES if domain == "ints" else {k: _INT_AGGREGATES[k] for k in ST_AGGREGATES}
+                  if domain == "st" else _str_aggregates(rng))
     return steps, aggregates[rng.choice(sorted(aggregates))]
 
 
-def _feedback(task: Task, attempt: tuple[list[Step], Any] | str) -> tuple[str, str] | None:
-    """(attempt body, feedback in the sandbox's words), or None when the attempt is in fact right."""
+def python_syntax_error(program: str) -> str | None:
+    """What the sandbox says about a Python program that does not compile, or None (compiled, never run)."""
+    try:
+        compile(program, "<sample>", "exec")
+    except SyntaxError as exc:
+        return f"SyntaxError: {exc.msg} (line {exc.lineno})"
+    return None
+
+
+def _feedback(task: Task, attempt: tuple[list[Step], Any] | str, domain: str,
+              compile_error: Callable[[str], str | None]) -> tuple[str, str] | None:
+    """(attempt, feedback in the sandbox's words), or None when the attempt is in fact right."""
     if isinstance(attempt, str):
-        try:
-            compile(task.prompt + attempt, "<sample>", "exec")  # compiled only, never run
-        except SyntaxError as exc:
-            return attempt, execution_feedback("compile_error", f"SyntaxError: {exc.msg} (line {exc.lineno})")
-        return None
+        message = compile_error(task.prompt + attempt)
+        return None if message is None else (attempt, execution_feedback("compile_error", message))
     steps, agg = attempt
     assert task.inputs is not None and task.outputs is not None
     failed: list[str] = []
     for inp, expected in zip(task.inputs, task.outputs):
         try:
-            got = _run(steps, agg[3], inp[0])
+            got = _run(steps, agg[3], inp[0][:inp[1]] if domain == "st" else inp[0])
         except Exception as exc:  # noqa: BLE001 - our own step functions, e.g. max() of nothing
-            return _body(steps, agg[2]), execution_feedback("runtime_error", f"case {len(failed) + 1}: {type(exc).__name__}: {exc}")
+            return _render(steps, agg, domain), execution_feedback("runtime_error", f"case {len(failed) + 1}: {type(exc).__name__}: {exc}")
         if got != expected:
             failed.append(describe_failure(inp, expected, got))
     if not failed:
         return None
-    return _body(steps, agg[2]), execution_feedback("failed", f"{len(failed)}/{len(task.inputs)} cases failed; first: {failed[0]}")
+    return _render(steps, agg, domain), execution_feedback("failed", f"{len(failed)}/{len(task.inputs)} cases failed; first: {failed[0]}")
 
 
-def repair_examples(n: int, split: str = "train", seed: int = 0) -> list[tuple[str, str]]:
-    """``n`` (repair prompt, correct body) pairs built from wrong attempts at ``split`` tasks."""
-    rng = random.Random(f"codeloop-repair:{seed}:{split}")
+def repair_examples(n: int, split: str = "train", seed: int = 0, language: str = "python",
+                    compile_error: Callable[[str], str | None] | None = None) -> list[tuple[str, str]]:
+    """``n`` (repair prompt, correct answer) pairs built from wrong attempts at ``split`` tasks, in the
+    self-refinement prompt format of ``language``. ``compile_error(program)`` says what the compiler
+    says about a broken attempt (None: it compiles); Python's is built in, ST's is the checker in
+    ``codeloop.languages.st``, which this layer may not import, so the caller passes it."""
+    if compile_error is None:
+        if language != "python":
+            raise ValueError(f"repair_examples for {language!r} needs compile_error (the language's checker)")
+        compile_error = python_syntax_error
+    rng = random.Random(f"codeloop-repair{'-st' if language == 'st' else ''}:{seed}:{split}")
     pairs: list[tuple[str, str]] = []
-    pool = _draw(split, max(n, 1), seed, salt=":repair")
+    pool = _draw(split, max(n, 1), seed, salt=":repair", language=language)
     for task, _, steps, agg, domain in pool * 3:
         if len(pairs) == n:
             break
-        found = _feedback(task, _wrong_attempt(rng, steps, agg, domain))
+        found = _feedback(task, _wrong_attempt(rng, steps, agg, domain), domain, compile_error)
         if found is not None:
-            pairs.append((repair_prompt(task.prompt, found[0], found[1]), task.canonical_solution or ""))
+            pairs.append((repair_prompt(task.prompt, found[0], found[1], language), task.canonical_solution or ""))
     return pairs
 
 

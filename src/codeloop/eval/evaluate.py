@@ -33,14 +33,13 @@ def job_for(task: Task, sample: Sample) -> Job:
     """
     if task.language == "st":
         source = task.prompt + sample.completion
-        problems = st.errors(source)
         return Job(
             program=_ST_PROGRAM.format(name=task.entry_point, source=source),
             entry_point=task.entry_point,
             test=task.test,
             inputs=task.inputs,
             outputs=task.outputs,
-            rejected="; ".join(str(d) for d in problems[:3]),
+            rejected=st.compile_message(source) or "",
         )
     if task.language != "python":
         raise ValueError(f"{task.task_id}: language {task.language!r} has no runner (known: {', '.join(LANGUAGES)})")

@@ -1,7 +1,7 @@
 """Train a seed policy: a small causal LM, from scratch, on a synthetic task family.
 
-Setup (corpus: task -> body, plus for Python repair examples in the self-refinement prompt format; for
-Structured Text, task -> the whole FUNCTION; a tokenizer trained on it), SFT under a time budget, save
+Setup (corpus: task -> answer, a Python body or a whole Structured Text FUNCTION, plus repair examples in
+the self-refinement prompt format of the language; a tokenizer trained on it), SFT under a time budget, save
 in Hugging Face format, then measure it the way the README reports it: pass@1 and compile-error rate
 on held-out ``synthetic-python:test`` (or ``synthetic-st:test``) tasks.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from codeloop.data import synthetic
 from codeloop.eval import preload_for, summarize
+from codeloop.languages import st
 from codeloop.models.hf import BUILTIN, HFGenerator
 from codeloop.models.tiny import causal_lm, train_tokenizer
 from codeloop.recipes.common import held_out_metrics, rollout
@@ -33,7 +34,7 @@ class SeedConfig:
     n_train: int = 6000
     """Training tasks from the family's train split."""
     n_repair: int = 2000
-    """Repair examples (wrong attempt + execution feedback -> correct body); Python only."""
+    """Repair examples (wrong attempt + execution feedback -> correct answer)."""
     vocab_size: int = 512
     """Byte-level BPE vocabulary, trained on the corpus."""
     d_model: int = 128
@@ -80,8 +81,8 @@ def run(cfg: SeedConfig) -> dict:
     started = time.monotonic()
     tasks = synthetic.generate("train", cfg.n_train, seed=cfg.seed, language=cfg.language)
     pairs = [(t.prompt, t.canonical_solution or "") for t in tasks.values()]
-    if cfg.language == "python":
-        pairs += synthetic.repair_examples(cfg.n_repair, "train", seed=cfg.seed)
+    pairs += synthetic.repair_examples(cfg.n_repair, "train", seed=cfg.seed, language=cfg.language,
+                                       compile_error=st.compile_message if cfg.language == "st" else None)
     tokenizer = train_tokenizer((p + c for p, c in pairs), cfg.vocab_size)
     model = causal_lm(len(tokenizer), cfg.d_model, cfg.n_layer, cfg.n_head, cfg.max_len, cfg.seed, tokenizer)
     stats = sft(model, tokenizer, pairs, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,

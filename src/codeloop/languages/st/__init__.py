@@ -21,4 +21,10 @@ def errors(source: str) -> list[Diagnostic]:
     return [d for d in check(source) if d.severity == "error"]
 
 
-__all__ = ["Diagnostic", "STCompileError", "STRuntimeError", "check", "entry", "errors", "load"]
+def compile_message(source: str) -> str | None:
+    """What a compile error reads like in an outcome (the first three errors), or None: it compiles."""
+    found = errors(source)
+    return "; ".join(str(d) for d in found[:3]) if found else None
+
+
+__all__ = ["Diagnostic", "STCompileError", "STRuntimeError", "check", "compile_message", "entry", "errors", "load"]
