@@ -1,4 +1,5 @@
-"""Procedurally generated Python function-writing tasks: ``synthetic-python:{train,dev,test}``.
+"""Procedurally generated function-writing tasks: ``synthetic-python:{train,dev,test}``, and the same in
+Structured Text, ``synthetic-st:{train,dev,test}``.
 
 A task is a pipeline over a list of integers or a string: one to three transforms (filters and maps)
 then an aggregate, e.g. "keep the even numbers, multiply each by 3, then return their sum". Each task
@@ -14,6 +15,13 @@ as EvalPlus does for HumanEval: the six base cases first, then more drawn per ta
 distribution (longer lists, a wider range, one-letter and vowel-only words, double spaces). Six cases
 accept some wrong programs: of the seed's passing samples on 100 test tasks, 7% fail on more inputs,
 and of the positives the demo trains on, 14-17% (measured; README).
+
+``synthetic-st[+]:SPLIT`` are the integer tasks with a scalar result (sum, count, max, min, first,
+last) in IEC 61131-3 Structured Text: the prompt is the intent as an ST comment, the answer a whole
+``FUNCTION solve : DINT`` over ``xs : ARRAY[1..12] OF DINT`` and ``n : INT`` (``st_function``). The
+expected outputs still come from the Python step functions; cells past ``n`` hold stray values, and a
+task whose six outputs are all equal is not drawn (a constant would pass it). Every value stays well
+inside DINT: a pipeline has at most one square, inputs are at most 15 in size, lists at most 12 long.
 """
 
 from __future__ import annotations
