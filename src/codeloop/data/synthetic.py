@@ -119,6 +119,11 @@ _INT_AGGREGATES: dict[str, tuple[str, str, str, Callable[[list[int]], Any]]] = {
 }
 
 
+ST_AGGREGATES = ("count", "first", "last", "max", "min", "sum")
+"""The integer aggregates with a scalar result (ST functions return one value)."""
+_ST_AGGREGATE_TABLE = {k: _INT_AGGREGATES[k] for k in ST_AGGREGATES}
+
+
 def _str_transforms(rng: random.Random) -> dict[str, Callable[[], Step]]:
     c = rng.choice("aeiost")
     r = rng.choice("xyz*")
@@ -197,7 +202,7 @@ def _make(rng: random.Random, domain: str) -> tuple[str, list[Step], tuple[str, 
     if domain == "ints":
         transforms, aggregates = _int_transforms(rng), _INT_AGGREGATES
     elif domain == "st":
-        transforms, aggregates = _int_transforms(rng), {k: _INT_AGGREGATES[k] for k in ST_AGGREGATES}
+        transforms, aggregates = _int_transforms(rng), _ST_AGGREGATE_TABLE
     else:
         transforms, aggregates = _str_transforms(rng), _str_aggregates(rng)
     steps = [transforms[k]() for k in rng.sample(sorted(transforms), rng.randint(1, 3))]
@@ -232,8 +237,6 @@ def _task(task_id: str, steps: list[Step], agg: tuple[str, str, str, Callable[[A
 
 ST_SIZE = 12
 """Capacity of the ``xs`` array of a Structured Text task (its lists have 0 to 12 values)."""
-ST_AGGREGATES = ("count", "first", "last", "max", "min", "sum")
-"""The integer aggregates with a scalar result (ST functions return one value)."""
 ST_FILTERS = frozenset({"even", "odd", "gt", "lt", "multiple", "nonzero"})
 _ST_AGGREGATE_CODE = {
     "sum": ("0", ["solve := solve + x;"]),
@@ -336,7 +339,7 @@ def generate_with_shapes(split: str, n: int | None = None, seed: int = 0) -> lis
 def _render(steps: list[Step], agg: Any, domain: str) -> str:
     """An attempt as text: a Python body, or for ST the whole function."""
     if domain == "st":
-        return st_function(steps, next(k for k in ST_AGGREGATES if _INT_AGGREGATES[k] is agg))
+        return st_function(steps, next(k for k, v in _ST_AGGREGATE_TABLE.items() if v is agg))
     return _body(steps, agg[2])
 
 
@@ -354,8 +357,10 @@ def _wrong_attempt(rng: random.Random, steps: list[Step], agg: Any, domain: str)
         table = _str_transforms(rng) if domain == "str" else _int_transforms(rng)
         i = rng.randrange(len(steps))
         return steps[:i] + [table[rng.choice(sorted(table))]()] + steps[i + 1:], agg
-    aggregates = (_INT_AGGREGATES if domain == "ints" else {k: _INT_AGGREGATES[k] for k in ST_AGGREGATES}
-                  if domain == "st" else _str_aggregates(rng))
+    if domain == "str":
+        aggregates = _str_aggregates(rng)
+    else:
+        aggregates = _ST_AGGREGATE_TABLE if domain == "st" else _INT_AGGREGATES
     return steps, aggregates[rng.choice(sorted(aggregates))]
 
 
