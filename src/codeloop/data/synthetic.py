@@ -357,6 +357,7 @@ def _wrong_attempt(rng: random.Random, steps: list[Step], agg: Any, domain: str)
         table = _str_transforms(rng) if domain == "str" else _int_transforms(rng)
         i = rng.randrange(len(steps))
         return steps[:i] + [table[rng.choice(sorted(table))]()] + steps[i + 1:], agg
+    aggregates: dict[str, tuple[str, str, str, Callable[[Any], Any]]]
     if domain == "str":
         aggregates = _str_aggregates(rng)
     else:
