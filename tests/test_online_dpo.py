@@ -195,8 +195,8 @@ def test_validation_samples_at_its_own_temperature_when_given(val_temperature, u
 
 
 def test_the_loop_runs_in_structured_text_with_the_st_checker_as_kappa(tmp_path):
-    """seed-st on synthetic-st: pairs come out, every chosen program passes κ (the ST checker) and its
-    tests, and the validation row counts compile errors the way the sandbox does."""
+    """seed-st on synthetic-st: pairs come out, every chosen program is a function that passes κ (the ST
+    checker), and κ's compile rate and the sandbox's compile errors add up to one."""
     from codeloop.feedback.compiler import compiles
 
     out = tmp_path / "st"

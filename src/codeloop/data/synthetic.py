@@ -421,8 +421,8 @@ def generate(split: str, n: int | None = None, seed: int = 0, plus: bool = False
     """``n`` distinct tasks of ``split`` (default size: ``SPLITS``), deterministic in ``seed``; with
     ``plus``, the same tasks with ``PLUS_CASES`` cases each; ``language`` "st" for the integer tasks
     with a scalar result, written in Structured Text."""
-    if language not in ("python", "st"):
-        raise ValueError(f"unknown language {language!r}; expected python or st")
+    if language not in FAMILIES.values():
+        raise ValueError(f"unknown language {language!r}; expected {' or '.join(FAMILIES.values())}")
     drawn = _draw(split, n, seed, language=language)
     if plus:
         return {t.task_id: _plus(t, steps, agg, domain, seed) for t, _, steps, agg, domain in drawn}

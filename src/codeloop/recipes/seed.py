@@ -25,6 +25,11 @@ from codeloop.sandbox import Sandbox
 from codeloop.train.sft import sft
 
 
+LANGUAGES = ("python", "st")
+MAX_NEW_TOKENS = {"python": 192, "st": 320}
+"""Longest sample when measuring: a Python body, or a whole ST FUNCTION with its declarations."""
+
+
 @dataclass
 class SeedConfig:
     language: str = "python"
@@ -68,10 +73,6 @@ class SeedConfig:
             raise ValueError(f"language: expected one of {', '.join(LANGUAGES)}, got {self.language!r}")
         self.out_dir = self.out_dir or str(BUILTIN[f"seed-{self.language}"])
 
-
-LANGUAGES = ("python", "st")
-MAX_NEW_TOKENS = {"python": 192, "st": 320}
-"""Longest sample when measuring: a Python body, or a whole ST FUNCTION with its declarations."""
 
 
 def run(cfg: SeedConfig) -> dict:
