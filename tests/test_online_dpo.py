@@ -124,6 +124,59 @@ def test_a_run_written_before_the_bf16_setting_resumes_under_its_default_only(st
         _same_settings(out, saved, {**saved, "bf16": True, "clip": 0.2})
 
 
+def test_resuming_over_retrained_weights_under_the_same_name_is_refused(tmp_path):
+    import shutil
+
+    from codeloop.models.hf import SEED_DIR
+    from codeloop.recipes.common import Loop
+
+    model = tmp_path / "model"
+    shutil.copytree(SEED_DIR, model)
+    out = tmp_path / "run"
+    Loop.open(str(out), 2, {"model": str(model)})
+    (out / "iter_1").mkdir()
+    (out / "iter_1" / "done").write_text("")  # one finished iteration from these weights
+    (model / "seed_metrics.json").write_text("{}")  # a training record is not the model
+    assert Loop.open(str(out), 2, {"model": str(model)}).start == 1
+    weights = bytearray((model / "model.safetensors").read_bytes())
+    weights[-1] ^= 1  # the last byte of the last tensor: the same name, other weights
+    (model / "model.safetensors").write_bytes(bytes(weights))
+    saved = (out / "config.json").read_text()
+    with pytest.raises(ValueError, match=r"run/config.json: the model '.*model' is not the one the finished iterations"):
+        Loop.open(str(out), 2, {"model": str(model)})
+    assert (out / "config.json").read_text() == saved
+    # a run written before the digest was recorded resumes as before
+    config = json.loads(saved)
+    del config["model_sha256"]
+    (out / "config.json").write_text(json.dumps(config))
+    assert Loop.open(str(out), 2, {"model": str(model)}).start == 1
+
+
+def test_the_weights_digest_follows_content_not_place(tmp_path, monkeypatch):
+    import shutil
+
+    from codeloop.models import hf
+
+    a, b = tmp_path / "a", tmp_path / "deeper" / "b"
+    shutil.copytree(hf.SEED_DIR, a)
+    shutil.copytree(hf.SEED_DIR, b)
+    assert hf.weights_digest(str(a)) == hf.weights_digest(str(b)) == hf.weights_digest("seed-python")
+    assert hf.weights_digest("seed-st") != hf.weights_digest("seed-python")
+    assert hf.weights_digest("someone/some-model") is None  # a hub name: nothing local to read
+    (b / "tokenizer.json").write_text((b / "tokenizer.json").read_text().replace('"<', '"<x', 1))
+    assert hf.weights_digest(str(b)) != hf.weights_digest(str(a))
+    monkeypatch.setattr(hf, "FULL_HASH_BYTES", 0)  # too big to read whole: sizes and each file's ends
+    shutil.copy(a / "tokenizer.json", b / "tokenizer.json")
+    assert hf.weights_digest(str(a)) == hf.weights_digest(str(b))
+    weights = bytearray((b / "model.safetensors").read_bytes())
+    weights[len(weights) // 2] ^= 1  # the middle of a large file is not read then
+    (b / "model.safetensors").write_bytes(bytes(weights))
+    assert hf.weights_digest(str(a)) == hf.weights_digest(str(b))
+    weights[-1] ^= 1
+    (b / "model.safetensors").write_bytes(bytes(weights))
+    assert hf.weights_digest(str(a)) != hf.weights_digest(str(b))
+
+
 TEXTS = ["pass_a", "fail", "pass_b", "broken"]  # one intent's candidates: kappa and phi below
 KAPPA, PHI = [1.0, 1.0, 1.0, 0.0], [1.0, 0.0, 1.0, 0.0]
 

@@ -735,7 +735,7 @@ def seed_train(out: Optional[Path] = typer.Option(None, "--out", help="Output di
         _fail(f"--language: {exc}")
     metrics = run(cfg)
     test = metrics["test"]
-    typer.echo(f"saved to {cfg.out_dir}: {metrics['parameters']:,} parameters, {metrics['train']['steps']} steps, "
+    typer.echo(f"saved to {cfg.target}: {metrics['parameters']:,} parameters, {metrics['train']['steps']} steps, "
                f"{metrics['train_minutes']} min")
     typer.echo(f"synthetic-{language}:test ({test['tasks']} tasks, n={test['n']}, T={test['temperature']}): "
                f"pass@1 {test['pass_at_1']:.4f}, compile errors {test['compile_error_rate']:.4f}")

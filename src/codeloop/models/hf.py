@@ -54,6 +54,40 @@ def resolve(name_or_path: str) -> str:
     return name_or_path
 
 
+MODEL_FILES = (".safetensors", ".bin", ".pt", ".pth", ".json", ".model", ".txt", ".tiktoken")
+"""What defines a local model: weights, configs and tokenizer files (``seed_metrics.json``, a record of
+how the seed was trained, is left out)."""
+FULL_HASH_BYTES = 4 << 30
+"""Up to this size a local model is hashed in full; above it, each file's size and first and last MiB."""
+
+
+def weights_digest(name_or_path: str) -> str | None:
+    """A sha256 of what a local model (or built-in seed) is: its weights, config and tokenizer files,
+    by name and content (see ``FULL_HASH_BYTES``), so copying or moving it keeps the digest and
+    retraining it changes it. None for a hub name, whose files are not read here."""
+    import hashlib
+
+    path = Path(resolve(name_or_path))
+    if not path.is_dir():
+        return None
+    files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix in MODEL_FILES
+                   and f.name != "seed_metrics.json" and not any(part.startswith(".") for part in f.relative_to(path).parts))
+    full = sum(f.stat().st_size for f in files) <= FULL_HASH_BYTES
+    digest = hashlib.sha256()
+    for f in files:
+        size = f.stat().st_size
+        digest.update(f"{f.relative_to(path).as_posix()}\0{size}\0".encode())
+        with f.open("rb") as handle:
+            if full:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+            else:
+                digest.update(handle.read(1 << 20))
+                handle.seek(max(size - (1 << 20), 0))
+                digest.update(handle.read(1 << 20))
+    return digest.hexdigest()
+
+
 def attention_without_cudnn(device: str) -> contextlib.AbstractContextManager[Any]:
     """On CUDA, scaled-dot-product attention may use any backend but cuDNN's, which builds a plan for
     every new shape on first sight, and sampling meets new shapes all the time (prompt lengths, rows

@@ -23,7 +23,7 @@ from codeloop.data.prompts import stop_for
 from codeloop.eval import evaluate, summarize
 from codeloop.feedback.compiler import compiles
 from codeloop.models.base import Generator
-from codeloop.models.hf import HFGenerator, resolve
+from codeloop.models.hf import HFGenerator, resolve, weights_digest
 from codeloop.sandbox import Sandbox
 from codeloop.types import Completion, Outcome, Sample, SamplingParams, Status, Task
 
@@ -98,15 +98,23 @@ def use_bf16(settings: LoopSettings) -> bool:
 
 def _same_settings(out: Path, saved: dict, config: dict) -> None:
     """Refuse to continue a run under other settings than its finished iterations had (more iterations
-    is fine): the per-iteration data and metrics would silently mix two experiments."""
+    is fine): the per-iteration data and metrics would silently mix two experiments. That includes the
+    starting model's files (``model_sha256``, where the model is a local directory or a built-in seed):
+    the same name over retrained weights is another experiment."""
     saved = {**{k: v for k, v in ADDED_SETTINGS.items() if k in config}, **saved}
     if saved.get("run_format") != config.get("run_format"):
         raise ValueError(f"{out / 'config.json'}: the finished iterations there were made by another codeloop "
                          f"(run format {saved.get('run_format', 1)}, this one writes {config.get('run_format')}; "
                          f"format 2 encodes prompts as the model was trained on them); delete {out} to start over, "
                          "or choose another out_dir")
+    if "model_sha256" in saved and saved["model_sha256"] != config.get("model_sha256"):
+        raise ValueError(f"{out / 'config.json'}: the model {config.get('model')!r} is not the one the finished "
+                         f"iterations there started from (its weights, config or tokenizer changed: sha256 "
+                         f"{saved['model_sha256']} then, {config.get('model_sha256')} now); delete {out} to start over, "
+                         "or choose another out_dir")
+    unrecorded = {"iterations", "out_dir"} | ({"model_sha256"} - set(saved))  # runs written before the digest
     changed = [f"{key}: {saved.get(key)!r} -> {config.get(key)!r}" for key in sorted(set(saved) | set(config))
-               if key not in ("iterations", "out_dir") and saved.get(key) != json.loads(json.dumps(config.get(key)))]
+               if key not in unrecorded and saved.get(key) != json.loads(json.dumps(config.get(key)))]
     if changed:
         raise ValueError(f"{out / 'config.json'}: the finished iterations there were run with other settings "
                          f"({'; '.join(changed)}); resume with the same settings (only iterations and out_dir may differ), "
@@ -247,6 +255,8 @@ class Loop:
         loop = cls(out, iterations)
         start = loop.start
         config = {**config, "run_format": RUN_FORMAT}
+        if "model" in config:  # the same name must mean the same weights when a run resumes
+            config["model_sha256"] = weights_digest(config["model"])
         if start and (out / "config.json").exists():  # resuming: finished work must not mix settings
             _same_settings(out, json.loads((out / "config.json").read_text()), config)
         (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")

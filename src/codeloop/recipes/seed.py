@@ -71,7 +71,12 @@ class SeedConfig:
     def __post_init__(self) -> None:
         if self.language not in LANGUAGES:
             raise ValueError(f"language: expected one of {', '.join(LANGUAGES)}, got {self.language!r}")
-        self.out_dir = self.out_dir or str(BUILTIN[f"seed-{self.language}"])
+
+    @property
+    def target(self) -> Path:
+        """Where the model goes: out_dir, or the built-in seed's folder (kept out of the recorded config,
+        which then says "" rather than one machine's install path)."""
+        return Path(self.out_dir) if self.out_dir else BUILTIN[f"seed-{self.language}"]
 
 
 
@@ -91,7 +96,7 @@ def run(cfg: SeedConfig) -> dict:
     if stats.steps < int(len(pairs) / cfg.batch_size * cfg.epochs) - 1:
         print(f"warning: the {cfg.minutes}-minute guard stopped training at step {stats.steps}; "
               "the model will not match the README's numbers", file=sys.stderr)
-    out = Path(cfg.out_dir)
+    out = cfg.target
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
