@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from codeloop.annotate.server import make_server
+from codeloop.annotate.server import Limits, RateLimiter, make_server
 from codeloop.annotate.store import Added, Store, item_id, scores
 from codeloop.cli import app
 from codeloop.data import DataError
@@ -231,6 +231,75 @@ def test_https_serves_the_page_and_a_silent_client_stalls_nobody(store):
         assert call(base + "/", context=context)[0] == 200
 
 
+def test_the_rate_limiter_allows_a_burst_then_the_rate_per_address():
+    now = [0.0]
+    limiter = RateLimiter(rate=2.0, burst=3, clock=lambda: now[0])
+    assert [limiter.wait("a") for _ in range(3)] == [0.0] * 3 and limiter.wait("a") == pytest.approx(0.5)
+    assert limiter.wait("b") == 0.0  # another address has its own bucket
+    now[0] = 0.5
+    assert limiter.wait("a") == 0.0 and limiter.wait("a") == pytest.approx(0.5)
+    now[0] = 100.0  # a long pause refills to the burst, no more
+    assert [limiter.wait("a") for _ in range(4)][-1] > 0
+    assert RateLimiter(rate=0, burst=0).wait("a") == 0.0  # off
+    with pytest.raises(ValueError, match="rate must be 0"):
+        Limits(rate=-1)
+
+
+def connect(port, source="127.0.0.1"):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+    return sock
+
+
+def closed_by_server(sock):
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_an_address_past_its_rate_gets_429_before_its_key_or_body_is_looked_at(store):
+    key = store.invite("ann")
+    with serving(store, limits=Limits(rate=0.01, burst=3)) as base:
+        item = json.loads(call(base + "/api/next", key=key)[1])["item"]
+        assert call(base + "/")[0] == 200 and call(base + "/api/next", key=key)[0] == 200
+        status, reply = call(base + "/api/labels", {"item": item, "labels": [1, 1, 1, 1]}, key=key)
+        assert status == 429 and "too many requests" in json.loads(reply)["error"]
+        assert store.labels() == {}
+        request = urllib.request.Request(base + "/")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 429 and 1 <= int(refused.value.headers["Retry-After"]) <= 100
+        port = int(base.rsplit(":", 1)[1])
+        with connect(port, "127.0.0.2") as other:  # another address is served
+            other.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert other.recv(64).startswith(b"HTTP/1.0 200")
+
+
+def test_idle_connections_past_the_caps_are_closed_and_others_still_served(store):
+    with serving(store, limits=Limits(connections=2, total_connections=3)) as base:
+        port = int(base.rsplit(":", 1)[1])
+        idle = [connect(port), connect(port)]  # accepted and counted one after another, in order
+        third = connect(port)
+        assert closed_by_server(third)  # a third from the same address: closed unread
+        other = connect(port, "127.0.0.2")
+        assert closed_by_server(connect(port, "127.0.0.3"))  # everyone's total reached
+        other.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert other.recv(64).startswith(b"HTTP/1.0 200")
+        for sock in idle + [third, other]:
+            sock.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # freed as the server sees them close
+            with contextlib.suppress(urllib.error.URLError, ConnectionError):
+                if call(base + "/")[0] == 200:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("connections closed by their clients were not given back")
+        with connect(port) as again:
+            again.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert again.recv(64).startswith(b"HTTP/1.0 200")
+
+
 @pytest.mark.parametrize("body, message", [
     ({"annotator": "ann", "item": "nope", "labels": [1]}, "unknown item 'nope'"),
     ({"annotator": "ann", "labels": [1]}, "unknown item None"),
@@ -332,7 +401,9 @@ def test_cli_invites_people_and_serves_only_them(store, tmp_path):
     result = runner.invoke(app, ["annotate", "invite", str(tmp_path / "none.sqlite"), "ann"])
     assert result.exit_code == 2 and "none.sqlite: no such file" in result.output
     for args, message in ((["--keyfile", str(DATA / "tls-test-key.pem")], "--keyfile needs --certfile"),
-                          (["--certfile", str(tmp_path / "missing.pem")], "missing.pem: cannot load the certificate")):
+                          (["--certfile", str(tmp_path / "missing.pem")], "missing.pem: cannot load the certificate"),
+                          (["--rate", "-1"], "--rate: rate must be 0 (no limit) or more, got -1"),
+                          (["--burst", "0"], "--burst: burst must be at least 1 when rate is set")):
         result = runner.invoke(app, ["annotate", "serve", db, *args])
         assert result.exit_code == 2 and message in result.output, result.output
     # the real command, in a process of its own, over HTTPS: the invited key gets in, no key does not

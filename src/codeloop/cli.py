@@ -612,15 +612,24 @@ def annotate_serve(db: Path = typer.Argument(..., help="SQLite file holding prog
                    typed_names: bool = typer.Option(False, "--typed-names", help="No keys: people type a name, which is trusted "
                                                     "(one machine or a network you trust)."),
                    certfile: Optional[Path] = typer.Option(None, "--certfile", help="PEM certificate (chain): serve HTTPS."),
-                   keyfile: Optional[Path] = typer.Option(None, "--keyfile", help="PEM private key of --certfile, if not in it.")) -> None:
+                   keyfile: Optional[Path] = typer.Option(None, "--keyfile", help="PEM private key of --certfile, if not in it."),
+                   rate: float = typer.Option(10.0, "--rate", help="Requests per second each client address may make, sustained "
+                                              "(past it: 429; 0: no limit, e.g. behind a proxy that limits)."),
+                   burst: int = typer.Option(60, "--burst", help="Requests an address may make at once before --rate applies."),
+                   connections: int = typer.Option(16, "--connections", help="Connections each address may hold open at once "
+                                                   "(more are closed; 0: no limit).")) -> None:
     """Serve the labelling page: each person opens the link `codeloop annotate invite` printed for them (or, with
     --typed-names, types a name), then marks the wrong lines of one program after another; honeypots are mixed in
     unseen. Adding the same files again adds nothing; labels are saved as given."""
     import ssl
 
-    from codeloop.annotate.server import make_server
+    from codeloop.annotate.server import Limits, make_server
     from codeloop.annotate.store import Store
 
+    try:
+        limits = Limits(rate=rate, burst=burst, connections=connections)
+    except ValueError as exc:
+        _fail(f"--{str(exc).split()[0]}: {exc}")
     store = Store(db)
     if programs or honeypots:
         if not tasks:
@@ -643,7 +652,7 @@ def annotate_serve(db: Path = typer.Argument(..., help="SQLite file holding prog
         except (OSError, ssl.SSLError) as exc:
             _fail(f"{certfile}{' / ' + str(keyfile) if keyfile else ''}: cannot load the certificate and key: {exc}")
     try:
-        server = make_server(store, host, port, keys=not typed_names, tls=tls)
+        server = make_server(store, host, port, keys=not typed_names, tls=tls, limits=limits)
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     url = f"{'https' if tls else 'http'}://{host}:{server.server_address[1]}/"

@@ -15,16 +15,26 @@ A honeypot's answers never leave the server, and nothing in a response tells a h
 program. With ``tls`` (an ``ssl.SSLContext``) it serves HTTPS; without it keys cross the network in
 clear text, so serve beyond localhost only with TLS, here or in a proxy in front. It binds to
 127.0.0.1 unless told otherwise; request bodies over 64 KiB are refused, and a connection idle for
-``TIMEOUT`` seconds (or slow to finish its TLS handshake) is closed. What it does not do: limit how
-fast anyone calls it, or stop an invited person from labelling carelessly (that is what the
-honeypots measure).
+``TIMEOUT`` seconds (or slow to finish its TLS handshake) is closed.
+
+Flooding (``Limits``): each client address may hold a few connections open at once (more are closed
+unread, as are all past a total cap, so idle sockets cannot use up the server's threads) and make
+requests at a sustained rate with some burst (past it: 429 with ``Retry-After``, before the key is
+looked at or anything is read or stored). Behind a proxy every request comes from the proxy's address:
+limit there and turn these off (0). What it does not do: stop an invited person from labelling
+carelessly (that is what the honeypots measure).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import ssl
 import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -38,8 +48,91 @@ TIMEOUT = 60.0
 NEEDS_KEY = "this page needs your personal link: open the one you were given (a key that was replaced or revoked no longer works)"
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How much one client address may ask of the server (0 turns a limit off)."""
+
+    rate: float = 10.0
+    """Requests per second, sustained, per address."""
+    burst: int = 60
+    """Requests an address may make at once before ``rate`` applies (a page load is two)."""
+    connections: int = 16
+    """Connections one address may hold open at once."""
+    total_connections: int = 256
+    """Connections open at once from everyone (each holds a thread for up to ``TIMEOUT`` seconds)."""
+
+    def __post_init__(self) -> None:
+        for name in ("rate", "burst", "connections", "total_connections"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (no limit) or more, got {getattr(self, name)}")
+        if self.rate and self.burst < 1:
+            raise ValueError(f"burst must be at least 1 when rate is set, got {self.burst}")
+
+
+class RateLimiter:
+    """A token bucket per address: ``burst`` tokens, refilled at ``rate`` per second, one per request."""
+
+    def __init__(self, rate: float, burst: int, clock: Any = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens, when counted)
+
+    def wait(self, address: str) -> float:
+        """0 and one token spent when the address may make a request now; else the seconds until it may."""
+        if not self.rate:
+            return 0.0
+        with self._lock:
+            now = self.clock()
+            tokens, then = self._buckets.get(address, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - then) * self.rate)
+            if len(self._buckets) > 10_000:  # forget addresses whose buckets have refilled: they start full anyway
+                full = self.burst / self.rate
+                self._buckets = {a: b for a, b in self._buckets.items() if now - b[1] < full}
+            if tokens < 1:
+                self._buckets[address] = (tokens, now)
+                return (1 - tokens) / self.rate
+            self._buckets[address] = (tokens - 1, now)
+            return 0.0
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: Any, limits: Limits) -> None:
+        self.limits = limits
+        self.limiter = RateLimiter(limits.rate, limits.burst)
+        self._open: Counter[str] = Counter()
+        self._open_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Close a connection unread when its address, or everyone, already holds as many as allowed."""
+        host, limits = client_address[0], self.limits
+        with self._open_lock:
+            full = ((limits.connections and self._open[host] >= limits.connections)
+                    or (limits.total_connections and self._open.total() >= limits.total_connections))
+            if not full:
+                self._open[host] += 1
+        if full:
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._closed(host)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._closed(client_address[0])
+
+    def _closed(self, host: str) -> None:
+        with self._open_lock:
+            self._open[host] -= 1
+            if self._open[host] <= 0:
+                del self._open[host]
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError, TimeoutError)):
@@ -52,7 +145,7 @@ class _NoKey(Exception):
 
 
 def make_server(store: Store, host: str = "127.0.0.1", port: int = 8765, keys: bool = True,
-                tls: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
+                tls: ssl.SSLContext | None = None, limits: Limits = Limits()) -> ThreadingHTTPServer:
     page = resources.files("codeloop.annotate").joinpath("page.html").read_bytes()
     if keys:
         page = page.replace(b'data-login="typed"', b'data-login="key"')
@@ -95,11 +188,22 @@ def make_server(store: Store, host: str = "127.0.0.1", port: int = 8765, keys: b
                 raise _NoKey(NEEDS_KEY)
             return name
 
+        def _throttled(self) -> bool:
+            """Answer 429 (and True) when the caller's address is past its request rate."""
+            wait = self.server.limiter.wait(self.client_address[0])  # type: ignore[attr-defined]
+            if wait:
+                self._send(HTTPStatus.TOO_MANY_REQUESTS, json.dumps({"error": f"too many requests from your address: "
+                                                                                f"try again in {math.ceil(wait)} s"}).encode(),
+                           headers={"Retry-After": str(math.ceil(wait))})
+            return bool(wait)
+
         def _refuse(self) -> None:
             self._send(HTTPStatus.UNAUTHORIZED, json.dumps({"error": NEEDS_KEY}).encode(),
                        headers={"WWW-Authenticate": 'Bearer realm="codeloop-annotate"'})
 
         def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+            if self._throttled():
+                return
             url = urlparse(self.path)
             if url.path == "/":
                 return self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
@@ -116,6 +220,9 @@ def make_server(store: Store, host: str = "127.0.0.1", port: int = 8765, keys: b
             self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
 
         def do_POST(self) -> None:  # noqa: N802
+            if self._throttled():
+                self.close_connection = True  # its body is left unread
+                return
             if urlparse(self.path).path != "/api/labels":
                 return self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
             try:
@@ -137,7 +244,7 @@ def make_server(store: Store, host: str = "127.0.0.1", port: int = 8765, keys: b
                 return self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
             self._json(HTTPStatus.OK, {"ok": True})
 
-    server = _Server((host, port), Handler)
+    server = _Server((host, port), Handler, limits)
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     return server
