@@ -320,6 +320,16 @@ def coderl_run(tmp_path_factory):
     return out, run(coderl_cfg(out, 2))
 
 
+def test_the_python_only_match_rewards_are_refused_for_st_tasks(tmp_path):
+    from codeloop.recipes.coderl import run
+
+    for setting in ({"ast_weight": 0.5}, {"dfg_weight": 0.2}):
+        name, value = next(iter(setting.items()))
+        with pytest.raises(ValueError, match=f"{name} {value} works on Python only, and 'synthetic-st:train' holds st tasks: set it to 0"):
+            run(coderl_cfg(tmp_path / "x", 1, tasks="synthetic-st:train", **setting))
+    assert not (tmp_path / "x").exists()
+
+
 def test_coderl_writes_a_row_per_iteration_samples_with_returns_and_a_critic(coderl_run):
     from codeloop.feedback.tests import REWARDS
     from codeloop.types import Status

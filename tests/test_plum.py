@@ -247,6 +247,32 @@ def test_plum_trains_with_balanced_dpo_or_rejection_sampling(objective, data, tm
         assert metrics[-1]["examples"] <= min(metrics[-1]["chosen"], metrics[-1]["rejected"])
 
 
+def test_plum_on_structured_text_keeps_solutions_that_pass_the_st_checker_and_their_tests(tmp_path):
+    pytest.importorskip("torch")
+    from datasets import load_from_disk
+
+    from codeloop.feedback.compiler import compiles
+    from codeloop.recipes.plum import run
+
+    metrics = run(plum_cfg(tmp_path, 1, model="seed-st", tasks="synthetic-st:train", max_new_tokens=320, val_limit=2,
+                           val_tasks="synthetic-st:test", val_plus_tasks="synthetic-st+:test"))
+    rows = load_from_disk(str(tmp_path / "iter_1" / "kto")).to_list()
+    assert metrics[1]["chosen"] > 0 and sum(r["label"] for r in rows) == metrics[1]["chosen"]
+    # judged by ST's checker, not Python's (under which no ST program compiles and nothing would be kept)
+    assert all(compiles(r["prompt"] + r["completion"], "st").score == 1.0 for r in rows)
+    assert all(r["completion"].rstrip().endswith("END_FUNCTION") for r in rows if r["label"])
+
+
+@pytest.mark.parametrize("setting,message", [({"static_check": "mypy"}, "static_check mypy"),
+                                             ({"test_generator": "some-model"}, "test_generator")])
+def test_plum_refuses_its_python_only_parts_for_st_tasks(setting, message, tmp_path):
+    from codeloop.recipes.plum import run
+
+    with pytest.raises(ValueError, match=message + r" works on Python only, and 'synthetic-st:train' holds st tasks: "):
+        run(plum_cfg(tmp_path / "x", 1, tasks="synthetic-st:train", **setting))
+    assert not (tmp_path / "x").exists()
+
+
 def test_plum_refuses_an_unknown_objective():
     from codeloop.recipes.plum import PLUMConfig
 

@@ -32,7 +32,7 @@ from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.match import ast_match, dataflow_match
 from codeloop.feedback.tests import graded
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
-                                     plus_metrics, rollout, validation_tasks)
+                                     plus_metrics, refuse_python_only, rollout, validation_tasks)
 from codeloop.sandbox import Sandbox
 from codeloop.train.critic import OUTCOME_CLASS, PASSED, Critic, class_probabilities, token_rewards, train_critic
 from codeloop.train.pg import check_clip, policy_gradient
@@ -145,6 +145,8 @@ def reinforce_weights(r: list[float], q: list[list[float]], k: int, baseline: st
 
 def run(cfg: CodeRLConfig, on_iteration: Callable[[dict], None] | None = None) -> list[dict]:
     tasks = list(load_tasks(cfg.tasks).values())[: cfg.n_instructions]
+    refuse_python_only(cfg.tasks, tasks, {f"{name} {weight}": "set it to 0 (the match parses Python)"
+                                          for name, weight in (("ast_weight", cfg.ast_weight), ("dfg_weight", cfg.dfg_weight)) if weight})
     val_tasks, plus = validation_tasks(cfg)  # bad task sources are refused before anything is written
     loop = Loop.open(cfg.out_dir, cfg.iterations, asdict(cfg))
     size = max(1, math.floor(cfg.fraction * len(tasks)))

@@ -39,6 +39,16 @@ def check_choices(**settings: tuple[str, Sequence[str]]) -> None:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
 
 
+def refuse_python_only(source: str, tasks: Sequence[Task], active: Mapping[str, str]) -> None:
+    """Refuse, before anything is written, the Python-only parts a config turned on (``active``: the
+    setting as the user wrote it -> what to do instead) when ``source`` holds tasks in another language:
+    they would silently judge every program wrong or score them all alike."""
+    other = sorted({t.language for t in tasks} - {"python"})
+    for setting, instead in active.items():
+        if other:
+            raise ValueError(f"{setting} works on Python only, and {source!r} holds {', '.join(other)} tasks: {instead}")
+
+
 @dataclass
 class LoopSettings:
     """What every training loop's config shares: how it samples, trains and validates. A loop's config

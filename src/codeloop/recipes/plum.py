@@ -27,7 +27,7 @@ from codeloop.feedback.compiler import compiles, mypy_check
 from codeloop.feedback.testgen import TestGenerator
 from codeloop.models import load_generator
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, check_choices, held_out_metrics, plus_metrics,
-                                     rollout, use_bf16, validation_tasks)
+                                     refuse_python_only, rollout, use_bf16, validation_tasks)
 from codeloop.sandbox import Sandbox
 from codeloop.train.dpo import dpo
 from codeloop.train.kto import kto
@@ -65,7 +65,8 @@ class PLUMConfig(LoopSettings):
     test_answers: int = 3
     """Answers asked of the test generator per instruction (the paper: 3, 6 for Evol-Instruct)."""
     static_check: str = "compile"
-    """"compile" (Python's compiler) or "mypy" (the paper's static check; needs mypy installed)."""
+    """"compile" (the task language's compiler: Python's, or codeloop's ST checker) or "mypy" (the
+    paper's static check, Python only; needs mypy installed)."""
     objective: str = "kto"
     """"kto", "dpo" (pairs balanced per instruction) or "sft" (chosen only: rejection sampling)."""
     negatives: str = "failing"
@@ -109,13 +110,16 @@ def _tests_for(batch: list[Task], cfg: PLUMConfig, sandbox: Sandbox, it_dir: Pat
     return tasks, {f"testgen_{k}": v for k, v in asdict(stats).items()}
 
 
-def _static_ok(programs: list[str], check: str) -> list[bool]:
-    verdicts = mypy_check(programs) if check == "mypy" else [compiles(p) for p in programs]
+def _static_ok(programs: list[str], languages: list[str], check: str) -> list[bool]:
+    verdicts = mypy_check(programs) if check == "mypy" else [compiles(p, lang) for p, lang in zip(programs, languages)]
     return [bool(f.score) for f in verdicts]
 
 
 def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> list[dict]:
     instructions = list(load_tasks(cfg.tasks).values())[: cfg.n_instructions]
+    refuse_python_only(cfg.tasks, instructions, {
+        **({"static_check mypy": "use static_check compile (the task language's own compiler)"} if cfg.static_check == "mypy" else {}),
+        **({"test_generator": "leave it empty (the tasks' own tests judge)"} if cfg.test_generator else {})})
     val_tasks, plus = validation_tasks(cfg)  # bad task sources are refused before anything is written
     loop = Loop.open(cfg.out_dir, cfg.iterations, asdict(cfg))
     size = max(1, math.floor(cfg.fraction * len(instructions)))
@@ -140,7 +144,8 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
                 tasks, testgen = _tests_for(batch, cfg, sandbox, it_dir)
             run_ = rollout(sampler(policy, loop.checkpoint(i - 1, cfg.model)), tasks, sandbox, cfg.k, cfg.temperature,
                            cfg.max_new_tokens, cfg.seed * 1000 + i, clock)
-            static = _static_ok([t.prompt + c.text for t, row in zip(run_.tasks, run_.rows) for c in row], cfg.static_check)
+            static = _static_ok([t.prompt + c.text for t, row in zip(run_.tasks, run_.rows) for c in row],
+                                [t.language for t, row in zip(run_.tasks, run_.rows) for _ in row], cfg.static_check)
             kto_data, pairs, chosen_only, kept, n_chosen, n_rejected, at = [], [], [], 0, 0, 0, 0
             for j, (task, texts, outcomes) in enumerate(run_.groups()):
                 chosen, rejected = plum_split(texts, [o.status for o in outcomes], static[at:at + len(texts)], cfg.negatives)
