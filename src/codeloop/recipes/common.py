@@ -44,9 +44,9 @@ def refuse_python_only(source: str, tasks: Sequence[Task], active: Mapping[str, 
     setting as the user wrote it -> what to do instead) when ``source`` holds tasks in another language:
     they would silently judge every program wrong or score them all alike."""
     other = sorted({t.language for t in tasks} - {"python"})
-    for setting, instead in active.items():
-        if other:
-            raise ValueError(f"{setting} works on Python only, and {source!r} holds {', '.join(other)} tasks: {instead}")
+    if other and active:
+        setting, instead = next(iter(active.items()))
+        raise ValueError(f"{setting} works on Python only, and {source!r} holds {', '.join(other)} tasks: {instead}")
 
 
 @dataclass
