@@ -160,9 +160,12 @@ def test_the_weights_digest_follows_content_not_place(tmp_path, monkeypatch):
     a, b = tmp_path / "a", tmp_path / "deeper" / "b"
     shutil.copytree(hf.SEED_DIR, a)
     shutil.copytree(hf.SEED_DIR, b)
-    assert hf.weights_digest(str(a)) == hf.weights_digest(str(b)) == hf.weights_digest("seed-python")
+    assert hf.weights_digest(str(a)) == hf.weights_digest("seed-python")
     assert hf.weights_digest("seed-st") != hf.weights_digest("seed-python")
     assert hf.weights_digest("someone/some-model") is None  # a hub name: nothing local to read
+    (b / "checkpoint-10").mkdir()  # a trainer's intermediate checkpoint is not the model loaded
+    (b / "checkpoint-10" / "model.safetensors").write_bytes(b"other")
+    assert hf.weights_digest(str(b)) == hf.weights_digest(str(a))
     (b / "tokenizer.json").write_text((b / "tokenizer.json").read_text().replace('"<', '"<x', 1))
     assert hf.weights_digest(str(b)) != hf.weights_digest(str(a))
     monkeypatch.setattr(hf, "FULL_HASH_BYTES", 0)  # too big to read whole: sizes and each file's ends

@@ -62,21 +62,22 @@ FULL_HASH_BYTES = 4 << 30
 
 
 def weights_digest(name_or_path: str) -> str | None:
-    """A sha256 of what a local model (or built-in seed) is: its weights, config and tokenizer files,
-    by name and content (see ``FULL_HASH_BYTES``), so copying or moving it keeps the digest and
-    retraining it changes it. None for a hub name, whose files are not read here."""
+    """A sha256 of what a local model (or built-in seed) is: the weights, config and tokenizer files at
+    the top of its folder, which is all ``from_pretrained`` reads there (a trainer's ``checkpoint-N``
+    subfolders are left out), by name and content (see ``FULL_HASH_BYTES``), so copying or moving it
+    keeps the digest and retraining it changes it. None for a hub name, whose files are not read here."""
     import hashlib
 
     path = Path(resolve(name_or_path))
     if not path.is_dir():
         return None
-    files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix in MODEL_FILES
-                   and f.name != "seed_metrics.json" and not any(part.startswith(".") for part in f.relative_to(path).parts))
+    files = sorted(f for f in path.iterdir() if f.is_file() and f.suffix in MODEL_FILES
+                   and f.name != "seed_metrics.json" and not f.name.startswith("."))
     full = sum(f.stat().st_size for f in files) <= FULL_HASH_BYTES
     digest = hashlib.sha256()
     for f in files:
         size = f.stat().st_size
-        digest.update(f"{f.relative_to(path).as_posix()}\0{size}\0".encode())
+        digest.update(f"{f.name}\0{size}\0".encode())
         with f.open("rb") as handle:
             if full:
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
