@@ -110,8 +110,9 @@ def _tests_for(batch: list[Task], cfg: PLUMConfig, sandbox: Sandbox, it_dir: Pat
     return tasks, {f"testgen_{k}": v for k, v in asdict(stats).items()}
 
 
-def _static_ok(programs: list[str], languages: list[str], check: str) -> list[bool]:
-    verdicts = mypy_check(programs) if check == "mypy" else [compiles(p, lang) for p, lang in zip(programs, languages)]
+def _static_ok(programs: list[tuple[str, str]], check: str) -> list[bool]:
+    """Each (program, language)'s static check: mypy, or the language's own compiler."""
+    verdicts = mypy_check([p for p, _ in programs]) if check == "mypy" else [compiles(p, lang) for p, lang in programs]
     return [bool(f.score) for f in verdicts]
 
 
@@ -144,8 +145,8 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
                 tasks, testgen = _tests_for(batch, cfg, sandbox, it_dir)
             run_ = rollout(sampler(policy, loop.checkpoint(i - 1, cfg.model)), tasks, sandbox, cfg.k, cfg.temperature,
                            cfg.max_new_tokens, cfg.seed * 1000 + i, clock)
-            static = _static_ok([t.prompt + c.text for t, row in zip(run_.tasks, run_.rows) for c in row],
-                                [t.language for t, row in zip(run_.tasks, run_.rows) for _ in row], cfg.static_check)
+            static = _static_ok([(t.prompt + c.text, t.language) for t, row in zip(run_.tasks, run_.rows) for c in row],
+                                cfg.static_check)
             kto_data, pairs, chosen_only, kept, n_chosen, n_rejected, at = [], [], [], 0, 0, 0, 0
             for j, (task, texts, outcomes) in enumerate(run_.groups()):
                 chosen, rejected = plum_split(texts, [o.status for o in outcomes], static[at:at + len(texts)], cfg.negatives)

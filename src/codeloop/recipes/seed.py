@@ -79,7 +79,6 @@ class SeedConfig:
         return Path(self.out_dir) if self.out_dir else BUILTIN[f"seed-{self.language}"]
 
 
-
 def run(cfg: SeedConfig) -> dict:
     import torch
 
