@@ -246,8 +246,7 @@ def test_the_rate_limiter_allows_a_burst_then_the_rate_per_address():
 
 
 def connect(port, source="127.0.0.1"):
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
-    return sock
+    return socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
 
 
 def closed_by_server(sock):

@@ -323,10 +323,9 @@ def coderl_run(tmp_path_factory):
 def test_the_python_only_match_rewards_are_refused_for_st_tasks(tmp_path):
     from codeloop.recipes.coderl import run
 
-    for setting in ({"ast_weight": 0.5}, {"dfg_weight": 0.2}):
-        name, value = next(iter(setting.items()))
+    for name, value in (("ast_weight", 0.5), ("dfg_weight", 0.2)):
         with pytest.raises(ValueError, match=f"{name} {value} works on Python only, and 'synthetic-st:train' holds st tasks: set it to 0"):
-            run(coderl_cfg(tmp_path / "x", 1, tasks="synthetic-st:train", **setting))
+            run(coderl_cfg(tmp_path / "x", 1, tasks="synthetic-st:train", **{name: value}))
     assert not (tmp_path / "x").exists()
 
 

@@ -247,7 +247,7 @@ def test_plum_trains_with_balanced_dpo_or_rejection_sampling(objective, data, tm
         assert metrics[-1]["examples"] <= min(metrics[-1]["chosen"], metrics[-1]["rejected"])
 
 
-def test_plum_on_structured_text_keeps_solutions_that_pass_the_st_checker_and_their_tests(tmp_path):
+def test_plum_on_structured_text_judges_its_solutions_with_the_st_checker(tmp_path):
     pytest.importorskip("torch")
     from datasets import load_from_disk
 
