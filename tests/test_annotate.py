@@ -357,6 +357,33 @@ def test_cli_scores_writes_rows_and_names_bad_input(store, tmp_path):
     assert result.exit_code == 2 and "p.jsonl:2: field 'task_id': unknown task 'x'" in result.output
 
 
+def test_statement_scores_count_only_the_lines_that_compute_and_need_the_tasks(tmp_path):
+    st = {"s0": Task("s0", "(* Sum xs. *)\n", "solve", "", language="st")}
+    program = "FUNCTION solve : INT\nVAR_INPUT\n    a : INT;\nEND_VAR\nsolve := a;\nsolve := solve * 2;\nEND_FUNCTION\n"
+    db = tmp_path / "st.sqlite"
+    with contextlib.closing(Store(db)) as s:
+        s.add(write(tmp_path / "p.jsonl", [{"task_id": "s0", "completion": program}]), st)
+        (item,) = s.items()
+        s.label("ann", item.id, [1, 1, 1, 1, 1, -1, 1])  # one of the two statements is wrong
+        assert scores(s, "majority")[0][0]["score"] == pytest.approx(6 / 7)
+        (row,), _ = scores(s, "majority", score_lines="statements", languages={"s0": "st"})
+        assert row["score"] == 0.5 and row["counted"] == [False] * 4 + [True, True, False]
+        with pytest.raises(ValueError, match="needs the tasks"):
+            scores(s, "majority", score_lines="statements")
+        with pytest.raises(ValueError, match="tasks the task set lacks: s0"):
+            scores(s, "majority", score_lines="statements", languages={})
+    runner, out = CliRunner(), tmp_path / "scores.jsonl"
+    result = runner.invoke(app, ["annotate", "scores", str(db), "--out", str(out), "--reliabilities", "majority",
+                                 "--score-lines", "statements"])
+    assert result.exit_code == 2 and "needs --tasks" in result.output
+    tasks = write(tmp_path / "tasks.jsonl", [{"task_id": "s0", "prompt": "(* Sum xs. *)\n", "entry_point": "solve", "inputs": [[1]],
+                                              "outputs": [2], "language": "st"}])
+    result = runner.invoke(app, ["annotate", "scores", str(db), "--out", str(out), "--reliabilities", "majority",
+                                 "--score-lines", "statements", "--tasks", str(tasks)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["score"] == 0.5
+
+
 def test_label_many_checks_every_row_before_writing_any(store):
     pot, program = store.items()[0], store.items()[2]
     with pytest.raises(ValueError, match="4 labels"):
@@ -420,3 +447,24 @@ def test_cli_invites_people_and_serves_only_them(store, tmp_path):
     finally:
         serve.terminate()
         serve.wait(timeout=10)
+
+
+def test_mark_gaps_makes_honeypot_answers_charge_a_left_out_line(tmp_path):
+    from codeloop.annotate.simulate import honeypot_rows
+    from codeloop.sandbox import Sandbox
+    from codeloop.types import Sample
+
+    reference = "    total = 0\n    for x in xs:\n        x = abs(x)\n        total += x\n    return total\n"
+    task = Task("a", "def f(xs):\n", "f", "def check(c):\n    assert c([-1, 2]) == 3\n", canonical_solution=reference)
+    short = Sample("a", "    total = 0\n    for x in xs:\n        total += x\n    return total\n")  # abs() left out: fails
+    with Sandbox(workers=1) as sandbox:
+        (plain,), _ = honeypot_rows({"a": task}, [short], sandbox)
+        (gaps,), _ = honeypot_rows({"a": task}, [short], sandbox, gaps=True)
+    assert plain["answers"] == [1, 1, 1, 1] and gaps["answers"] == [1, 1, -1, 1]
+    tasks = write(tmp_path / "tasks.jsonl", [{"task_id": "a", "prompt": task.prompt, "entry_point": "f", "test": task.test,
+                                             "canonical_solution": reference}])
+    samples = write(tmp_path / "s.jsonl", [{"task_id": "a", "completion": short.completion}])
+    result = CliRunner().invoke(app, ["annotate", "honeypots", "--tasks", str(tasks), "--samples", str(samples),
+                                      "--out", str(tmp_path / "pots.jsonl"), "--mark-gaps"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "pots.jsonl").read_text())["answers"] == [1, 1, -1, 1]

@@ -111,6 +111,26 @@ def test_config_values_are_read_as_their_keys_types():
     assert isinstance(cfg.dpo_beta, float)
 
 
+def test_every_shipped_config_loads_under_its_loops_settings():
+    from codeloop.cli import load_config
+    from codeloop.recipes.coderl import CodeRLConfig
+    from codeloop.recipes.crlhf import CRLHFConfig, ScoresConfig
+    from codeloop.recipes.online_dpo import OnlineDPOConfig
+    from codeloop.recipes.plum import PLUMConfig
+
+    root = Path(__file__).parents[1] / "configs"
+    loops = {"online_dpo": ("online-dpo", OnlineDPOConfig), "plum": ("plum", PLUMConfig), "coderl": ("coderl", CodeRLConfig),
+             "crlhf": ("crlhf", CRLHFConfig), "configs": ("plum", PLUMConfig)}  # configs/demo.yaml: make demo's
+    found = sorted(root.rglob("*.yaml"))
+    assert len(found) >= 9
+    for path in found:
+        loop, cls = ("crlhf-scores", ScoresConfig) if path.name == "scores.yaml" else loops[path.parent.name]
+        cfg = load_config(cls, path, [])  # an unknown or mistyped key, or a refused value, exits naming it
+        first = path.read_text().splitlines()[0]  # the command that runs it
+        assert first.startswith(f"# .venv/bin/codeloop loop {loop} {path.relative_to(root.parent)}"), (path, first)
+        assert cfg.out_dir.startswith("runs/"), path
+
+
 def test_scientific_notation_in_a_config_file_is_a_float(tmp_path):
     from codeloop.cli import load_config
     from codeloop.recipes.online_dpo import OnlineDPOConfig

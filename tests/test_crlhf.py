@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from codeloop.feedback.human import CORRECT, code_lines
+from codeloop.feedback.human import CORRECT, code_lines, reference_line_labels
 
 
 def crlhf_cfg(out, iterations, **kw):
@@ -28,6 +28,8 @@ def test_bad_settings_are_refused_with_the_key_named():
         CRLHFConfig(reliabilities="dawid-skene")
     with pytest.raises(ValueError, match="reward must be one of crowd, truth, tests"):
         CRLHFConfig(reward="ppo")
+    with pytest.raises(ValueError, match="score_lines must be one of all, statements"):
+        CRLHFConfig(score_lines="body")
     with pytest.raises(ValueError, match="crowd must be comma-separated reliabilities"):
         CRLHFConfig(crowd="0.9,high")
     with pytest.raises(ValueError, match="each in \\[0, 1\\]"):
@@ -69,6 +71,29 @@ def test_each_iteration_saves_every_programs_labels_verdicts_and_scores(crlhf_ru
     state = json.loads((out / "iter_2" / "reliabilities.json").read_text())
     assert set(state["reliability"]) == {f"a{i}" for i in range(1, 11)} and 0 < state["prior"] < 1
     assert (out / "iter_2" / "model").exists() and (out / "metrics.png").exists()
+
+
+def test_statement_scores_on_st_count_only_the_lines_outside_declarations(tmp_path):
+    pytest.importorskip("torch")
+    from codeloop.data import load_tasks
+    from codeloop.languages.st import declaration_lines
+    from codeloop.recipes.crlhf import run
+
+    run(crlhf_cfg(tmp_path, 1, model="seed-st", tasks="synthetic-st:train", val_tasks="synthetic-st:test", val_plus_tasks="",
+                  n_instructions=8, k=2, val_limit=1, val_n=1, honeypots=2, max_new_tokens=200, score_lines="statements",
+                  mark_gaps=True))
+    rows = [r for r in read(tmp_path / "iter_1" / "annotations.jsonl") if r["lines"]]
+    assert len(rows) == 8 and all(r["counted"] == [not d for d in declaration_lines(r["lines"])] for r in rows)
+    assert sum(not all(r["counted"]) for r in rows) >= 6  # seed-st writes its FUNCTION header and VAR blocks
+    tasks = load_tasks("synthetic-st:train")
+    for r in rows:  # the truth is the gap-marking one (none of these 8 happens to leave a line out: see test_human)
+        reference = tasks[r["task_id"]].canonical_solution
+        assert r["true_labels"] == reference_line_labels(r["completion"], reference, r["status"] == "passed", gaps=True)
+    for r in rows:
+        counted = [v for v, c in zip(r["verdicts"], r["counted"]) if c]
+        truth = [t for t, c in zip(r["true_labels"], r["counted"]) if c]
+        assert r["score"] == pytest.approx(counted.count(CORRECT) / len(counted) if counted else 0.0)
+        assert r["true_score"] == pytest.approx(truth.count(CORRECT) / len(truth) if truth else 0.0)
 
 
 def test_a_resumed_run_labels_the_same_programs_the_same_way(crlhf_run, tmp_path):

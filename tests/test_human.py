@@ -7,7 +7,8 @@ import random
 import pytest
 
 from codeloop.feedback.human import (CORRECT, WRONG, Reliabilities, SimulatedCrowd, aggregate, check_labels, code_lines,
-                                     em_reliabilities, fit_reliabilities, posterior, reference_line_labels, score_program)
+                                     counted_lines, em_reliabilities, fit_reliabilities, line_share, posterior,
+                                     reference_line_labels, score_program)
 
 
 def test_posterior_is_bayes_rule_with_independent_annotators():
@@ -43,6 +44,54 @@ def test_a_program_scores_its_share_of_lines_called_correct():
     assert verdicts.probabilities[0] == pytest.approx(0.512 / 0.52) and verdicts.probabilities[1] == pytest.approx(0.8)
     assert verdicts.score == 0.75 and rel.p == {}
     assert aggregate({}, rel).score == 0.0
+
+
+ST_PROGRAM = """FUNCTION solve : DINT
+VAR_INPUT
+    xs : ARRAY[1..12] OF DINT;
+END_VAR
+VAR x : DINT; END_VAR
+(* the sum of 1..3 *)
+variable_count := 0;
+FOR x := 1 TO 3 DO
+    solve := solve + x;
+END_FOR;
+end_function
+FUNCTION_BLOCK Counter
+VAR_OUTPUT q : INT;
+END_VAR
+q := q + 1;
+END_FUNCTION_BLOCK
+
+PROGRAM Main
+VAR
+    c : Counter;
+"""
+
+
+def test_st_declaration_lines_are_unit_headers_ends_and_var_blocks():
+    from codeloop.languages.st import declaration_lines
+
+    lines = code_lines(ST_PROGRAM)
+    flags = declaration_lines(lines)
+    assert [line for line, d in zip(lines, flags) if not d] == [
+        "(* the sum of 1..3 *)", "variable_count := 0;", "FOR x := 1 TO 3 DO", "    solve := solve + x;", "END_FOR;",
+        "q := q + 1;"]  # a one-line VAR block closes itself; lower case counts; a block left open runs to the end
+
+
+def test_statement_scores_leave_st_declarations_out_and_python_whole():
+    program = code_lines(ST_PROGRAM)
+    counted = counted_lines(program, "st", "statements")
+    assert sum(counted) == 6 and counted_lines(program, "st", "all") == [True] * len(program)
+    assert counted_lines(["def f(x):", "    return x"], "python", "statements") == [True, True]
+    with pytest.raises(ValueError, match="score_lines: expected one of all, statements, got 'body'"):
+        counted_lines(program, "st", "body")
+    # a wrong program whose only wrong line is in its body: the declarations no longer dilute it
+    correct = [True] * len(program)
+    correct[program.index("    solve := solve + x;")] = False
+    assert line_share(correct) == pytest.approx(1 - 1 / len(program))
+    assert line_share(correct, counted) == pytest.approx(5 / 6)
+    assert line_share([True, True], [False, False]) == 0.0 and line_share([]) == 0.0
 
 
 def test_honeypots_teach_reliabilities_and_the_prior():
@@ -126,3 +175,15 @@ def test_reference_line_labels_mark_what_a_diff_cannot_match():
     assert reference_line_labels(wrong, reference, passed=False) == [WRONG, CORRECT, CORRECT, CORRECT]
     assert reference_line_labels(wrong, reference, passed=True) == [CORRECT] * 4  # a passing program is right
     assert reference_line_labels("    return sum(xs)\n", reference, passed=False) == [WRONG]
+
+
+def test_with_gaps_a_left_out_line_costs_the_line_after_it():
+    reference = "    total = 0\n    for x in xs:\n        x = abs(x)\n        total += x\n    return total\n"
+    short = "    total = 0\n    for x in xs:\n        total += x\n    return total\n"  # the abs() line left out
+    assert reference_line_labels(short, reference, passed=False) == [CORRECT] * 4  # the omission is free
+    assert reference_line_labels(short, reference, passed=False, gaps=True) == [CORRECT, CORRECT, WRONG, CORRECT]
+    cut = "    total = 0\n    for x in xs:\n"  # a gap at the end: the last line pays
+    assert reference_line_labels(cut, reference, passed=False, gaps=True) == [CORRECT, WRONG]
+    wrong = "    total = 1\n    for x in xs:\n        x = abs(x)\n        total += x\n    return total\n"
+    assert reference_line_labels(wrong, reference, passed=False, gaps=True) == [WRONG] + [CORRECT] * 4  # a changed line: no gap
+    assert reference_line_labels(short, reference, passed=True, gaps=True) == [CORRECT] * 4

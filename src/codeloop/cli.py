@@ -543,10 +543,15 @@ def _add(store: Any, tasks: str, programs: Optional[Path], honeypots: Optional[P
         _fail(str(exc))
 
 
+MARK_GAPS_HELP = ("In a failing program, the line after each place where lines of the reference are missing is wrong too "
+                  "(else leaving a line out costs nothing).")
+
+
 @annotate_app.command("honeypots")
 def annotate_honeypots(tasks: str = typer.Option(..., "--tasks", help="Task set name or JSONL path (with reference solutions and tests)."),
                        samples: Path = typer.Option(..., "--samples", help="Samples JSONL (task_id, completion), e.g. from `codeloop sample`."),
-                       out: Path = typer.Option(..., "--out", help="Honeypots JSONL to write (the samples with answers).")) -> None:
+                       out: Path = typer.Option(..., "--out", help="Honeypots JSONL to write (the samples with answers)."),
+                       mark_gaps: bool = typer.Option(False, "--mark-gaps", help=MARK_GAPS_HELP)) -> None:
     """Make honeypots from samples: each line's answer is what a careful expert would mark, computed (every line
     of a program that passes its tests is correct; in one that fails, the lines a diff matches to the reference
     solution are correct, the rest wrong). Read them over before people see them."""
@@ -558,7 +563,7 @@ def annotate_honeypots(tasks: str = typer.Option(..., "--tasks", help="Task set 
     except DataError as exc:
         _fail(str(exc))
     with Sandbox(preload=preload_for(task_map.values())) as sandbox:
-        made, left = honeypot_rows(task_map, sample_list, sandbox)
+        made, left = honeypot_rows(task_map, sample_list, sandbox, mark_gaps)
     if not made:
         _fail(f"{samples}: no sample could become a honeypot (each needs a task with a reference solution and a non-blank line)")
     write_jsonl(out, made)
@@ -573,7 +578,8 @@ def annotate_simulate(db: Path = typer.Argument(..., help="The SQLite file of `c
                       crowd: str = typer.Option("0.95,0.9,0.85,0.8,0.75,0.7,0.65,0.6,0.5,0.3", "--crowd",
                                                 help="The simulated annotators' reliabilities, comma-separated (sim-a1, sim-a2, ...)."),
                       per_program: int = typer.Option(3, "--per-program", help="Annotators per program (0: all); honeypots get all."),
-                      seed: int = typer.Option(0, "--seed", help="Who labels what, and their mistakes.")) -> None:
+                      seed: int = typer.Option(0, "--seed", help="Who labels what, and their mistakes."),
+                      mark_gaps: bool = typer.Option(False, "--mark-gaps", help=MARK_GAPS_HELP)) -> None:
     """Label every item with a simulated crowd (a dry run before people label, or a test of the path to training):
     each annotator marks a line as the reference truth says with their reliability, the opposite otherwise."""
     from codeloop.annotate.simulate import simulate
@@ -592,7 +598,7 @@ def annotate_simulate(db: Path = typer.Argument(..., help="The SQLite file of `c
     store = Store(db)
     try:
         with Sandbox(preload=preload_for(task_map.values())) as sandbox:
-            done = simulate(store, task_map, reliability, per_program, seed, sandbox)
+            done = simulate(store, task_map, reliability, per_program, seed, sandbox, mark_gaps)
     except ValueError as exc:
         _fail(f"{db}: {exc}")
     finally:
@@ -703,16 +709,29 @@ def annotate_scores(db: Path = typer.Argument(..., help="The SQLite file of `cod
                     tau: float = typer.Option(0.5, "--tau", help="A line is correct when P(correct) exceeds this."),
                     step: float = typer.Option(0.1, "--step", help="λ of eq. 8 (online)."),
                     nu: float = typer.Option(0.7, "--nu", help="Starting reliability (online)."),
-                    gamma: float = typer.Option(0.01, "--gamma", help="γ of the L1 fit (oneshot).")) -> None:
+                    gamma: float = typer.Option(0.01, "--gamma", help="γ of the L1 fit (oneshot)."),
+                    score_lines: str = typer.Option("all", "--score-lines", help="Lines a score counts: all (the paper) or "
+                                                    "statements (ST: not unit headers/ends or VAR/TYPE blocks; needs --tasks)."),
+                    tasks: Optional[str] = typer.Option(None, "--tasks", help="Task set name or JSONL path: each program's "
+                                                        "language (for --score-lines statements).")) -> None:
     """Aggregate the labels by Bayes into (task, program, score) rows, the reward data of cRLHF, and print each
     annotator's estimated reliability."""
     from codeloop.annotate.store import Store, scores
 
     if not db.exists():
         _fail(f"{db}: no such file")
+    if score_lines != "all" and not tasks:
+        _fail(f"--score-lines {score_lines} needs --tasks (the task set the programs were added with), to know their language")
+    languages = None
+    if tasks:
+        try:
+            languages = {t.task_id: t.language for t in load_tasks(tasks).values()}
+        except DataError as exc:
+            _fail(str(exc))
     store = Store(db)
     try:
-        rows, state = scores(store, reliabilities, tau=tau, step=step, nu=nu, gamma=gamma)
+        rows, state = scores(store, reliabilities, tau=tau, step=step, nu=nu, gamma=gamma, score_lines=score_lines,
+                             languages=languages)
     except ValueError as exc:
         _fail(str(exc))
     finally:

@@ -3,7 +3,8 @@ path (add -> label -> scores -> train) before anyone is recruited, and for the t
 
 The truth a simulated annotator starts from is ``codeloop.feedback.human.reference_line_labels``: every
 line of a program that passes its task's tests is correct; in one that fails, the lines a diff matches
-to the task's reference solution are correct and the rest wrong. So programs (and honeypots made here)
+to the task's reference solution are correct and the rest wrong (``gaps``: and the line after each place
+where the program left out lines of the reference). So programs (and honeypots made here)
 need tasks with a reference solution and tests; the programs are run through the sandbox once to learn
 which pass. Honeypots keep the answers they were given. Each simulated annotator (``sim-a1``, ...) then
 labels a line right with its reliability, independently (``SimulatedCrowd``), and the labels go into the
@@ -26,22 +27,24 @@ from codeloop.annotate.store import Store
 PREFIX = "sim-"
 
 
-def true_lines(tasks: Mapping[str, Task], samples: Sequence[Sample], sandbox: Sandbox) -> list[list[int] | None]:
+def true_lines(tasks: Mapping[str, Task], samples: Sequence[Sample], sandbox: Sandbox,
+               gaps: bool = False) -> list[list[int] | None]:
     """Each sample's true line labels (see the module docstring); None where its task has no reference solution."""
     known = [s for s in samples if tasks[s.task_id].canonical_solution]
     outcomes = iter(evaluate({s.task_id: tasks[s.task_id] for s in known}, known, sandbox) if known else [])
     out: list[list[int] | None] = []
     for s in samples:
         reference = tasks[s.task_id].canonical_solution
-        out.append(reference_line_labels(s.completion, reference, next(outcomes).passed) if reference else None)
+        out.append(reference_line_labels(s.completion, reference, next(outcomes).passed, gaps) if reference else None)
     return out
 
 
-def honeypot_rows(tasks: Mapping[str, Task], samples: Sequence[Sample], sandbox: Sandbox) -> tuple[list[dict[str, Any]], int]:
+def honeypot_rows(tasks: Mapping[str, Task], samples: Sequence[Sample], sandbox: Sandbox,
+                  gaps: bool = False) -> tuple[list[dict[str, Any]], int]:
     """Honeypot rows: each sample's fields with ``answers`` added, its true line labels. Returns the rows
     and how many samples were left out (no reference solution, or no non-blank line)."""
     out = [{"task_id": s.task_id, "completion": s.completion, **s.extra, "answers": truth}
-           for s, truth in zip(samples, true_lines(tasks, samples, sandbox)) if truth]
+           for s, truth in zip(samples, true_lines(tasks, samples, sandbox, gaps)) if truth]
     return out, len(samples) - len(out)
 
 
@@ -56,7 +59,7 @@ class Simulated:
 
 
 def simulate(store: Store, tasks: Mapping[str, Task], reliability: Mapping[str, float], per_program: int, seed: int,
-             sandbox: Sandbox) -> Simulated:
+             sandbox: Sandbox, gaps: bool = False) -> Simulated:
     """Every honeypot labelled by every simulated annotator, every program by ``per_program`` of them
     (0: all), each name prefixed ``sim-``. Items the simulated crowd labelled before keep their labels
     (a second call adds labels only to items added since)."""
@@ -69,7 +72,7 @@ def simulate(store: Store, tasks: Mapping[str, Task], reliability: Mapping[str, 
         raise ValueError(f"the store holds programs of tasks the task set lacks: {', '.join(missing[:5])}"
                          f"{' ...' if len(missing) > 5 else ''}")
     truths = dict(zip((it.id for it in programs),
-                      true_lines(tasks, [Sample(it.task_id, it.completion) for it in programs], sandbox)))
+                      true_lines(tasks, [Sample(it.task_id, it.completion) for it in programs], sandbox, gaps)))
     rows, skipped = [], 0
     for it in items:
         truth = it.answers if it.honeypot else truths[it.id]

@@ -32,7 +32,7 @@ from typing import Any
 
 from codeloop.data import DataError, read_jsonl
 from codeloop.data.jsonl import require, where
-from codeloop.feedback.human import CORRECT, WRONG, Aggregator, Labelled, check_labels, code_lines
+from codeloop.feedback.human import CORRECT, SCORE_LINES, WRONG, Aggregator, Labelled, check_labels, code_lines, counted_lines, line_share
 from codeloop.types import Task
 
 NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
@@ -283,15 +283,29 @@ class Store:
 
 
 def scores(store: Store, method: str = "em", tau: float = 0.5, step: float = 0.1, nu: float = 0.7,
-           gamma: float = 0.01) -> tuple[list[dict[str, Any]], dict]:
+           gamma: float = 0.01, score_lines: str = "all",
+           languages: Mapping[str, str] | None = None) -> tuple[list[dict[str, Any]], dict]:
     """Every labelled program's aggregate (``codeloop.feedback.human.Aggregator``): a row with the sample's
     own fields, its lines, each annotator's labels, P(correct) and the verdict per line, and the score
-    s = correct lines / lines, the reward of the (task, program, s) dataset; and the reliabilities used."""
+    s = correct lines / lines, the reward of the (task, program, s) dataset; and the reliabilities used.
+    ``score_lines`` "statements" counts only the lines that compute (``counted_lines``, listed in the row's
+    ``counted``), which needs ``languages``: task_id -> the task's language."""
+    if score_lines not in SCORE_LINES:
+        raise ValueError(f"score_lines: expected one of {', '.join(SCORE_LINES)}, got {score_lines!r}")
     aggregator = Aggregator(method, store.honeypots(), tau=tau, step=step, nu=nu, gamma=gamma)
     labels = store.labels()
     programs = [it for it in store.items() if not it.honeypot and it.id in labels]
+    counted: list[list[bool] | None] = [None] * len(programs)
+    if score_lines != "all":
+        if languages is None:
+            raise ValueError(f"score_lines {score_lines!r} needs the tasks, to know each program's language")
+        missing = sorted({it.task_id for it in programs} - set(languages))
+        if missing:
+            raise ValueError(f"programs of tasks the task set lacks: {', '.join(missing[:5])}")
+        counted = [counted_lines(it.lines, languages[it.task_id], score_lines) for it in programs]
     verdicts = aggregator([labels[it.id] for it in programs])
     rows = [{"task_id": it.task_id, "completion": it.completion, **it.extra, "lines": it.lines, "labels": labels[it.id],
              "probabilities": [round(p, 6) for p in v.probabilities], "verdicts": [CORRECT if c else WRONG for c in v.correct],
-             "score": v.score, "annotators": len(labels[it.id])} for it, v in zip(programs, verdicts)]
+             "score": line_share(v.correct, c), "annotators": len(labels[it.id]), **({"counted": c} if c is not None else {})}
+            for it, v, c in zip(programs, verdicts, counted)]
     return rows, aggregator.state

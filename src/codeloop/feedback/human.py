@@ -7,7 +7,9 @@ p_i = P(says +1 | line correct) = P(says -1 | line wrong). With the prior 1/2, t
     P(line correct | ε_1..ε_n) = σ(Σ_i ε_i · logit(p_i)),
 
 and the line counts as correct when that exceeds τ (0.5). A program's score is s = correct lines / lines:
-the reward the cRLHF loop trains on (``codeloop.recipes.crlhf``).
+the reward the cRLHF loop trains on (``codeloop.recipes.crlhf``). Every line is labelled, but the score
+may count only the lines that compute (``counted_lines``: ST's declarations left out; ours, the paper
+counts every line).
 
 Reliabilities, two ways:
 
@@ -38,8 +40,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from codeloop.languages.st import declaration_lines
+
 CORRECT, WRONG = 1, -1
 ESTIMATES = ("em", "online", "oneshot", "majority")  # how an Aggregator estimates reliabilities
+SCORE_LINES = ("all", "statements")  # which lines a program's score counts (counted_lines)
 Labelled = tuple[list[int], dict[str, list[int]]]  # a program's known line answers, annotator -> labels
 
 
@@ -54,6 +59,24 @@ def sigmoid(x: float) -> float:
 def code_lines(program: str) -> list[str]:
     """The lines annotators label: the program's non-blank lines, in order."""
     return [line for line in program.splitlines() if line.strip()]
+
+
+def counted_lines(lines: Sequence[str], language: str, which: str = "all") -> list[bool]:
+    """Which of a program's lines (``code_lines``) its score counts: ``all``, or ``statements``, the lines
+    that compute. In ST those are the lines outside unit headers and ends and VAR... / TYPE blocks
+    (``codeloop.languages.st.declaration_lines``): there a wrong program's declarations mostly match the
+    reference, and counting them pushes every score towards 1. Python declares nothing apart, so all."""
+    if which not in SCORE_LINES:
+        raise ValueError(f"score_lines: expected one of {', '.join(SCORE_LINES)}, got {which!r}")
+    if which == "statements" and language == "st":
+        return [not d for d in declaration_lines(list(lines))]
+    return [True] * len(lines)
+
+
+def line_share(correct: Sequence[bool], counted: Sequence[bool] | None = None) -> float:
+    """s = correct lines / lines, over the ``counted`` lines only when given (0 when no line counts)."""
+    kept = [c for c, k in zip(correct, counted) if k] if counted is not None else list(correct)
+    return sum(kept) / len(kept) if kept else 0.0
 
 
 def check_labels(labels: Sequence[int], n_lines: int, where: str = "labels") -> list[int]:
@@ -119,7 +142,7 @@ class LineVerdicts:
 
     @property
     def score(self) -> float:
-        return sum(self.correct) / len(self.correct) if self.correct else 0.0
+        return line_share(self.correct)
 
 
 def aggregate(labels: Mapping[str, Sequence[int]], reliability: Mapping[str, float] | Reliabilities,
@@ -306,10 +329,13 @@ def _lines(labels: Mapping[str, Sequence[int]]) -> int:
     return len(next(iter(labels.values()))) if labels else 0
 
 
-def reference_line_labels(program: str, reference: str, passed: bool) -> list[int]:
+def reference_line_labels(program: str, reference: str, passed: bool, gaps: bool = False) -> list[int]:
     """A stand-in for the truth a careful expert would mark: every line of a program that passes its
     tests is correct; in one that does not, the lines a diff matches to the reference solution (compared
-    without surrounding whitespace) are correct and the others wrong."""
+    without surrounding whitespace) are correct and the others wrong. A line label cannot say "something
+    is missing here", so with ``gaps`` the line after each place where the reference has lines the
+    program lacks is marked wrong too (the last line, for a gap at the end): without it, leaving a line
+    out costs a wrong program nothing, and raises its share of correct lines."""
     lines = code_lines(program)
     if passed:
         return [CORRECT] * len(lines)
@@ -319,6 +345,10 @@ def reference_line_labels(program: str, reference: str, passed: bool) -> list[in
     for block in matcher.get_matching_blocks():
         for j in range(block.a, block.a + block.size):
             labels[j] = CORRECT
+    if gaps and lines:
+        for tag, i1, _, _, _ in matcher.get_opcodes():
+            if tag == "insert":  # reference lines with nothing in the program before program line i1
+                labels[min(i1, len(lines) - 1)] = WRONG
     return labels
 
 

@@ -12,7 +12,8 @@ aggregated per line by eq. 7 with the annotators' reliabilities, estimated as ``
 - ``oneshot``: the paper's L1-regularised logistic regression on the honeypots (proximal gradient);
 - ``majority``: every annotator trusted alike (the plain vote).
 
-A program's reward is s = lines judged correct / lines (``reward: crowd``), or for comparison the
+A program's reward is s = lines judged correct / lines (``reward: crowd``; ``score_lines: statements``
+counts only the lines that compute, leaving out ST's declarations, ours), or for comparison the
 same score from the true line labels (``truth``: perfect annotators) or the test verdict (``tests``:
 1 passes, 0 not). One REINFORCE update (``codeloop.train.pg``) follows with advantage s minus the
 leave-one-out mean of the task's other samples (the paper trains with TRL's PPO; any policy gradient
@@ -21,7 +22,8 @@ that takes a reward will do, DESIGN.md 1.4).
 No people are at hand in a test or the demo, so a simulated crowd labels (``crowd``: the annotators'
 reliabilities; ``per_program`` of them label each program) and the true line labels come from each
 program's test verdict and a line diff against the task's reference solution
-(``codeloop.feedback.human.reference_line_labels``). With people, ``codeloop annotate`` serves the
+(``codeloop.feedback.human.reference_line_labels``; ``mark_gaps`` also charges a line the program left
+out to the line after it, ours). With people, ``codeloop annotate`` serves the
 labelling page and turns its labels into the same scores, and ``run_scores`` (``codeloop loop
 crlhf-scores``) trains on such a file: the paper's own experiment, where people label a fixed set of
 programs once. A killed run restarts after its last finished iteration.
@@ -40,7 +42,8 @@ from codeloop.data import DataError, load_tasks, read_jsonl, write_jsonl
 from codeloop.data.jsonl import require, where
 from codeloop.eval import preload_for
 from codeloop.eval.plots import plot_metrics
-from codeloop.feedback.human import CORRECT, ESTIMATES, Aggregator, Labelled, SimulatedCrowd, code_lines, crowd, reference_line_labels
+from codeloop.feedback.human import (CORRECT, ESTIMATES, SCORE_LINES, Aggregator, Labelled, SimulatedCrowd, code_lines, counted_lines, crowd,
+                                     line_share, reference_line_labels)
 from codeloop.recipes.coderl import leave_one_out
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
                                      plus_metrics, rollout, validation_tasks)
@@ -89,6 +92,11 @@ class CRLHFConfig(LoopSettings):
     """τ: a line counts as correct when P(correct) exceeds it."""
     reward: str = "crowd"
     """The reward s: "crowd" (the aggregate), "truth" (the true line labels) or "tests" (1 passes, 0 not)."""
+    score_lines: str = "all"
+    """Which lines s counts: "all" (the paper) or "statements" (ST: not unit headers/ends or VAR/TYPE blocks)."""
+    mark_gaps: bool = False
+    """The simulated truth: in a failing program, the line after each place where lines of the reference are
+    missing is wrong too (else leaving a line out costs nothing; ours)."""
     lr: float = 1e-5
     """Policy learning rate."""
     kl_weight: float = 0.0
@@ -106,7 +114,8 @@ class CRLHFConfig(LoopSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_choices(reliabilities=(self.reliabilities, ESTIMATES), reward=(self.reward, REWARDS))
+        check_choices(reliabilities=(self.reliabilities, ESTIMATES), reward=(self.reward, REWARDS),
+                      score_lines=(self.score_lines, SCORE_LINES))
         check_clip(self.clip)
         if self.trainer != "plain":
             raise ValueError(f"trainer {self.trainer!r}: the crlhf loop trains with its own policy-gradient loop; use trainer plain")
@@ -126,12 +135,12 @@ def annotator_reliabilities(spec: str) -> dict[str, float]:
     return crowd(values)
 
 
-def true_labels(run_: Rollout) -> list[list[int]]:
-    """The simulated truth of every program's lines (in the rollout's order)."""
+def true_labels(run_: Rollout, gaps: bool = False) -> list[list[int]]:
+    """The simulated truth of every program's lines (in the rollout's order; ``gaps``: see ``mark_gaps``)."""
     out = []
     for task, texts, outcomes in run_.groups():
         for text, outcome in zip(texts, outcomes):
-            out.append(reference_line_labels(text, task.canonical_solution or "", outcome.passed))
+            out.append(reference_line_labels(text, task.canonical_solution or "", outcome.passed, gaps))
     return out
 
 
@@ -151,7 +160,7 @@ def _honeypots(cfg: CRLHFConfig, tasks: list, sampler: PolicySampler, policy: ob
         return []
     run_ = rollout(sampler(policy, cfg.model), pool, sandbox, 1, cfg.temperature, cfg.max_new_tokens, cfg.seed)
     rows, out_rows = [], []
-    for sample, truth in zip(run_.samples, true_labels(run_)):
+    for sample, truth in zip(run_.samples, true_labels(run_, cfg.mark_gaps)):
         if not truth:
             continue
         labels = people.annotate(truth)
@@ -192,15 +201,17 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
             clock = Clock()
             run_ = rollout(sampler(policy, loop.checkpoint(i - 1, cfg.model)), batch, sandbox, cfg.k, cfg.temperature,
                            cfg.max_new_tokens, cfg.seed * 1000 + i, clock)
-            truth = true_labels(run_)
+            truth = true_labels(run_, cfg.mark_gaps)
             people = SimulatedCrowd(reliability, seed=cfg.seed * 1000 + i + 7919)
             labels = [people.annotate(t, cfg.per_program) for t in truth]
             with clock("aggregate"):
                 verdicts = [v.correct for v in aggregator([lab for lab, t in zip(labels, truth) if t])]
             verdicts_iter = iter(verdicts)
             judged = [next(verdicts_iter) if t else [] for t in truth]  # a program with no non-blank line: no lines
-            crowd_s = [sum(v) / len(v) if v else 0.0 for v in judged]
-            true_s = [sum(x == CORRECT for x in t) / len(t) if t else 0.0 for t in truth]
+            counted = [counted_lines(code_lines(text), task.language, cfg.score_lines)
+                       for task, texts, _ in run_.groups() for text in texts]
+            crowd_s = [line_share(v, c) for v, c in zip(judged, counted)]
+            true_s = [line_share([x == CORRECT for x in t], c) for t, c in zip(truth, counted)]
             passed = [float(o.passed) for o in run_.outcomes]
             s = {"crowd": crowd_s, "truth": true_s, "tests": passed}[cfg.reward]
             items = [(task.prompt, text) for task, texts, _ in run_.groups() for text in texts]
@@ -211,8 +222,9 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
             write_jsonl(it_dir / "annotations.jsonl", [
                 {"task_id": smp.task_id, "completion": smp.completion, "status": o.status.value, "lines": code_lines(smp.completion),
                  "labels": lab, "verdicts": [CORRECT if x else -CORRECT for x in v], "score": cs, "true_labels": t,
-                 "true_score": ts}
-                for smp, o, lab, v, cs, t, ts in zip(run_.samples, run_.outcomes, labels, judged, crowd_s, truth, true_s)])
+                 "true_score": ts, **({"counted": c} if cfg.score_lines != "all" else {})}
+                for smp, o, lab, v, cs, t, ts, c in zip(run_.samples, run_.outcomes, labels, judged, crowd_s, truth, true_s,
+                                                         counted)])
             (it_dir / "reliabilities.json").write_text(json.dumps(aggregator.state, indent=2) + "\n")
             loop.save_model(i, policy, tokenizer)
             with clock("validate"):

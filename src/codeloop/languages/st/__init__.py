@@ -9,6 +9,7 @@ callable for one FUNCTION, FUNCTION_BLOCK or PROGRAM that takes and returns plai
 from codeloop.languages.st.check import Diagnostic
 from codeloop.languages.st.check import check as _check
 from codeloop.languages.st.interp import STCompileError, STRuntimeError, entry, load
+from codeloop.languages.st.syntax import declaration_lines
 
 
 def check(source: str) -> list[Diagnostic]:
@@ -27,4 +28,4 @@ def compile_message(source: str) -> str | None:
     return "; ".join(str(d) for d in found[:3]) if found else None
 
 
-__all__ = ["Diagnostic", "STCompileError", "STRuntimeError", "check", "compile_message", "entry", "errors", "load"]
+__all__ = ["Diagnostic", "STCompileError", "STRuntimeError", "check", "compile_message", "declaration_lines", "entry", "errors", "load"]

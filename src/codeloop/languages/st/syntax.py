@@ -834,3 +834,28 @@ class _Parser:
                 break
         self.expect(")", "to close the call's arguments")
         return args
+
+
+# --- declarations, line by line (what cRLHF's ``score_lines: statements`` leaves out) ----------
+
+_UNIT_LINE = re.compile(r"\s*(END_)?(FUNCTION_BLOCK|FUNCTION|PROGRAM)\b", re.IGNORECASE)
+_BLOCK_OPEN = re.compile(r"\s*(VAR(_INPUT|_OUTPUT|_IN_OUT|_TEMP|_GLOBAL|_EXTERNAL)?|TYPE)\b", re.IGNORECASE)
+_BLOCK_CLOSE = re.compile(r"\s*(END_VAR|END_TYPE)\b", re.IGNORECASE)
+
+
+def declaration_lines(lines: list[str]) -> list[bool]:
+    """Per line: does it declare rather than compute? A unit's first and last line (FUNCTION ...,
+    END_FUNCTION and their FUNCTION_BLOCK and PROGRAM kin) and every line of a VAR... or TYPE block, from
+    its opening keyword to END_VAR / END_TYPE. Judged by each line's first word, so it works on programs
+    that do not parse; a block left open runs to the end."""
+    out, inside = [], False
+    for line in lines:
+        if inside:
+            out.append(True)
+            inside = not _BLOCK_CLOSE.match(line)
+        elif _BLOCK_OPEN.match(line):
+            out.append(True)
+            inside = not _BLOCK_CLOSE.search(line)  # VAR x : INT; END_VAR on one line
+        else:
+            out.append(bool(_UNIT_LINE.match(line)))
+    return out
