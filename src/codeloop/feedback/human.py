@@ -40,8 +40,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from codeloop.languages.st import declaration_lines
-
 CORRECT, WRONG = 1, -1
 ESTIMATES = ("em", "online", "oneshot", "majority")  # how an Aggregator estimates reliabilities
 SCORE_LINES = ("all", "statements")  # which lines a program's score counts (counted_lines)
@@ -69,6 +67,8 @@ def counted_lines(lines: Sequence[str], language: str, which: str = "all") -> li
     if which not in SCORE_LINES:
         raise ValueError(f"score_lines: expected one of {', '.join(SCORE_LINES)}, got {which!r}")
     if which == "statements" and language == "st":
+        from codeloop.languages.st import declaration_lines  # here: importing the ST checker costs ~60 ms
+
         return [not d for d in declaration_lines(list(lines))]
     return [True] * len(lines)
 
