@@ -101,6 +101,7 @@ def test_a_store_made_before_samples_were_kept_keeps_its_counts(tmp_path):
         at REAL NOT NULL, PRIMARY KEY (annotator, item));""")
     db.execute("INSERT INTO items VALUES (?, 0, 't1', 'p', ?, 0, NULL, ?)", (item_id(False, "t1", PROGRAM), PROGRAM, '{"copies": 5}'))
     db.execute("INSERT INTO items VALUES ('x', 1, 't1', 'p', '    return 0\n', 0, NULL, '{}')")
+    db.execute("INSERT INTO labels VALUES ('ann', 'x', '[-1]', 0)")  # before verdicts on whole programs
     db.commit()
     db.close()
     for _ in range(2):  # opened twice: counted once
@@ -111,6 +112,9 @@ def test_a_store_made_before_samples_were_kept_keeps_its_counts(tmp_path):
     assert old.add(write(tmp_path / "more.jsonl", [{"task_id": "t1", "completion": PROGRAM}] * 5), TASKS) == Added(0, 0, 0)
     assert old.add(write(tmp_path / "new.jsonl", [{"task_id": "t1", "completion": PROGRAM + "    # new\n"}] * 2), TASKS) == Added(1, 0, 0)
     assert [it.extra["copies"] for it in old.items()] == [5, 1, 2]
+    assert old.labels() == {"x": {"ann": [-1]}} and old.verdicts() == {}
+    old.label("bob", "x", [-1], -1)
+    assert old.verdicts() == {"x": {"bob": -1}}
     old.close()
 
 
@@ -339,6 +343,42 @@ def test_scores_believe_whoever_the_honeypots_show_reliable(store):
     assert all(r["verdicts"] == [1, -1, 1, 1, 1] and r["score"] == 0.8 and r["annotators"] == 2 and r["model"] == "m" for r in rows)
     vote = scores(store, "majority")[0]  # a tie everywhere: the vote cannot tell, so no line counts as correct
     assert all(r["score"] == 0.0 for r in vote)
+
+
+def test_verdicts_on_whole_programs_are_stored_checked_and_scored(served, tmp_path):
+    base, store = served
+    pots = [it for it in store.items() if it.honeypot]
+    programs = [it for it in store.items() if not it.honeypot]
+    for it in pots:
+        store.label("good", it.id, it.answers)
+        store.label("bad", it.id, [-x for x in it.answers])
+    for bad in (2, 0, True, "yes", [1]):
+        status, reply = call(base + "/api/labels", {"annotator": "good", "item": programs[0].id, "labels": [1] * 5, "verdict": bad})
+        assert status == 400 and "verdict: 1 (the program does what the task asks), -1 (it does not) or null" in json.loads(reply)["error"]
+    assert store.labels().keys() == {it.id for it in pots}
+    for it in programs:  # through the API: good says the program is wrong, bad says right
+        for name, verdict in (("good", -1), ("bad", 1)):
+            sent = {"annotator": name, "item": it.id, "labels": [1] * 5, "verdict": verdict}
+            assert call(base + "/api/labels", sent)[0] == 200
+    assert store.verdicts() == {it.id: {"good": -1, "bad": 1} for it in programs}
+    lines, _ = scores(store, "em")
+    judged, state = scores(store, "em", crowd="verdict")
+    both, _ = scores(store, "em", crowd="lines+verdict")
+    for a, v, m in zip(lines, judged, both):  # the honeypots showed good right and bad wrong: the program is wrong
+        assert a["score"] == a["verdicts"].count(1) / 5 and a["program_probability"] == v["program_probability"]
+        assert v["verdict_votes"] == {"good": -1, "bad": 1}
+        assert v["score"] == v["program_probability"] < 0.2 and m["score"] == pytest.approx((a["score"] + v["program_probability"]) / 2)
+    assert state["reliability"]["good"] > state["reliability"]["bad"]  # the verdicts weigh by what the lines earned
+    store.label("good", programs[0].id, [1] * 5)  # labels again without a verdict: that program has only bad's now
+    assert store.verdicts()[programs[0].id] == {"bad": 1}
+    store.label("bad", programs[0].id, [1] * 5)
+    with pytest.raises(ValueError, match="crowd_score 'verdict' needs verdicts on whole programs: 1 of 4 labelled programs have none"):
+        scores(store, "em", crowd="verdict")
+    assert scores(store, "em")[0][0]["score"] == 1.0  # by lines it still scores
+    result = CliRunner().invoke(app, ["annotate", "scores", str(store.path), "--out", str(tmp_path / "s.jsonl"), "--crowd-score", "verdict"])
+    assert result.exit_code == 2 and "--crowd-score 'verdict' needs verdicts" in result.output
+    result = CliRunner().invoke(app, ["annotate", "scores", str(store.path), "--out", str(tmp_path / "s.jsonl"), "--crowd-score", "votes"])
+    assert result.exit_code == 2 and "--crowd-score: expected one of lines, verdict, lines+verdict" in result.output
 
 
 def test_cli_scores_writes_rows_and_names_bad_input(store, tmp_path):

@@ -30,6 +30,8 @@ def test_bad_settings_are_refused_with_the_key_named():
         CRLHFConfig(reward="ppo")
     with pytest.raises(ValueError, match="score_lines must be one of all, statements"):
         CRLHFConfig(score_lines="body")
+    with pytest.raises(ValueError, match="crowd_score must be one of lines, verdict, lines\\+verdict"):
+        CRLHFConfig(crowd_score="program")
     with pytest.raises(ValueError, match="crowd must be comma-separated reliabilities"):
         CRLHFConfig(crowd="0.9,high")
     with pytest.raises(ValueError, match="each in \\[0, 1\\]"):
@@ -55,7 +57,7 @@ def crlhf_run(tmp_path_factory):
 def test_each_iteration_saves_every_programs_labels_verdicts_and_scores(crlhf_run):
     out, metrics = crlhf_run
     assert [m["iteration"] for m in metrics] == [0, 1, 2] and "line_accuracy" not in metrics[0]
-    assert {"line_accuracy", "score_error", "reliability_error", "mean_score", "aggregate_s"} <= set(metrics[1])
+    assert {"line_accuracy", "score_error", "reliability_error", "verdict_accuracy", "mean_score", "aggregate_s"} <= set(metrics[1])
     rows = read(out / "iter_1" / "annotations.jsonl")
     assert len(rows) == 6 * 3
     for r in rows:
@@ -66,6 +68,8 @@ def test_each_iteration_saves_every_programs_labels_verdicts_and_scores(crlhf_ru
             assert r["true_score"] == pytest.approx(r["true_labels"].count(CORRECT) / len(r["lines"]))
         if r["status"] == "passed":
             assert r["true_score"] == 1.0
+        assert set(r["verdict_votes"]) == set(r["labels"]) and set(r["verdict_votes"].values()) <= {1, -1}
+        assert 0 <= r["program_probability"] <= 1
     honeypots = read(out / "honeypots.jsonl")
     assert len(honeypots) == 6 and all(len(h["labels"]) == 10 for h in honeypots)  # every annotator labels them
     state = json.loads((out / "iter_2" / "reliabilities.json").read_text())
@@ -114,6 +118,21 @@ def test_a_perfect_crowd_reads_every_line_right(tmp_path):
     assert metrics[1]["line_accuracy"] == 1.0 and metrics[1]["score_error"] == 0.0
     rows = read(tmp_path / "iter_1" / "annotations.jsonl")
     assert all(r["verdicts"] == r["true_labels"] for r in rows)
+
+
+def test_a_crowd_verdict_on_whole_programs_can_be_the_reward(tmp_path):
+    pytest.importorskip("torch")
+    from codeloop.recipes.crlhf import run
+
+    metrics = run(crlhf_cfg(tmp_path, 1, crowd="1,1,1", val_limit=1, crowd_score="lines+verdict"))
+    assert metrics[1]["verdict_accuracy"] == 1.0
+    rows = read(tmp_path / "iter_1" / "annotations.jsonl")
+    assert {r["status"] == "passed" for r in rows} == {True, False}  # both kinds of program are judged here
+    for r in rows:  # three perfect annotators agree on every program: passing ones are sure to be right
+        assert all(v == (1 if r["status"] == "passed" else -1) for v in r["verdict_votes"].values())
+        assert r["program_probability"] > 0.99 if r["status"] == "passed" else r["program_probability"] < 0.01
+        share = r["verdicts"].count(CORRECT) / len(r["lines"]) if r["lines"] else 0.0
+        assert r["score"] == pytest.approx((share + r["program_probability"]) / 2)
 
 
 @pytest.mark.parametrize("settings", [{"reliabilities": "online", "step": 1.0}, {"reliabilities": "oneshot"},
@@ -221,6 +240,9 @@ def test_people_labels_to_a_trained_policy_through_the_cli(tmp_path):
     ok("annotate", "add", db, "--tasks", tasks, "--programs", tmp_path / "programs.jsonl", "--honeypots", tmp_path / "pots.jsonl")
     assert "from 10 simulated annotators on 5 honeypots and 18 programs" in ok("annotate", "simulate", db, "--tasks", tasks)
     assert "0 labels" in ok("annotate", "simulate", db, "--tasks", tasks)  # labelled already: nothing added
+    ok("annotate", "scores", db, "--out", tmp_path / "verdicts.jsonl", "--crowd-score", "verdict")
+    judged = read(tmp_path / "verdicts.jsonl")  # the simulated annotators judged every program as a whole too
+    assert all(set(r["verdict_votes"]) == set(r["labels"]) and r["score"] == r["program_probability"] for r in judged)
     ok("annotate", "scores", db, "--out", tmp_path / "scores.jsonl")
     scored = read(tmp_path / "scores.jsonl")
     assert sum(r["copies"] for r in scored) == 18 and all(r["annotators"] == 3 and set(r["labels"]) <= {f"sim-a{i}" for i in range(1, 11)}

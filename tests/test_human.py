@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from codeloop.feedback.human import (CORRECT, WRONG, Reliabilities, SimulatedCrowd, aggregate, check_labels, code_lines,
-                                     counted_lines, em_reliabilities, fit_reliabilities, line_share, posterior,
+from codeloop.feedback.human import (CORRECT, WRONG, Reliabilities, SimulatedCrowd, aggregate, check_labels, check_verdict, code_lines,
+                                     counted_lines, crowd_score, em_reliabilities, fit_reliabilities, line_share, posterior,
                                      reference_line_labels, score_program)
 
 
@@ -79,6 +79,16 @@ def test_st_declaration_lines_are_unit_headers_ends_and_var_blocks():
         "q := q + 1;"]  # a one-line VAR block closes itself; lower case counts; a block left open runs to the end
 
 
+def test_st_declarations_are_judged_outside_comments_and_strings():
+    from codeloop.languages.st import declaration_lines
+
+    lines = ["FUNCTION f : INT", "(* inputs *) VAR_INPUT", "(* END_VAR is not here *) a : INT;", "END_VAR",
+             "(* a (* nested *) comment", "VAR", "that spans lines *)", "f := a; // VAR", "s := 'VAR'; VAR_INPUT",
+             "/* END_FUNCTION", "*) */ f := f + 1;", "END_FUNCTION"]
+    assert declaration_lines(lines) == [True, True, True, True, False, False, False, False, False, False, False, True]
+    assert declaration_lines(["(* never closed", "VAR x : INT; END_VAR"]) == [False, False]
+
+
 def test_statement_scores_leave_st_declarations_out_and_python_whole():
     program = code_lines(ST_PROGRAM)
     counted = counted_lines(program, "st", "statements")
@@ -130,6 +140,33 @@ def test_the_simulated_crowd_is_as_reliable_as_it_is_told():
     assert len(picked) == 2 and all(v == [1, -1] for v in picked.values())
     with pytest.raises(ValueError, match="annotator 'x'"):
         SimulatedCrowd({"x": 1.5})
+
+
+def test_simulated_verdicts_on_whole_programs_are_right_at_the_annotators_rate_and_leave_line_labels_alone():
+    people = SimulatedCrowd({"a": 0.9, "b": 0.6}, seed=3)
+    votes = [people.judge(j % 2 == 0, ["a", "b"]) for j in range(20000)]
+    for a, p in (("a", 0.9), ("b", 0.6)):
+        assert sum(v[a] == (CORRECT if j % 2 == 0 else WRONG) for j, v in enumerate(votes)) / len(votes) == pytest.approx(p, abs=0.01)
+    plain, judging = SimulatedCrowd({"a": 0.7}, seed=5), SimulatedCrowd({"a": 0.7}, seed=5)
+    first = [plain.annotate([1, 1, -1, 1]) for _ in range(50)]
+    second = []
+    for _ in range(50):
+        second.append(judging.annotate([1, 1, -1, 1]))
+        judging.judge(False, ["a"])
+    assert first == second
+
+
+def test_a_crowd_score_is_the_line_share_the_verdict_or_their_mean():
+    assert crowd_score(0.75, None) == 0.75 and crowd_score(0.75, 0.2, "lines") == 0.75
+    assert crowd_score(0.75, 0.25, "verdict") == 0.25 and crowd_score(0.75, 0.25, "lines+verdict") == 0.5
+    with pytest.raises(ValueError, match="needs verdicts on the whole program"):
+        crowd_score(0.75, None, "verdict")
+    with pytest.raises(ValueError, match="crowd_score: expected one of lines, verdict, lines\\+verdict, got 'both'"):
+        crowd_score(0.75, 0.5, "both")
+    assert check_verdict(1) == 1 and check_verdict(-1) == -1 and check_verdict(None) is None
+    for bad in (0, 2, True, 1.0, "1"):
+        with pytest.raises(ValueError, match="verdict: 1 .* -1 .* or null, got"):
+            check_verdict(bad)
 
 
 def test_honeypot_agreement_rates_are_the_counting_estimate():

@@ -490,12 +490,14 @@ def loop_crlhf(config: Path = typer.Argument(..., help="YAML config (see configs
                more: Optional[list[str]] = typer.Argument(None, metavar="KEY=VALUE", help=_MORE_HELP, show_default=False),
                set_: list[str] = typer.Option([], "--set", help="Override a config key: --set reliabilities=online step=1")) -> None:
     """cRLHF: a crowd (simulated here) marks each program line correct or wrong, the marks are aggregated by Bayes
-    with estimated annotator reliabilities, the share of lines judged correct is the reward of a policy gradient;
-    prints a row per iteration (0 = the baseline)."""
+    with estimated annotator reliabilities, the share of lines judged correct is the reward of a policy gradient
+    (crowd_score: or the crowd's verdict on whole programs); prints a row per iteration (0 = the baseline)."""
     from codeloop.recipes.crlhf import CRLHFConfig, run
 
-    # lines_ok: the aggregate's line verdicts against the truth; score: the mean reward of the training samples
-    columns = _HELD_OUT + [("lines_ok", "line_accuracy"), ("score", "mean_score"), ("p_error", "reliability_error")]
+    # lines_ok / programs_ok: the aggregate's line verdicts / program verdicts against the truth;
+    # score: the mean reward of the training samples
+    columns = _HELD_OUT + [("lines_ok", "line_accuracy"), ("programs_ok", "verdict_accuracy"), ("score", "mean_score"),
+                           ("p_error", "reliability_error")]
     _run_loop(run, load_config(CRLHFConfig, config, [*set_, *(more or [])]), columns, "annotations with their scores, reliabilities")
 
 
@@ -581,7 +583,8 @@ def annotate_simulate(db: Path = typer.Argument(..., help="The SQLite file of `c
                       seed: int = typer.Option(0, "--seed", help="Who labels what, and their mistakes."),
                       mark_gaps: bool = typer.Option(False, "--mark-gaps", help=MARK_GAPS_HELP)) -> None:
     """Label every item with a simulated crowd (a dry run before people label, or a test of the path to training):
-    each annotator marks a line as the reference truth says with their reliability, the opposite otherwise."""
+    each annotator marks a line as the reference truth says with their reliability, the opposite otherwise, and
+    judges each program as a whole (right: it passes its tests) with the same odds."""
     from codeloop.annotate.simulate import simulate
     from codeloop.annotate.store import Store
     from codeloop.recipes.crlhf import annotator_reliabilities
@@ -713,7 +716,10 @@ def annotate_scores(db: Path = typer.Argument(..., help="The SQLite file of `cod
                     score_lines: str = typer.Option("all", "--score-lines", help="Lines a score counts: all (the paper) or "
                                                     "statements (ST: not unit headers/ends or VAR/TYPE blocks; needs --tasks)."),
                     tasks: Optional[str] = typer.Option(None, "--tasks", help="Task set name or JSONL path: each program's "
-                                                        "language (for --score-lines statements).")) -> None:
+                                                        "language (for --score-lines statements)."),
+                    crowd_score: str = typer.Option("lines", "--crowd-score", help="The score: lines (the share of lines "
+                                                    "judged correct, the paper's), verdict (P(program correct) from the "
+                                                    "annotators' verdicts on whole programs) or lines+verdict (their mean).")) -> None:
     """Aggregate the labels by Bayes into (task, program, score) rows, the reward data of cRLHF, and print each
     annotator's estimated reliability."""
     from codeloop.annotate.store import Store, scores
@@ -731,9 +737,9 @@ def annotate_scores(db: Path = typer.Argument(..., help="The SQLite file of `cod
     store = Store(db)
     try:
         rows, state = scores(store, reliabilities, tau=tau, step=step, nu=nu, gamma=gamma, score_lines=score_lines,
-                             languages=languages)
+                             languages=languages, crowd=crowd_score)
     except ValueError as exc:
-        _fail(str(exc))
+        _fail(str(exc).replace("crowd_score", "--crowd-score"))
     finally:
         store.close()
     if not rows:

@@ -3,7 +3,8 @@
     GET  /                  the page (``page.html``)
     GET  /api/next          the next item for the caller: {"item", "prompt", "lines", "done", "total", "annotator"},
                             item null when done
-    POST /api/labels        {"item", "labels": [1 or -1 per line]} -> {"ok": true}, or 400 with an error
+    POST /api/labels        {"item", "labels": [1 or -1 per line], "verdict": 1, -1 or null (the whole program does
+                            what the task asks, or not; optional)} -> {"ok": true}, or 400 with an error
 
 Who calls: by default each person's key (``Store.invite``; ``codeloop annotate invite`` prints their
 link, which carries the key in its #fragment, so it never reaches a server log), sent as
@@ -239,7 +240,8 @@ def make_server(store: Store, host: str = "127.0.0.1", port: int = 8765, keys: b
                 body = json.loads(self.rfile.read(length))
                 if not isinstance(body, dict) or not isinstance(body.get("labels"), list):
                     raise ValueError("expected {\"item\", \"labels\": [...]}" + ("" if keys else " and \"annotator\""))
-                store.label(name if keys else body.get("annotator"), body.get("item"), body["labels"])  # type: ignore[arg-type]
+                store.label(name if keys else body.get("annotator"), body.get("item"), body["labels"],  # type: ignore[arg-type]
+                            body.get("verdict"))
             except (ValueError, TypeError) as exc:
                 return self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
             self._json(HTTPStatus.OK, {"ok": True})

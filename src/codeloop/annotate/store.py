@@ -7,7 +7,9 @@ as well, so its ``copies`` counts how often it was sampled, across files (``Stor
 meets the items in an order of their own: the programs shuffled by a seed drawn from their name, with
 the honeypots spread evenly through it and the first item a honeypot, so reliabilities are measured
 from the start. A label is one +1 (correct) or -1 (wrong) per non-blank line; labelling an item again
-replaces the earlier labels. Writes are committed at once: a stopped server loses nothing.
+replaces the earlier labels. With the line labels may come a verdict on the whole program, 1 (it does
+what the task asks) or -1 (it does not): what a line label cannot say about a program that leaves a step
+out. Writes are committed at once: a stopped server loses nothing.
 
 People log in with a key of their own (``Store.invite``): a random 192-bit token, handed out once in a
 link and stored only as its SHA-256, so the file alone lets nobody in. A name with a key is the only
@@ -32,7 +34,8 @@ from typing import Any
 
 from codeloop.data import DataError, read_jsonl
 from codeloop.data.jsonl import require, where
-from codeloop.feedback.human import CORRECT, SCORE_LINES, WRONG, Aggregator, Labelled, check_labels, code_lines, counted_lines, line_share
+from codeloop.feedback.human import (CORRECT, CROWD_SCORES, SCORE_LINES, WRONG, Aggregator, Labelled, check_labels, check_verdict, code_lines,
+                                     counted_lines, crowd_score, line_share, posterior)
 from codeloop.types import Task
 
 NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
@@ -41,7 +44,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, task_id TEXT NOT NULL, prompt TEXT NOT NULL,
     completion TEXT NOT NULL, honeypot INTEGER NOT NULL, answers TEXT, extra TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS labels (annotator TEXT NOT NULL, item TEXT NOT NULL REFERENCES items(id), labels TEXT NOT NULL,
-    at REAL NOT NULL, PRIMARY KEY (annotator, item));
+    at REAL NOT NULL, verdict INTEGER, PRIMARY KEY (annotator, item));
 CREATE TABLE IF NOT EXISTS annotators (name TEXT PRIMARY KEY, key_hash TEXT NOT NULL UNIQUE, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS samples (id TEXT PRIMARY KEY, item TEXT NOT NULL REFERENCES items(id), copies INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS samples_item ON samples (item);
@@ -100,6 +103,8 @@ class Store:
         self._lock = threading.Lock()
         with self._lock:
             self._db.executescript(SCHEMA)
+            if "verdict" not in {r[1] for r in self._db.execute("PRAGMA table_info(labels)")}:  # a store made before verdicts
+                self._db.execute("ALTER TABLE labels ADD COLUMN verdict INTEGER")
 
     def close(self) -> None:
         self._db.close()
@@ -200,6 +205,14 @@ class Store:
                 out.setdefault(item, {})[annotator] = json.loads(labels)
         return out
 
+    def verdicts(self) -> dict[str, dict[str, int]]:
+        """item id -> annotator -> verdict on the whole program (only those given)."""
+        out: dict[str, dict[str, int]] = {}
+        with self._lock:
+            for annotator, item, verdict in self._db.execute("SELECT annotator, item, verdict FROM labels WHERE verdict IS NOT NULL"):
+                out.setdefault(item, {})[annotator] = verdict
+        return out
+
     def queue(self, annotator: str) -> list[Item]:
         """This annotator's order over every item (see the module docstring)."""
         items = self.items()
@@ -226,26 +239,28 @@ class Store:
 
     # --- writing ---------------------------------------------------------------------------------
 
-    def label(self, annotator: str, item_id: str, labels: Iterable[Any]) -> None:
-        """Store (or replace) one annotator's labels for one item; a ValueError says what is wrong."""
-        self.label_many([(annotator, item_id, labels)])
+    def label(self, annotator: str, item_id: str, labels: Iterable[Any], verdict: Any = None) -> None:
+        """Store (or replace) one annotator's labels for one item, with their verdict on the whole program
+        (1, -1, or None: not given); a ValueError says what is wrong."""
+        self.label_many([(annotator, item_id, labels, verdict)])
 
-    def label_many(self, rows: Iterable[tuple[str, str, Iterable[Any]]]) -> None:
-        """``label`` for many (annotator, item id, labels) at once, in one transaction: all are checked
-        before any is written."""
+    def label_many(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """``label`` for many (annotator, item id, labels[, verdict]) at once, in one transaction: all are
+        checked before any is written."""
         rows = list(rows)
-        wanted = sorted({key for _, key, _ in rows if isinstance(key, str)})
+        wanted = sorted({row[1] for row in rows if isinstance(row[1], str)})
         items = {it.id: it for it in self._select("WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(wanted),))}
         checked = []
-        for annotator, key, labels in rows:
+        for annotator, key, labels, *verdict in rows:
             check_name(annotator)
             item = items.get(key) if isinstance(key, str) else None
             if item is None:
                 raise ValueError(f"unknown item {key!r}")
-            checked.append((annotator, item.id, json.dumps(check_labels(list(labels), len(item.lines))), time.time()))
+            checked.append((annotator, item.id, json.dumps(check_labels(list(labels), len(item.lines))), time.time(),
+                            check_verdict(verdict[0] if verdict else None)))
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO labels VALUES (?, ?, ?, ?)", checked)
+            self._db.executemany("INSERT OR REPLACE INTO labels (annotator, item, labels, at, verdict) VALUES (?, ?, ?, ?, ?)", checked)
             self._db.execute("COMMIT")
 
     # --- people ----------------------------------------------------------------------------------
@@ -284,14 +299,19 @@ class Store:
 
 def scores(store: Store, method: str = "em", tau: float = 0.5, step: float = 0.1, nu: float = 0.7,
            gamma: float = 0.01, score_lines: str = "all",
-           languages: Mapping[str, str] | None = None) -> tuple[list[dict[str, Any]], dict]:
+           languages: Mapping[str, str] | None = None, crowd: str = "lines") -> tuple[list[dict[str, Any]], dict]:
     """Every labelled program's aggregate (``codeloop.feedback.human.Aggregator``): a row with the sample's
     own fields, its lines, each annotator's labels, P(correct) and the verdict per line, and the score
     s = correct lines / lines, the reward of the (task, program, s) dataset; and the reliabilities used.
     ``score_lines`` "statements" counts only the lines that compute (``counted_lines``, listed in the row's
-    ``counted``), which needs ``languages``: task_id -> the task's language."""
+    ``counted``), which needs ``languages``: task_id -> the task's language. Where annotators gave verdicts
+    on the whole program, the row has them (``verdict_votes``) and their aggregate by eq. 7 with the same
+    reliabilities, prior 1/2 (``program_probability``); ``crowd`` (``crowd_score``) says whether the score
+    is the line share, that probability, or their mean."""
     if score_lines not in SCORE_LINES:
         raise ValueError(f"score_lines: expected one of {', '.join(SCORE_LINES)}, got {score_lines!r}")
+    if crowd not in CROWD_SCORES:
+        raise ValueError(f"crowd_score: expected one of {', '.join(CROWD_SCORES)}, got {crowd!r}")
     aggregator = Aggregator(method, store.honeypots(), tau=tau, step=step, nu=nu, gamma=gamma)
     labels = store.labels()
     programs = [it for it in store.items() if not it.honeypot and it.id in labels]
@@ -303,9 +323,19 @@ def scores(store: Store, method: str = "em", tau: float = 0.5, step: float = 0.1
         if missing:
             raise ValueError(f"programs of tasks the task set lacks: {', '.join(missing[:5])}")
         counted = [counted_lines(it.lines, languages[it.task_id], score_lines) for it in programs]
+    votes = store.verdicts()
+    if crowd != "lines":
+        lacking = [it for it in programs if it.id not in votes]
+        if lacking:
+            raise ValueError(f"crowd_score {crowd!r} needs verdicts on whole programs: {len(lacking)} of {len(programs)} "
+                             f"labelled programs have none (task {lacking[0].task_id}); score them by lines, or collect verdicts")
     verdicts = aggregator([labels[it.id] for it in programs])
+    rel = aggregator.state.get("reliability", {})
+    program_p = [posterior(votes[it.id], {a: rel.get(a, 0.5) for a in votes[it.id]}) if it.id in votes else None for it in programs]
     rows = [{"task_id": it.task_id, "completion": it.completion, **it.extra, "lines": it.lines, "labels": labels[it.id],
              "probabilities": [round(p, 6) for p in v.probabilities], "verdicts": [CORRECT if c else WRONG for c in v.correct],
-             "score": line_share(v.correct, c), "annotators": len(labels[it.id]), **({"counted": c} if c is not None else {})}
-            for it, v, c in zip(programs, verdicts, counted)]
+             **({"verdict_votes": votes[it.id], "program_probability": q} if q is not None else {}),
+             "score": crowd_score(line_share(v.correct, c), q, crowd), "annotators": len(labels[it.id]),
+             **({"counted": c} if c is not None else {})}
+            for it, v, c, q in zip(programs, verdicts, counted, program_p)]
     return rows, aggregator.state

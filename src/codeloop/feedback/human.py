@@ -24,6 +24,11 @@ Reliabilities, two ways:
   the loss for one line; summed over lines it is the usual regression whose prediction is eq. 7. The
   L1 term zeroes the weight of annotators who carry no signal (p = 1/2: they stop counting).
 
+A line label cannot say "the program does not do what was asked" (a program that leaves a step out
+has no wrong line to mark), so annotators may also give a verdict on the whole program (+1/-1),
+aggregated by the same eq. 7 with the reliabilities their line labels earned, prior 1/2
+(``crowd_score``; ours).
+
 Lines are the program's non-blank lines (``code_lines``); a label list has one entry per such line.
 ``SimulatedCrowd`` and ``reference_line_labels`` stand in for people where none are at hand (tests,
 the demo): annotators with set reliabilities flip a line's true label with probability 1 - p_i, and
@@ -43,6 +48,7 @@ import numpy as np
 CORRECT, WRONG = 1, -1
 ESTIMATES = ("em", "online", "oneshot", "majority")  # how an Aggregator estimates reliabilities
 SCORE_LINES = ("all", "statements")  # which lines a program's score counts (counted_lines)
+CROWD_SCORES = ("lines", "verdict", "lines+verdict")  # what a crowd's program score is made of (crowd_score)
 Labelled = tuple[list[int], dict[str, list[int]]]  # a program's known line answers, annotator -> labels
 
 
@@ -79,6 +85,19 @@ def line_share(correct: Sequence[bool], counted: Sequence[bool] | None = None) -
     return sum(kept) / len(kept) if kept else 0.0
 
 
+def crowd_score(lines: float, verdict: float | None, which: str = "lines") -> float:
+    """A program's score from the crowd: ``lines``, the share of its lines judged correct (the paper's s);
+    ``verdict``, P(the program does what the task asks) from the annotators' verdicts on the whole program
+    (eq. 7 with the same reliabilities, ``posterior``; ours); ``lines+verdict``, their mean."""
+    if which not in CROWD_SCORES:
+        raise ValueError(f"crowd_score: expected one of {', '.join(CROWD_SCORES)}, got {which!r}")
+    if which == "lines":
+        return lines
+    if verdict is None:
+        raise ValueError(f"crowd_score {which!r} needs verdicts on the whole program, and this program has none")
+    return verdict if which == "verdict" else (lines + verdict) / 2
+
+
 def check_labels(labels: Sequence[int], n_lines: int, where: str = "labels") -> list[int]:
     """A label list as ints, or a ValueError naming ``where``: one label per line, each +1 or -1."""
     if len(labels) != n_lines:
@@ -87,6 +106,15 @@ def check_labels(labels: Sequence[int], n_lines: int, where: str = "labels") -> 
     if bad:
         raise ValueError(f"{where}: a label is 1 (correct) or -1 (wrong), got {bad[0]!r}")
     return [int(x) for x in labels]
+
+
+def check_verdict(verdict: object, where: str = "verdict") -> int | None:
+    """An annotator's verdict on a whole program: 1 (does what the task asks), -1 (does not) or None (not given)."""
+    if verdict is None:
+        return None
+    if type(verdict) is not int or verdict not in (CORRECT, WRONG):
+        raise ValueError(f"{where}: 1 (the program does what the task asks), -1 (it does not) or null, got {verdict!r}")
+    return verdict
 
 
 def posterior(votes: Mapping[str, int], reliability: Mapping[str, float] | Reliabilities, prior: float = 0.5) -> float:
@@ -365,6 +393,7 @@ class SimulatedCrowd:
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"annotator {a!r}: a reliability is a probability in [0, 1], got {p}")
         self._rng = random.Random(self.seed)
+        self._verdict_rng = random.Random(f"{self.seed}:verdict")
 
     def annotate(self, truth: Sequence[int], per_program: int = 0) -> dict[str, list[int]]:
         """Labels for one program's lines: from every annotator, or from ``per_program`` drawn at random."""
@@ -372,6 +401,12 @@ class SimulatedCrowd:
         if 0 < per_program < len(names):
             names = self._rng.sample(names, per_program)
         return {a: [t if self._rng.random() < self.reliability[a] else -t for t in truth] for a in names}
+
+    def judge(self, passed: bool, annotators: Sequence[str]) -> dict[str, int]:
+        """Each named annotator's verdict on a whole program: right (+1 when it passes its tests) with
+        probability p_i. Drawn from a stream of its own, so the line labels stay what they were."""
+        truth = CORRECT if passed else WRONG
+        return {a: truth if self._verdict_rng.random() < self.reliability[a] else -truth for a in annotators}
 
 
 def crowd(spec: Sequence[float] | Mapping[str, float]) -> dict[str, float]:

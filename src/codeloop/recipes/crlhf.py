@@ -13,7 +13,10 @@ aggregated per line by eq. 7 with the annotators' reliabilities, estimated as ``
 - ``majority``: every annotator trusted alike (the plain vote).
 
 A program's reward is s = lines judged correct / lines (``reward: crowd``; ``score_lines: statements``
-counts only the lines that compute, leaving out ST's declarations, ours), or for comparison the
+counts only the lines that compute, leaving out ST's declarations, ours). The same annotators also
+give a verdict on each whole program, aggregated by eq. 7 with the reliabilities their lines earned
+(``crowd_score: verdict`` trains on that P(program correct), ``lines+verdict`` on the mean of both;
+ours: a line label cannot charge a program for what it left out). For comparison the
 same score from the true line labels (``truth``: perfect annotators) or the test verdict (``tests``:
 1 passes, 0 not). One REINFORCE update (``codeloop.train.pg``) follows with advantage s minus the
 leave-one-out mean of the task's other samples (the paper trains with TRL's PPO; any policy gradient
@@ -42,8 +45,8 @@ from codeloop.data import DataError, load_tasks, read_jsonl, write_jsonl
 from codeloop.data.jsonl import require, where
 from codeloop.eval import preload_for
 from codeloop.eval.plots import plot_metrics
-from codeloop.feedback.human import (CORRECT, ESTIMATES, SCORE_LINES, Aggregator, Labelled, SimulatedCrowd, code_lines, counted_lines, crowd,
-                                     line_share, reference_line_labels)
+from codeloop.feedback.human import (CORRECT, CROWD_SCORES, ESTIMATES, SCORE_LINES, Aggregator, Labelled, SimulatedCrowd, code_lines,
+                                     counted_lines, crowd, crowd_score, line_share, posterior, reference_line_labels)
 from codeloop.recipes.coderl import leave_one_out
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
                                      plus_metrics, rollout, validation_tasks)
@@ -92,6 +95,9 @@ class CRLHFConfig(LoopSettings):
     """τ: a line counts as correct when P(correct) exceeds it."""
     reward: str = "crowd"
     """The reward s: "crowd" (the aggregate), "truth" (the true line labels) or "tests" (1 passes, 0 not)."""
+    crowd_score: str = "lines"
+    """What the crowd's reward is made of: "lines" (s, the paper), "verdict" (P(program correct) from the
+    annotators' verdicts on whole programs) or "lines+verdict" (their mean)."""
     score_lines: str = "all"
     """Which lines s counts: "all" (the paper) or "statements" (ST: not unit headers/ends or VAR/TYPE blocks)."""
     mark_gaps: bool = False
@@ -115,7 +121,7 @@ class CRLHFConfig(LoopSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choices(reliabilities=(self.reliabilities, ESTIMATES), reward=(self.reward, REWARDS),
-                      score_lines=(self.score_lines, SCORE_LINES))
+                      score_lines=(self.score_lines, SCORE_LINES), crowd_score=(self.crowd_score, CROWD_SCORES))
         check_clip(self.clip)
         if self.trainer != "plain":
             raise ValueError(f"trainer {self.trainer!r}: the crlhf loop trains with its own policy-gradient loop; use trainer plain")
@@ -204,13 +210,16 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
             truth = true_labels(run_, cfg.mark_gaps)
             people = SimulatedCrowd(reliability, seed=cfg.seed * 1000 + i + 7919)
             labels = [people.annotate(t, cfg.per_program) for t in truth]
+            votes = [people.judge(o.passed, list(lab)) for lab, o in zip(labels, run_.outcomes)]  # on whole programs
             with clock("aggregate"):
                 verdicts = [v.correct for v in aggregator([lab for lab, t in zip(labels, truth) if t])]
+                rel = aggregator.state.get("reliability", {})
+                program_p = [posterior(v, {a: rel.get(a, 0.5) for a in v}) for v in votes]
             verdicts_iter = iter(verdicts)
             judged = [next(verdicts_iter) if t else [] for t in truth]  # a program with no non-blank line: no lines
             counted = [counted_lines(code_lines(text), task.language, cfg.score_lines)
                        for task, texts, _ in run_.groups() for text in texts]
-            crowd_s = [line_share(v, c) for v, c in zip(judged, counted)]
+            crowd_s = [crowd_score(line_share(v, c), q, cfg.crowd_score) for v, c, q in zip(judged, counted, program_p)]
             true_s = [line_share([x == CORRECT for x in t], c) for t, c in zip(truth, counted)]
             passed = [float(o.passed) for o in run_.outcomes]
             s = {"crowd": crowd_s, "truth": true_s, "tests": passed}[cfg.reward]
@@ -222,9 +231,10 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
             write_jsonl(it_dir / "annotations.jsonl", [
                 {"task_id": smp.task_id, "completion": smp.completion, "status": o.status.value, "lines": code_lines(smp.completion),
                  "labels": lab, "verdicts": [CORRECT if x else -CORRECT for x in v], "score": cs, "true_labels": t,
-                 "true_score": ts, **({"counted": c} if cfg.score_lines != "all" else {})}
-                for smp, o, lab, v, cs, t, ts, c in zip(run_.samples, run_.outcomes, labels, judged, crowd_s, truth, true_s,
-                                                         counted)])
+                 "true_score": ts, "verdict_votes": vv, "program_probability": q,
+                 **({"counted": c} if cfg.score_lines != "all" else {})}
+                for smp, o, lab, v, cs, t, ts, c, vv, q in zip(run_.samples, run_.outcomes, labels, judged, crowd_s, truth, true_s,
+                                                                counted, votes, program_p)])
             (it_dir / "reliabilities.json").write_text(json.dumps(aggregator.state, indent=2) + "\n")
             loop.save_model(i, policy, tokenizer)
             with clock("validate"):
@@ -233,6 +243,7 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
             row = {"iteration": i, "train_pass_rate": sum(passed) / len(passed), "mean_score": sum(s) / len(s),
                    "line_accuracy": sum(x == y for x, y in lines) / max(1, len(lines)),
                    "score_error": sum(abs(a - b) for a, b in zip(crowd_s, true_s)) / max(1, len(true_s)),
+                   "verdict_accuracy": sum((q > cfg.tau) == bool(x) for q, x in zip(program_p, passed)) / len(passed),
                    "reliability_error": _reliability_error(aggregator.state.get("reliability", {}), reliability),
                    "loss": pstats.final_loss, "mean_token_weight": pstats.mean_weight, "kl": pstats.kl,
                    "clipped": pstats.clipped}

@@ -843,13 +843,43 @@ _BLOCK_OPEN = re.compile(r"\s*(VAR(_INPUT|_OUTPUT|_IN_OUT|_TEMP|_GLOBAL|_EXTERNA
 _BLOCK_CLOSE = re.compile(r"\s*(END_VAR|END_TYPE)\b", re.IGNORECASE)
 
 
+_HIDDEN = re.compile(r"\(\*|/\*|//|'(?:[^'$]|\$.)*'?|\"(?:[^\"$]|\$.)*\"?")  # comment starts, strings
+_NESTED = re.compile(r"\(\*|\*\)")
+
+
+def _code_text(lines: list[str]) -> list[str]:
+    """Each line with its comments and string literals blanked: (* *) comments nest and, like /* */ ones,
+    may span lines; // runs to the end of its line; a comment left open runs to the end."""
+    out, depth, slash = [], 0, False
+    for line in lines:
+        text, i = list(line), 0
+        while i < len(line):
+            if slash:
+                end = line.find("*/", i)
+                slash, stop = end < 0, len(line) if end < 0 else end + 2
+            elif depth:
+                m = _NESTED.search(line, i)
+                stop = m.end() if m else len(line)
+                depth += (1 if m.group() == "(*" else -1) if m else 0
+            else:
+                m = _HIDDEN.search(line, i)
+                if not m:
+                    break
+                i, stop = m.start(), len(line) if m.group() == "//" else m.end()
+                depth, slash = int(m.group() == "(*"), m.group() == "/*"
+            text[i:stop] = " " * (stop - i)
+            i = stop
+        out.append("".join(text))
+    return out
+
+
 def declaration_lines(lines: list[str]) -> list[bool]:
     """Per line: does it declare rather than compute? A unit's first and last line (FUNCTION ...,
     END_FUNCTION and their FUNCTION_BLOCK and PROGRAM kin) and every line of a VAR... or TYPE block, from
-    its opening keyword to END_VAR / END_TYPE. Judged by each line's first word, so it works on programs
-    that do not parse; a block left open runs to the end."""
+    its opening keyword to END_VAR / END_TYPE. Judged by each line's first word outside comments and
+    strings, so it works on programs that do not parse; a block left open runs to the end."""
     out, inside = [], False
-    for line in lines:
+    for line in _code_text(lines):
         if inside:
             out.append(True)
             inside = not _BLOCK_CLOSE.match(line)
