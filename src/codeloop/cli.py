@@ -93,6 +93,33 @@ def eval_cmd(
     typer.echo(f"results: {out}")
 
 
+@app.command("compare")
+def compare_cmd(
+    before: Path = typer.Argument(..., help="Results JSONL of the model to compare against (`codeloop eval --out`)."),
+    after: list[Path] = typer.Argument(..., help="Results JSONL of each model to compare with it, on the same tasks."),
+) -> None:
+    """Is a model's pass@1 different from another's by more than sampling noise? A paired comparison over the
+    tasks both evaluated: each task's pass rate after minus before, its mean, paired standard error, 95% interval
+    and two-sided p-value, and how many tasks rose or fell. It does not see the spread between training runs."""
+    from codeloop.eval.compare import compare, read_passes
+
+    try:
+        base = read_passes(before)
+        others = [(path, read_passes(path)) for path in after]
+    except DataError as exc:
+        _fail(str(exc))
+    typer.echo(f"before: {before}: {len(base)} tasks, pass@1 {sum(sum(v) / len(v) for v in base.values()) / len(base):.4f}")
+    width = max(len(str(p)) for p in after)
+    typer.echo(f"{'after':{width}s}  pass@1  {'difference ± paired SE':22s}  {'95% interval':18s}  p-value  tasks up / down")
+    for path, results in others:
+        try:
+            c = compare(base, results)
+        except ValueError as exc:
+            _fail(f"{path}: {exc}")
+        typer.echo(f"{str(path):{width}s}  {c.after:.4f}  {f'{c.difference:+.4f} ± {c.se:.4f}':22s}  "
+                   f"[{c.low:+.4f}, {c.high:+.4f}]  {c.p_value:7.4f}  {c.better} / {c.worse}")
+
+
 @tasks_app.command("export")
 def tasks_export(name: str = typer.Argument(..., help="Task set name or JSONL path."),
                  out: Path = typer.Option(..., "--out", help="Where to write the tasks (HumanEval-format JSONL).")) -> None:

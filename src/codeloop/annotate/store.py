@@ -35,7 +35,7 @@ from typing import Any
 from codeloop.data import DataError, read_jsonl
 from codeloop.data.jsonl import require, where
 from codeloop.feedback.human import (CORRECT, CROWD_SCORES, SCORE_LINES, WRONG, Aggregator, Labelled, check_labels, check_verdict, code_lines,
-                                     counted_lines, crowd_score, line_share, posterior)
+                                     counted_lines, crowd_score, line_share, program_probability)
 from codeloop.types import Task
 
 NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
@@ -331,7 +331,7 @@ def scores(store: Store, method: str = "em", tau: float = 0.5, step: float = 0.1
                              f"labelled programs have none (task {lacking[0].task_id}); score them by lines, or collect verdicts")
     verdicts = aggregator([labels[it.id] for it in programs])
     rel = aggregator.state.get("reliability", {})
-    program_p = [posterior(votes[it.id], {a: rel.get(a, 0.5) for a in votes[it.id]}) if it.id in votes else None for it in programs]
+    program_p = [program_probability(votes[it.id], rel) if it.id in votes else None for it in programs]
     rows = [{"task_id": it.task_id, "completion": it.completion, **it.extra, "lines": it.lines, "labels": labels[it.id],
              "probabilities": [round(p, 6) for p in v.probabilities], "verdicts": [CORRECT if c else WRONG for c in v.correct],
              **({"verdict_votes": votes[it.id], "program_probability": q} if q is not None else {}),

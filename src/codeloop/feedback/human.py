@@ -27,7 +27,7 @@ Reliabilities, two ways:
 A line label cannot say "the program does not do what was asked" (a program that leaves a step out
 has no wrong line to mark), so annotators may also give a verdict on the whole program (+1/-1),
 aggregated by the same eq. 7 with the reliabilities their line labels earned, prior 1/2
-(``crowd_score``; ours).
+(``program_probability``, ``crowd_score``; ours).
 
 Lines are the program's non-blank lines (``code_lines``); a label list has one entry per such line.
 ``SimulatedCrowd`` and ``reference_line_labels`` stand in for people where none are at hand (tests,
@@ -88,7 +88,7 @@ def line_share(correct: Sequence[bool], counted: Sequence[bool] | None = None) -
 def crowd_score(lines: float, verdict: float | None, which: str = "lines") -> float:
     """A program's score from the crowd: ``lines``, the share of its lines judged correct (the paper's s);
     ``verdict``, P(the program does what the task asks) from the annotators' verdicts on the whole program
-    (eq. 7 with the same reliabilities, ``posterior``; ours); ``lines+verdict``, their mean."""
+    (``program_probability``; ours); ``lines+verdict``, their mean."""
     if which not in CROWD_SCORES:
         raise ValueError(f"crowd_score: expected one of {', '.join(CROWD_SCORES)}, got {which!r}")
     if which == "lines":
@@ -120,6 +120,13 @@ def check_verdict(verdict: object, where: str = "verdict") -> int | None:
 def posterior(votes: Mapping[str, int], reliability: Mapping[str, float] | Reliabilities, prior: float = 0.5) -> float:
     """Eq. 7: P(line correct) from annotators' votes (+1/-1) and their reliabilities (prior 1/2 by default)."""
     return sigmoid(logit(prior) + sum(eps * logit(reliability[a]) for a, eps in votes.items()))
+
+
+def program_probability(votes: Mapping[str, int], reliability: Mapping[str, float]) -> float:
+    """P(a program does what its task asks) from annotators' verdicts on the whole of it (+1/-1): eq. 7
+    with the reliabilities their line labels earned and the prior 1/2; an annotator the estimate has not
+    seen counts at 1/2, i.e. not at all."""
+    return posterior(votes, {a: reliability.get(a, 0.5) for a in votes})
 
 
 @dataclass

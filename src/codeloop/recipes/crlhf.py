@@ -46,7 +46,7 @@ from codeloop.data.jsonl import require, where
 from codeloop.eval import preload_for
 from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.human import (CORRECT, CROWD_SCORES, ESTIMATES, SCORE_LINES, Aggregator, Labelled, SimulatedCrowd, code_lines,
-                                     counted_lines, crowd, crowd_score, line_share, posterior, reference_line_labels)
+                                     counted_lines, crowd, crowd_score, line_share, program_probability, reference_line_labels)
 from codeloop.recipes.coderl import leave_one_out
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
                                      plus_metrics, rollout, validation_tasks)
@@ -214,7 +214,7 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
             with clock("aggregate"):
                 verdicts = [v.correct for v in aggregator([lab for lab, t in zip(labels, truth) if t])]
                 rel = aggregator.state.get("reliability", {})
-                program_p = [posterior(v, {a: rel.get(a, 0.5) for a in v}) for v in votes]
+                program_p = [program_probability(v, rel) for v in votes]
             verdicts_iter = iter(verdicts)
             judged = [next(verdicts_iter) if t else [] for t in truth]  # a program with no non-blank line: no lines
             counted = [counted_lines(code_lines(text), task.language, cfg.score_lines)
