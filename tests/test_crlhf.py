@@ -125,7 +125,7 @@ def test_a_crowd_verdict_on_whole_programs_can_be_the_reward(tmp_path):
     from codeloop.recipes.crlhf import run
 
     metrics = run(crlhf_cfg(tmp_path, 1, crowd="1,1,1", val_limit=1, crowd_score="lines+verdict"))
-    assert metrics[1]["verdict_accuracy"] == 1.0
+    assert metrics[1]["verdict_accuracy"] == 1.0 and metrics[1]["score_error"] == 0.0  # the line share's error, whatever the reward
     rows = read(tmp_path / "iter_1" / "annotations.jsonl")
     assert {r["status"] == "passed" for r in rows} == {True, False}  # both kinds of program are judged here
     for r in rows:  # three perfect annotators agree on every program: passing ones are sure to be right

@@ -219,7 +219,8 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
             judged = [next(verdicts_iter) if t else [] for t in truth]  # a program with no non-blank line: no lines
             counted = [counted_lines(code_lines(text), task.language, cfg.score_lines)
                        for task, texts, _ in run_.groups() for text in texts]
-            crowd_s = [crowd_score(line_share(v, c), q, cfg.crowd_score) for v, c, q in zip(judged, counted, program_p)]
+            crowd_lines = [line_share(v, c) for v, c in zip(judged, counted)]
+            crowd_s = [crowd_score(x, q, cfg.crowd_score) for x, q in zip(crowd_lines, program_p)]
             true_s = [line_share([x == CORRECT for x in t], c) for t, c in zip(truth, counted)]
             passed = [float(o.passed) for o in run_.outcomes]
             s = {"crowd": crowd_s, "truth": true_s, "tests": passed}[cfg.reward]
@@ -242,7 +243,7 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
             lines = [(x, y == CORRECT) for v, t in zip(judged, truth) for x, y in zip(v, t)]
             row = {"iteration": i, "train_pass_rate": sum(passed) / len(passed), "mean_score": sum(s) / len(s),
                    "line_accuracy": sum(x == y for x, y in lines) / max(1, len(lines)),
-                   "score_error": sum(abs(a - b) for a, b in zip(crowd_s, true_s)) / max(1, len(true_s)),
+                   "score_error": sum(abs(a - b) for a, b in zip(crowd_lines, true_s)) / max(1, len(true_s)),
                    "verdict_accuracy": sum((q > cfg.tau) == bool(x) for q, x in zip(program_p, passed)) / len(passed),
                    "reliability_error": _reliability_error(aggregator.state.get("reliability", {}), reliability),
                    "loss": pstats.final_loss, "mean_token_weight": pstats.mean_weight, "kl": pstats.kl,
