@@ -101,14 +101,14 @@ def compare_cmd(
     """Is a model's pass@1 different from another's by more than sampling noise? A paired comparison over the
     tasks both evaluated: each task's pass rate after minus before, its mean, paired standard error, 95% interval
     and two-sided p-value, and how many tasks rose or fell. It does not see the spread between training runs."""
-    from codeloop.eval.compare import compare, read_passes
+    from codeloop.eval.compare import compare, pass_at_1, read_passes
 
     try:
         base = read_passes(before)
         others = [(path, read_passes(path)) for path in after]
     except DataError as exc:
         _fail(str(exc))
-    typer.echo(f"before: {before}: {len(base)} tasks, pass@1 {sum(sum(v) / len(v) for v in base.values()) / len(base):.4f}")
+    typer.echo(f"before: {before}: {len(base)} tasks, pass@1 {pass_at_1(base):.4f}")
     width = max(len(str(p)) for p in after)
     typer.echo(f"{'after':{width}s}  pass@1  {'difference ± paired SE':22s}  {'95% interval':18s}  p-value  tasks up / down")
     for path, results in others:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codeloop.data.jsonl import DataError, read_jsonl, require
-from codeloop.eval.stats import t_cdf
+from codeloop.eval.stats import mean_var, t_cdf
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,11 @@ def read_passes(path: str | Path) -> dict[str, list[bool]]:
     return out
 
 
+def pass_at_1(passes: Mapping[str, Sequence[bool]]) -> float:
+    """The mean over tasks of each task's pass rate (pass@1's unbiased estimate)."""
+    return sum(sum(v) / len(v) for v in passes.values()) / len(passes)
+
+
 def _t_quantile(q: float, df: float) -> float:
     """The t with P(T <= t) = q (q > 1/2), by bisection on ``t_cdf``."""
     low, high = 0.0, 1e3
@@ -79,14 +84,13 @@ def compare(before: Mapping[str, Sequence[bool]], after: Mapping[str, Sequence[b
     rate_after = [sum(after[t]) / len(after[t]) for t in tasks]
     d = [a - b for a, b in zip(rate_after, rate_before)]
     n = len(d)
-    mean = sum(d) / n
-    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1)) if n > 1 else 0.0
-    se = sd / math.sqrt(n)
+    mean, var = mean_var(d) if n > 1 else (d[0], 0.0)
+    se = math.sqrt(var / n)
     if se == 0:  # every task moved alike (or none moved): nothing to weigh the mean against
         p, half = (1.0 if mean == 0 else 0.0), 0.0
     else:
         t = mean / se
         p = 2 * (1 - t_cdf(abs(t), n - 1))
         half = _t_quantile(0.975, n - 1) * se
-    return Comparison(n, sum(rate_before) / n, sum(rate_after) / n, mean, se, p, mean - half, mean + half,
+    return Comparison(n, pass_at_1(before), pass_at_1(after), mean, se, p, mean - half, mean + half,
                       sum(x > 0 for x in d), sum(x < 0 for x in d))

@@ -58,7 +58,8 @@ class SpeedTest:
         return self.p_value < alpha
 
 
-def _mean_var(xs: Sequence[float]) -> tuple[float, float]:
+def mean_var(xs: Sequence[float]) -> tuple[float, float]:
+    """The mean and the sample variance (n - 1)."""
     m = sum(xs) / len(xs)
     return m, sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
 
@@ -68,7 +69,7 @@ def faster_test(old: Sequence[float], new: Sequence[float], ratio: float = 0.95)
     Welch-Satterthwaite degrees of freedom; p = P(T <= t). ``ratio`` 0.95 asks for at least 5% faster."""
     if len(old) < 2 or len(new) < 2:
         raise ValueError("need at least two timings on each side")
-    (m_old, v_old), (m_new, v_new) = _mean_var(old), _mean_var(new)
+    (m_old, v_old), (m_new, v_new) = mean_var(old), mean_var(new)
     s_new, s_old = v_new / len(new), ratio * ratio * v_old / len(old)
     diff = m_new - ratio * m_old
     speedup = m_old / m_new if m_new > 0 else math.inf
@@ -94,7 +95,7 @@ def paired_faster_test(old: Sequence[float], new: Sequence[float], ratio: float 
     if min(old) <= 0 or min(new) <= 0:
         raise ValueError("timings must be positive")
     d = [math.log(n / o) for o, n in zip(old, new)]
-    m, v = _mean_var(d)
+    m, v = mean_var(d)
     speedup, diff = math.exp(-m), m - math.log(ratio)
     if v == 0:  # every round gave the same ratio: the sign decides
         return SpeedTest(speedup, -math.inf if diff < 0 else math.inf, math.inf, 0.0 if diff < 0 else 1.0)
