@@ -1,17 +1,19 @@
 """Where a sandboxed sample's time goes, against the bare fork of the same interpreter, in one run.
 
-    .venv/bin/python benchmarks/sandbox_overhead.py [--samples 4000] [--workers 2]
+    .venv/bin/python benchmarks/sandbox_overhead.py [--samples 4000] [--workers 2] [--jobs humaneval]
 
-Both sides run a trivial program (``def f(x): return x + 1``) with one test call, so what is measured is
-overhead, not the tests' work:
+By default both sides run a trivial program (``def f(x): return x + 1``) with one test call, so what is
+measured is overhead, not the tests' work. ``--jobs humaneval`` runs instead the throughput benchmark's
+samples (HumanEval's canonical solutions, cycled up to --samples; 1,640 = x 10), and prints also the
+CPU the same programs and tests take run in-process, with no fork at all: the tests' own work.
 
 - codeloop: ``Sandbox(workers=N)`` with all its containment on; CPU per sample of each process kind,
   read from /proc (the evaluator; the workers, which run the trusted judge; the zygotes, which fork
   and reap; the sample processes, charged to the zygotes as reaped children), and page faults per
   sample in the zygotes and the samples (each copy-on-write fault costs microseconds in a VM).
 - peer ("bare fork"): a process holding the same pre-imported modules forks through libc, the child
-  execs the program, calls f(1) and exits, the parent reaps it: no namespaces, limits, pipes,
-  judge or temp dir. Its CPU per sample is the floor of any fork-per-sample design in this
+  execs the program (compiled beforehand), runs its test and exits, the parent reaps it: no
+  namespaces, limits, pipes, judge or temp dir. Its CPU per sample is the floor of any fork-per-sample design in this
   interpreter.
 
 Prints both and the ratio. The README's throughput section quotes this script.
@@ -27,8 +29,11 @@ import os
 import resource
 import time
 
+from codeloop.data import load_tasks
+from codeloop.eval.evaluate import job_for
 from codeloop.sandbox import Job, Sandbox
 from codeloop.sandbox.worker import PREIMPORT
+from codeloop.types import Sample
 
 PROGRAM = "def f(x):\n    return x + 1\n"
 JOB = Job(program=PROGRAM, entry_point="f", test="def check(candidate):\n    assert candidate(1) == 2\n")
@@ -46,18 +51,33 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in open(f"/proc/{pid}/task/{pid}/children").read().split()]
 
 
-def measure_sandbox(n: int, workers: int) -> dict[str, float]:
+def workload(kind: str, n: int) -> tuple[list[Job], list[str]]:
+    """``n`` sandbox jobs and, for the bare fork, the same programs as one source each (tests appended)."""
+    if kind == "trivial":
+        return [JOB] * n, [PROGRAM + "f(1)\n"] * n
+    jobs, sources = [], []
+    tasks = list(load_tasks("humaneval").values())
+    for i in range(n):
+        task = tasks[i % len(tasks)]
+        sample = Sample(task.task_id, task.canonical_solution or "")
+        jobs.append(job_for(task, sample))
+        sources.append(task.prompt + sample.completion + "\n" + task.test + f"\ncheck({task.entry_point})\n")
+    return jobs, sources
+
+
+def measure_sandbox(jobs: list[Job], workers: int) -> dict[str, float]:
+    n = len(jobs)
     with Sandbox(workers=workers, timeout_s=3.0) as sandbox:
         level = sandbox.level
         worker_pids = [w.proc.pid for w in sandbox._workers]
         zygote_pids = [_children(p)[0] for p in worker_pids]
         before = [_proc(p) for p in worker_pids + zygote_pids]
         own0, start = os.times(), time.perf_counter()
-        outcomes = list(sandbox.run([JOB] * n))
+        outcomes = list(sandbox.run(jobs))
         wall, own1 = time.perf_counter() - start, os.times()
         after = [_proc(p) for p in worker_pids + zygote_pids]
     if not all(o.passed for o in outcomes):
-        raise SystemExit("the trivial job did not pass: the sandbox is broken, nothing to measure")
+        raise SystemExit("a job that must pass did not: the sandbox is broken, nothing to measure")
     d = [[a - b for a, b in zip(x, y)] for x, y in zip(after, before)]
     w, z = d[:workers], d[workers:]
     ms = lambda seconds: 1e3 * seconds / n  # noqa: E731
@@ -68,22 +88,32 @@ def measure_sandbox(n: int, workers: int) -> dict[str, float]:
             "sample_faults": sum(x[3] for x in z) / n}
 
 
-def measure_bare_fork(n: int) -> dict[str, float]:
+def measure_in_process(sources: list[str]) -> float:
+    """CPU ms per program to run it (compiled beforehand) with its test in this process: the tests' own work."""
+    codes = [compile(source, "<sample>", "exec") for source in sources]
+    start = time.process_time()
+    for code in codes:
+        exec(code, {})
+    return 1e3 * (time.process_time() - start) / len(codes)
+
+
+def measure_bare_fork(sources: list[str]) -> dict[str, float]:
+    n = len(sources)
     for name in PREIMPORT:
         importlib.import_module(name)
-    code = compile(PROGRAM, "<sample>", "exec")
     fork = ctypes.PyDLL(None, use_errno=True).fork  # no at-fork hooks, as the zygote forks
+    codes = [compile(source, "<sample>", "exec") for source in sources]  # compiled here: a lower floor
     gc.collect()
     gc.freeze()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start, own0 = time.perf_counter(), os.times()
-    for _ in range(n):
+    for code in codes:
         pid = fork()
         if pid == 0:
-            ns: dict = {}
-            exec(code, ns)
-            ns["f"](1)
-            os._exit(0)
+            try:
+                exec(code, {})
+            finally:
+                os._exit(0)
         os.waitpid(pid, 0)
     wall, own1 = time.perf_counter() - start, os.times()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -96,9 +126,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=4000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--jobs", choices=("trivial", "humaneval"), default="trivial",
+                        help="a one-call program (overhead only), or HumanEval's canonical solutions")
     args = parser.parse_args()
-    ours = measure_sandbox(args.samples, args.workers)
-    bare = measure_bare_fork(args.samples)
+    if args.samples < 1 or args.workers < 1:
+        parser.error("--samples and --workers must be at least 1")
+    jobs, sources = workload(args.jobs, args.samples)
+    ours = measure_sandbox(jobs, args.workers)
+    bare = measure_bare_fork(sources)
     total = ours["evaluator_ms"] + ours["worker_ms"] + ours["zygote_ms"] + ours["sample_ms"]
     floor = bare["parent_ms"] + bare["child_ms"]
     print(f"codeloop (isolation {ours['level']}, {args.workers} workers): {ours['per_s']:.0f} samples/s; CPU per sample "
@@ -108,6 +143,8 @@ def main() -> None:
     print(f"bare fork (1 process): {bare['per_s']:.0f} samples/s; CPU per sample {floor:.2f} ms = parent "
           f"{bare['parent_ms']:.2f} + child {bare['child_ms']:.2f}; page faults per child {bare['child_faults']:.0f}")
     print(f"ratio of CPU per sample, codeloop / bare fork: {total / floor:.2f}x")
+    if args.jobs != "trivial":
+        print(f"the same programs and tests in-process, no fork: {measure_in_process(sources):.2f} ms of CPU per sample")
 
 
 if __name__ == "__main__":
