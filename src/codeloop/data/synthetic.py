@@ -433,12 +433,17 @@ FAMILIES = {"synthetic-python": "python", "synthetic-st": "st"}
 """Task-set names and their language (each also with ``+`` for the stricter tests)."""
 
 
+def spellings() -> list[str]:
+    """How each family's task sets are named, for messages: ``synthetic-python[+]:{train,dev,test}[:N]``, ..."""
+    return [f"{family}[+]:{{{','.join(SPLITS)}}}[:N]" for family in FAMILIES]
+
+
 def load(name: str) -> dict[str, Task]:
     """``synthetic-python:SPLIT[:N]`` or ``synthetic-st:SPLIT[:N]``, with ``+`` after the family name
     for the stricter tests."""
     parts = name.split(":")
     if len(parts) not in (2, 3) or parts[0].removesuffix("+") not in FAMILIES:
-        raise ValueError(f"expected synthetic-python[+]:SPLIT[:N] or synthetic-st[+]:SPLIT[:N], got {name!r}")
+        raise ValueError(f"expected {' or '.join(spellings())}, got {name!r}")
     if parts[1] not in SPLITS:
         raise ValueError(f"{name!r}: unknown split {parts[1]!r}; expected one of {', '.join(SPLITS)}")
     if len(parts) == 3 and not (parts[2].isdigit() and int(parts[2]) > 0):

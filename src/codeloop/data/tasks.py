@@ -79,15 +79,15 @@ def read_tasks(path: str | Path) -> dict[str, Task]:
 
 
 def load_tasks(source: str) -> dict[str, Task]:
-    """Tasks by name (``humaneval``, ``st-plc``, ``synthetic-python[+]:SPLIT[:N]``, ``synthetic-st[+]:SPLIT[:N]``, or a hub source: mbpp, mbpp+,
-    humaneval+, apps) or a JSONL path."""
+    """Tasks by name (``humaneval``, ``st-plc``, a synthetic family such as ``synthetic-python[+]:SPLIT[:N]``
+    (``synthetic.FAMILIES``), or a hub source: mbpp, mbpp+, humaneval+, apps) or a JSONL path."""
     if source == "humaneval":
         return read_tasks(humaneval_path())
     if source == "st-plc":  # PLC tasks in IEC 61131-3 Structured Text, shipped with codeloop
         return read_tasks(Path(__file__).with_name("st_plc.jsonl"))
-    if source.startswith(("synthetic-python:", "synthetic-python+:", "synthetic-st:", "synthetic-st+:")):
-        from codeloop.data import synthetic
+    from codeloop.data import synthetic  # here, not above: synthetic imports codeloop.data's prompts
 
+    if ":" in source and source.split(":", 1)[0].removesuffix("+") in synthetic.FAMILIES:
         try:
             return synthetic.load(source)
         except ValueError as exc:
@@ -98,7 +98,6 @@ def load_tasks(source: str) -> dict[str, Task]:
         return hub.load(source)
     path = Path(source)
     if not path.exists():
-        known = ", ".join(("humaneval", "st-plc", "synthetic-python[+]:{train,dev,test}[:N]",
-                           "synthetic-st[+]:{train,dev,test}[:N]", *HUB_SOURCES))
+        known = ", ".join(("humaneval", "st-plc", *synthetic.spellings(), *HUB_SOURCES))
         raise DataError(f"{source}: no such file, and not a known task set ({known})")
     return read_tasks(path)
