@@ -44,3 +44,25 @@ def test_an_unknown_seed_language_is_refused_by_name():
 
     result = CliRunner().invoke(app, ["seed", "train", "--language", "go"])
     assert result.exit_code == 2 and "--language" in result.output and "'go'" in result.output
+
+
+def test_weight_difference_names_identical_and_differing_state_dicts():
+    import torch
+
+    from codeloop.recipes.seed import weight_difference
+
+    old = {"a": torch.zeros(2, 3), "b": torch.ones(4)}
+    assert weight_difference({k: v.clone() for k, v in old.items()}, old) == {
+        "identical": True, "tensors": 2, "tensors_differing": 0, "max_abs_difference": 0.0}
+    new = {"a": torch.zeros(2, 3), "b": torch.tensor([1.0, 1.0, 1.0 + 2**-20, 0.5])}
+    diff = weight_difference(new, old)
+    assert (diff["identical"], diff["tensors_differing"], diff["max_abs_difference"]) == (False, 1, 0.5)
+    assert weight_difference({"a": old["a"]}, old)["tensors_differing"] == 1  # a tensor missing is a difference
+
+
+def test_only_the_shipped_config_is_compared_with_the_shipped_weights():
+    from codeloop.recipes.seed import SeedConfig, shipped_weights
+
+    weights = shipped_weights(SeedConfig(language="python", out_dir="/tmp/elsewhere", minutes=3.0))
+    assert weights is not None and len(weights) > 0
+    assert shipped_weights(SeedConfig(language="python", seed=1)) is None

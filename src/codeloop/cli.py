@@ -808,6 +808,13 @@ def seed_train(out: Optional[Path] = typer.Option(None, "--out", help="Output di
                f"{metrics['train_minutes']} min")
     typer.echo(f"synthetic-{language}:test ({test['tasks']} tasks, n={test['n']}, T={test['temperature']}): "
                f"pass@1 {test['pass_at_1']:.4f}, compile errors {test['compile_error_rate']:.4f}")
+    diff = metrics.get("against_shipped")
+    if diff is not None:
+        shipped = f"the shipped seed-{language}'s (read before this run wrote anything)"
+        typer.echo(f"weights: byte for byte {shipped}" if diff["identical"] else
+                   f"weights: {diff['tensors_differing']} of {diff['tensors']} tensors differ from {shipped}, by up to "
+                   f"{diff['max_abs_difference']:.2g}: this machine (or its packages) rounds differently from the one that trained it "
+                   "(compare the numbers above with the README's)")
 
 
 if __name__ == "__main__":

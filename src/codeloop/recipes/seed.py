@@ -8,12 +8,15 @@ on held-out ``synthetic-python:test`` (or ``synthetic-st:test``) tasks.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from codeloop.data import synthetic
 from codeloop.eval import preload_for, summarize
@@ -79,11 +82,38 @@ class SeedConfig:
         return Path(self.out_dir) if self.out_dir else BUILTIN[f"seed-{self.language}"]
 
 
+def weight_difference(new: Mapping[str, Any], old: Mapping[str, Any]) -> dict[str, Any]:
+    """How two state dicts (name -> tensor) differ: identical (same names, shapes and bytes), how many
+    tensors differ, and the largest absolute difference among those of the same shape."""
+    import torch
+
+    names = sorted(set(new) | set(old))
+    differ = [n for n in names if n not in new or n not in old or new[n].shape != old[n].shape
+              or new[n].dtype != old[n].dtype or not torch.equal(new[n], old[n])]
+    comparable = [n for n in differ if n in new and n in old and new[n].shape == old[n].shape]
+    largest = max(((new[n].double() - old[n].double()).abs().max().item() for n in comparable), default=0.0)
+    return {"identical": not differ, "tensors": len(names), "tensors_differing": len(differ),
+            "max_abs_difference": largest}
+
+
+def shipped_weights(cfg: SeedConfig) -> dict[str, Any] | None:
+    """The shipped seed's tensors, where ``cfg`` is the config it was trained with (then a retrain on a
+    machine that rounds as that one did gives the same bytes); None otherwise or if it is missing."""
+    from safetensors.torch import load_file
+
+    path = BUILTIN[f"seed-{cfg.language}"] / "model.safetensors"
+    if not path.exists() or dataclasses.replace(cfg, out_dir="", minutes=SeedConfig.minutes) != SeedConfig(language=cfg.language):
+        return None
+    return load_file(str(path))
+
+
 def run(cfg: SeedConfig) -> dict:
     import torch
+    from safetensors.torch import load_file
 
     torch.set_num_threads(os.cpu_count() or 1)
     started = time.monotonic()
+    shipped = shipped_weights(cfg)  # read first: the default target is the shipped folder itself
     tasks = synthetic.generate("train", cfg.n_train, seed=cfg.seed, language=cfg.language)
     pairs = [(t.prompt, t.canonical_solution or "") for t in tasks.values()]
     pairs += synthetic.repair_examples(cfg.n_repair, "train", seed=cfg.seed, language=cfg.language,
@@ -101,6 +131,8 @@ def run(cfg: SeedConfig) -> dict:
     tokenizer.save_pretrained(out)
     metrics = {"config": asdict(cfg), "train": asdict(stats), "parameters": sum(p.numel() for p in model.parameters()),
                "train_minutes": round((time.monotonic() - started) / 60, 2)}
+    if shipped is not None:
+        metrics["against_shipped"] = weight_difference(load_file(str(out / "model.safetensors")), shipped)
     metrics["test"] = measure(HFGenerator(str(out)), cfg.eval_limit, cfg.eval_n, cfg.eval_temperature, cfg.seed,
                               cfg.language)
     (out / "seed_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
