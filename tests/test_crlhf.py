@@ -135,6 +135,21 @@ def test_a_crowd_verdict_on_whole_programs_can_be_the_reward(tmp_path):
         assert r["score"] == pytest.approx((share + r["program_probability"]) / 2)
 
 
+def test_the_verdict_prior_can_be_estimated_each_iteration(tmp_path):
+    pytest.importorskip("torch")
+    from codeloop.feedback.human import program_probability
+    from codeloop.recipes.crlhf import run
+
+    metrics = run(crlhf_cfg(tmp_path, 1, crowd="0.9,0.8,0.7", val_limit=1, crowd_score="verdict", verdict_prior="em"))
+    rows = read(tmp_path / "iter_1" / "annotations.jsonl")
+    prior = metrics[1]["verdict_prior"]
+    assert 0.01 <= prior <= 0.99 and prior != 0.5
+    assert sum(r["program_probability"] for r in rows) / len(rows) == pytest.approx(prior, abs=1e-6)  # EM's fixed point
+    reliability = json.loads((tmp_path / "iter_1" / "reliabilities.json").read_text())["reliability"]
+    for r in rows:
+        assert r["score"] == pytest.approx(program_probability(r["verdict_votes"], reliability, prior))
+
+
 @pytest.mark.parametrize("settings", [{"reliabilities": "online", "step": 1.0}, {"reliabilities": "oneshot"},
                                       {"reliabilities": "majority", "reward": "tests"}, {"reward": "truth", "kl_weight": 0.1, "clip": 0.2, "lr": 0.01}])
 def test_the_other_estimates_and_rewards_run(settings, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from codeloop.feedback.human import (CORRECT, WRONG, Reliabilities, SimulatedCrowd, aggregate, check_labels, check_verdict, code_lines,
                                      counted_lines, crowd_score, em_reliabilities, fit_reliabilities, line_share, posterior,
-                                     reference_line_labels, score_program)
+                                     program_probability, reference_line_labels, score_program, verdict_prior)
 
 
 def test_posterior_is_bayes_rule_with_independent_annotators():
@@ -167,6 +167,24 @@ def test_a_crowd_score_is_the_line_share_the_verdict_or_their_mean():
     for bad in (0, 2, True, 1.0, "1"):
         with pytest.raises(ValueError, match="verdict: 1 .* -1 .* or null, got"):
             check_verdict(bad)
+
+
+def test_the_verdict_prior_estimated_by_em_recovers_the_share_of_correct_programs():
+    crowd = {"a": 0.9, "b": 0.8, "c": 0.7}
+    people = SimulatedCrowd(crowd, seed=11)
+    rng = random.Random(4)
+    for share in (0.2, 0.5, 0.8):
+        votes = [people.judge(rng.random() < share, list(crowd)) for _ in range(4000)]
+        assert verdict_prior(votes, crowd) == pytest.approx(share, abs=0.03)
+    # a fixed point: the estimate is the mean posterior it implies
+    votes = [people.judge(rng.random() < 0.2, list(crowd)) for _ in range(500)]
+    prior = verdict_prior(votes, crowd)
+    assert sum(program_probability(v, crowd, prior) for v in votes) / len(votes) == pytest.approx(prior, abs=1e-6)
+    assert verdict_prior([], crowd) == 0.5 and verdict_prior([{}, {}], crowd) == 0.5
+    assert verdict_prior([{"a": 1}] * 10, {"a": 0.99}) == 0.99  # kept off 0 and 1
+    # two yes against one no is worth less when most programs fail
+    mixed = {"a": 1, "b": 1, "c": -1}
+    assert program_probability(mixed, crowd, 0.2) < program_probability(mixed, crowd) == pytest.approx(posterior(mixed, crowd))
 
 
 def test_honeypot_agreement_rates_are_the_counting_estimate():

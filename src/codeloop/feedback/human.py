@@ -122,11 +122,32 @@ def posterior(votes: Mapping[str, int], reliability: Mapping[str, float] | Relia
     return sigmoid(logit(prior) + sum(eps * logit(reliability[a]) for a, eps in votes.items()))
 
 
-def program_probability(votes: Mapping[str, int], reliability: Mapping[str, float]) -> float:
+def program_probability(votes: Mapping[str, int], reliability: Mapping[str, float], prior: float = 0.5) -> float:
     """P(a program does what its task asks) from annotators' verdicts on the whole of it (+1/-1): eq. 7
-    with the reliabilities their line labels earned and the prior 1/2; an annotator the estimate has not
-    seen counts at 1/2, i.e. not at all."""
-    return posterior(votes, {a: reliability.get(a, 0.5) for a in votes})
+    with the reliabilities their line labels earned and ``prior`` (1/2 by default; ``verdict_prior``
+    estimates it); an annotator the estimate has not seen counts at 1/2, i.e. not at all."""
+    return posterior(votes, {a: reliability.get(a, 0.5) for a in votes}, prior)
+
+
+VERDICT_PRIORS = ("half", "em")  # the prior P(program correct) behind program_probability (verdict_prior)
+
+
+def verdict_prior(votes: Sequence[Mapping[str, int]], reliability: Mapping[str, float], iterations: int = 100,
+                  tol: float = 1e-9, bound: float = 0.01) -> float:
+    """The share of programs that do what their tasks ask, estimated from the verdicts alone by EM with
+    the annotators' reliabilities held fixed (ours): π ← mean of P(correct | votes, π) until it settles.
+    A batch where most programs fail gets a prior near its failure rate instead of 1/2, so two yes-votes
+    against one no count for less. Kept within [bound, 1 - bound]; 1/2 when there are no votes."""
+    if not any(votes):
+        return 0.5
+    prior = 0.5
+    for _ in range(iterations):
+        new = sum(program_probability(v, reliability, prior) for v in votes) / len(votes)
+        new = min(max(new, bound), 1.0 - bound)
+        if abs(new - prior) < tol:
+            return new
+        prior = new
+    return prior
 
 
 @dataclass

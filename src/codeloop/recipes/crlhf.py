@@ -45,8 +45,9 @@ from codeloop.data import DataError, load_tasks, read_jsonl, write_jsonl
 from codeloop.data.jsonl import require, where
 from codeloop.eval import preload_for
 from codeloop.eval.plots import plot_metrics
-from codeloop.feedback.human import (CORRECT, CROWD_SCORES, ESTIMATES, SCORE_LINES, Aggregator, Labelled, SimulatedCrowd, code_lines,
-                                     counted_lines, crowd, crowd_score, line_share, program_probability, reference_line_labels)
+from codeloop.feedback.human import (CORRECT, CROWD_SCORES, ESTIMATES, SCORE_LINES, VERDICT_PRIORS, Aggregator, Labelled,
+                                     SimulatedCrowd, code_lines, counted_lines, crowd, crowd_score, line_share, program_probability,
+                                     reference_line_labels, verdict_prior)
 from codeloop.recipes.coderl import leave_one_out
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
                                      plus_metrics, rollout, validation_tasks)
@@ -98,6 +99,9 @@ class CRLHFConfig(LoopSettings):
     crowd_score: str = "lines"
     """What the crowd's reward is made of: "lines" (s, the paper), "verdict" (P(program correct) from the
     annotators' verdicts on whole programs) or "lines+verdict" (their mean)."""
+    verdict_prior: str = "half"
+    """The prior P(program correct) behind the verdict score: "half" (1/2, as eq. 7 for lines) or "em"
+    (estimated each iteration from the batch's verdicts, ``feedback.human.verdict_prior``; ours)."""
     score_lines: str = "all"
     """Which lines s counts: "all" (the paper) or "statements" (ST: not unit headers/ends or VAR/TYPE blocks)."""
     mark_gaps: bool = False
@@ -121,7 +125,8 @@ class CRLHFConfig(LoopSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choices(reliabilities=(self.reliabilities, ESTIMATES), reward=(self.reward, REWARDS),
-                      score_lines=(self.score_lines, SCORE_LINES), crowd_score=(self.crowd_score, CROWD_SCORES))
+                      score_lines=(self.score_lines, SCORE_LINES), crowd_score=(self.crowd_score, CROWD_SCORES),
+                      verdict_prior=(self.verdict_prior, VERDICT_PRIORS))
         check_clip(self.clip)
         if self.trainer != "plain":
             raise ValueError(f"trainer {self.trainer!r}: the crlhf loop trains with its own policy-gradient loop; use trainer plain")
@@ -214,7 +219,8 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
             with clock("aggregate"):
                 verdicts = [v.correct for v in aggregator([lab for lab, t in zip(labels, truth) if t])]
                 rel = aggregator.state.get("reliability", {})
-                program_p = [program_probability(v, rel) for v in votes]
+                prior = verdict_prior(votes, rel) if cfg.verdict_prior == "em" else 0.5
+                program_p = [program_probability(v, rel, prior) for v in votes]
             verdicts_iter = iter(verdicts)
             judged = [next(verdicts_iter) if t else [] for t in truth]  # a program with no non-blank line: no lines
             counted = [counted_lines(code_lines(text), task.language, cfg.score_lines)
@@ -245,6 +251,7 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
                    "line_accuracy": sum(x == y for x, y in lines) / max(1, len(lines)),
                    "score_error": sum(abs(a - b) for a, b in zip(crowd_lines, true_s)) / max(1, len(true_s)),
                    "verdict_accuracy": sum((q > cfg.tau) == bool(x) for q, x in zip(program_p, passed)) / len(passed),
+                   "verdict_prior": prior,
                    "reliability_error": _reliability_error(aggregator.state.get("reliability", {}), reliability),
                    "loss": pstats.final_loss, "mean_token_weight": pstats.mean_weight, "kl": pstats.kl,
                    "clipped": pstats.clipped}
