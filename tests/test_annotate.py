@@ -369,6 +369,11 @@ def test_verdicts_on_whole_programs_are_stored_checked_and_scored(served, tmp_pa
         assert v["verdict_votes"] == {"good": -1, "bad": 1}
         assert v["score"] == v["program_probability"] < 0.2 and m["score"] == pytest.approx((a["score"] + v["program_probability"]) / 2)
     assert state["reliability"]["good"] > state["reliability"]["bad"]  # the verdicts weigh by what the lines earned
+    estimated, est_state = scores(store, "em", crowd="verdict", prior="em")
+    assert est_state["verdict_prior"] == 0.01 and state["verdict_prior"] == 0.5  # every program judged wrong: the bound
+    assert all(e["score"] < v["score"] for e, v in zip(estimated, judged))  # a prior below 1/2 lowers each P
+    with pytest.raises(ValueError, match="verdict_prior: expected one of half, em, got 'x'"):
+        scores(store, "em", crowd="verdict", prior="x")
     store.label("good", programs[0].id, [1] * 5)  # labels again without a verdict: that program has only bad's now
     assert store.verdicts()[programs[0].id] == {"bad": 1}
     store.label("bad", programs[0].id, [1] * 5)
@@ -379,6 +384,8 @@ def test_verdicts_on_whole_programs_are_stored_checked_and_scored(served, tmp_pa
     assert result.exit_code == 2 and "--crowd-score 'verdict' needs verdicts" in result.output
     result = CliRunner().invoke(app, ["annotate", "scores", str(store.path), "--out", str(tmp_path / "s.jsonl"), "--crowd-score", "votes"])
     assert result.exit_code == 2 and "--crowd-score: expected one of lines, verdict, lines+verdict" in result.output
+    result = CliRunner().invoke(app, ["annotate", "scores", str(store.path), "--out", str(tmp_path / "s.jsonl"), "--verdict-prior", "x"])
+    assert result.exit_code == 2 and "--verdict-prior: expected one of half, em" in result.output
 
 
 def test_cli_scores_writes_rows_and_names_bad_input(store, tmp_path):

@@ -753,7 +753,10 @@ def annotate_scores(db: Path = typer.Argument(..., help="The SQLite file of `cod
                                                         "language (for --score-lines statements)."),
                     crowd_score: str = typer.Option("lines", "--crowd-score", help="The score: lines (the share of lines "
                                                     "judged correct, the paper's), verdict (P(program correct) from the "
-                                                    "annotators' verdicts on whole programs) or lines+verdict (their mean).")) -> None:
+                                                    "annotators' verdicts on whole programs) or lines+verdict (their mean)."),
+                    verdict_prior: str = typer.Option("half", "--verdict-prior", help="The prior P(program correct) behind "
+                                                      "a verdict score: half (1/2) or em (the share of correct programs "
+                                                      "estimated from the verdicts).")) -> None:
     """Aggregate the labels by Bayes into (task, program, score) rows, the reward data of cRLHF, and print each
     annotator's estimated reliability."""
     from codeloop.annotate.store import Store, scores
@@ -771,9 +774,9 @@ def annotate_scores(db: Path = typer.Argument(..., help="The SQLite file of `cod
     store = Store(db)
     try:
         rows, state = scores(store, reliabilities, tau=tau, step=step, nu=nu, gamma=gamma, score_lines=score_lines,
-                             languages=languages, crowd=crowd_score)
+                             languages=languages, crowd=crowd_score, prior=verdict_prior)
     except ValueError as exc:
-        _fail(str(exc).replace("crowd_score", "--crowd-score"))
+        _fail(str(exc).replace("crowd_score", "--crowd-score").replace("verdict_prior", "--verdict-prior"))
     finally:
         store.close()
     if not rows:
@@ -782,6 +785,8 @@ def annotate_scores(db: Path = typer.Argument(..., help="The SQLite file of `cod
     samples = sum(r.get("copies", 1) for r in rows)
     typer.echo(f"wrote {len(rows)} scored programs ({samples} samples) to {out} "
                f"(mean score per program {sum(r['score'] for r in rows) / len(rows):.3f})")
+    if crowd_score != "lines":
+        typer.echo(f"prior P(program correct) behind the verdicts: {state['verdict_prior']:.3f} ({verdict_prior})")
     typer.echo(f"reliabilities ({reliabilities}), prior P(line correct) {state['prior']:.3f}:")
     for name, p in sorted(state["reliability"].items(), key=lambda kv: -kv[1]):
         typer.echo(f"  {name:24s} {p:.3f}")

@@ -34,8 +34,9 @@ from typing import Any
 
 from codeloop.data import DataError, read_jsonl
 from codeloop.data.jsonl import require, where
-from codeloop.feedback.human import (CORRECT, CROWD_SCORES, SCORE_LINES, WRONG, Aggregator, Labelled, check_labels, check_verdict, code_lines,
-                                     counted_lines, crowd_score, line_share, program_probability)
+from codeloop.feedback.human import (CORRECT, CROWD_SCORES, SCORE_LINES, VERDICT_PRIORS, WRONG, Aggregator, Labelled, check_labels,
+                                     check_verdict, code_lines, counted_lines, crowd_score, line_share, program_probability,
+                                     verdict_prior)
 from codeloop.types import Task
 
 NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
@@ -299,19 +300,23 @@ class Store:
 
 def scores(store: Store, method: str = "em", tau: float = 0.5, step: float = 0.1, nu: float = 0.7,
            gamma: float = 0.01, score_lines: str = "all",
-           languages: Mapping[str, str] | None = None, crowd: str = "lines") -> tuple[list[dict[str, Any]], dict]:
+           languages: Mapping[str, str] | None = None, crowd: str = "lines",
+           prior: str = "half") -> tuple[list[dict[str, Any]], dict]:
     """Every labelled program's aggregate (``codeloop.feedback.human.Aggregator``): a row with the sample's
     own fields, its lines, each annotator's labels, P(correct) and the verdict per line, and the score
     s = correct lines / lines, the reward of the (task, program, s) dataset; and the reliabilities used.
     ``score_lines`` "statements" counts only the lines that compute (``counted_lines``, listed in the row's
     ``counted``), which needs ``languages``: task_id -> the task's language. Where annotators gave verdicts
     on the whole program, the row has them (``verdict_votes``) and their aggregate by eq. 7 with the same
-    reliabilities, prior 1/2 (``program_probability``); ``crowd`` (``crowd_score``) says whether the score
-    is the line share, that probability, or their mean."""
+    reliabilities (``program_probability``), with ``prior`` "half" (1/2) or "em" (the share of correct
+    programs estimated from the verdicts, ``verdict_prior``; in the returned state); ``crowd``
+    (``crowd_score``) says whether the score is the line share, that probability, or their mean."""
     if score_lines not in SCORE_LINES:
         raise ValueError(f"score_lines: expected one of {', '.join(SCORE_LINES)}, got {score_lines!r}")
     if crowd not in CROWD_SCORES:
         raise ValueError(f"crowd_score: expected one of {', '.join(CROWD_SCORES)}, got {crowd!r}")
+    if prior not in VERDICT_PRIORS:
+        raise ValueError(f"verdict_prior: expected one of {', '.join(VERDICT_PRIORS)}, got {prior!r}")
     aggregator = Aggregator(method, store.honeypots(), tau=tau, step=step, nu=nu, gamma=gamma)
     labels = store.labels()
     programs = [it for it in store.items() if not it.honeypot and it.id in labels]
@@ -331,11 +336,12 @@ def scores(store: Store, method: str = "em", tau: float = 0.5, step: float = 0.1
                              f"labelled programs have none (task {lacking[0].task_id}); score them by lines, or collect verdicts")
     verdicts = aggregator([labels[it.id] for it in programs])
     rel = aggregator.state.get("reliability", {})
-    program_p = [program_probability(votes[it.id], rel) if it.id in votes else None for it in programs]
+    p0 = verdict_prior([votes[it.id] for it in programs if it.id in votes], rel) if prior == "em" else 0.5
+    program_p = [program_probability(votes[it.id], rel, p0) if it.id in votes else None for it in programs]
     rows = [{"task_id": it.task_id, "completion": it.completion, **it.extra, "lines": it.lines, "labels": labels[it.id],
              "probabilities": [round(p, 6) for p in v.probabilities], "verdicts": [CORRECT if c else WRONG for c in v.correct],
              **({"verdict_votes": votes[it.id], "program_probability": q} if q is not None else {}),
              "score": crowd_score(line_share(v.correct, c), q, crowd), "annotators": len(labels[it.id]),
              **({"counted": c} if c is not None else {})}
             for it, v, c, q in zip(programs, verdicts, counted, program_p)]
-    return rows, aggregator.state
+    return rows, {**aggregator.state, "verdict_prior": p0}
