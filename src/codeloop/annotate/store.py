@@ -34,9 +34,8 @@ from typing import Any
 
 from codeloop.data import DataError, read_jsonl
 from codeloop.data.jsonl import require, where
-from codeloop.feedback.human import (CORRECT, CROWD_SCORES, SCORE_LINES, VERDICT_PRIORS, WRONG, Aggregator, Labelled, check_labels,
-                                     check_verdict, code_lines, counted_lines, crowd_score, line_share, program_probability,
-                                     verdict_prior)
+from codeloop.feedback.human import (CORRECT, CROWD_SCORES, SCORE_LINES, WRONG, Aggregator, Labelled, check_labels, check_verdict,
+                                     code_lines, counted_lines, crowd_score, line_share, program_probabilities)
 from codeloop.types import Task
 
 NAME = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
@@ -315,8 +314,6 @@ def scores(store: Store, method: str = "em", tau: float = 0.5, step: float = 0.1
         raise ValueError(f"score_lines: expected one of {', '.join(SCORE_LINES)}, got {score_lines!r}")
     if crowd not in CROWD_SCORES:
         raise ValueError(f"crowd_score: expected one of {', '.join(CROWD_SCORES)}, got {crowd!r}")
-    if prior not in VERDICT_PRIORS:
-        raise ValueError(f"verdict_prior: expected one of {', '.join(VERDICT_PRIORS)}, got {prior!r}")
     aggregator = Aggregator(method, store.honeypots(), tau=tau, step=step, nu=nu, gamma=gamma)
     labels = store.labels()
     programs = [it for it in store.items() if not it.honeypot and it.id in labels]
@@ -336,8 +333,9 @@ def scores(store: Store, method: str = "em", tau: float = 0.5, step: float = 0.1
                              f"labelled programs have none (task {lacking[0].task_id}); score them by lines, or collect verdicts")
     verdicts = aggregator([labels[it.id] for it in programs])
     rel = aggregator.state.get("reliability", {})
-    p0 = verdict_prior([votes[it.id] for it in programs if it.id in votes], rel) if prior == "em" else 0.5
-    program_p = [program_probability(votes[it.id], rel, p0) if it.id in votes else None for it in programs]
+    judged, p0 = program_probabilities([votes[it.id] for it in programs if it.id in votes], rel, prior)
+    in_order = iter(judged)
+    program_p = [next(in_order) if it.id in votes else None for it in programs]
     rows = [{"task_id": it.task_id, "completion": it.completion, **it.extra, "lines": it.lines, "labels": labels[it.id],
              "probabilities": [round(p, 6) for p in v.probabilities], "verdicts": [CORRECT if c else WRONG for c in v.correct],
              **({"verdict_votes": votes[it.id], "program_probability": q} if q is not None else {}),

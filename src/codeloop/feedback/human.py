@@ -150,6 +150,16 @@ def verdict_prior(votes: Sequence[Mapping[str, int]], reliability: Mapping[str, 
     return prior
 
 
+def program_probabilities(votes: Sequence[Mapping[str, int]], reliability: Mapping[str, float],
+                          prior: str = "half") -> tuple[list[float], float]:
+    """``program_probability`` of each program's verdicts, under the prior ``prior`` names ("half": 1/2;
+    "em": ``verdict_prior`` over these same verdicts), and that prior."""
+    if prior not in VERDICT_PRIORS:
+        raise ValueError(f"verdict_prior: expected one of {', '.join(VERDICT_PRIORS)}, got {prior!r}")
+    p0 = verdict_prior(votes, reliability) if prior == "em" else 0.5
+    return [program_probability(v, reliability, p0) for v in votes], p0
+
+
 @dataclass
 class Reliabilities:
     """Per-annotator reliability p_i, updated online by eq. 8."""

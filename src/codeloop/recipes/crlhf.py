@@ -46,8 +46,8 @@ from codeloop.data.jsonl import require, where
 from codeloop.eval import preload_for
 from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.human import (CORRECT, CROWD_SCORES, ESTIMATES, SCORE_LINES, VERDICT_PRIORS, Aggregator, Labelled,
-                                     SimulatedCrowd, code_lines, counted_lines, crowd, crowd_score, line_share, program_probability,
-                                     reference_line_labels, verdict_prior)
+                                     SimulatedCrowd, code_lines, counted_lines, crowd, crowd_score, line_share, program_probabilities,
+                                     reference_line_labels)
 from codeloop.recipes.coderl import leave_one_out
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
                                      plus_metrics, rollout, validation_tasks)
@@ -219,8 +219,7 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
             with clock("aggregate"):
                 verdicts = [v.correct for v in aggregator([lab for lab, t in zip(labels, truth) if t])]
                 rel = aggregator.state.get("reliability", {})
-                prior = verdict_prior(votes, rel) if cfg.verdict_prior == "em" else 0.5
-                program_p = [program_probability(v, rel, prior) for v in votes]
+                program_p, prior = program_probabilities(votes, rel, cfg.verdict_prior)
             verdicts_iter = iter(verdicts)
             judged = [next(verdicts_iter) if t else [] for t in truth]  # a program with no non-blank line: no lines
             counted = [counted_lines(code_lines(text), task.language, cfg.score_lines)
