@@ -271,3 +271,15 @@ def test_hugging_faces_progress_bars_are_off_when_stderr_is_not_a_terminal():
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert out.strip() == "1"  # a log gets no carriage-return frames of model loading and saving
+
+
+@pytest.mark.parametrize("group", [[], ["loop"], ["annotate"], ["tasks"], ["seed"]])
+def test_command_lists_show_each_docstring_as_one_line_of_prose(group):
+    # typer kept the docstring's source line breaks in a group's list ("...comparison over the" ended a row)
+    result = runner.invoke(app, [*group, "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    body = result.output.split("Commands")[1]
+    rows = [line[2:].rstrip(" │") for line in body.splitlines() if line.startswith("│ ")]
+    assert rows
+    continued = [row for row in rows if row.startswith(" ")]  # a row whose name column is empty: a wrapped line
+    assert continued == [], continued

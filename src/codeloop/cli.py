@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -821,6 +822,21 @@ def seed_train(out: Optional[Path] = typer.Option(None, "--out", help="Output di
                    f"{diff['max_abs_difference']:.2g}: this machine (or its packages) rounds differently from the one that trained it "
                    "(compare the numbers above with the README's)")
 
+
+def _one_line_listings(group: typer.Typer) -> None:
+    """List each command by its docstring's first paragraph as one line of prose: typer (0.29, rich
+    markup) keeps that paragraph's line breaks in a group's command list, so the source's wrapping
+    showed as ragged breaks in ``codeloop --help``. A command's own ``--help`` was never affected."""
+    for info in group.registered_commands:
+        doc = info.callback.__doc__ if info.callback is not None else None
+        if info.short_help is None and doc:
+            info.short_help = " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _one_line_listings(sub.typer_instance)
+
+
+_one_line_listings(app)
 
 if __name__ == "__main__":
     app()
