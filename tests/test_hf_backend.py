@@ -66,8 +66,40 @@ def test_a_saved_model_loads_by_path(tmp_path):
 
 
 def test_a_missing_model_is_a_clear_error(tmp_path):
-    with pytest.raises(GeneratorError, match="cannot load model"):
+    # not the hub's "Repo id must be in the form 'repo_name' or 'namespace/repo_name'"
+    with pytest.raises(GeneratorError, match="'.*/nope': no such directory, and not a hub name either"):
         HFGenerator(str(tmp_path / "nope"), device="cpu")
+    (tmp_path / "weights.bin").write_bytes(b"")
+    with pytest.raises(GeneratorError, match="is a file: expected a model directory"):
+        HFGenerator(str(tmp_path / "weights.bin"), device="cpu")
+    with pytest.raises(GeneratorError, match="the directory has no config.json"):
+        HFGenerator(str(tmp_path), device="cpu")
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(GeneratorError, match="cannot load model"):  # a config, and no model behind it
+        HFGenerator(str(tmp_path), device="cpu")
+
+
+def test_a_hub_name_fails_at_once_when_the_hub_does_not_answer(monkeypatch):
+    import huggingface_hub
+
+    from codeloop.models.hf import locate
+
+    looked: list[str] = []
+
+    class Unreachable:
+        def head(self, url, timeout):
+            looked.append(url)
+            raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(huggingface_hub, "get_session", lambda: Unreachable())
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name: None)
+    with pytest.raises(GeneratorError, match=r"'someone/model'.*not in the Hugging Face cache.*does not answer "
+                                             r"\(ConnectionError: no route to host\)"):
+        HFGenerator("someone/model", device="cpu")
+    assert len(looked) == 1  # one look, not transformers' minute of retries
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name: f"/cache/{repo}/{name}")
+    assert locate("someone/model") == "someone/model" and len(looked) == 1  # cached: no look at the hub
+    assert locate("seed-python").endswith("seed_python")
 
 
 def test_prompt_tokens_are_masked_from_the_loss():

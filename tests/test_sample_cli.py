@@ -81,4 +81,4 @@ def test_a_missing_model_path_is_refused_cleanly(tmp_path):
     pytest.importorskip("torch", reason="the train extra (torch) is part of the dev install")
     result = runner.invoke(app, ["sample", "--model", str(tmp_path / "nope"), "--tasks", "synthetic-python:test",
                                  "--limit", "1", "--out", str(tmp_path / "x.jsonl")])
-    assert result.exit_code == 2 and "cannot load model" in result.output
+    assert result.exit_code == 2 and "no such directory, and not a hub name" in result.output

@@ -43,7 +43,9 @@ DECODERS = ("auto", "generate")
 
 
 def resolve(name_or_path: str) -> str:
-    """A built-in model name, a local directory, or a hub name (returned unchanged)."""
+    """A built-in model name, a local directory, or a hub name (returned unchanged). Anything else (a
+    path that does not exist and cannot be a hub name, a file) is a :class:`GeneratorError` saying so,
+    rather than the hub's complaint about the form of repo ids. Reads no network."""
     if name_or_path in BUILTIN:
         path = BUILTIN[name_or_path]
         if not (path / "config.json").exists():
@@ -51,7 +53,43 @@ def resolve(name_or_path: str) -> str:
             raise GeneratorError(f"built-in model {name_or_path!r} is missing at {path}: "
                                  f"run `codeloop seed train --language {language}`")
         return str(path)
+    local = Path(name_or_path).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise GeneratorError(f"model {name_or_path!r}: the directory has no config.json, so it holds no saved "
+                                 "model (what save_pretrained writes, or a run's iter_N/model)")
+        return str(local)
+    if local.exists():
+        raise GeneratorError(f"model {name_or_path!r} is a file: expected a model directory (config.json, weights, "
+                             "tokenizer), a hub name or a built-in model")
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name_or_path)
+    except HFValidationError:
+        raise GeneratorError(f"model {name_or_path!r}: no such directory, and not a hub name either (NAME or "
+                             f"OWNER/NAME); built-in: {', '.join(BUILTIN)}") from None
     return name_or_path
+
+
+def locate(name_or_path: str) -> str:
+    """:func:`resolve`, then, for a hub name that is not in the local Hugging Face cache, one quick look
+    at whether the hub answers at all: without it, transformers retries for most of a minute before it
+    says the hub cannot be reached (``HF_HUB_OFFLINE=1`` skips the look, and the download)."""
+    path = resolve(name_or_path)
+    if Path(path).is_dir():
+        return path
+    from huggingface_hub import constants, get_session, try_to_load_from_cache
+
+    if constants.HF_HUB_OFFLINE or isinstance(try_to_load_from_cache(path, "config.json"), str):
+        return path
+    try:
+        get_session().head(constants.ENDPOINT, timeout=10)
+    except Exception as exc:  # noqa: BLE001 - any failure to get an answer at all
+        raise GeneratorError(f"cannot load model {name_or_path!r}: it is not a local directory, not a built-in model "
+                             f"({', '.join(BUILTIN)}) and not in the Hugging Face cache, and {constants.ENDPOINT} does "
+                             f"not answer ({type(exc).__name__}: {exc})") from None
+    return path
 
 
 MODEL_FILES = (".safetensors", ".bin", ".pt", ".pth", ".json", ".model", ".txt", ".tiktoken")
@@ -120,13 +158,13 @@ class HFGenerator:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.batch_size = max(1, batch_size)
         if model is None:
-            path = resolve(name_or_path)
+            path = locate(name_or_path)
             torch_dtype = (torch.bfloat16 if self.device.startswith("cuda") else torch.float32) if dtype == "auto" \
                 else getattr(torch, dtype)
             try:
                 tokenizer = AutoTokenizer.from_pretrained(path)
                 model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: e.g. a tokenizer that cannot be built from the files
                 raise GeneratorError(f"cannot load model {name_or_path!r}: {exc}") from None
         self.model, self.tokenizer = model.to(self.device).eval(), tokenizer
         self._takes = set(inspect.signature(self.model.forward).parameters)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from codeloop.models.base import GeneratorError, truncate_at_stop
-from codeloop.models.hf import resolve
+from codeloop.models.hf import locate
 from codeloop.types import Completion, SamplingParams
 
 
@@ -20,7 +20,7 @@ class VLLMGenerator:
         except ImportError:
             raise GeneratorError("the vllm backend needs the optional extra: pip install 'codeloop[vllm]' (GPU)") from None
         self.name = name_or_path
-        self.llm = LLM(model=resolve(name_or_path), gpu_memory_utilization=gpu_memory_utilization, dtype=dtype,
+        self.llm = LLM(model=locate(name_or_path), gpu_memory_utilization=gpu_memory_utilization, dtype=dtype,
                        seed=seed, **engine_kwargs)
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:

@@ -23,7 +23,7 @@ from codeloop.data.prompts import stop_for
 from codeloop.eval import evaluate, summarize
 from codeloop.feedback.compiler import compiles
 from codeloop.models.base import Generator
-from codeloop.models.hf import HFGenerator, resolve, weights_digest
+from codeloop.models.hf import HFGenerator, locate, weights_digest
 from codeloop.sandbox import Sandbox
 from codeloop.types import Completion, Outcome, Sample, SamplingParams, Status, Task
 
@@ -138,7 +138,7 @@ def load_model(name: str) -> tuple[Any, Any]:
     """A causal LM and its tokenizer by name (``seed-python``), local path or hub id."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = resolve(name)
+    path = locate(name)
     return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
 
 
