@@ -106,6 +106,44 @@ def test_the_critic_ranks_held_out_samples_and_is_scored_on_their_outcomes(monke
                                                            "ranked_pass_at_1": 0.5, "pass_at_n": 1.0}
 
 
+def test_the_best_samples_per_task_are_kept_in_input_order_ties_to_the_earlier():
+    from codeloop.recipes.coderl import best_per_task
+    from codeloop.types import Sample
+
+    samples = [Sample(t, c) for t, c in [("a", "1"), ("b", "1"), ("a", "2"), ("a", "3"), ("b", "2")]]
+    p = [0.2, 0.5, 0.9, 0.2, 0.5]
+    assert best_per_task(samples, p, 1) == [1, 2]  # b: a tie at 0.5 goes to the earlier sample
+    assert best_per_task(samples, p, 2) == [0, 1, 2, 4]  # a: 0.9, then the earlier 0.2
+    assert best_per_task(samples, p, 9) == [0, 1, 2, 3, 4]
+
+
+def test_the_ranking_report_pairs_the_critics_pick_with_a_random_pick():
+    from codeloop.recipes.coderl import ranked_row, ranking_report
+    from codeloop.types import Sample
+
+    def row(task, passed):
+        return Sample(task, "x", {"passed": passed, "status": "passed" if passed else "failed"})
+
+    # a: 1 of 4 pass, the critic picks it (+0.75); b: 2 of 2 pass (0); c: none passes (0)
+    samples = [row("a", False), row("a", True), row("a", False), row("a", False), row("b", True), row("b", True),
+               row("c", False), row("c", False)]
+    p = [0.1, 0.8, 0.3, 0.2, 0.5, 0.4, 0.9, 0.1]
+    report = ranking_report(samples, p)
+    comparison = report.comparison
+    assert comparison.tasks == 3 and comparison.before == pytest.approx((0.25 + 1 + 0) / 3)
+    assert comparison.after == pytest.approx(2 / 3) and comparison.difference == pytest.approx(0.75 / 3)
+    assert (comparison.better, comparison.worse) == (1, 0) and report.perfect == pytest.approx(2 / 3)
+    assert report.compiling == pytest.approx(report.comparison.before)  # nothing here fails to compile
+    samples[0].extra["status"] = samples[2].extra["status"] = "compile_error"  # task a: 1 of the 2 that compile passes
+    assert ranking_report(samples, p).compiling == pytest.approx((0.5 + 1 + 0) / 3)
+    assert ranking_report([Sample("a", "x", {"passed": True})], [0.5]).compiling is None  # no status: not known
+    assert ranking_report([Sample("a", "x")], [0.5]) is None  # samples without verdicts: nothing to score
+    assert ranking_report([Sample("a", "x", {"passed": "yes"})], [0.5]) is None
+    ranked = ranked_row(samples[1], [0.1, 0.1, 0.0, 0.8])
+    assert ranked == {"task_id": "a", "completion": "x", "passed": True, "status": "passed",
+                      "critic_p_passed": 0.8, "critic_class": "passed"}
+
+
 # --- critic and policy gradient on a tiny model ------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -149,6 +187,33 @@ def test_the_critic_saves_and_loads_with_the_same_predictions(tiny, tmp_path):
     again = Critic.load(tmp_path)
     items = [("Q:", " return 2")]
     assert class_probabilities(again, tok, items)[0].tolist() == pytest.approx(class_probabilities(critic, tok, items)[0].tolist())
+
+
+def test_a_folder_that_is_no_critic_is_named_with_what_it_lacks(tiny, tmp_path):
+    from codeloop.train.critic import Critic
+
+    model, _ = tiny
+    model.save_pretrained(tmp_path)  # a model, not a critic
+    with pytest.raises(ValueError, match="not a critic saved by `codeloop loop coderl`.*no critic.json, critic_head.pt"):
+        Critic.load(tmp_path)
+
+
+def test_the_critics_tokenizer_comes_from_its_folder_else_from_the_runs_starting_model(tiny, tmp_path):
+    from codeloop.recipes.coderl import critic_tokenizer
+    from codeloop.train.critic import Critic
+
+    model, tok = tiny
+    critic = Critic.from_model(model)
+    critic.save(tmp_path / "own", tok)
+    reader, source = critic_tokenizer(tmp_path / "own")
+    assert source == str(tmp_path / "own") and reader("Q: yes")["input_ids"] == tok("Q: yes")["input_ids"]
+    folder = tmp_path / "run" / "iter_3" / "critic"
+    critic.save(folder)  # as the loop saved critics before it kept the tokenizer with them
+    with pytest.raises(ValueError, match="holds no tokenizer.*names no starting model: give the model the run started from"):
+        critic_tokenizer(folder)
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"model": "seed-python"}))
+    assert critic_tokenizer(folder)[1] == "seed-python"
+    assert critic_tokenizer(folder, str(tmp_path / "own"))[1] == str(tmp_path / "own")
 
 
 def test_a_positive_weight_makes_a_program_likelier_and_a_negative_one_less(tiny):
@@ -340,6 +405,36 @@ def test_coderl_writes_a_row_per_iteration_samples_with_returns_and_a_critic(cod
     samples = [json.loads(line) for line in (out / "iter_1" / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 6 * 3 and all(s["return"] == REWARDS[Status(s["status"])] for s in samples)
     assert (out / "iter_2" / "critic" / "critic_head.pt").exists() and (out / "metrics.png").exists()
+    assert (out / "iter_2" / "critic" / "tokenizer_config.json").exists()  # the folder alone can rank programs
+
+
+def test_codeloop_rank_scores_keeps_the_best_per_task_and_reports_on_results_rows(coderl_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from codeloop.cli import app
+
+    out, _ = coderl_run
+    # the training samples of iteration 1, as results rows (passed from their status), for the loop's tasks
+    rows = [json.loads(line) for line in (out / "iter_1" / "samples.jsonl").read_text().splitlines()]
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps({**r, "passed": r["status"] == "passed"}) + "\n" for r in rows))
+    runner = CliRunner()
+    result = runner.invoke(app, ["rank", "--critic", str(out / "iter_2" / "critic"), "--tasks", "synthetic-python:train",
+                                 "--samples", str(results), "--keep", "1"])
+    assert result.exit_code == 0, result.output
+    ranked = [json.loads(line) for line in (tmp_path / "results_ranked.jsonl").read_text().splitlines()]
+    assert len(ranked) == len({r["task_id"] for r in rows}) == 6
+    assert all(0.0 <= r["critic_p_passed"] <= 1.0 and r["critic_class"] and "return" in r for r in ranked)
+    assert "kept 6" in result.output and "the critic's pick per task passes" in result.output
+    assert "pick - random:" in result.output and "tasks up / down" in result.output
+    plain = runner.invoke(app, ["rank", "--critic", str(out / "iter_2" / "critic"), "--tasks", "synthetic-python:train",
+                                "--samples", str(out / "iter_1" / "samples.jsonl"), "--out", str(tmp_path / "all.jsonl")])
+    assert plain.exit_code == 0 and "kept 18" in plain.output and "pick - random" not in plain.output  # no verdicts
+    bad = runner.invoke(app, ["rank", "--critic", str(tmp_path), "--tasks", "synthetic-python:train", "--samples", str(results)])
+    assert bad.exit_code == 2 and "not a critic saved by `codeloop loop coderl`" in bad.output
+    no_model = runner.invoke(app, ["rank", "--critic", str(out / "iter_2" / "critic"), "--tasks", "synthetic-python:train",
+                                   "--samples", str(results), "--tokenizer", str(tmp_path / "nope")])
+    assert no_model.exit_code == 2 and "no such directory, and not a hub name" in no_model.output
 
 
 def test_coderl_resumes_after_a_kill_with_the_same_samples(coderl_run, tmp_path):

@@ -252,6 +252,56 @@ def sample_cmd(
     typer.echo(f"wrote {write_jsonl(out, rows)} samples for {len(task_list)} tasks to {out}")
 
 
+@app.command("rank")
+def rank_cmd(
+    critic: Path = typer.Option(..., "--critic", help="A critic saved by `codeloop loop coderl`: RUN/iter_N/critic."),
+    tasks: str = typer.Option(..., "--tasks", help="Task set the samples answer (as for `codeloop eval`)."),
+    samples: Path = typer.Option(..., "--samples", help="Samples JSONL (`codeloop sample`), or results JSONL (`codeloop eval --out`: then the critic's picks are scored too)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Ranked JSONL: each kept row with critic_p_passed and critic_class, in input order. Default: SAMPLES_ranked.jsonl."),
+    keep: int = typer.Option(0, "--keep", help="Keep the K samples per task the critic rates likeliest to pass (0 = keep all, each with its score)."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer to read programs with. Default: the critic's own, else the starting model in RUN/config.json."),
+    batch: int = typer.Option(64, "--batch", help="Programs per forward pass (the progress bar's step)."),
+) -> None:
+    """CodeRL's critic as a ranker: P(the program passes its tests) from the task and the program alone,
+    nothing run; keep the best K per task. On results rows it also prints the pass rate of its picks
+    against a random pick's and a perfect ranker's."""
+    from codeloop.models import GeneratorError
+    from codeloop.recipes.coderl import PASSED, Critic, best_per_task, critic_scores, critic_tokenizer, ranked_row, ranking_report
+
+    if keep < 0 or batch < 1:
+        _fail("need --keep >= 0 and --batch >= 1")
+    try:
+        task_map = load_tasks(tasks)
+        sample_list = read_samples(samples, task_map)
+    except DataError as exc:
+        _fail(str(exc))
+    try:
+        model = Critic.load(critic)
+        reader, source = critic_tokenizer(critic, tokenizer)
+    except (OSError, ValueError, GeneratorError) as exc:
+        _fail(str(exc))
+    import torch
+
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    typer.echo(f"critic: {critic} (tokenizer: {source})", err=True)
+    with tqdm(total=len(sample_list), desc="rank", unit="sample", file=sys.stderr, disable=None) as bar:
+        probs = critic_scores(model, reader, task_map, sample_list, batch, on_batch=bar.update)
+    p_passed = [p[PASSED] for p in probs]
+    kept = best_per_task(sample_list, p_passed, keep) if keep else list(range(len(sample_list)))
+    out = out or samples.with_name(samples.name.removesuffix(".jsonl") + "_ranked.jsonl")
+    write_jsonl(out, [ranked_row(sample_list[i], probs[i]) for i in kept])
+    tasks_seen = len({s.task_id for s in sample_list})
+    typer.echo(f"{len(sample_list)} samples over {tasks_seen} tasks; kept {len(kept)}: {out}")
+    report = ranking_report(sample_list, p_passed)
+    if report is not None:
+        c = report.comparison
+        among = "" if report.compiling is None else f"; a random pick among those that compile {report.compiling:.4f}"
+        typer.echo(f"the critic's pick per task passes {c.after:.4f}; a random pick {c.before:.4f} (pass@1){among}; "
+                   f"a perfect ranker {report.perfect:.4f} (any sample passes)")
+        typer.echo(f"pick - random: {c.difference:+.4f} ± {c.se:.4f} paired SE, 95% [{c.low:+.4f}, {c.high:+.4f}], "
+                   f"p {c.p_value:.4f}; tasks up / down {c.better} / {c.worse}")
+
+
 @app.command("refine")
 def refine_cmd(
     model: str = typer.Option("seed-python", "--model", help="Model that writes and refines."),

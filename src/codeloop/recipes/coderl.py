@@ -16,25 +16,33 @@ or the return of the greedy program (CodeRL's), and the critic entering as
 Validation on held-out tasks after every iteration (iteration 0: the starting model), plus the critic
 as a ranker: pass@1 of the one sample per task the critic rates likeliest to pass. A killed run
 restarts after its last finished iteration.
+
+At inference the critic ranks programs without running them (:func:`critic_scores`, ``codeloop rank``):
+CodeRL's use of it to pick among samples.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from codeloop.data import load_tasks, write_jsonl
 from codeloop.eval import preload_for
+from codeloop.eval.compare import Comparison, compare
 from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.match import ast_match, dataflow_match
 from codeloop.feedback.tests import graded
+from codeloop.models.hf import locate
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
                                      plus_metrics, refuse_python_only, rollout, validation_tasks)
 from codeloop.sandbox import Sandbox
-from codeloop.train.critic import OUTCOME_CLASS, PASSED, Critic, class_probabilities, token_rewards, train_critic
+from codeloop.types import Sample, Task
+from codeloop.train.critic import CLASSES, OUTCOME_CLASS, PASSED, Critic, class_probabilities, token_rewards, train_critic
 from codeloop.train.pg import check_clip, policy_gradient
 
 BASELINES = ("mean", "greedy", "none")
@@ -192,7 +200,7 @@ def run(cfg: CodeRLConfig, on_iteration: Callable[[dict], None] | None = None) -
                 {"task_id": s.task_id, "completion": s.completion, "status": o.status.value, "return": ret}
                 for s, o, ret in zip(run_.samples, run_.outcomes, r)])
             loop.save_model(i, policy, tokenizer)
-            critic.save(it_dir / "critic")
+            critic.save(it_dir / "critic", tokenizer)
             with clock("validate"):
                 held_out = validate(i, with_critic=True)
             row = {"iteration": i, "train_pass_rate": sum(o.passed for o in run_.outcomes) / len(run_.outcomes),
@@ -238,3 +246,88 @@ def critic_on_held_out(critic: Critic, tokenizer: Any, run_: Rollout) -> dict[st
     return {"critic_accuracy": sum(c == u for c, u in known) / max(1, len(known)),
             "majority_accuracy": commonest / max(1, len(known)), "ranked_pass_at_1": hits / len(run_.tasks),
             "pass_at_n": sum(any(o.passed for o in outcomes) for _, _, outcomes in run_.groups()) / len(run_.tasks)}
+
+
+# ---- the critic as a ranker, at inference ----------------------------------------------------------
+
+def critic_tokenizer(critic_dir: Path, name: str | None = None) -> tuple[Any, str]:
+    """The tokenizer a critic reads programs with, and where it came from: ``name`` when given; else the
+    critic's folder (saved there since the loop saves it); else the starting model in the run's
+    ``config.json`` (RUN/iter_N/critic → RUN/config.json), whose copy the critic is."""
+    from transformers import AutoTokenizer
+
+    if name is None and (critic_dir / "tokenizer_config.json").is_file():
+        return AutoTokenizer.from_pretrained(critic_dir), str(critic_dir)
+    if name is None:
+        run_config = critic_dir.resolve().parent.parent / "config.json"
+        try:
+            name = json.loads(run_config.read_text())["model"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ValueError(f"{critic_dir} holds no tokenizer and {run_config} names no starting model: give the "
+                             "model the run started from (--tokenizer seed-python)") from None
+    return AutoTokenizer.from_pretrained(locate(str(name))), str(name)
+
+
+def critic_scores(critic: Critic, tokenizer: Any, tasks: Mapping[str, Task], samples: Sequence[Sample],
+                  batch_size: int = 64, on_batch: Callable[[int], None] | None = None) -> list[list[float]]:
+    """The critic's class probabilities (``CLASSES`` order) for each sample, from its task's prompt and
+    its completion alone: nothing runs."""
+    out: list[list[float]] = []
+    for b in range(0, len(samples), batch_size):
+        chunk = samples[b:b + batch_size]
+        probs = class_probabilities(critic, tokenizer, [(tasks[s.task_id].prompt, s.completion) for s in chunk], batch_size)
+        out += probs.tolist()
+        if on_batch is not None:
+            on_batch(len(chunk))
+    return out
+
+
+def best_per_task(samples: Sequence[Sample], p_passed: Sequence[float], keep: int) -> list[int]:
+    """Indices of the ``keep`` samples of each task with the highest P(passed) (ties: the earlier one),
+    in the samples' order."""
+    by_task: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        by_task.setdefault(s.task_id, []).append(i)
+    kept = {i for rows in by_task.values() for i in sorted(rows, key=lambda i: (-p_passed[i], i))[:keep]}
+    return sorted(kept)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """How a critic's picks fare on samples with verdicts (see :func:`ranking_report`)."""
+
+    comparison: Comparison
+    """The critic's pick per task (``after``) against a random pick (``before``: pass@1), paired over tasks."""
+    perfect: float
+    """A perfect ranker's pass rate: the share of tasks where any sample passes."""
+    compiling: float | None
+    """A random pick among the task's samples that compile (all of them where none does): what a free
+    compiler check alone would give. None where the rows carry no ``status``."""
+
+
+def ranking_report(samples: Sequence[Sample], p_passed: Sequence[float]) -> Ranking | None:
+    """Where every sample carries ``passed`` (results rows of ``codeloop eval``): the critic's pick per
+    task against a random pick, paired over tasks as ``codeloop compare`` pairs two evaluations, and
+    against a perfect ranker and a pick among the programs that compile. None without verdicts."""
+    if not samples or any(type(s.extra.get("passed")) is not bool for s in samples):
+        return None
+    every: dict[str, list[Sample]] = {}
+    for s in samples:
+        every.setdefault(s.task_id, []).append(s)
+    passes = {t: [s.extra["passed"] for s in v] for t, v in every.items()}
+    picked = {samples[i].task_id: [samples[i].extra["passed"]] for i in best_per_task(samples, p_passed, 1)}
+    compiling = None
+    if all("status" in s.extra for s in samples):
+        rates = []
+        for v in every.values():
+            pool = [s for s in v if s.extra["status"] != "compile_error"] or v
+            rates.append(sum(s.extra["passed"] for s in pool) / len(pool))
+        compiling = sum(rates) / len(rates)
+    return Ranking(compare(passes, picked), sum(any(v) for v in passes.values()) / len(passes), compiling)
+
+
+def ranked_row(sample: Sample, probs: Sequence[float]) -> dict[str, Any]:
+    """The sample's own fields, then the critic's ``critic_p_passed`` and its likeliest ``critic_class``."""
+    best = max(range(len(CLASSES)), key=lambda c: probs[c])
+    return {"task_id": sample.task_id, "completion": sample.completion, **sample.extra,
+            "critic_p_passed": round(probs[PASSED], 6), "critic_class": CLASSES[best]}

@@ -85,18 +85,30 @@ class Critic:
         states, _ = self._states(rows, pad_id)
         return self.head(states.float()).softmax(-1)
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, tokenizer: Any = None) -> None:
+        """The backbone (Hugging Face format), the head, ``critic.json``; with ``tokenizer`` also the
+        tokenizer, so that the folder alone can score programs (``codeloop rank``)."""
         import torch
 
         self.backbone.save_pretrained(path)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(path)
         torch.save(self.head.state_dict(), path / "critic_head.pt")
         (path / "critic.json").write_text(json.dumps({"classes": list(CLASSES)}) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> Critic:
+        """A critic saved by :meth:`save`; a ValueError names what the folder lacks."""
         import torch
         from transformers import AutoModelForCausalLM
 
+        missing = [name for name in ("critic.json", "critic_head.pt", "config.json") if not (Path(path) / name).is_file()]
+        if missing:
+            raise ValueError(f"{path}: not a critic saved by `codeloop loop coderl` (RUN/iter_N/critic): "
+                             f"no {', '.join(missing)}")
+        classes = json.loads((Path(path) / "critic.json").read_text()).get("classes")
+        if classes != list(CLASSES):
+            raise ValueError(f"{path}/critic.json: classes {classes!r}, expected {list(CLASSES)!r}")
         backbone = AutoModelForCausalLM.from_pretrained(path)
         head = torch.nn.Linear(backbone.config.hidden_size, len(CLASSES))
         head.load_state_dict(torch.load(path / "critic_head.pt", weights_only=True))
