@@ -449,6 +449,33 @@ def test_coderl_resumes_after_a_kill_with_the_same_samples(coderl_run, tmp_path)
     assert [m["pass_at_1"] for m in resumed] == [m["pass_at_1"] for m in metrics]
 
 
+def test_replay_reads_back_the_classed_programs_of_the_earlier_iterations(tmp_path):
+    from codeloop.recipes.coderl import replay
+    from codeloop.types import Task
+
+    tasks = {"a": Task("a", "def a():\n"), "b": Task("b", "def b():\n")}
+    rows = {1: [("a", "x1", "passed"), ("b", "y1", "infra_error")], 2: [("b", "y2", "timeout")], 3: [("a", "x3", "failed")]}
+    for i, samples in rows.items():
+        (tmp_path / f"iter_{i}").mkdir()
+        (tmp_path / f"iter_{i}" / "samples.jsonl").write_text(
+            "".join(json.dumps({"task_id": t, "completion": c, "status": st, "return": 0}) + "\n" for t, c, st in samples))
+    assert replay(tmp_path, 4, 0, tasks) == [] and replay(tmp_path, 1, 3, tasks) == []
+    assert replay(tmp_path, 4, 2, tasks) == [(("def b():\n", "y2"), 1), (("def a():\n", "x3"), 2)]  # iterations 2 and 3
+    assert replay(tmp_path, 3, 9, tasks) == [(("def a():\n", "x1"), 3), (("def b():\n", "y2"), 1)]  # infra errors: no class
+
+
+def test_coderl_trains_the_critic_on_earlier_programs_too_with_critic_replay(tmp_path):
+    pytest.importorskip("torch")
+    from codeloop.recipes.coderl import run
+
+    metrics = run(coderl_cfg(tmp_path, 2, val_limit=2, critic_replay=1))
+    own = [sum(json.loads(line)["status"] != "infra_error" for line in (tmp_path / f"iter_{i}" / "samples.jsonl").open())
+           for i in (1, 2)]
+    assert [m["critic_examples"] for m in metrics[1:]] == [own[0], own[0] + own[1]]
+    with pytest.raises(ValueError, match="critic_replay must be >= 0"):
+        coderl_cfg(tmp_path, 1, critic_replay=-1)
+
+
 @pytest.mark.parametrize("settings", [{"critic": "additive", "baseline": "greedy", "kl_weight": 0.1}, {"critic": "none", "ast_weight": 0.5,
                                                                                     "dfg_weight": 0.5, "clip": 0.2}])
 def test_coderl_runs_with_the_other_critic_forms_baselines_and_matches(settings, tmp_path):

@@ -41,7 +41,7 @@ from codeloop.models.hf import locate
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
                                      plus_metrics, refuse_python_only, rollout, validation_tasks)
 from codeloop.sandbox import Sandbox
-from codeloop.types import Sample, Task
+from codeloop.types import Sample, Status, Task
 from codeloop.train.critic import CLASSES, OUTCOME_CLASS, PASSED, Critic, class_probabilities, token_rewards, train_critic
 from codeloop.train.pg import check_clip, policy_gradient
 
@@ -78,7 +78,10 @@ class CodeRLConfig(LoopSettings):
     critic_lr: float = 1e-4
     """Critic learning rate."""
     critic_epochs: float = 2.0
-    """Critic passes over each iteration's programs."""
+    """Critic passes over each iteration's programs (and the replayed ones)."""
+    critic_replay: int = 0
+    """The critic trains also on the programs of this many earlier iterations, read back from their
+    ``samples.jsonl`` (0: on the iteration's own programs only, as CodeRL's critic sees one fixed set)."""
     ast_weight: float = 0.0
     """Weight of the AST match against the reference solution in r(W) (0: left out)."""
     dfg_weight: float = 0.0
@@ -103,6 +106,8 @@ class CodeRLConfig(LoopSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choices(baseline=(self.baseline, BASELINES), critic=(self.critic, CRITIC_USES))
+        if self.critic_replay < 0:
+            raise ValueError(f"critic_replay must be >= 0, got {self.critic_replay}")
         check_clip(self.clip)
         if self.trainer != "plain":
             raise ValueError(f"trainer {self.trainer!r}: the coderl loop trains with its own policy-gradient loop "
@@ -152,7 +157,8 @@ def reinforce_weights(r: list[float], q: list[list[float]], k: int, baseline: st
 
 
 def run(cfg: CodeRLConfig, on_iteration: Callable[[dict], None] | None = None) -> list[dict]:
-    tasks = list(load_tasks(cfg.tasks).values())[: cfg.n_instructions]
+    task_map = load_tasks(cfg.tasks)
+    tasks = list(task_map.values())[: cfg.n_instructions]
     refuse_python_only(cfg.tasks, tasks, {f"{name} {weight}": "set it to 0 (the match parses Python)"
                                           for name, weight in (("ast_weight", cfg.ast_weight), ("dfg_weight", cfg.dfg_weight)) if weight})
     val_tasks, plus = validation_tasks(cfg)  # bad task sources are refused before anything is written
@@ -184,8 +190,10 @@ def run(cfg: CodeRLConfig, on_iteration: Callable[[dict], None] | None = None) -
             items = [(s_task.prompt, text) for s_task, texts, _ in run_.groups() for text in texts]
             known = [j for j, o in enumerate(run_.outcomes) if o.status in OUTCOME_CLASS]  # infrastructure errors: no class, no update
             labels = [OUTCOME_CLASS.get(o.status, 1) for o in run_.outcomes]
+            replayed = replay(loop.out, i, cfg.critic_replay, task_map)
             with clock("critic"):
-                cstats = train_critic(critic, tokenizer, [items[j] for j in known], [labels[j] for j in known],
+                cstats = train_critic(critic, tokenizer, [items[j] for j in known] + [x for x, _ in replayed],
+                                      [labels[j] for j in known] + [u for _, u in replayed],
                                       lr=cfg.critic_lr, epochs=cfg.critic_epochs, batch_size=cfg.batch_size, seed=cfg.seed + i)
                 q = token_rewards(critic, tokenizer, items, labels)
             greedy = _greedy_returns(cfg, generator, batch, sandbox, critic, tokenizer, clock) if cfg.baseline == "greedy" else []
@@ -205,12 +213,25 @@ def run(cfg: CodeRLConfig, on_iteration: Callable[[dict], None] | None = None) -
                 held_out = validate(i, with_critic=True)
             row = {"iteration": i, "train_pass_rate": sum(o.passed for o in run_.outcomes) / len(run_.outcomes),
                    "mean_return": sum(r) / len(r), "critic_loss": cstats.final_loss, "critic_train_accuracy": cstats.accuracy,
-                   "loss": pstats.final_loss, "mean_token_weight": pstats.mean_weight, "kl": pstats.kl,
-                   "clipped": pstats.clipped}
+                   "critic_examples": cstats.examples, "loss": pstats.final_loss, "mean_token_weight": pstats.mean_weight,
+                   "kl": pstats.kl, "clipped": pstats.clipped}
             loop.finish(i, {**row, **held_out, **clock.row}, on_iteration)
     plot_metrics(loop.metrics, "iteration", ["pass_at_1", "ranked_pass_at_1", "pass_at_1_plus", "compile_rate"],
                  loop.out / "metrics.png", title=f"CodeRL (critic {cfg.critic}, baseline {cfg.baseline}) from {cfg.model}")
     return loop.metrics
+
+
+def replay(out: Path, i: int, iterations: int, tasks: Mapping[str, Task]) -> list[tuple[tuple[str, str], int]]:
+    """((prompt, program), outcome class) for every program of iterations i-``iterations`` .. i-1 that has
+    a class, read from their ``samples.jsonl`` (so a resumed run replays exactly what it would have)."""
+    found = []
+    for j in range(max(1, i - iterations), i):
+        for line in (out / f"iter_{j}" / "samples.jsonl").read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            status = Status(row["status"])
+            if status in OUTCOME_CLASS:
+                found.append(((tasks[row["task_id"]].prompt, row["completion"]), OUTCOME_CLASS[status]))
+    return found
 
 
 def _greedy_returns(cfg: CodeRLConfig, generator: Any, batch: list, sandbox: Sandbox, critic: Critic, tokenizer: Any,
