@@ -41,9 +41,9 @@ from codeloop.models.hf import locate
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
                                      plus_metrics, refuse_python_only, rollout, validation_tasks)
 from codeloop.sandbox import Sandbox
-from codeloop.types import Sample, Status, Task
 from codeloop.train.critic import CLASSES, OUTCOME_CLASS, PASSED, Critic, class_probabilities, token_rewards, train_critic
 from codeloop.train.pg import check_clip, policy_gradient
+from codeloop.types import Sample, Status, Task
 
 BASELINES = ("mean", "greedy", "none")
 CRITIC_USES = ("coderl", "additive", "none")
