@@ -258,11 +258,7 @@ def critic_on_held_out(critic: Critic, tokenizer: Any, run_: Rollout) -> dict[st
     probs = class_probabilities(critic, tokenizer, items)
     p, predicted = probs[:, PASSED].tolist(), probs.argmax(-1).tolist()
     known = [(c, OUTCOME_CLASS[o.status]) for c, o in zip(predicted, run_.outcomes) if o.status in OUTCOME_CLASS]
-    hits, at = 0, 0
-    for _task, texts, outcomes in run_.groups():
-        best = max(range(len(texts)), key=lambda j: (p[at + j], -j))
-        hits += outcomes[best].passed
-        at += len(texts)
+    hits = sum(run_.outcomes[i].passed for i in best_per_task(run_.samples, p, 1))
     commonest = max(Counter(u for _, u in known).values(), default=0)
     return {"critic_accuracy": sum(c == u for c, u in known) / max(1, len(known)),
             "majority_accuracy": commonest / max(1, len(known)), "ranked_pass_at_1": hits / len(run_.tasks),
