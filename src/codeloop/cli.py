@@ -264,7 +264,7 @@ def rank_cmd(
 ) -> None:
     """CodeRL's critic as a ranker: P(the program passes its tests) from the task and the program alone,
     nothing run; keep the best K per task. On results rows it also prints the pass rate of its picks
-    against a random pick's and a perfect ranker's."""
+    against a random pick's (paired), a random pick's among the programs that compile and a perfect ranker's."""
     from codeloop.models import GeneratorError
     from codeloop.recipes.coderl import PASSED, Critic, best_per_task, critic_scores, critic_tokenizer, ranked_row, ranking_report
 
