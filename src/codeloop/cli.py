@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from codeloop.data import DataError, load_tasks, read_samples, write_jsonl
 from codeloop.eval import job_for, preload_for, result_row, summarize
-from codeloop.sandbox import Sandbox, SandboxError
+from codeloop.sandbox import Sandbox, SandboxError, open_sandbox
 
 if not sys.stderr.isatty():  # Hugging Face's loading/saving bars, like codeloop's own, only on a terminal:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when huggingface_hub is first imported
@@ -63,6 +63,7 @@ def eval_cmd(
     workers: int = typer.Option(0, "--workers", help="Sandbox workers; 0 = one per CPU core."),
     memory_mb: int = typer.Option(2048, "--memory-mb", help="Address-space limit per sample, MiB."),
     isolation: str = typer.Option("auto", "--isolation", help="Sandbox level: auto (strongest available), root, userns, or none (trusted code only; see codeloop.sandbox)."),
+    ray: str = typer.Option("", "--ray", help="Fan the samples out over a Ray cluster: its address as ray.init takes it ('auto': the cluster this machine joined; 'ray://HOST:10001'), or 'local' to start Ray here. --workers then counts sandbox workers over the cluster (0: every free CPU). Every node needs the same codeloop; needs codeloop[ray]. Empty: this machine only."),
 ) -> None:
     """Run samples against their tasks' tests in the sandbox; print pass@k and counts per status.
 
@@ -82,8 +83,8 @@ def eval_cmd(
     partial = out.with_name(out.name + ".partial")  # rows land here as they finish: Ctrl-C loses nothing
     partial.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with Sandbox(workers=workers or None, timeout_s=timeout, memory_mb=memory_mb, isolation=isolation,
-                     preload=preload_for(task_map.values())) as sandbox, \
+        with open_sandbox(ray, workers=workers or None, timeout_s=timeout, memory_mb=memory_mb, isolation=isolation,
+                          preload=preload_for(task_map.values())) as sandbox, \
                 open(partial, "w", encoding="utf-8") as sink, \
                 tqdm(total=len(sample_list), desc="eval", unit="sample", file=sys.stderr, disable=None) as bar:
             outcomes = []
@@ -318,6 +319,7 @@ def refine_cmd(
     judge_model: str = typer.Option("", "--judge-model", help="Model for --feedback judge."),
     judge_backend: str = typer.Option("openai", "--judge-backend", help="Backend of the judge model."),
     out: Path = typer.Option(Path("runs/refine"), "--out", help="Output directory."),
+    ray: str = typer.Option("", "--ray", help="Run the sandbox on a Ray cluster at this address (as `codeloop eval --ray`)."),
 ) -> None:
     """Self-Refine: y0, feedback, refined attempts; prints the pass rate per attempt."""
     from codeloop.models import GeneratorError
@@ -329,10 +331,11 @@ def refine_cmd(
         _fail("--feedback judge needs --judge-model")
     cfg = RefineConfig(model=model, backend=backend, tasks=tasks, limit=limit, attempts=attempts, feedback=feedback,
                        history=history, reveal_tests=not hide_tests, temperature=temperature,
-                       max_new_tokens=max_new_tokens, seed=seed, judge_model=judge_model, judge_backend=judge_backend, out_dir=str(out))
+                       max_new_tokens=max_new_tokens, seed=seed, judge_model=judge_model, judge_backend=judge_backend, out_dir=str(out),
+                       ray=ray)
     try:
         metrics = run(cfg)
-    except (DataError, GeneratorError, ValueError) as exc:
+    except (DataError, GeneratorError, ValueError, SandboxError) as exc:
         _fail(str(exc))
     typer.echo("attempt  pass_rate  solved/tasks  attempted  compile_errors(attempted)")
     for m in metrics:

@@ -20,7 +20,7 @@ from typing import Any
 
 from codeloop.eval import evaluate
 from codeloop.feedback.human import SimulatedCrowd, reference_line_labels
-from codeloop.sandbox import Sandbox
+from codeloop.sandbox import Runner
 from codeloop.types import Sample, Task
 
 from codeloop.annotate.store import Store
@@ -28,7 +28,7 @@ from codeloop.annotate.store import Store
 PREFIX = "sim-"
 
 
-def true_lines(tasks: Mapping[str, Task], samples: Sequence[Sample], sandbox: Sandbox,
+def true_lines(tasks: Mapping[str, Task], samples: Sequence[Sample], sandbox: Runner,
                gaps: bool = False) -> list[tuple[list[int], bool] | None]:
     """Each sample's true line labels and whether it passes its tests (see the module docstring); None
     where its task has no reference solution."""
@@ -42,7 +42,7 @@ def true_lines(tasks: Mapping[str, Task], samples: Sequence[Sample], sandbox: Sa
     return out
 
 
-def honeypot_rows(tasks: Mapping[str, Task], samples: Sequence[Sample], sandbox: Sandbox,
+def honeypot_rows(tasks: Mapping[str, Task], samples: Sequence[Sample], sandbox: Runner,
                   gaps: bool = False) -> tuple[list[dict[str, Any]], int]:
     """Honeypot rows: each sample's fields with ``answers`` added, its true line labels. Returns the rows
     and how many samples were left out (no reference solution, or no non-blank line)."""
@@ -62,7 +62,7 @@ class Simulated:
 
 
 def simulate(store: Store, tasks: Mapping[str, Task], reliability: Mapping[str, float], per_program: int, seed: int,
-             sandbox: Sandbox, gaps: bool = False) -> Simulated:
+             sandbox: Runner, gaps: bool = False) -> Simulated:
     """Every honeypot labelled by every simulated annotator, every program by ``per_program`` of them
     (0: all), each name prefixed ``sim-``; on programs, each with a verdict on the whole program. Items the simulated crowd labelled before keep their labels
     (a second call adds labels only to items added since)."""

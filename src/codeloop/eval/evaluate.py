@@ -9,7 +9,7 @@ from typing import Any
 
 from codeloop.eval.pass_at_k import estimate_pass_at_k
 from codeloop.languages import st
-from codeloop.sandbox import Job, Sandbox
+from codeloop.sandbox import Job, Runner
 from codeloop.types import Outcome, Sample, Status, Task
 
 
@@ -53,7 +53,7 @@ def job_for(task: Task, sample: Sample) -> Job:
     )
 
 
-def evaluate(tasks: Mapping[str, Task], samples: Sequence[Sample], sandbox: Sandbox,
+def evaluate(tasks: Mapping[str, Task], samples: Sequence[Sample], sandbox: Runner,
              on_done: Callable[[], None] | None = None) -> list[Outcome]:
     """One Outcome per sample, in the samples' order."""
     jobs = (job_for(tasks[s.task_id], s) for s in samples)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 from codeloop.data.tasks import check_from_body
 from codeloop.models.base import Generator
-from codeloop.sandbox import Job, Sandbox
+from codeloop.sandbox import Job, Runner
 from codeloop.types import SamplingParams, Task
 
 PROMPT = (
@@ -118,14 +118,14 @@ class TestGenerator:
         prompts = [PROMPT.format(question=t.intent) for t in tasks]
         return [[c.text for c in row] for row in self.generator.generate(prompts, self.params)]
 
-    def tasks_with_tests(self, tasks: Sequence[Task], sandbox: Sandbox) -> tuple[list[Task], TestGenStats]:
+    def tasks_with_tests(self, tasks: Sequence[Task], sandbox: Runner) -> tuple[list[Task], TestGenStats]:
         """The tasks that keep at least one self-consistent suite, their tests replaced by those suites."""
         answers = self.propose(tasks)
         return consistent_tasks(tasks, answers, sandbox)
 
 
 def consistent_tasks(tasks: Sequence[Task], answers: Sequence[Sequence[str]],
-                     sandbox: Sandbox) -> tuple[list[Task], TestGenStats]:
+                     sandbox: Runner) -> tuple[list[Task], TestGenStats]:
     """Parse every answer, run each generated solution against its own tests, and give each task the
     suites that passed (joined into one ``check``). A suite must test the task's own entry point when
     the task names one; tasks left without a suite are dropped."""

@@ -40,7 +40,7 @@ from codeloop.feedback.tests import graded
 from codeloop.models.hf import locate
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
                                      plus_metrics, refuse_python_only, rollout, validation_tasks)
-from codeloop.sandbox import Sandbox
+from codeloop.sandbox import Runner, open_sandbox
 from codeloop.train.critic import CLASSES, OUTCOME_CLASS, PASSED, Critic, class_probabilities, token_rewards, train_critic
 from codeloop.train.pg import check_clip, policy_gradient
 from codeloop.types import Sample, Status, Task
@@ -177,7 +177,7 @@ def run(cfg: CodeRLConfig, on_iteration: Callable[[dict], None] | None = None) -
         ranked = critic_on_held_out(critic, tokenizer, run_) if with_critic else {}
         return {**held_out_metrics(run_), **plus_metrics(run_, plus, sandbox), **ranked}
 
-    with Sandbox(preload=preload_for([*tasks, *val_tasks])) as sandbox:
+    with open_sandbox(cfg.ray, preload=preload_for([*tasks, *val_tasks])) as sandbox:
         if not loop.metrics:
             loop.record({"iteration": 0, **validate(0, with_critic=False)}, on_iteration)
         for i in loop.pending():
@@ -234,7 +234,7 @@ def replay(out: Path, i: int, iterations: int, tasks: Mapping[str, Task]) -> lis
     return found
 
 
-def _greedy_returns(cfg: CodeRLConfig, generator: Any, batch: list, sandbox: Sandbox, critic: Critic, tokenizer: Any,
+def _greedy_returns(cfg: CodeRLConfig, generator: Any, batch: list, sandbox: Runner, critic: Critic, tokenizer: Any,
                     clock: Clock) -> list[float]:
     """CodeRL's baseline: the return of each task's greedy program (with its critic sum, for the additive form)."""
     with clock("greedy"):

@@ -24,7 +24,7 @@ from codeloop.eval import evaluate, summarize
 from codeloop.feedback.compiler import compiles
 from codeloop.models.base import Generator
 from codeloop.models.hf import HFGenerator, locate, weights_digest
-from codeloop.sandbox import Sandbox
+from codeloop.sandbox import Runner
 from codeloop.types import Completion, Outcome, Sample, SamplingParams, Status, Task
 
 
@@ -76,6 +76,10 @@ class LoopSettings:
     the validation samples are also run against them, reported as ``pass_at_1_plus``. Empty: not measured."""
     seed: int = 0
     """Seeds sampling (per iteration) and training."""
+    ray: str = ""
+    """Run the sandbox on a Ray cluster at this address (as ``codeloop eval --ray``: "auto", "ray://HOST:10001",
+    or "local" to start Ray here; needs codeloop[ray] on every node). Empty: on this machine. Where the
+    programs run does not change their verdicts, so a run may resume with another value."""
 
     def __post_init__(self) -> None:
         check_choices(trainer=(self.trainer, TRAINERS), backend=(self.backend, SAMPLERS))
@@ -112,9 +116,9 @@ def use_bf16(settings: LoopSettings) -> bool:
 
 def _same_settings(out: Path, saved: dict, config: dict) -> None:
     """Refuse to continue a run under other settings than its finished iterations had (more iterations
-    is fine): the per-iteration data and metrics would silently mix two experiments. That includes the
-    starting model's files (``model_sha256``, where the model is a local directory or a built-in seed):
-    the same name over retrained weights is another experiment."""
+    is fine, and so is another ``ray``): the per-iteration data and metrics would silently mix two
+    experiments. That includes the starting model's files (``model_sha256``, where the model is a local
+    directory or a built-in seed): the same name over retrained weights is another experiment."""
     saved = {**{k: v for k, v in ADDED_SETTINGS.items() if k in config}, **saved}
     if saved.get("run_format") != config.get("run_format"):
         raise ValueError(f"{out / 'config.json'}: the finished iterations there were made by another codeloop "
@@ -126,12 +130,12 @@ def _same_settings(out: Path, saved: dict, config: dict) -> None:
                          f"iterations there started from (its weights, config or tokenizer changed: sha256 "
                          f"{saved['model_sha256']} then, {config.get('model_sha256')} now); delete {out} to start over, "
                          "or choose another out_dir")
-    unrecorded = {"iterations", "out_dir"} | ({"model_sha256"} - set(saved))  # runs written before the digest
+    unrecorded = {"iterations", "out_dir", "ray"} | ({"model_sha256"} - set(saved))  # runs written before the digest
     changed = [f"{key}: {saved.get(key)!r} -> {config.get(key)!r}" for key in sorted(set(saved) | set(config))
                if key not in unrecorded and saved.get(key) != json.loads(json.dumps(config.get(key)))]
     if changed:
         raise ValueError(f"{out / 'config.json'}: the finished iterations there were run with other settings "
-                         f"({'; '.join(changed)}); resume with the same settings (only iterations and out_dir may differ), "
+                         f"({'; '.join(changed)}); resume with the same settings (only iterations, out_dir and ray may differ), "
                          f"choose another out_dir, or delete {out} to start over")
 
 
@@ -178,7 +182,7 @@ class Clock:
             self.row[key] = round(self.row.get(key, 0.0) + time.perf_counter() - start, 2)
 
 
-def rollout(generator: Generator, tasks: Sequence[Task], sandbox: Sandbox, n: int, temperature: float,
+def rollout(generator: Generator, tasks: Sequence[Task], sandbox: Runner, n: int, temperature: float,
             max_new_tokens: int, seed: int, clock: Clock | None = None) -> Rollout:
     """``n`` completions per task from ``generator``, run against the tasks' tests (timed as the
     phases ``sample`` and ``sandbox`` on ``clock``)."""
@@ -217,7 +221,7 @@ def validation_tasks(cfg: LoopSettings) -> tuple[list[Task], dict[str, Task]]:
     return tasks, {t.task_id: source[t.task_id] for t in tasks}
 
 
-def plus_metrics(run: Rollout, plus: Mapping[str, Task], sandbox: Sandbox) -> dict[str, float]:
+def plus_metrics(run: Rollout, plus: Mapping[str, Task], sandbox: Runner) -> dict[str, float]:
     """pass@1 of the same samples against the stricter tests (nothing when there are none)."""
     if not plus:
         return {}

@@ -51,7 +51,7 @@ from codeloop.feedback.human import (CORRECT, CROWD_SCORES, ESTIMATES, SCORE_LIN
 from codeloop.recipes.coderl import leave_one_out
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
                                      plus_metrics, rollout, validation_tasks)
-from codeloop.sandbox import Sandbox
+from codeloop.sandbox import Runner, open_sandbox
 from codeloop.train.pg import behaviour_logprobs, check_clip, policy_gradient
 
 REWARDS = ("crowd", "truth", "tests")
@@ -155,7 +155,7 @@ def true_labels(run_: Rollout, gaps: bool = False) -> list[list[int]]:
     return out
 
 
-def _honeypots(cfg: CRLHFConfig, tasks: list, sampler: PolicySampler, policy: object, sandbox: Sandbox,
+def _honeypots(cfg: CRLHFConfig, tasks: list, sampler: PolicySampler, policy: object, sandbox: Runner,
                people: SimulatedCrowd, out: Path) -> list[Labelled]:
     """Honeypot programs (sampled once from the starting policy for tasks after the training slice), with
     their true line labels and every annotator's labels; saved, and read back on resume."""
@@ -197,7 +197,7 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
                        cfg.max_new_tokens, cfg.seed)
         return {**held_out_metrics(run_), **plus_metrics(run_, plus, sandbox)}
 
-    with Sandbox(preload=preload_for([*tasks, *val_tasks])) as sandbox:
+    with open_sandbox(cfg.ray, preload=preload_for([*tasks, *val_tasks])) as sandbox:
         honeypots = _honeypots(cfg, all_tasks, sampler, policy, sandbox, SimulatedCrowd(reliability, seed=cfg.seed + 7919),
                                loop.out) if cfg.honeypots else []
         aggregator = Aggregator(cfg.reliabilities, honeypots, tau=cfg.tau, step=cfg.step, nu=cfg.nu, gamma=cfg.gamma)
@@ -359,7 +359,7 @@ def run_scores(cfg: ScoresConfig, on_iteration: Callable[[dict], None] | None = 
     write_jsonl(loop.out / "train.jsonl", [{"task_id": t, "completion": c, "score": v, "advantage": a}
                                           for (t, c, v), a in zip(rows, adv)])
 
-    with Sandbox(preload=preload_for(tasks.values())) as sandbox:
+    with open_sandbox(cfg.ray, preload=preload_for(tasks.values())) as sandbox:
         def validate(i: int) -> dict:
             run_ = rollout(sampler(policy, loop.checkpoint(i, cfg.model)), val_tasks, sandbox, cfg.val_n, cfg.val_temperature,
                            cfg.max_new_tokens, cfg.seed)

@@ -26,7 +26,7 @@ from codeloop.feedback.tests import graded, passes
 from codeloop.models import Generator, load_generator
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
                                      plus_metrics, rollout, use_bf16, validation_tasks)
-from codeloop.sandbox import Sandbox
+from codeloop.sandbox import Runner, open_sandbox
 from codeloop.train.dpo import dpo
 from codeloop.types import PreferencePair, Task
 
@@ -97,7 +97,7 @@ class OnlineDPOConfig(LoopSettings):
         check_choices(positives=(self.positives, POSITIVES))
 
 
-def validate(generator: Generator, tasks: list[Task], sandbox: Sandbox, cfg: OnlineDPOConfig, judge: Judge | None,
+def validate(generator: Generator, tasks: list[Task], sandbox: Runner, cfg: OnlineDPOConfig, judge: Judge | None,
              plus: dict[str, Task] | None = None) -> dict:
     """Compile rate P(κ=1), semantic rate P(φ=1), joint rate, and pass@1 on held-out tasks (and on their
     stricter tests, where configured)."""
@@ -180,7 +180,7 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
     reference, policy, tokenizer = loop.policies(cfg.model, cfg.refresh_reference, lora=bool(cfg.lora_r))
     sampler = PolicySampler(cfg.backend, tokenizer)
 
-    with Sandbox(preload=preload_for([*intents, *val_tasks])) as sandbox:
+    with open_sandbox(cfg.ray, preload=preload_for([*intents, *val_tasks])) as sandbox:
         if not loop.metrics:
             loop.record({"iteration": 0, **validate(sampler(policy, cfg.model), val_tasks, sandbox, cfg, judge, plus)}, on_iteration)
         for i in loop.pending():

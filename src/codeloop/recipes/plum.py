@@ -28,7 +28,7 @@ from codeloop.feedback.testgen import TestGenerator
 from codeloop.models import load_generator
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, check_choices, held_out_metrics, plus_metrics,
                                      refuse_python_only, rollout, use_bf16, validation_tasks)
-from codeloop.sandbox import Sandbox
+from codeloop.sandbox import Runner, open_sandbox
 from codeloop.train.dpo import dpo
 from codeloop.train.kto import kto
 from codeloop.train.sft import sft
@@ -98,7 +98,7 @@ class PLUMConfig(LoopSettings):
                       static_check=(self.static_check, STATIC_CHECKS))
 
 
-def _tests_for(batch: list[Task], cfg: PLUMConfig, sandbox: Sandbox, it_dir: Path) -> tuple[list[Task], dict]:
+def _tests_for(batch: list[Task], cfg: PLUMConfig, sandbox: Runner, it_dir: Path) -> tuple[list[Task], dict]:
     """The batch with generated, self-consistent tests (kept in the iteration folder), or as it is."""
     if not cfg.test_generator:
         return batch, {}
@@ -134,7 +134,7 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
                        cfg.max_new_tokens, cfg.seed)
         return {**held_out_metrics(run_), **plus_metrics(run_, plus, sandbox)}
 
-    with Sandbox(preload=preload_for([*instructions, *val_tasks])) as sandbox:
+    with open_sandbox(cfg.ray, preload=preload_for([*instructions, *val_tasks])) as sandbox:
         if not loop.metrics:
             loop.record({"iteration": 0, **validate(0)}, on_iteration)
         for i in loop.pending():

@@ -19,7 +19,7 @@ from codeloop.data.prompts import CRITIQUE, history_prompt, outcome_feedback, re
 from codeloop.eval import evaluate, preload_for
 from codeloop.eval.plots import plot_metrics
 from codeloop.models import Generator, load_generator
-from codeloop.sandbox import Sandbox
+from codeloop.sandbox import open_sandbox
 from codeloop.types import Outcome, Sample, SamplingParams, Status, Task
 
 SOURCES = ("execution", "self", "judge", "none")  # none: retry from the plain prompt (the control)
@@ -57,6 +57,8 @@ class RefineConfig:
     """Backend of the judge model."""
     timeout_s: float = 3.0
     """Sandbox time limit per attempt."""
+    ray: str = ""
+    """Run the sandbox on a Ray cluster at this address (as ``codeloop eval --ray``); empty: on this machine."""
     out_dir: str = "runs/refine"
     """Where traces.jsonl, metrics.jsonl and metrics.png go."""
 
@@ -108,7 +110,7 @@ def run(cfg: RefineConfig) -> list[dict]:
     solved: set[str] = set()
     metrics: list[dict] = []
 
-    with Sandbox(timeout_s=cfg.timeout_s, preload=preload_for(tasks)) as sandbox:
+    with open_sandbox(cfg.ray, timeout_s=cfg.timeout_s, preload=preload_for(tasks)) as sandbox:
         for attempt in range(cfg.attempts):
             todo = [t for t in tasks if t.task_id not in solved]
             if not todo:

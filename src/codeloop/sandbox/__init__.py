@@ -1,7 +1,8 @@
 """The only place generated code runs.
 
 ``Sandbox(workers=2, timeout_s=3.0, memory_mb=2048).run(jobs)`` judges programs against their tests
-and returns one :class:`~codeloop.types.Outcome` per job. Generated code is treated as an adversary
+and returns one :class:`~codeloop.types.Outcome` per job. ``RaySandbox(address, workers=...)`` does the
+same over a Ray cluster, each node's jobs judged by sandboxes like these (``codeloop.sandbox.cluster``). Generated code is treated as an adversary
 that will try to fake a pass or escape (DESIGN.md section 4).
 
 Processes
@@ -64,6 +65,7 @@ What it does NOT protect against
 """
 
 from codeloop.sandbox.judge import Job
-from codeloop.sandbox.pool import Sandbox, SandboxError
+from codeloop.sandbox.pool import Runner, Sandbox, SandboxError
+from codeloop.sandbox.cluster import RaySandbox, open_sandbox
 
-__all__ = ["Job", "Sandbox", "SandboxError"]
+__all__ = ["Job", "RaySandbox", "Runner", "Sandbox", "SandboxError", "open_sandbox"]

@@ -12,6 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 from codeloop.sandbox import wire
 from codeloop.sandbox.judge import Job
@@ -26,6 +27,14 @@ WORKER_ENV = {  # scrubbed: the evaluator's API keys and tokens never reach a wo
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
 }
+
+
+class Runner(Protocol):
+    """What judges jobs: a local :class:`Sandbox`, or :class:`~codeloop.sandbox.cluster.RaySandbox` over a cluster."""
+
+    def run(self, jobs: Iterable[Job], on_done: Callable[[], None] | None = None) -> Iterator[Outcome]: ...
+
+    def run_one(self, job: Job) -> Outcome: ...
 
 
 class SandboxError(RuntimeError):

@@ -1,0 +1,225 @@
+"""Execution fanned out over a Ray cluster: :class:`RaySandbox`, and :func:`open_sandbox`, which picks it
+or the local :class:`~codeloop.sandbox.Sandbox`.
+
+``RaySandbox("auto", workers=64).run(jobs)`` yields the same outcomes, in the same order, as
+``Sandbox(workers=...).run(jobs)``: each of ``workers`` Ray actors (one CPU each, placed wherever the
+cluster has room) holds a one-worker local Sandbox, and the jobs travel to them in chunks, two chunks
+queued at every actor so none waits between them. Every verdict is still decided by a sandbox worker
+on the node that ran the sample; Ray only carries jobs out and plain outcomes back. Nothing here is a
+scheduler of its own: placement, restarts and retries are Ray's (an actor whose process dies is
+restarted and its chunk run again, ``max_restarts``/``max_task_retries``).
+
+What the nodes need
+    The same codeloop (the version is checked when an actor starts) and its dependencies, installed
+    where the Ray workers import from. The sandbox's containment is per node, as on one machine: run
+    the Ray workers as root (or where user namespaces are allowed) for the "root" ("userns") level. At
+    level "none" a sample shares the network with the Ray node, so it could reach the cluster's own
+    services: that level is for trusted code only, here more than anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import codeloop
+from codeloop.sandbox.judge import Job
+from codeloop.sandbox.pool import Sandbox, SandboxError
+from codeloop.types import Outcome, Status
+
+START_TIMEOUT_S = 120.0
+"""How long the actors may take, by default, to be placed and to start their sandboxes."""
+CONNECT_TIMEOUT_S = 5.0
+"""How long a HOST:PORT address may take to accept a connection before it is refused as unreachable."""
+
+
+class _Slot:
+    """A Ray actor's body: one local sandbox worker. Defined at module level so that a node imports it
+    from its own codeloop (Ray pickles the class by reference)."""
+
+    def __init__(self, version: str, options: dict[str, Any]) -> None:
+        if version != codeloop.__version__:
+            raise SandboxError(f"this Ray node has codeloop {codeloop.__version__}, the driver {version}: "
+                               "install the same codeloop on every node")
+        self.sandbox = Sandbox(workers=1, **options)
+
+    def level(self) -> str:
+        return self.sandbox.level  # starts the worker; a SandboxError comes back to the driver
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def run(self, jobs: list[Job]) -> list[Outcome]:
+        return list(self.sandbox.run(jobs))
+
+
+class RaySandbox:
+    """The local Sandbox's interface (``run``, ``run_one``, ``level``, a context manager) over a Ray cluster.
+
+    ``address`` is what ``ray.init`` takes ("auto": the cluster this machine has joined; "ray://HOST:10001":
+    a remote one), or "local" to start Ray on this machine. When Ray is already initialised in this
+    process, that connection is used and ``address`` is ignored. ``workers`` is the number of actors
+    (one CPU each; default: every CPU the cluster has free), which must all start within ``start_timeout_s``.
+    ``chunk`` jobs travel per Ray call. The other options are the local Sandbox's and apply on every node.
+    """
+
+    def __init__(self, address: str = "auto", workers: int | None = None, timeout_s: float = 3.0,
+                 memory_mb: int = 2048, isolation: str = "auto", preload: Iterable[str] = (), chunk: int = 16,
+                 start_timeout_s: float = START_TIMEOUT_S) -> None:
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1, got {chunk}")
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        Sandbox(timeout_s=timeout_s, memory_mb=memory_mb, isolation=isolation, preload=preload)  # same checks, starts nothing
+        self.address, self.n_workers, self.chunk, self.start_timeout_s = address, workers, chunk, start_timeout_s
+        self.options = {"timeout_s": timeout_s, "memory_mb": memory_mb, "isolation": isolation, "preload": tuple(preload)}
+        self._slots: list[Any] = []
+        self._level = ""
+        self._owns_ray = False
+
+    def _ray(self) -> Any:
+        try:
+            import ray
+        except ImportError:
+            raise SandboxError("running the sandbox on Ray needs Ray: pip install 'codeloop[ray]'") from None
+        return ray
+
+    def _start(self) -> None:
+        if self._slots:
+            return
+        ray = self._ray()
+        if not ray.is_initialized():
+            _answers(self.address)
+            try:
+                ray.init(address=None if self.address == "local" else self.address, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise SandboxError(f"cannot connect to the Ray cluster at {self.address!r}: {exc}") from None
+            self._owns_ray = True
+        free = ray.available_resources().get("CPU", 0)
+        n = self.n_workers or int(free)
+        if n < 1:
+            raise SandboxError("the Ray cluster has no free CPU for sandbox workers")
+        actor = ray.remote(num_cpus=1, max_restarts=2, max_task_retries=2)(_Slot)
+        slots = [actor.remote(codeloop.__version__, self.options) for _ in range(n)]
+        pending = {slot.level.remote(): slot for slot in slots}
+        ready, waiting = ray.wait(list(pending), num_returns=len(pending), timeout=self.start_timeout_s)
+        try:
+            if waiting:
+                raise SandboxError(f"only {len(ready)} of {n} sandbox actors started on the Ray cluster within "
+                                   f"{self.start_timeout_s:g} s (each needs one free CPU): ask for fewer workers")
+            levels = ray.get(ready)
+        except BaseException as exc:
+            _release(ray, slots, free)
+            if isinstance(exc, ray.exceptions.RayError):
+                cause = getattr(exc, "cause", None) or exc
+                raise SandboxError(f"a sandbox actor failed to start on the Ray cluster: {cause}") from None
+            raise
+        self._slots, self._level = slots, levels[0]
+
+    @property
+    def level(self) -> str:
+        """The isolation level the actors' workers achieved (the first actor's: nodes are alike)."""
+        self._start()
+        return self._level
+
+    @property
+    def workers(self) -> int:
+        """Sandbox workers over the cluster (starts them)."""
+        self._start()
+        return len(self._slots)
+
+    def __enter__(self) -> RaySandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._slots:
+            ray = self._ray()
+            _release(ray, self._slots, ray.available_resources().get("CPU", 0) + len(self._slots))
+            self._slots = []
+        if self._owns_ray:
+            self._ray().shutdown()
+            self._owns_ray = False
+
+    def run_one(self, job: Job) -> Outcome:
+        return next(iter(self.run([job])))
+
+    def run(self, jobs: Iterable[Job], on_done: Callable[[], None] | None = None) -> Iterator[Outcome]:
+        """Judge ``jobs`` on the cluster; yield outcomes in input order; ``on_done`` once per job, as
+        each chunk comes back."""
+        self._start()
+        ray = self._ray()
+        listed = list(jobs)
+        chunks = deque((start, listed[start:start + self.chunk]) for start in range(0, len(listed), self.chunk))
+        in_flight: dict[Any, tuple[int, int, int]] = {}  # ref -> (slot, first job, jobs)
+        queued = [0] * len(self._slots)
+        done: dict[int, list[Outcome]] = {}
+        next_out = 0
+        try:
+            while chunks or in_flight:
+                for i, slot in enumerate(self._slots):
+                    while chunks and queued[i] < 2:
+                        start, part = chunks.popleft()
+                        in_flight[slot.run.remote(part)] = (i, start, len(part))
+                        queued[i] += 1
+                ready, _ = ray.wait(list(in_flight), num_returns=1)
+                for ref in ready:
+                    i, start, size = in_flight.pop(ref)
+                    queued[i] -= 1
+                    done[start] = self._outcomes(ray, ref, size)
+                    if on_done:
+                        for _ in range(size):
+                            on_done()
+                while next_out in done:
+                    part_out = done.pop(next_out)
+                    next_out += len(part_out)
+                    yield from part_out
+        finally:
+            for ref in in_flight:  # a caller that stopped early: queued chunks are dropped
+                ray.cancel(ref)
+
+    @staticmethod
+    def _outcomes(ray: Any, ref: Any, size: int) -> list[Outcome]:
+        """A chunk's outcomes; when its actor is gone past Ray's restarts, an infra error for each job."""
+        started = time.monotonic()
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayActorError as exc:
+            reason = f"sandbox actor lost on the Ray cluster ({type(exc).__name__})"
+            return [Outcome(Status.INFRA_ERROR, time.monotonic() - started, reason=reason) for _ in range(size)]
+
+
+def _release(ray: Any, slots: list[Any], free: float) -> None:
+    """Kill the actors (their sandbox workers and zygotes die with them: their pipes close), and wait until
+    the cluster has ``free`` CPUs again, at most 10 s: Ray frees them asynchronously, and the next sandbox
+    (the next iteration's, the next test's) must find them free."""
+    for slot in slots:
+        ray.kill(slot)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and ray.available_resources().get("CPU", 0) < free:
+        time.sleep(0.05)
+
+
+def _answers(address: str) -> None:
+    """Fail fast where nothing listens at a HOST:PORT address: ``ray.init`` would wait for it for minutes."""
+    match = re.fullmatch(r"(?:ray://)?\[?([^\]/]+?)\]?:(\d+)/?", address)
+    if not match:
+        return  # "auto", "local", or a form Ray itself resolves
+    host, port = match[1], int(match[2])
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise SandboxError(f"cannot connect to the Ray cluster at {address!r}: nothing answers at {host}:{port} "
+                           f"({exc.strerror or type(exc).__name__})") from None
+
+
+def open_sandbox(ray: str = "", **options: Any) -> Sandbox | RaySandbox:
+    """A local :class:`Sandbox` (``ray`` empty) or a :class:`RaySandbox` at that address, with ``options``."""
+    return RaySandbox(ray, **options) if ray else Sandbox(**options)

@@ -1,0 +1,148 @@
+"""The sandbox fanned out over Ray (a local Ray instance with 2 CPUs stands in for a cluster): the same
+verdicts, in the same order, as the local sandbox; lost actors restarted; clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import ray
+from conftest import check_job
+
+from codeloop.data import load_tasks
+from codeloop.eval.evaluate import job_for
+from codeloop.recipes.common import _same_settings
+from codeloop.sandbox import RaySandbox, Sandbox, SandboxError, open_sandbox
+from codeloop.types import Sample, Status
+
+ADVERSARIES = [  # one of each kind of outcome, and the ways a sample tries to fake a pass or bring down its judge
+    "def f(x):\n    return 2 * x\n",
+    "def f(x):\n    return x + 1\n",
+    "def f(x)\n    return x\n",
+    "def f(x):\n    return x / 0\n",
+    "def f(x):\n    while True:\n        pass\n",
+    "def f(x):\n    return bytearray(4 << 30)\n",
+    "import sys\nsys.exit(0)\n",
+    "import os\ndef f(x):\n    os._exit(0)\n",
+    "class A:\n    def __eq__(self, o):\n        return True\ndef f(x):\n    return A()\n",
+    "import os, signal\ndef f(x):\n    os.kill(os.getppid(), signal.SIGKILL)\n    return 2 * x\n",
+    "import os\ndef f(x):\n    if os.fork() == 0:\n        import time\n        time.sleep(60)\n    return x\n",
+]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 << 20, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _humaneval_jobs(n: int):
+    tasks = list(load_tasks("humaneval").values())[:n]
+    right = [job_for(t, Sample(t.task_id, t.canonical_solution or "")) for t in tasks]
+    wrong = [job_for(t, Sample(t.task_id, "    return None\n")) for t in tasks]
+    return [job for pair in zip(right, wrong) for job in pair]
+
+
+def test_ray_gives_the_local_verdicts_in_input_order(cluster):
+    jobs = _humaneval_jobs(40) + [check_job(p) for p in ADVERSARIES]
+    with Sandbox(workers=2, timeout_s=1.0, memory_mb=512) as local:
+        expected = list(local.run(jobs))
+    done = []
+    with RaySandbox(timeout_s=1.0, memory_mb=512, chunk=3) as remote:
+        assert remote.workers == 2 and remote.level == local.level
+        got = list(remote.run(jobs, on_done=lambda: done.append(1)))
+    assert [o.status for o in got] == [o.status for o in expected]
+    assert [o.reason for o in got] == [o.reason for o in expected]
+    assert [o.status for o in got[:80:2]] == [Status.PASSED] * 40  # canonical solutions
+    assert Status.PASSED not in {o.status for o in got[1:80:2]}
+    assert [o.status for o in got[80:]] == [
+        Status.PASSED, Status.FAILED, Status.COMPILE_ERROR, Status.RUNTIME_ERROR, Status.TIMEOUT,
+        Status.MEMORY_EXCEEDED, Status.RUNTIME_ERROR, Status.RUNTIME_ERROR, Status.FAILED, Status.PASSED, Status.FAILED]
+    assert len(done) == len(jobs)
+
+
+def test_a_sample_cannot_reach_the_ray_actor_that_judges_it(cluster):
+    """The actor's process is the trusted side on a node: a sample must not be able to signal it."""
+    program = ("import os, signal\ndef f(x):\n    for pid in range(2, 1 << 16):\n        try:\n"
+               "            os.kill(pid, signal.SIGKILL)\n        except OSError:\n            pass\n    return 2 * x\n")
+    with RaySandbox(timeout_s=5.0, memory_mb=512, chunk=1) as remote:
+        assert remote.workers == 2
+        pids = ray.get([slot.pid.remote() for slot in remote._slots])
+        outcomes = list(remote.run([check_job(program)] * 2 + [check_job(ADVERSARIES[0])] * 4))
+        assert ray.get([slot.pid.remote() for slot in remote._slots]) == pids  # no actor died and was restarted
+    assert [o.status for o in outcomes] == [Status.PASSED] * 6  # nor a sandbox worker (twice: a violation)
+
+
+def test_a_lost_actor_is_restarted_and_its_chunks_run_again(cluster):
+    jobs = _humaneval_jobs(30)
+    with RaySandbox(chunk=2) as remote:
+        remote.workers  # started
+        victim = remote._slots[0]
+        killed = []
+
+        def kill_once() -> None:
+            if not killed:
+                killed.append(1)
+                ray.kill(victim, no_restart=False)  # as a node's process dying would
+
+        got = list(remote.run(jobs, on_done=kill_once))
+    assert killed
+    assert [o.status for o in got] == [Status.PASSED, Status.FAILED] * 30
+
+
+def test_asking_for_more_workers_than_free_cpus_is_an_error_that_says_so(cluster):
+    with pytest.raises(SandboxError, match="only 2 of 3 sandbox actors started"):
+        RaySandbox(workers=3, start_timeout_s=5).level
+    with RaySandbox() as remote:  # the failed start left no actor holding a CPU
+        assert remote.workers == 2
+
+
+def test_open_sandbox_picks_local_or_ray_and_checks_options():
+    assert type(open_sandbox("", workers=1)) is Sandbox
+    assert type(open_sandbox("auto", workers=1)) is RaySandbox  # nothing starts until used
+    with pytest.raises(ValueError, match="isolation"):
+        open_sandbox("auto", isolation="chroot")
+    with pytest.raises(ValueError, match="chunk"):
+        RaySandbox(chunk=0)
+
+
+def test_a_run_may_resume_on_another_executor(tmp_path):
+    saved = {"run_format": 2, "model": "m", "lr": 0.1, "ray": ""}
+    _same_settings(tmp_path, saved, {**saved, "ray": "auto"})  # where programs run changes no verdict
+    with pytest.raises(ValueError, match="only iterations, out_dir and ray may differ"):
+        _same_settings(tmp_path, saved, {**saved, "lr": 0.2})
+
+
+def test_eval_cli_over_ray_writes_the_local_results(tmp_path):
+    """`codeloop eval --ray local` in a fresh process, as a user would run it, against the local run."""
+    samples = tmp_path / "samples.jsonl"
+    tasks = list(load_tasks("humaneval").values())[:12]
+    samples.write_text("".join(json.dumps({"task_id": t.task_id, "completion": c, "tag": i}) + "\n"
+                               for i, t in enumerate(tasks) for c in (t.canonical_solution, "    return 1\n")))
+    rows = {}
+    for name, extra in (("local", []), ("ray", ["--ray", "local"])):
+        out = tmp_path / f"{name}.jsonl"
+        proc = subprocess.run([sys.executable, "-m", "codeloop.cli", "eval", "--tasks", "humaneval", "--samples", str(samples),
+                               "--out", str(out), "--k", "1", *extra], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "RAY_ADDRESS": ""})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "pass@1: 0.5000" in proc.stdout
+        rows[name] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["task_id"], r["tag"], r["status"]) for r in rows["ray"]] == \
+        [(r["task_id"], r["tag"], r["status"]) for r in rows["local"]]
+
+
+def test_eval_cli_names_an_unreachable_cluster(tmp_path):
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(json.dumps({"task_id": "HumanEval/0", "completion": "    return True\n"}) + "\n")
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "codeloop.cli", "eval", "--tasks", "humaneval", "--samples", str(samples),
+                           "--ray", "127.0.0.1:1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "cannot connect to the Ray cluster at '127.0.0.1:1': nothing answers at 127.0.0.1:1" in proc.stderr
+    assert time.monotonic() - started < 60  # Ray itself would wait for that address for minutes
