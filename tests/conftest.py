@@ -16,6 +16,16 @@ def sandbox() -> Iterator[Sandbox]:
         yield sb
 
 
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    """A local Ray instance with 2 CPUs, standing in for a cluster (for RaySandbox)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 << 20, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
 def check_job(program: str, test: str = "def check(candidate):\n    assert candidate(2) == 4\n",
               entry_point: str = "f") -> Job:
     """A HumanEval-style job: the candidate must double its argument unless ``test`` says otherwise."""

@@ -1,7 +1,9 @@
 """Completions that try to fake a pass or escape (DESIGN.md section 4). One property per test.
 
 Every program here answers wrongly (the test wants ``f(2) == 4``) and then tries a trick; none may
-pass, leave a process behind, touch host files, see secrets or reach the network.
+pass, leave a process behind, touch host files, see secrets or reach the network. The tests that take
+the ``sandbox`` fixture run twice: on the local sandbox, and on the sandbox over Ray (a local Ray
+instance), where the samples are judged by sandbox workers inside Ray's actors.
 """
 
 from __future__ import annotations
@@ -10,15 +12,25 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import check_job, run
 
-from codeloop.sandbox import Job, Sandbox
+from codeloop.sandbox import Job, RaySandbox, Runner, Sandbox
 from codeloop.types import Status
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="the 'root' isolation level needs root")
+
+
+@pytest.fixture(scope="module", params=["local", "ray"])
+def sandbox(request: pytest.FixtureRequest) -> Iterator[Runner]:
+    if request.param == "ray":
+        request.getfixturevalue("ray_cluster")
+    options = {"workers": 2, "timeout_s": 2.0, "memory_mb": 512}
+    with (Sandbox(**options) if request.param == "local" else RaySandbox(chunk=1, **options)) as sb:  # type: ignore[arg-type]
+        yield sb
 
 
 def sandbox_processes() -> list[int]:
@@ -36,7 +48,7 @@ def sandbox_processes() -> list[int]:
     return pids
 
 
-def not_passed(sandbox: Sandbox, program: str) -> Status:
+def not_passed(sandbox: Runner, program: str) -> Status:
     status = run(sandbox, program).status
     assert status is not Status.PASSED
     return status

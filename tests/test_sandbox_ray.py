@@ -35,10 +35,8 @@ ADVERSARIES = [  # one of each kind of outcome, and the ways a sample tries to f
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 << 20, log_to_driver=False)
-    yield
-    ray.shutdown()
+def cluster(ray_cluster):
+    return ray_cluster
 
 
 def _humaneval_jobs(n: int):
