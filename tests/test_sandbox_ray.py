@@ -109,6 +109,27 @@ def test_open_sandbox_picks_local_or_ray_and_checks_options():
         RaySandbox(chunk=0)
 
 
+def test_a_sandbox_that_starts_ray_sends_this_codeloop_to_the_nodes():
+    """So that a node needs only Ray: the actors import the copy Ray unpacked, not an installed codeloop."""
+    code = ("import ray\nfrom codeloop.sandbox import Job, RaySandbox\n"
+            "with RaySandbox('local', workers=1) as r:\n"
+            "    outcome = r.run_one(Job(program='def f(x):\\n    return 2 * x\\n', entry_point='f',"
+            " test='def check(c):\\n    assert c(2) == 4\\n'))\n"
+            "    print(outcome.status.value, ray.get(r._slots[0].where.remote())[1])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "RAY_ADDRESS": ""})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    status, where = proc.stdout.split()
+    assert status == "passed" and "/runtime_resources/py_modules_files/" in where and where.endswith("/codeloop/__init__.py")
+
+
+def test_a_node_with_another_codeloop_is_refused_by_name():
+    from codeloop.sandbox.cluster import _Slot
+
+    with pytest.raises(SandboxError, match="this Ray node has codeloop .*, the driver 0.0.0: install the same codeloop"):
+        _Slot("0.0.0", {})
+
+
 def test_a_run_may_resume_on_another_executor(tmp_path):
     saved = {"run_format": 2, "model": "m", "lr": 0.1, "ray": ""}
     _same_settings(tmp_path, saved, {**saved, "ray": "auto"})  # where programs run changes no verdict

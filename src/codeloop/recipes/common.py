@@ -78,8 +78,8 @@ class LoopSettings:
     """Seeds sampling (per iteration) and training."""
     ray: str = ""
     """Run the sandbox on a Ray cluster at this address (as ``codeloop eval --ray``: "auto", "ray://HOST:10001",
-    or "local" to start Ray here; needs codeloop[ray] on every node). Empty: on this machine. Where the
-    programs run does not change their verdicts, so a run may resume with another value."""
+    or "local" to start Ray here; needs codeloop[ray] here, and Ray on the nodes). Empty: on this machine.
+    Where the programs run does not change their verdicts, so a run may resume with another value."""
 
     def __post_init__(self) -> None:
         check_choices(trainer=(self.trainer, TRAINERS), backend=(self.backend, SAMPLERS))

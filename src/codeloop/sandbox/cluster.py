@@ -10,8 +10,10 @@ scheduler of its own: placement, restarts and retries are Ray's (an actor whose 
 restarted and its chunk run again, ``max_restarts``/``max_task_retries``).
 
 What the nodes need
-    The same codeloop (the version is checked when an actor starts) and its dependencies, installed
-    where the Ray workers import from. The sandbox's containment is per node, as on one machine: run
+    Ray and the driver's Python version, as for any Ray job. The driver's codeloop is sent to them when
+    RaySandbox connects to Ray itself (``ship``; the sandbox imports only the standard library);
+    otherwise the same codeloop version must be installed where the Ray workers import from (checked
+    when an actor starts). The sandbox's containment is per node, as on one machine: run
     the Ray workers as root (or where user namespaces are allowed) for the "root" ("userns") level. At
     level "none" a sample shares the network with the Ray node, so it could reach the cluster's own
     services: that level is for trusted code only, here more than anywhere.
@@ -25,6 +27,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import codeloop
@@ -51,8 +54,9 @@ class _Slot:
     def level(self) -> str:
         return self.sandbox.level  # starts the worker; a SandboxError comes back to the driver
 
-    def pid(self) -> int:
-        return os.getpid()
+    def where(self) -> tuple[int, str]:
+        """(the actor's pid, the file its codeloop was imported from)."""
+        return os.getpid(), codeloop.__file__ or ""
 
     def run(self, jobs: list[Job]) -> list[Outcome]:
         return list(self.sandbox.run(jobs))
@@ -65,18 +69,23 @@ class RaySandbox:
     a remote one), or "local" to start Ray on this machine. When Ray is already initialised in this
     process, that connection is used and ``address`` is ignored. ``workers`` is the number of actors
     (one CPU each; default: every CPU the cluster has free), which must all start within ``start_timeout_s``.
-    ``chunk`` jobs travel per Ray call. The other options are the local Sandbox's and apply on every node.
+    ``chunk`` jobs travel per Ray call. With ``ship`` (the default), when this sandbox connects to Ray,
+    this codeloop travels to the nodes (Ray's job-level ``runtime_env`` ``py_modules``; the sandbox needs
+    nothing outside the standard library), so a node needs only Ray. Otherwise (``ship=False``, or Ray
+    initialised before, without it) each node imports its own codeloop, which must be the same version.
+    The other options are the local Sandbox's and apply on every node.
     """
 
     def __init__(self, address: str = "auto", workers: int | None = None, timeout_s: float = 3.0,
                  memory_mb: int = 2048, isolation: str = "auto", preload: Iterable[str] = (), chunk: int = 16,
-                 start_timeout_s: float = START_TIMEOUT_S) -> None:
+                 start_timeout_s: float = START_TIMEOUT_S, ship: bool = True) -> None:
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, got {chunk}")
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         Sandbox(timeout_s=timeout_s, memory_mb=memory_mb, isolation=isolation, preload=preload)  # same checks, starts nothing
         self.address, self.n_workers, self.chunk, self.start_timeout_s = address, workers, chunk, start_timeout_s
+        self.ship = ship
         self.options = {"timeout_s": timeout_s, "memory_mb": memory_mb, "isolation": isolation, "preload": tuple(preload)}
         self._slots: list[Any] = []
         self._level = ""
@@ -96,7 +105,8 @@ class RaySandbox:
         if not ray.is_initialized():
             _answers(self.address)
             try:
-                ray.init(address=None if self.address == "local" else self.address, log_to_driver=False)
+                shipped = {"py_modules": [str(Path(codeloop.__file__ or "").parent)]} if self.ship else None
+                ray.init(address=None if self.address == "local" else self.address, log_to_driver=False, runtime_env=shipped)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise SandboxError(f"cannot connect to the Ray cluster at {self.address!r}: {exc}") from None
             self._owns_ray = True
