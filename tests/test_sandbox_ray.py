@@ -70,9 +70,9 @@ def test_a_sample_cannot_reach_the_ray_actor_that_judges_it(cluster):
                "            os.kill(pid, signal.SIGKILL)\n        except OSError:\n            pass\n    return 2 * x\n")
     with RaySandbox(timeout_s=5.0, memory_mb=512, chunk=1) as remote:
         assert remote.workers == 2
-        pids = ray.get([slot.pid.remote() for slot in remote._slots])
+        pids = ray.get([slot.where.remote() for slot in remote._slots])
         outcomes = list(remote.run([check_job(program)] * 2 + [check_job(ADVERSARIES[0])] * 4))
-        assert ray.get([slot.pid.remote() for slot in remote._slots]) == pids  # no actor died and was restarted
+        assert ray.get([slot.where.remote() for slot in remote._slots]) == pids  # no actor died and was restarted
     assert [o.status for o in outcomes] == [Status.PASSED] * 6  # nor a sandbox worker (twice: a violation)
 
 
