@@ -123,11 +123,14 @@ def test_a_sandbox_that_starts_ray_sends_this_codeloop_to_the_nodes():
     assert status == "passed" and "/runtime_resources/py_modules_files/" in where and where.endswith("/codeloop/__init__.py")
 
 
-def test_a_node_with_another_codeloop_is_refused_by_name():
-    from codeloop.sandbox.cluster import _Slot
-
-    with pytest.raises(SandboxError, match="this Ray node has codeloop .*, the driver 0.0.0: install the same codeloop"):
-        _Slot("0.0.0", {})
+def test_a_node_with_another_codeloop_is_refused_by_name(cluster, monkeypatch):
+    monkeypatch.setattr("codeloop.__version__", "0.0.0")  # the driver's, sent to the actors with their options
+    with pytest.raises(SandboxError, match=r"failed to start on the Ray cluster: a Ray node has codeloop 0\.1\.0, "
+                                           r"the driver 0\.0\.0: install the same codeloop on every node"):
+        RaySandbox().level
+    monkeypatch.undo()
+    with RaySandbox() as remote:  # the refused actors gave their CPUs back
+        assert remote.workers == 2
 
 
 def test_a_run_may_resume_on_another_executor(tmp_path):

@@ -42,24 +42,33 @@ CONNECT_TIMEOUT_S = 5.0
 
 
 class _Slot:
-    """A Ray actor's body: one local sandbox worker. Defined at module level so that a node imports it
-    from its own codeloop (Ray pickles the class by reference)."""
+    """A Ray actor's body: one local sandbox worker, started on first use (so that a SandboxError, such as
+    another codeloop version on the node, comes back to the driver as the error of a call, not of the
+    actor's creation). Defined at module level: Ray pickles the class by reference, and the node imports
+    it from the codeloop it has (shipped, or installed there)."""
 
     def __init__(self, version: str, options: dict[str, Any]) -> None:
-        if version != codeloop.__version__:
-            raise SandboxError(f"this Ray node has codeloop {codeloop.__version__}, the driver {version}: "
-                               "install the same codeloop on every node")
-        self.sandbox = Sandbox(workers=1, **options)
+        self.version, self.options = version, options
+        self.sandbox: Sandbox | None = None
+
+    def _sandbox(self) -> Sandbox:
+        if self.sandbox is None:
+            if self.version != codeloop.__version__:
+                raise SandboxError(f"a Ray node has codeloop {codeloop.__version__}, the driver {self.version}: "
+                                   "install the same codeloop on every node, or let codeloop start the connection to "
+                                   "Ray, which sends it to the nodes")
+            self.sandbox = Sandbox(workers=1, **self.options)
+        return self.sandbox
 
     def level(self) -> str:
-        return self.sandbox.level  # starts the worker; a SandboxError comes back to the driver
+        return self._sandbox().level  # starts the worker
 
     def where(self) -> tuple[int, str]:
         """(the actor's pid, the file its codeloop was imported from)."""
         return os.getpid(), codeloop.__file__ or ""
 
     def run(self, jobs: list[Job]) -> list[Outcome]:
-        return list(self.sandbox.run(jobs))
+        return list(self._sandbox().run(jobs))
 
 
 class RaySandbox:
@@ -116,8 +125,8 @@ class RaySandbox:
             raise SandboxError("the Ray cluster has no free CPU for sandbox workers")
         actor = ray.remote(num_cpus=1, max_restarts=2, max_task_retries=2)(_Slot)
         slots = [actor.remote(codeloop.__version__, self.options) for _ in range(n)]
-        pending = {slot.level.remote(): slot for slot in slots}
-        ready, waiting = ray.wait(list(pending), num_returns=len(pending), timeout=self.start_timeout_s)
+        pending = [slot.level.remote() for slot in slots]
+        ready, waiting = ray.wait(pending, num_returns=len(pending), timeout=self.start_timeout_s)
         try:
             if waiting:
                 raise SandboxError(f"only {len(ready)} of {n} sandbox actors started on the Ray cluster within "
@@ -125,8 +134,8 @@ class RaySandbox:
             levels = ray.get(ready)
         except BaseException as exc:
             _release(ray, slots, free)
-            if isinstance(exc, ray.exceptions.RayError):
-                cause = getattr(exc, "cause", None) or exc
+            if isinstance(exc, ray.exceptions.RayError):  # a task's own error is its cause; Ray's end with theirs
+                cause = getattr(exc, "cause", None) or str(exc).strip().splitlines()[-1]
                 raise SandboxError(f"a sandbox actor failed to start on the Ray cluster: {cause}") from None
             raise
         self._slots, self._level = slots, levels[0]
