@@ -63,7 +63,7 @@ def eval_cmd(
     workers: int = typer.Option(0, "--workers", help="Sandbox workers; 0 = one per CPU core."),
     memory_mb: int = typer.Option(2048, "--memory-mb", help="Address-space limit per sample, MiB."),
     isolation: str = typer.Option("auto", "--isolation", help="Sandbox level: auto (strongest available), root, userns, or none (trusted code only; see codeloop.sandbox)."),
-    ray: str = typer.Option("", "--ray", help="Fan the samples out over a Ray cluster: its address as ray.init takes it ('auto': the cluster this machine joined; 'ray://HOST:10001'), or 'local' to start Ray here. --workers then counts sandbox workers over the cluster (0: every free CPU). Needs codeloop[ray] here; a node needs only Ray (this codeloop is sent to it). Empty: this machine only."),
+    ray: str = typer.Option("", "--ray", help="Fan the samples out over a Ray cluster: its address as ray.init takes it ('auto': the cluster this machine joined; 'ray://HOST:10001'), or 'local' to start Ray here. --workers then counts sandbox workers over the cluster (0: every free CPU). Needs pip install 'codeloop\\[ray]' here; a node needs only Ray (this codeloop is sent to it). Empty: this machine only."),
 ) -> None:
     """Run samples against their tasks' tests in the sandbox; print pass@k and counts per status.
 
