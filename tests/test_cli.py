@@ -283,3 +283,9 @@ def test_command_lists_show_each_docstring_as_one_line_of_prose(group):
     assert rows
     continued = [row for row in rows if row.startswith(" ")]  # a row whose name column is empty: a wrapped line
     assert continued == [], continued
+
+
+def test_option_help_keeps_square_brackets():
+    # typer's rich markup takes "[ray]" for a style tag and drops it: "Needs pip install 'codeloop' here"
+    result = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0 and "pip install 'codeloop[ray]'" in result.output
