@@ -8,7 +8,9 @@ instance), where the samples are judged by sandbox workers inside Ray's actors.
 
 from __future__ import annotations
 
+import errno
 import os
+import platform
 import socket
 import threading
 import time
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import check_job, run
 
-from codeloop.sandbox import Job, RaySandbox, Runner, Sandbox
+from codeloop.sandbox import Job, RaySandbox, Runner, Sandbox, seccomp
 from codeloop.types import Status
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="the 'root' isolation level needs root")
@@ -439,6 +441,74 @@ def test_the_internet_is_unreachable(sandbox):
                "        print('BLOCKED')\n"
                "    return 2 * x\n")
     assert "BLOCKED" in run(sandbox, program).stdout
+
+
+# ---- containment: the kernel's riskiest calls (codeloop.sandbox.seccomp) ---------------------------
+
+SECCOMP = pytest.mark.skipif(not seccomp.SUPPORTED, reason=f"no seccomp table for {platform.machine()}")
+NR = seccomp._TABLES.get(platform.machine(), (0, {}))[1]
+
+
+def errnos_of(calls: dict[str, str]) -> str:
+    """A sample whose f returns {name: errno} for each raw call (0: it succeeded), through libc."""
+    body = "".join(f"    out[{name!r}] = call({args})\n" for name, args in calls.items())
+    return ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "def call(*args):\n    ctypes.set_errno(0)\n    r = libc.syscall(*args)\n"
+            "    if r == 0 and args[0] == %d:\n        os._exit(0)  # a clone that went through: the copy leaves\n"
+            "    return ctypes.get_errno() if r == -1 else 0\n"
+            "def f(x):\n    out = {}\n%s    return out\n") % (NR.get("clone", -1), body)
+
+
+def refused(sandbox: Runner, calls: dict[str, str]) -> None:
+    test = f"def check(candidate):\n    assert candidate(0) == {dict.fromkeys(calls, errno.EPERM)!r}\n"
+    outcome = run(sandbox, errnos_of(calls), test=test)
+    assert outcome.status is Status.PASSED, outcome.reason
+
+
+@SECCOMP
+def test_new_namespaces_cannot_be_created_or_entered(sandbox):
+    user, net, mnt = 0x10000000, 0x40000000, 0x00020000
+    refused(sandbox, {"unshare user": f"{NR['unshare']}, {user}", "unshare net": f"{NR['unshare']}, {net}",
+                      "unshare mount": f"{NR['unshare']}, {mnt}", "unshare time": f"{NR['unshare']}, 0x80",
+                      "clone user": f"{NR['clone']}, {user | 17}, 0, 0, 0, 0",
+                      "setns": f"{NR['setns']}, os.open('/proc/self/ns/net', os.O_RDONLY), 0"})
+
+
+@SECCOMP
+def test_kernel_attack_surface_calls_are_refused(sandbox):
+    calls = {"io_uring_setup": f"{NR['io_uring_setup']}, 2, 0", "bpf": f"{NR['bpf']}, 0, 0, 0",
+             "perf_event_open": f"{NR['perf_event_open']}, 0, 0, -1, -1, 0", "userfaultfd": f"{NR['userfaultfd']}, 0",
+             "keyctl": f"{NR['keyctl']}, 0, 0", "add_key": f"{NR['add_key']}, 0, 0, 0, 0, 0",
+             "ptrace": f"{NR['ptrace']}, 0, 0, 0, 0", "process_vm_readv": f"{NR['process_vm_readv']}, 1, 0, 0, 0, 0, 0",
+             "mount": f"{NR['mount']}, 0, 0, 0, 0, 0", "open_by_handle_at": f"{NR['open_by_handle_at']}, 0, 0, 0"}
+    if platform.machine() == "x86_64":
+        calls["getpid through x32"] = f"{seccomp.X32_SYSCALL_BIT | 39}"
+    refused(sandbox, calls)
+
+
+@pytest.mark.parametrize("level", [pytest.param("root", marks=ROOT_ONLY), "userns", "none"])
+@SECCOMP
+def test_the_filter_is_on_at_every_level(level):
+    with Sandbox(workers=1, isolation=level) as sandbox:
+        refused(sandbox, {"unshare user": f"{NR['unshare']}, 0x10000000", "io_uring_setup": f"{NR['io_uring_setup']}, 2, 0"})
+
+
+def test_threads_forks_and_subprocesses_still_work_under_the_filter(sandbox):
+    program = ("import os, subprocess, threading\n"
+               "def f(x):\n"
+               "    box = []\n"
+               "    t = threading.Thread(target=box.append, args=(x,))\n"
+               "    t.start()\n"
+               "    t.join()\n"
+               "    pid = os.fork()\n"
+               "    if pid == 0:\n"
+               "        os._exit(7)\n"
+               "    forked = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])\n"
+               "    shell = subprocess.run(['/bin/sh', '-c', 'exit 3']).returncode\n"
+               "    return box[0] + forked + shell\n")
+    test = "def check(candidate):\n    assert candidate(2) == 12\n"
+    outcome = run(sandbox, program, test=test)
+    assert outcome.status is Status.PASSED, outcome.reason
 
 
 def test_userns_level_runs_samples():

@@ -33,7 +33,10 @@ Containment of each sample (isolation level "root", used when started as root)
     /tmp, /var/tmp, /dev/shm, /run/lock are fresh tmpfs that only root may write (holding read-only
     copies of the interpreter, venv or codeloop checkout when those live there); a fresh temp dir owned by the
     sample as cwd, HOME and TMPDIR; an unprivileged uid unique to its worker with no supplementary
-    groups and no_new_privs; rlimits on CPU time, address space, file size, open files and processes;
+    groups and no_new_privs; a seccomp filter that refuses new namespaces and the kernel's riskiest
+    calls (io_uring, bpf, perf_event_open, userfaultfd, keyrings, ptrace, mounts, ...: see
+    ``codeloop.sandbox.seccomp``, on x86_64 and aarch64, at every level); rlimits on CPU time, address
+    space, file size, open files and processes;
     an environment of PATH/LANG/HOME only (workers are started with a scrubbed environment, so the
     evaluator's secrets are not even in memory to inherit); stdin at EOF; stdout/stderr to files
     capped by the file-size limit and reported up to 64 KiB, read back after the sample is dead
@@ -47,11 +50,13 @@ Fallbacks
     sample keeps the caller's uid (with every capability dropped), so it can *read* whatever the user
     can, and it can write to the tmpfs roots (wiped after every sample). The process limit is not set.
     "none" (no namespaces): own session/process group killed at the end, rlimits, scrubbed env, temp
-    dir; no network, filesystem or PID isolation: run only trusted code this way.
+    dir, no_new_privs and the seccomp filter; no network, filesystem or PID isolation: run only trusted
+    code this way.
 
 What it does NOT protect against
-    * Kernel exploits and CPU side channels: samples share the host kernel (use a VM or gVisor for
-      code you believe is weaponised).
+    * Kernel exploits and CPU side channels: samples share the host kernel. The seccomp filter closes
+      the calls most local exploits start from, but not every kernel bug is behind them (use a VM or
+      gVisor for code you believe is weaponised).
     * Reading world-readable files: the sample can read what "other" may read (including task files
       on disk that contain canonical solutions). Secrets must not live in world-readable files.
     * Covert timing between concurrently running samples, and CPU contention skewing timings.

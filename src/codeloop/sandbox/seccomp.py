@@ -1,0 +1,137 @@
+"""A seccomp filter for sample processes: the kernel's riskiest doors, closed.
+
+Namespaces, a separate uid and a read-only filesystem contain what a sample can *reach*; they do not
+shrink the kernel code it can *call*, and most local kernel exploits start from a few system calls that
+test code never needs. Installed last in every sample's set-up (after ``PR_SET_NO_NEW_PRIVS``, so no
+privilege is needed and no setuid program can drop it), the filter answers EPERM to:
+
+* creating or entering namespaces: ``unshare`` and ``clone`` with any ``CLONE_NEW*`` flag, ``setns``
+  (a new user namespace would give the sample every capability inside it, and with them netfilter,
+  mounts and the rest of the code behind ``CAP_SYS_ADMIN`` checks); ``clone3`` answers ENOSYS, so
+  libc falls back to ``clone``, whose flags the filter can read (as Docker's default profile does);
+* io_uring, bpf, perf_event_open, userfaultfd, the keyring calls (keyctl, add_key, request_key);
+* ptrace, process_vm_readv/writev, pidfd_getfd; mounts and the new mount API; module loading, kexec,
+  reboot, swap, quotas, accounting, the clocks, syslog, open_by_handle_at and its pair, fanotify_init;
+* on x86_64, any call through the x32 ABI; a call under another architecture's ABI (i386 through
+  ``int 0x80``) kills the process.
+
+Tables: x86_64 (``asm/unistd_64.h``) and aarch64 (``asm-generic/unistd.h``; not run here, this VM is
+x86_64). On any other architecture no filter is installed, and :data:`SUPPORTED` says so. Threads,
+fork, subprocesses and everything else a test program does are untouched.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+
+from codeloop.sandbox import _linux
+
+# the calls refused with EPERM, by architecture (numbers from the kernel headers named above)
+_DENIED_NAMES = ("io_uring_setup io_uring_enter io_uring_register bpf perf_event_open userfaultfd keyctl add_key "
+                 "request_key ptrace process_vm_readv process_vm_writev pidfd_getfd kexec_load kexec_file_load "
+                 "init_module finit_module delete_module mount umount2 pivot_root chroot setns open_tree "
+                 "move_mount fsopen fsconfig fsmount fspick mount_setattr swapon swapoff reboot acct quotactl "
+                 "quotactl_fd name_to_handle_at open_by_handle_at lookup_dcookie fanotify_init syslog "
+                 "settimeofday clock_settime adjtimex clock_adjtime").split()
+_TABLES = {
+    "x86_64": (0xC000003E, dict(
+        io_uring_setup=425, io_uring_enter=426, io_uring_register=427, bpf=321, perf_event_open=298, userfaultfd=323,
+        keyctl=250, add_key=248, request_key=249, ptrace=101, process_vm_readv=310, process_vm_writev=311,
+        pidfd_getfd=438, kexec_load=246, kexec_file_load=320, init_module=175, finit_module=313, delete_module=176,
+        mount=165, umount2=166, pivot_root=155, chroot=161, setns=308, open_tree=428, move_mount=429, fsopen=430,
+        fsconfig=431, fsmount=432, fspick=433, mount_setattr=442, swapon=167, swapoff=168, reboot=169, acct=163,
+        quotactl=179, quotactl_fd=443, name_to_handle_at=303, open_by_handle_at=304, lookup_dcookie=212,
+        fanotify_init=300, syslog=103, settimeofday=164, clock_settime=227, adjtimex=159, clock_adjtime=305,
+        unshare=272, clone=56, clone3=435)),
+    "aarch64": (0xC00000B7, dict(
+        io_uring_setup=425, io_uring_enter=426, io_uring_register=427, bpf=280, perf_event_open=241, userfaultfd=282,
+        keyctl=219, add_key=217, request_key=218, ptrace=117, process_vm_readv=270, process_vm_writev=271,
+        pidfd_getfd=438, kexec_load=104, kexec_file_load=294, init_module=105, finit_module=273, delete_module=106,
+        mount=40, umount2=39, pivot_root=41, chroot=51, setns=268, open_tree=428, move_mount=429, fsopen=430,
+        fsconfig=431, fsmount=432, fspick=433, mount_setattr=442, swapon=224, swapoff=225, reboot=142, acct=89,
+        quotactl=60, quotactl_fd=443, name_to_handle_at=264, open_by_handle_at=265, lookup_dcookie=18,
+        fanotify_init=262, syslog=116, settimeofday=170, clock_settime=112, adjtimex=171, clock_adjtime=266,
+        unshare=97, clone=220, clone3=435)),
+}
+SUPPORTED = platform.machine() in _TABLES
+"""Whether this architecture gets the filter."""
+
+NAMESPACE_FLAGS = (_linux.CLONE_NEWNS | _linux.CLONE_NEWUTS | _linux.CLONE_NEWIPC | _linux.CLONE_NEWUSER
+                   | _linux.CLONE_NEWPID | _linux.CLONE_NEWNET | 0x02000000)  # | CLONE_NEWCGROUP
+CLONE_NEWTIME = 0x80  # unshare only: in clone's flags these bits are the exit signal
+X32_SYSCALL_BIT = 0x40000000
+
+# classic BPF, as seccomp runs it
+_LD_W_ABS = 0x20
+_JEQ, _JGE, _JSET = 0x15, 0x35, 0x45  # BPF_JMP | op | BPF_K
+_RET = 0x06
+_ALLOW, _ERRNO, _KILL_PROCESS = 0x7FFF0000, 0x00050000, 0x80000000
+_NR, _ARCH, _ARG0 = 0, 4, 16  # offsets in struct seccomp_data (arg 0's low 32 bits: little-endian)
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+
+
+class _Insn(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8), ("k", ctypes.c_uint32)]
+
+
+class _Prog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_Insn))]
+
+
+def assemble(machine: str) -> list[tuple[int, int, int, int]]:
+    """The filter for ``machine`` as (code, jt, jf, k) instructions; jumps go to the labels at its end."""
+    arch, nr = _TABLES[machine]
+    code: list[tuple[int, str | int, str | int, int]] = [
+        (_LD_W_ABS, 0, 0, _ARCH),
+        (_JEQ, 0, "kill", arch),
+        (_LD_W_ABS, 0, 0, _NR),
+    ]
+    if machine == "x86_64":
+        code.append((_JGE, "eperm", 0, X32_SYSCALL_BIT))
+    code += [(_JEQ, "eperm", 0, nr[name]) for name in _DENIED_NAMES]
+    code += [(_JEQ, "enosys", 0, nr["clone3"]), (_JEQ, "unshare", 0, nr["unshare"]), (_JEQ, "clone", 0, nr["clone"]),
+             (_RET, 0, 0, _ALLOW)]
+    labels = {"unshare": len(code)}
+    code += [(_LD_W_ABS, 0, 0, _ARG0), (_JSET, "eperm", 0, NAMESPACE_FLAGS | CLONE_NEWTIME), (_RET, 0, 0, _ALLOW)]
+    labels["clone"] = len(code)
+    code += [(_LD_W_ABS, 0, 0, _ARG0), (_JSET, "eperm", 0, NAMESPACE_FLAGS), (_RET, 0, 0, _ALLOW)]
+    for label, ret in (("eperm", _ERRNO | errno.EPERM), ("enosys", _ERRNO | errno.ENOSYS), ("kill", _KILL_PROCESS)):
+        labels[label] = len(code)
+        code.append((_RET, 0, 0, ret))
+
+    def offset(at: int, target: str | int) -> int:
+        if isinstance(target, int):
+            return target
+        jump = labels[target] - at - 1
+        assert 0 <= jump < 256, (target, jump)
+        return jump
+
+    return [(op, offset(i, jt), offset(i, jf), k) for i, (op, jt, jf, k) in enumerate(code)]
+
+
+_PROGRAM: _Prog | None = None  # built once (in the zygote, before it forks), installed per sample
+
+
+def prepare() -> None:
+    """Build this architecture's filter in memory (the zygote calls this once; samples inherit it)."""
+    global _PROGRAM
+    if SUPPORTED and _PROGRAM is None:
+        insns = assemble(platform.machine())
+        array = (_Insn * len(insns))(*(_Insn(*insn) for insn in insns))
+        _PROGRAM = _Prog(len(insns), ctypes.cast(array, ctypes.POINTER(_Insn)))
+        _PROGRAM._array = array  # type: ignore[attr-defined]  # keep the instructions alive with it
+
+
+def install() -> None:
+    """Install the filter on this process and all it will start. Needs ``PR_SET_NO_NEW_PRIVS`` first.
+    Raises OSError where the kernel refuses (then nothing untrusted may run)."""
+    if not SUPPORTED:
+        return
+    prepare()
+    assert _PROGRAM is not None
+    if _linux._libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(_PROGRAM), 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"seccomp filter refused: {os.strerror(err)}")
