@@ -70,7 +70,7 @@ _JEQ, _JGE, _JSET = 0x15, 0x35, 0x45  # BPF_JMP | op | BPF_K
 _RET = 0x06
 _ALLOW, _ERRNO, _KILL_PROCESS = 0x7FFF0000, 0x00050000, 0x80000000
 _NR, _ARCH, _ARG0 = 0, 4, 16  # offsets in struct seccomp_data (arg 0's low 32 bits: little-endian)
-PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+PR_GET_SECCOMP, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 21, 22, 2
 
 
 class _Insn(ctypes.Structure):
@@ -123,6 +123,12 @@ def prepare() -> None:
         array = (_Insn * len(insns))(*(_Insn(*insn) for insn in insns))
         _PROGRAM = _Prog(len(insns), ctypes.cast(array, ctypes.POINTER(_Insn)))
         _PROGRAM._array = array  # type: ignore[attr-defined]  # keep the instructions alive with it
+
+
+def available() -> bool:
+    """Whether this kernel filters system calls (``PR_GET_SECCOMP`` answers; it is EINVAL without
+    CONFIG_SECCOMP). The worker checks at start-up, so a missing filter is an error, not a quiet gap."""
+    return _linux._libc.prctl(PR_GET_SECCOMP, 0, 0, 0, 0) >= 0
 
 
 def install() -> None:

@@ -17,7 +17,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from codeloop.sandbox import _linux, judge, wire
+from codeloop.sandbox import _linux, judge, seccomp, wire
 from codeloop.sandbox.scratch import SHARED_TMP, make_sample_root
 from codeloop.sandbox.zygote import zygote_main
 
@@ -143,6 +143,10 @@ def main() -> None:
         level = isolate(requested)
     except OSError as exc:
         wire.write_frame(results_fd, pickle.dumps({"error": f"isolation {requested!r} failed: {exc}"}))
+        return
+    if seccomp.SUPPORTED and not seccomp.available():
+        wire.write_frame(results_fd, pickle.dumps({"error": "this kernel does not filter system calls (seccomp), "
+                                                            "which every sample needs"}))
         return
     for name in PREIMPORT:
         importlib.import_module(name)
