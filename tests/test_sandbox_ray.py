@@ -93,9 +93,35 @@ def test_a_lost_actor_is_restarted_and_its_chunks_run_again(cluster):
     assert [o.status for o in got] == [Status.PASSED, Status.FAILED] * 30
 
 
+def test_an_actor_gone_for_good_hands_its_chunks_to_the_others(cluster):
+    jobs = _humaneval_jobs(30)
+    with RaySandbox(chunk=2) as remote:
+        remote.workers
+        victim, killed = remote._slots[0], []
+
+        def kill_once() -> None:
+            if not killed:
+                killed.append(1)
+                ray.kill(victim, no_restart=True)  # a node that does not come back
+
+        got = list(remote.run(jobs, on_done=kill_once))
+    assert killed
+    assert [o.status for o in got] == [Status.PASSED, Status.FAILED] * 30
+
+
+def test_with_every_actor_gone_the_jobs_are_infra_errors_that_say_so(cluster):
+    done = []
+    with RaySandbox(chunk=2) as remote:
+        for slot in list(remote._slots) if remote.workers else []:
+            ray.kill(slot, no_restart=True)
+        got = list(remote.run(_humaneval_jobs(5), on_done=lambda: done.append(1)))
+    assert {o.status for o in got} == {Status.INFRA_ERROR} and len(got) == len(done) == 10
+    assert "sandbox actor lost on the Ray cluster for good" in got[0].reason
+
+
 def test_asking_for_more_workers_than_free_cpus_is_an_error_that_says_so(cluster):
     with pytest.raises(SandboxError, match="only 2 of 3 sandbox actors started"):
-        RaySandbox(workers=3, start_timeout_s=5).level
+        RaySandbox(workers=3, start_timeout_s=15).level
     with RaySandbox() as remote:  # the failed start left no actor holding a CPU
         assert remote.workers == 2
 

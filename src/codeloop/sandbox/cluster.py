@@ -161,7 +161,8 @@ class RaySandbox:
     def close(self) -> None:
         if self._slots:
             ray = self._ray()
-            _release(ray, self._slots, ray.available_resources().get("CPU", 0) + len(self._slots))
+            free = ray.available_resources().get("CPU", 0) + len(self._slots)  # less any actor already gone:
+            _release(ray, self._slots, min(free, ray.cluster_resources().get("CPU", 0)))  # never more than exist
             self._slots = []
         if self._owns_ray:
             self._ray().shutdown()
@@ -172,30 +173,45 @@ class RaySandbox:
 
     def run(self, jobs: Iterable[Job], on_done: Callable[[], None] | None = None) -> Iterator[Outcome]:
         """Judge ``jobs`` on the cluster; yield outcomes in input order; ``on_done`` once per job, as
-        each chunk comes back."""
+        each chunk comes back. A chunk whose actor is gone for good (past Ray's restarts) goes once more
+        to a live actor; after that, or with none left, its jobs are infra errors."""
         self._start()
         ray = self._ray()
         listed = list(jobs)
-        chunks = deque((start, listed[start:start + self.chunk]) for start in range(0, len(listed), self.chunk))
-        in_flight: dict[Any, tuple[int, int, int]] = {}  # ref -> (slot, first job, jobs)
+        chunks = deque((start, listed[start:start + self.chunk], 0) for start in range(0, len(listed), self.chunk))
+        in_flight: dict[Any, tuple[int, int, list[Job], int]] = {}  # ref -> (slot, first job, jobs, tries)
         queued = [0] * len(self._slots)
+        dead: set[int] = set()
         done: dict[int, list[Outcome]] = {}
         next_out = 0
         try:
             while chunks or in_flight:
                 for i, slot in enumerate(self._slots):
-                    while chunks and queued[i] < 2:
-                        start, part = chunks.popleft()
-                        in_flight[slot.run.remote(part)] = (i, start, len(part))
+                    while chunks and queued[i] < 2 and i not in dead:
+                        start, part, tries = chunks.popleft()
+                        in_flight[slot.run.remote(part)] = (i, start, part, tries)
                         queued[i] += 1
-                ready, _ = ray.wait(list(in_flight), num_returns=1)
-                for ref in ready:
-                    i, start, size = in_flight.pop(ref)
-                    queued[i] -= 1
-                    done[start] = self._outcomes(ray, ref, size)
-                    if on_done:
-                        for _ in range(size):
-                            on_done()
+                if not in_flight:  # every actor is gone
+                    while chunks:
+                        start, part, _ = chunks.popleft()
+                        done[start] = _lost(len(part))
+                        for _ in range(len(part) if on_done else 0):
+                            on_done()  # type: ignore[misc]
+                else:
+                    ready, _ = ray.wait(list(in_flight), num_returns=1)
+                    for ref in ready:
+                        i, start, part, tries = in_flight.pop(ref)
+                        queued[i] -= 1
+                        try:
+                            done[start] = ray.get(ref)
+                        except ray.exceptions.RayActorError:
+                            dead.add(i)
+                            if tries == 0:
+                                chunks.appendleft((start, part, 1))
+                                continue
+                            done[start] = _lost(len(part))
+                        for _ in range(len(part) if on_done else 0):
+                            on_done()  # type: ignore[misc]
                 while next_out in done:
                     part_out = done.pop(next_out)
                     next_out += len(part_out)
@@ -204,15 +220,10 @@ class RaySandbox:
             for ref in in_flight:  # a caller that stopped early: queued chunks are dropped
                 ray.cancel(ref)
 
-    @staticmethod
-    def _outcomes(ray: Any, ref: Any, size: int) -> list[Outcome]:
-        """A chunk's outcomes; when its actor is gone past Ray's restarts, an infra error for each job."""
-        started = time.monotonic()
-        try:
-            return ray.get(ref)
-        except ray.exceptions.RayActorError as exc:
-            reason = f"sandbox actor lost on the Ray cluster ({type(exc).__name__})"
-            return [Outcome(Status.INFRA_ERROR, time.monotonic() - started, reason=reason) for _ in range(size)]
+
+def _lost(size: int) -> list[Outcome]:
+    reason = "sandbox actor lost on the Ray cluster for good (past Ray's restarts)"
+    return [Outcome(Status.INFRA_ERROR, reason=reason) for _ in range(size)]
 
 
 def _release(ray: Any, slots: list[Any], free: float) -> None:
