@@ -493,6 +493,20 @@ def test_the_filter_is_on_at_every_level(level):
         refused(sandbox, {"unshare user": f"{NR['unshare']}, 0x10000000", "io_uring_setup": f"{NR['io_uring_setup']}, 2, 0"})
 
 
+@pytest.mark.parametrize("machine", sorted(seccomp._TABLES))
+def test_each_architectures_filter_denies_every_listed_call_and_checks_its_abi_first(machine):
+    # aarch64's table cannot run on this x86_64 VM: at least its program must be whole and cover the list
+    insns = seccomp.assemble(machine)
+    arch, numbers = seccomp._TABLES[machine]
+    assert insns[0] == (0x20, 0, 0, 4) and insns[1][3] == arch  # load the ABI, kill on any other
+    assert set(numbers) == {*seccomp._DENIED_NAMES, "unshare", "clone", "clone3"}
+    eperm = len(insns) - 3  # the returns: EPERM, ENOSYS, kill the process
+    assert insns[eperm:] == [(6, 0, 0, 0x50000 | errno.EPERM), (6, 0, 0, 0x50000 | errno.ENOSYS), (6, 0, 0, 0x80000000)]
+    denied = {k for i, (op, jt, _, k) in enumerate(insns) if op == 0x15 and i + 1 + jt == eperm}
+    assert denied >= {numbers[name] for name in seccomp._DENIED_NAMES}
+    assert len(insns) < 256
+
+
 def test_threads_forks_and_subprocesses_still_work_under_the_filter(sandbox):
     program = ("import os, subprocess, threading\n"
                "def f(x):\n"
