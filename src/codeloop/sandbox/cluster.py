@@ -7,7 +7,8 @@ cluster has room) holds a one-worker local Sandbox, and the jobs travel to them 
 queued at every actor so none waits between them. Every verdict is still decided by a sandbox worker
 on the node that ran the sample; Ray only carries jobs out and plain outcomes back. Nothing here is a
 scheduler of its own: placement, restarts and retries are Ray's (an actor whose process dies is
-restarted and its chunk run again, ``max_restarts``/``max_task_retries``).
+restarted and its chunk run again, ``max_restarts``/``max_task_retries``); a chunk whose actor is gone
+for good goes once more to a live actor, and only then are its jobs infra errors.
 
 What the nodes need
     Ray and the driver's Python version, as for any Ray job. The driver's codeloop is sent to them when
@@ -92,7 +93,7 @@ class RaySandbox:
             raise ValueError(f"chunk must be at least 1, got {chunk}")
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
-        Sandbox(timeout_s=timeout_s, memory_mb=memory_mb, isolation=isolation, preload=preload)  # same checks, starts nothing
+        Sandbox(timeout_s=timeout_s, memory_mb=memory_mb, isolation=isolation, preload=preload)  # its checks; starts nothing
         self.address, self.n_workers, self.chunk, self.start_timeout_s = address, workers, chunk, start_timeout_s
         self.ship = ship
         self.options = {"timeout_s": timeout_s, "memory_mb": memory_mb, "isolation": isolation, "preload": tuple(preload)}
