@@ -3,7 +3,9 @@
 Every program here answers wrongly (the test wants ``f(2) == 4``) and then tries a trick; none may
 pass, leave a process behind, touch host files, see secrets or reach the network. The tests that take
 the ``sandbox`` fixture run twice: on the local sandbox, and on the sandbox over Ray (a local Ray
-instance), where the samples are judged by sandbox workers inside Ray's actors.
+instance), where the samples are judged by sandbox workers inside Ray's actors. The seccomp tests turn
+the pattern round: their programs report what the kernel answered each call, and pass only when every
+call was refused.
 """
 
 from __future__ import annotations

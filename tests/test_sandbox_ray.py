@@ -34,11 +34,6 @@ ADVERSARIES = [  # one of each kind of outcome, and the ways a sample tries to f
 ]
 
 
-@pytest.fixture(scope="module")
-def cluster(ray_cluster):
-    return ray_cluster
-
-
 def _humaneval_jobs(n: int):
     tasks = list(load_tasks("humaneval").values())[:n]
     right = [job_for(t, Sample(t.task_id, t.canonical_solution or "")) for t in tasks]
@@ -46,7 +41,7 @@ def _humaneval_jobs(n: int):
     return [job for pair in zip(right, wrong) for job in pair]
 
 
-def test_ray_gives_the_local_verdicts_in_input_order(cluster):
+def test_ray_gives_the_local_verdicts_in_input_order(ray_cluster):
     jobs = _humaneval_jobs(40) + [check_job(p) for p in ADVERSARIES]
     with Sandbox(workers=2, timeout_s=1.0, memory_mb=512) as local:
         expected = list(local.run(jobs))
@@ -64,7 +59,7 @@ def test_ray_gives_the_local_verdicts_in_input_order(cluster):
     assert len(done) == len(jobs)
 
 
-def test_a_sample_cannot_reach_the_ray_actor_that_judges_it(cluster):
+def test_a_sample_cannot_reach_the_ray_actor_that_judges_it(ray_cluster):
     """The actor's process is the trusted side on a node: a sample must not be able to signal it."""
     program = ("import os, signal\ndef f(x):\n    for pid in range(2, 1 << 16):\n        try:\n"
                "            os.kill(pid, signal.SIGKILL)\n        except OSError:\n            pass\n    return 2 * x\n")
@@ -76,7 +71,7 @@ def test_a_sample_cannot_reach_the_ray_actor_that_judges_it(cluster):
     assert [o.status for o in outcomes] == [Status.PASSED] * 6  # nor a sandbox worker (twice: a violation)
 
 
-def test_a_lost_actor_is_restarted_and_its_chunks_run_again(cluster):
+def test_a_lost_actor_is_restarted_and_its_chunks_run_again(ray_cluster):
     jobs = _humaneval_jobs(30)
     with RaySandbox(chunk=2) as remote:
         remote.workers  # started
@@ -93,7 +88,7 @@ def test_a_lost_actor_is_restarted_and_its_chunks_run_again(cluster):
     assert [o.status for o in got] == [Status.PASSED, Status.FAILED] * 30
 
 
-def test_an_actor_gone_for_good_hands_its_chunks_to_the_others(cluster):
+def test_an_actor_gone_for_good_hands_its_chunks_to_the_others(ray_cluster):
     jobs = _humaneval_jobs(30)
     with RaySandbox(chunk=2) as remote:
         remote.workers
@@ -109,7 +104,7 @@ def test_an_actor_gone_for_good_hands_its_chunks_to_the_others(cluster):
     assert [o.status for o in got] == [Status.PASSED, Status.FAILED] * 30
 
 
-def test_with_every_actor_gone_the_jobs_are_infra_errors_that_say_so(cluster):
+def test_with_every_actor_gone_the_jobs_are_infra_errors_that_say_so(ray_cluster):
     done = []
     with RaySandbox(chunk=2) as remote:
         for slot in list(remote._slots) if remote.workers else []:
@@ -119,7 +114,7 @@ def test_with_every_actor_gone_the_jobs_are_infra_errors_that_say_so(cluster):
     assert "sandbox actor lost on the Ray cluster for good" in got[0].reason
 
 
-def test_asking_for_more_workers_than_free_cpus_is_an_error_that_says_so(cluster):
+def test_asking_for_more_workers_than_free_cpus_is_an_error_that_says_so(ray_cluster):
     with pytest.raises(SandboxError, match="only 2 of 3 sandbox actors started"):
         RaySandbox(workers=3, start_timeout_s=15).level
     with RaySandbox() as remote:  # the failed start left no actor holding a CPU
@@ -149,7 +144,7 @@ def test_a_sandbox_that_starts_ray_sends_this_codeloop_to_the_nodes():
     assert status == "passed" and "/runtime_resources/py_modules_files/" in where and where.endswith("/codeloop/__init__.py")
 
 
-def test_a_node_with_another_codeloop_is_refused_by_name(cluster, monkeypatch):
+def test_a_node_with_another_codeloop_is_refused_by_name(ray_cluster, monkeypatch):
     monkeypatch.setattr("codeloop.__version__", "0.0.0")  # the driver's, sent to the actors with their options
     with pytest.raises(SandboxError, match=r"failed to start on the Ray cluster: a Ray node has codeloop 0\.1\.0, "
                                            r"the driver 0\.0\.0: install the same codeloop on every node"):
