@@ -214,6 +214,23 @@ def test_a_script_forging_non_text_output_is_a_violation_without_crashing_its_wo
 
 # ---- containment: processes --------------------------------------------------------------------
 
+NEW_PROCFS = pytest.mark.skipif(tuple(map(int, os.uname().release.split(".")[:2])) < (5, 8),
+                                reason="a procfs mount of its own (hidepid) needs Linux 5.8")
+
+
+@ROOT_ONLY
+@NEW_PROCFS
+def test_other_processes_on_the_host_are_invisible(sandbox):
+    # the host's /proc listed every process on the machine, with its command line, to any sample
+    program = ("import os\n"
+               "def f(x):\n"
+               "    return [p for p in os.listdir('/proc') if p.isdigit() and p != str(os.getpid())"
+               " and os.path.realpath('/proc/self') != '/proc/' + p]\n")
+    outcome = run(sandbox, program, test="def check(candidate):\n    assert candidate(0) == []\n")
+    assert outcome.status is Status.PASSED, outcome.reason
+    assert len([p for p in os.listdir("/proc") if p.isdigit()]) > 1  # while the evaluator's /proc is untouched
+
+
 @ROOT_ONLY
 def test_forked_orphan_does_not_outlive_its_sample(sandbox):
     program = ("import os, time\n"

@@ -31,7 +31,9 @@ Containment of each sample (isolation level "root", used when started as root)
     namespace with no interfaces up (no loopback services, no internet); private IPC and UTS
     namespaces; a private mount namespace in which every filesystem is read-only and nosuid, and
     /tmp, /var/tmp, /dev/shm, /run/lock are fresh tmpfs that only root may write (holding read-only
-    copies of the interpreter, venv or codeloop checkout when those live there); a fresh temp dir owned by the
+    copies of the interpreter, venv or codeloop checkout when those live there), and /proc is a procfs
+    of the worker's own with ``hidepid=invisible`` (Linux 5.8+), so a sample sees no process but its
+    own, where the host's /proc showed every process on the machine with its command line; a fresh temp dir owned by the
     sample as cwd, HOME and TMPDIR; an unprivileged uid unique to its worker with no supplementary
     groups and no_new_privs; a seccomp filter that refuses new namespaces and the kernel's riskiest
     calls (io_uring, bpf, perf_event_open, userfaultfd, keyrings, ptrace, mounts, ...: see

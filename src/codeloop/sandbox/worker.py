@@ -92,6 +92,21 @@ def lock_filesystem(unprivileged_samples: bool) -> None:
         for closed, children in _closed_ancestors(needed).items():
             _cover(closed, sorted(set(children)), "size=1m,mode=755")
             _linux.make_tree_private_readonly(closed)
+        hide_other_processes()
+
+
+def hide_other_processes() -> bool:
+    """Over /proc, a procfs of our own in which a process sees only its own uid's processes
+    (``hidepid=invisible``; root, the worker, still sees all): the host's /proc let a sample list every
+    process on the machine and read their command lines. Linux 5.8+ gives each procfs mount its own
+    options; an older kernel rejects "invisible" (so its shared /proc is never changed), and then
+    samples keep seeing the host's processes, as before. Whether it took: the return value."""
+    try:
+        _linux.mount("proc", "/proc", "proc", _linux.MS_NOSUID | _linux.MS_NODEV | _linux.MS_NOEXEC | _linux.MS_RDONLY,
+                     "hidepid=invisible")
+    except OSError:
+        return False
+    return True
 
 
 def isolate(requested: str) -> str:
