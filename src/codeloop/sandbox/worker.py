@@ -3,7 +3,8 @@
 Started by :class:`codeloop.sandbox.Sandbox` with a scrubbed environment (so not even
 ``/proc/<pid>/environ`` holds the evaluator's secrets). At start-up it pays the expensive set-up once:
 private mount/network/IPC/UTS namespaces, a read-only view of every filesystem with fresh tmpfs
-mounts over the world-writable directories, pre-imported modules, and the zygote. Then it reads jobs
+mounts over the world-writable directories (and, at level root, a /proc that shows a sample only its
+own processes), pre-imported modules, and the zygote. Then it reads jobs
 (pickled, from the trusted evaluator) on stdin and writes outcomes on stdout, one frame each.
 """
 
