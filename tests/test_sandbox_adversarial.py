@@ -544,6 +544,41 @@ def test_threads_forks_and_subprocesses_still_work_under_the_filter(sandbox):
     assert outcome.status is Status.PASSED, outcome.reason
 
 
+@pytest.fixture()
+def host_socket() -> Iterator[str]:
+    """A unix socket on the host that anyone may connect to, where services keep theirs (/run)."""
+    path = f"/run/codeloop-test-{os.getpid()}.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    os.chmod(path, 0o777)
+    server.listen(4)
+    yield path
+    server.close()
+    os.unlink(path)
+
+
+def connects_to(path: str) -> str:
+    return ("import socket\n"
+            "def f(x):\n"
+            "    s = socket.socket(socket.AF_UNIX)\n"
+            "    try:\n"
+            f"        s.connect({path!r})\n"
+            "    except OSError as e:\n"
+            "        return type(e).__name__\n"
+            "    return 'connected'\n")
+
+
+@ROOT_ONLY
+@pytest.mark.parametrize("level", ["root", "userns"])
+def test_unix_sockets_of_host_services_are_unreachable(host_socket, level):
+    # a network namespace does not hide a socket file, nor does a read-only mount stop connect():
+    # the host's /run (the system and session buses live there) was reachable from every sample
+    with Sandbox(workers=1, isolation=level) as sandbox:
+        outcome = sandbox.run_one(check_job(connects_to(host_socket),
+                                            test="def check(candidate):\n    assert candidate(0) == 'FileNotFoundError'\n"))
+    assert outcome.status is Status.PASSED, outcome.reason
+
+
 def test_userns_level_runs_samples():
     with Sandbox(workers=1, isolation="userns") as sandbox:
         assert sandbox.run_one(check_job("def f(x):\n    return 2 * x\n")).status is Status.PASSED

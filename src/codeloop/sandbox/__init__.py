@@ -33,7 +33,9 @@ Containment of each sample (isolation level "root", used when started as root)
     /tmp, /var/tmp, /dev/shm, /run/lock are fresh tmpfs that only root may write (holding read-only
     copies of the interpreter, venv or codeloop checkout when those live there), and /proc is a procfs
     of the worker's own with ``hidepid=invisible`` (Linux 5.8+), so a sample sees no process but its
-    own, where the host's /proc showed every process on the machine with its command line; a fresh temp dir owned by the
+    own, where the host's /proc showed every process on the machine with its command line; /run is an
+    empty read-only tmpfs (but for /run/lock), so no service's unix socket there (the system and session
+    buses, a container runtime's) can be reached: a socket file is not hidden by a network namespace; a fresh temp dir owned by the
     sample as cwd, HOME and TMPDIR; an unprivileged uid unique to its worker with no supplementary
     groups and no_new_privs; a seccomp filter that refuses new namespaces and the kernel's riskiest
     calls (io_uring, bpf, perf_event_open, userfaultfd, keyrings, ptrace, mounts, ...: see
@@ -48,7 +50,8 @@ Containment of each sample (isolation level "root", used when started as root)
     replaces it and retries the job once.
 
 Fallbacks
-    "userns" (not root, user namespaces allowed): the same namespaces and read-only filesystem, but the
+    "userns" (not root, user namespaces allowed): the same namespaces, read-only filesystem and empty
+    /run (not the private /proc: samples see the host's processes), but the
     sample keeps the caller's uid (with every capability dropped), so it can *read* whatever the user
     can, and it can write to the tmpfs roots (wiped after every sample). The process limit is not set.
     "none" (no namespaces): own session/process group killed at the end, rlimits, scrubbed env, temp

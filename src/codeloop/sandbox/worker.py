@@ -44,6 +44,11 @@ def _needed_paths() -> list[str]:
     return kept
 
 
+RUN = "/run"
+"""Where services keep their sockets (/var/run links here). A unix socket is reached through the file
+system, not the network: no network namespace hides it, and a read-only mount does not stop connect()."""
+
+
 def _cover(directory: str, keep: list[str], tmpfs_options: str) -> None:
     """Put a fresh tmpfs over ``directory``, re-attaching read-only clones of the ``keep`` paths in it."""
     clones = [(path, os.path.isdir(path), _linux.clone_tree(path)) for path in keep]
@@ -86,6 +91,10 @@ def lock_filesystem(unprivileged_samples: bool) -> None:
     """
     _linux.make_tree_private_readonly("/")
     needed = _needed_paths()
+    if os.path.isdir(RUN) and not os.path.islink(RUN):  # its sockets (the system and session buses, a
+        _cover(RUN, [p for p in needed if _inside(p, RUN)], "size=1m,mode=755")  # container runtime's...)
+        os.makedirs(RUN + "/lock", exist_ok=True)  # would let a sample talk to services outside: empty
+        _linux.make_tree_private_readonly(RUN)  # and read-only, but for /run/lock (below)
     for directory in SHARED_TMP:
         if os.path.isdir(directory):
             _cover(directory, [p for p in needed if _inside(p, directory)], "size=512m,mode=755")
