@@ -64,6 +64,9 @@ What it does NOT protect against
       gVisor for code you believe is weaponised).
     * Reading world-readable files: the sample can read what "other" may read (including task files
       on disk that contain canonical solutions). Secrets must not live in world-readable files.
+    * Unix sockets outside /run and the temp directories that the sample's uid may connect to (at
+      level userns: the caller's own, with the caller's groups): a service listening on such a socket
+      elsewhere is reachable.
     * Covert timing between concurrently running samples, and CPU contention skewing timings.
     * Memory is limited as address space (RLIMIT_AS), not resident memory; no cgroup accounting.
     * In "child" isolation, a sample written to impersonate the harness can forge a pass.
