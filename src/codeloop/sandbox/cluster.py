@@ -26,7 +26,7 @@ import os
 import re
 import socket
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -181,38 +181,39 @@ class RaySandbox:
         listed = list(jobs)
         chunks = deque((start, listed[start:start + self.chunk], 0) for start in range(0, len(listed), self.chunk))
         in_flight: dict[Any, tuple[int, int, list[Job], int]] = {}  # ref -> (slot, first job, jobs, tries)
-        queued = [0] * len(self._slots)
         dead: set[int] = set()
         done: dict[int, list[Outcome]] = {}
         next_out = 0
+
+        def finish(start: int, outcomes: list[Outcome]) -> None:
+            done[start] = outcomes
+            for _ in range(len(outcomes) if on_done else 0):
+                on_done()  # type: ignore[misc]
+
         try:
             while chunks or in_flight:
+                load = Counter(i for i, *_ in in_flight.values())
                 for i, slot in enumerate(self._slots):
-                    while chunks and queued[i] < 2 and i not in dead:
-                        start, part, tries = chunks.popleft()
-                        in_flight[slot.run.remote(part)] = (i, start, part, tries)
-                        queued[i] += 1
+                    for _ in range(0 if i in dead else 2 - load[i]):
+                        if chunks:
+                            start, part, tries = chunks.popleft()
+                            in_flight[slot.run.remote(part)] = (i, start, part, tries)
                 if not in_flight:  # every actor is gone
                     while chunks:
                         start, part, _ = chunks.popleft()
-                        done[start] = _lost(len(part))
-                        for _ in range(len(part) if on_done else 0):
-                            on_done()  # type: ignore[misc]
+                        finish(start, _lost(len(part)))
                 else:
                     ready, _ = ray.wait(list(in_flight), num_returns=1)
                     for ref in ready:
                         i, start, part, tries = in_flight.pop(ref)
-                        queued[i] -= 1
                         try:
-                            done[start] = ray.get(ref)
+                            finish(start, ray.get(ref))
                         except ray.exceptions.RayActorError:
                             dead.add(i)
                             if tries == 0:
                                 chunks.appendleft((start, part, 1))
-                                continue
-                            done[start] = _lost(len(part))
-                        for _ in range(len(part) if on_done else 0):
-                            on_done()  # type: ignore[misc]
+                            else:
+                                finish(start, _lost(len(part)))
                 while next_out in done:
                     part_out = done.pop(next_out)
                     next_out += len(part_out)

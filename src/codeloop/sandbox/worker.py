@@ -3,8 +3,8 @@
 Started by :class:`codeloop.sandbox.Sandbox` with a scrubbed environment (so not even
 ``/proc/<pid>/environ`` holds the evaluator's secrets). At start-up it pays the expensive set-up once:
 private mount/network/IPC/UTS namespaces, a read-only view of every filesystem with fresh tmpfs
-mounts over the world-writable directories (and, at level root, a /proc that shows a sample only its
-own processes), pre-imported modules, and the zygote. Then it reads jobs
+mounts over the world-writable directories, an empty /run (and, at level root, a /proc that shows a
+sample only its own processes), pre-imported modules, and the zygote. Then it reads jobs
 (pickled, from the trusted evaluator) on stdin and writes outcomes on stdout, one frame each.
 """
 
@@ -91,10 +91,7 @@ def lock_filesystem(unprivileged_samples: bool) -> None:
     """
     _linux.make_tree_private_readonly("/")
     needed = _needed_paths()
-    if os.path.isdir(RUN) and not os.path.islink(RUN):  # its sockets (the system and session buses, a
-        _cover(RUN, [p for p in needed if _inside(p, RUN)], "size=1m,mode=755")  # container runtime's...)
-        os.makedirs(RUN + "/lock", exist_ok=True)  # would let a sample talk to services outside: empty
-        _linux.make_tree_private_readonly(RUN)  # and read-only, but for /run/lock (below)
+    _empty_run(needed)
     for directory in SHARED_TMP:
         if os.path.isdir(directory):
             _cover(directory, [p for p in needed if _inside(p, directory)], "size=512m,mode=755")
@@ -105,18 +102,27 @@ def lock_filesystem(unprivileged_samples: bool) -> None:
         hide_other_processes()
 
 
-def hide_other_processes() -> bool:
+def _empty_run(needed: list[str]) -> None:
+    """Cover :data:`RUN` with an empty read-only tmpfs (keeping ``needed`` paths and a /run/lock mount
+    point for :data:`SHARED_TMP`): its sockets (the system and session buses, a container runtime's)
+    would let a sample talk to services outside."""
+    if os.path.isdir(RUN) and not os.path.islink(RUN):
+        _cover(RUN, [p for p in needed if _inside(p, RUN)], "size=1m,mode=755")
+        os.makedirs(RUN + "/lock", exist_ok=True)
+        _linux.make_tree_private_readonly(RUN)
+
+
+def hide_other_processes() -> None:
     """Over /proc, a procfs of our own in which a process sees only its own uid's processes
     (``hidepid=invisible``; root, the worker, still sees all): the host's /proc let a sample list every
     process on the machine and read their command lines. Linux 5.8+ gives each procfs mount its own
     options; an older kernel rejects "invisible" (so its shared /proc is never changed), and then
-    samples keep seeing the host's processes, as before. Whether it took: the return value."""
+    samples keep seeing the host's processes, as before."""
     try:
         _linux.mount("proc", "/proc", "proc", _linux.MS_NOSUID | _linux.MS_NODEV | _linux.MS_NOEXEC | _linux.MS_RDONLY,
                      "hidepid=invisible")
     except OSError:
-        return False
-    return True
+        pass
 
 
 def isolate(requested: str) -> str:
