@@ -14,6 +14,8 @@ import errno
 import os
 import platform
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -37,8 +39,23 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Runner]:
         yield sb
 
 
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _ours(pid: int) -> bool:
+    """Whether ``pid`` descends from this test process (a local worker, or one in a Ray actor of ours)."""
+    while pid > 1:
+        if pid == os.getpid():
+            return True
+        pid = _parent(pid)
+    return False
+
+
 def sandbox_processes() -> list[int]:
-    """Processes running as a sandbox uid (samples drop to uid 100000 + worker pid)."""
+    """Processes running as a sandbox uid of ours: samples drop to uid 100000 + their worker's pid. A
+    sandbox uid whose worker is gone counts too; one whose worker belongs to another evaluation running
+    on this machine does not (it is not a leak of this suite's)."""
     pids = []
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -48,7 +65,12 @@ def sandbox_processes() -> list[int]:
                 continue
             uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
             if uid >= 100_000:
-                pids.append(int(name))
+                try:
+                    foreign = not _ours(uid - 100_000)
+                except OSError:  # the worker (or an ancestor) is gone
+                    foreign = False
+                if not foreign:
+                    pids.append(int(name))
     return pids
 
 
@@ -229,6 +251,37 @@ def test_other_processes_on_the_host_are_invisible(sandbox):
     outcome = run(sandbox, program, test="def check(candidate):\n    assert candidate(0) == []\n")
     assert outcome.status is Status.PASSED, outcome.reason
     assert len([p for p in os.listdir("/proc") if p.isdigit()]) > 1  # while the evaluator's /proc is untouched
+
+
+@pytest.fixture
+def host_process() -> Iterator[str]:
+    """A process on the host whose command line carries a marker; yields the marker."""
+    marker = f"codeloop-host-marker-{os.getpid()}"
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", marker])
+    try:
+        yield marker
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("level", [pytest.param("root", marks=[ROOT_ONLY, NEW_PROCFS]), "userns"])
+def test_host_processes_and_their_command_lines_are_invisible(host_process, level):
+    # at level userns the sample saw the host's /proc: every process, every command line (71 here)
+    program = ("import os\n"
+               "def f(x):\n"
+               "    seen = []\n"
+               "    for p in os.listdir('/proc'):\n"
+               "        try:\n"
+               "            seen.append(open(f'/proc/{p}/cmdline', 'rb').read().decode(errors='replace'))\n"
+               "        except OSError:\n"
+               "            pass\n"
+               f"    return [c for c in seen if {host_process!r} in c or 'pytest' in c]\n")
+    with Sandbox(workers=1, isolation=level) as sandbox:
+        outcome = sandbox.run_one(check_job(program, test="def check(candidate):\n    assert candidate(0) == []\n"))
+    assert outcome.status is Status.PASSED, outcome.reason
+    assert any(host_process in Path(f"/proc/{p}/cmdline").read_text(errors="replace")
+               for p in os.listdir("/proc") if p.isdigit() and Path(f"/proc/{p}/cmdline").exists())
 
 
 @ROOT_ONLY

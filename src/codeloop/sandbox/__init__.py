@@ -51,7 +51,9 @@ Containment of each sample (isolation level "root", used when started as root)
 
 Fallbacks
     "userns" (not root, user namespaces allowed): the same namespaces, read-only filesystem and empty
-    /run (not the private /proc: samples see the host's processes), but the
+    /run; /proc is a procfs of the worker's own PID namespace, so a sample sees its zygote and its own
+    processes, none of the host's (where the host's /proc is not fully visible, as in a container
+    that masks parts of it, the kernel refuses that mount and samples see the host's processes); the
     sample keeps the caller's uid (with every capability dropped), so it can *read* whatever the user
     can, and it can write to the tmpfs roots (wiped after every sample). The process limit is not set.
     "none" (no namespaces): own session/process group killed at the end, rlimits, scrubbed env, temp

@@ -3,8 +3,9 @@
 Started by :class:`codeloop.sandbox.Sandbox` with a scrubbed environment (so not even
 ``/proc/<pid>/environ`` holds the evaluator's secrets). At start-up it pays the expensive set-up once:
 private mount/network/IPC/UTS namespaces, a read-only view of every filesystem with fresh tmpfs
-mounts over the world-writable directories, an empty /run (and, at level root, a /proc that shows a
-sample only its own processes), pre-imported modules, and the zygote. Then it reads jobs
+mounts over the world-writable directories, an empty /run, a /proc that shows a sample none of the
+host's processes (at level root: only its own; at level userns: its own and the zygote's, through a PID
+namespace of the worker's, see :func:`zygote.show_only_this_pidns`), pre-imported modules, and the zygote. Then it reads jobs
 (pickled, from the trusted evaluator) on stdin and writes outcomes on stdout, one frame each.
 """
 
@@ -144,7 +145,8 @@ def isolate(requested: str) -> str:
     if requested in ("auto", "userns"):
         uid, gid = os.geteuid(), os.getegid()
         try:
-            _linux.unshare(_linux.CLONE_NEWUSER | ns)
+            # and a PID namespace, whose pid 1 is the zygote (the next child): see zygote.show_only_this_pidns
+            _linux.unshare(_linux.CLONE_NEWUSER | ns | _linux.CLONE_NEWPID)
         except OSError:
             if requested == "userns":
                 raise

@@ -42,6 +42,8 @@ def zygote_main(sock: socket.socket, level: str, uid: int | None) -> NoReturn:
         os.dup2(null, 0)  # every sample's stdin: EOF at once
         os.close(null)
         prepare_zygote()
+        if level == "userns":
+            show_only_this_pidns()
         own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY) if level == "root" else None
         applied, limits = b"", None
         gc.collect()
@@ -74,6 +76,20 @@ def zygote_main(sock: socket.socket, level: str, uid: int | None) -> NoReturn:
     except BaseException:  # noqa: BLE001
         code = 1
     os._exit(code)
+
+
+def show_only_this_pidns() -> None:
+    """At level userns, in the zygote (pid 1 of the worker's PID namespace): over /proc, in a
+    mount namespace of the zygote's own (the worker keeps its view), a procfs of that PID namespace, in
+    which a sample sees the zygote and the processes of its own job, none of the host's. The host's
+    /proc let a sample list every process on the machine and read their command lines. A user
+    namespace may mount procfs only where the host's /proc is fully visible (in a container that masks
+    parts of it, it is refused): then samples keep seeing the host's processes, as before."""
+    try:
+        _linux.unshare(_linux.CLONE_NEWNS)
+        _linux.mount("proc", "/proc", "proc", _linux.MS_NOSUID | _linux.MS_NODEV | _linux.MS_NOEXEC | _linux.MS_RDONLY)
+    except OSError:
+        pass
 
 
 def _fork_sample(fds: tuple[int, ...], tmpdir: str, limits: Limits, level: str, uid: int | None,
