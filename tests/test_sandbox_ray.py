@@ -104,6 +104,46 @@ def test_an_actor_gone_for_good_hands_its_chunks_to_the_others(ray_cluster):
     assert [o.status for o in got] == [Status.PASSED, Status.FAILED] * 30
 
 
+LOST_NODE = """
+import signal, sys, time
+import ray
+from ray.cluster_utils import Cluster
+from codeloop.sandbox import Job, RaySandbox
+
+signal.signal(signal.SIGALRM, lambda *_: sys.exit("hung: the lost node's chunks never came back"))
+signal.alarm(100)
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+try:
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    job = Job(program="import time\\ndef f(x):\\n    time.sleep(0.2)\\n    return 2 * x\\n", entry_point="f",
+              test="def check(c):\\n    assert c(2) == 4\\n")
+    with RaySandbox(workers=2, chunk=2, start_timeout_s=8) as sandbox:
+        sandbox.workers
+        lost = []
+        def lose_a_node():
+            if not lost:
+                lost.append(time.monotonic())
+                cluster.remove_node(nodes[0])  # its actor's restart needs a CPU that no node has free
+        outcomes = list(sandbox.run([job] * 20, on_done=lose_a_node))
+    print("RESULT", " ".join(o.status.value for o in outcomes), round(time.monotonic() - lost[0]))
+finally:
+    ray.shutdown()
+    cluster.shutdown()
+"""
+
+
+def test_an_actor_whose_restart_never_comes_is_given_up_and_its_chunks_move_on():
+    """A node lost where no other has a free CPU: Ray would keep the actor's chunks waiting for ever."""
+    proc = subprocess.run([sys.executable, "-c", LOST_NODE], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "RAY_ADDRESS": ""})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    _, *statuses, seconds = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT")).split()
+    assert statuses == ["passed"] * 20
+    assert int(seconds) < 60  # given up after start_timeout_s (8 s) and a probe interval or two
+
+
 def test_with_every_actor_gone_the_jobs_are_infra_errors_that_say_so(ray_cluster):
     done = []
     with RaySandbox(chunk=2) as remote:

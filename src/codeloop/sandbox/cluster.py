@@ -8,7 +8,10 @@ queued at every actor so none waits between them. Every verdict is still decided
 on the node that ran the sample; Ray only carries jobs out and plain outcomes back. Nothing here is a
 scheduler of its own: placement, restarts and retries are Ray's (an actor whose process dies is
 restarted and its chunk run again, ``max_restarts``/``max_task_retries``); a chunk whose actor is gone
-for good goes once more to a live actor, and only then are its jobs infra errors.
+for good goes once more to a live actor, and only then are its jobs infra errors. One bound is added to
+Ray's: an actor waiting for a restart that cannot come (its node lost, no free CPU anywhere) would hold
+its chunks for ever, so when no chunk has come back for a while the busy actors are pinged, and one that
+does not answer within ``start_timeout_s`` is given up for good (its chunks move on).
 
 What the nodes need
     Ray and the driver's Python version, as for any Ray job. The driver's codeloop is sent to them when
@@ -37,7 +40,10 @@ from codeloop.sandbox.pool import Sandbox, SandboxError
 from codeloop.types import Outcome, Status
 
 START_TIMEOUT_S = 120.0
-"""How long the actors may take, by default, to be placed and to start their sandboxes."""
+"""How long the actors may take, by default, to be placed and to start their sandboxes (or to restart)."""
+PROBE_EVERY_S = 30.0
+"""With chunks in flight and none coming back for this long (or a quarter of ``start_timeout_s``, if
+shorter), the busy actors are pinged."""
 CONNECT_TIMEOUT_S = 5.0
 """How long a HOST:PORT address may take to accept a connection before it is refused as unreachable."""
 
@@ -124,7 +130,8 @@ class RaySandbox:
         n = self.n_workers or int(free)
         if n < 1:
             raise SandboxError("the Ray cluster has no free CPU for sandbox workers")
-        actor = ray.remote(num_cpus=1, max_restarts=2, max_task_retries=2)(_Slot)
+        # "health": a thread of its own for pings, answered while a chunk runs in the default group (one at a time)
+        actor = ray.remote(num_cpus=1, max_restarts=2, max_task_retries=2, concurrency_groups={"health": 1})(_Slot)
         slots = [actor.remote(codeloop.__version__, self.options) for _ in range(n)]
         pending = [slot.level.remote() for slot in slots]
         ready, waiting = ray.wait(pending, num_returns=len(pending), timeout=self.start_timeout_s)
@@ -182,6 +189,7 @@ class RaySandbox:
         chunks = deque((start, listed[start:start + self.chunk], 0) for start in range(0, len(listed), self.chunk))
         in_flight: dict[Any, tuple[int, int, list[Job], int]] = {}  # ref -> (slot, first job, jobs, tries)
         dead: set[int] = set()
+        pings = _Pings(ray, self._slots, self.start_timeout_s)
         done: dict[int, list[Outcome]] = {}
         next_out = 0
 
@@ -203,9 +211,13 @@ class RaySandbox:
                         start, part, _ = chunks.popleft()
                         finish(start, _lost(len(part)))
                 else:
-                    ready, _ = ray.wait(list(in_flight), num_returns=1)
+                    ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=min(PROBE_EVERY_S, self.start_timeout_s / 4))
+                    if not ready:  # its chunks come back as RayActorError at a later wait
+                        for i in pings.unanswered({i for i, *_ in in_flight.values()} - dead):
+                            ray.kill(self._slots[i], no_restart=True)
                     for ref in ready:
                         i, start, part, tries = in_flight.pop(ref)
+                        pings.forget(i)  # it answered
                         try:
                             finish(start, ray.get(ref))
                         except ray.exceptions.RayActorError:
@@ -221,6 +233,34 @@ class RaySandbox:
         finally:
             for ref in in_flight:  # a caller that stopped early: queued chunks are dropped
                 ray.cancel(ref)
+
+
+class _Pings:
+    """Whether busy actors still answer: a ping (``where``, in the "health" group) to each actor that holds
+    chunks, when none has come back for a while."""
+
+    def __init__(self, ray: Any, slots: list[Any], patience_s: float) -> None:
+        self.ray, self.slots, self.patience_s = ray, slots, patience_s
+        self.sent: dict[int, tuple[Any, float]] = {}  # actor -> (its ping, when sent)
+
+    def unanswered(self, busy: set[int]) -> list[int]:
+        """Ping the ``busy`` actors not pinged yet; return those whose ping went unanswered for ``patience_s``
+        (an answer, or an error, clears the ping)."""
+        now = time.monotonic()
+        for i in busy - self.sent.keys():
+            self.sent[i] = (self.slots[i].where.options(concurrency_group="health").remote(), now)
+        refs = [ref for ref, _ in self.sent.values()]
+        answered = set(self.ray.wait(refs, num_returns=len(refs), timeout=0)[0])
+        silent = []
+        for i, (ref, since) in list(self.sent.items()):
+            if ref in answered or now - since > self.patience_s:
+                del self.sent[i]
+                if ref not in answered:
+                    silent.append(i)
+        return silent
+
+    def forget(self, i: int) -> None:
+        self.sent.pop(i, None)
 
 
 def _lost(size: int) -> list[Outcome]:
