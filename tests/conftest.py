@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from codeloop.annotate.server import make_server
+from codeloop.annotate.store import Store
 from codeloop.sandbox import Job, Sandbox
 from codeloop.types import Outcome
 
@@ -40,3 +45,16 @@ def run(sandbox: Sandbox, program: str, **kwargs: object) -> Outcome:
 # the stricter tests of synthetic-python+ must catch it.
 SQUARE_SORTED = '"""Replace each value by its square, then return them in ascending order."""'
 DROPS_ONES = "    xs = [x * x for x in xs]\n    xs = [x for x in xs if x > 1]\n    return sorted(xs)\n"
+
+
+@contextlib.contextmanager
+def serving(store: Store, **options: Any) -> Iterator[str]:
+    """The annotation server on a free port, in a thread; yields its base URL (no trailing slash)."""
+    server = make_server(store, port=0, **options)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"{'https' if options.get('tls') else 'http'}://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

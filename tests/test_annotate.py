@@ -8,16 +8,16 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import serving
 from typer.testing import CliRunner
 
-from codeloop.annotate.server import Limits, RateLimiter, make_server
+from codeloop.annotate.server import Limits, RateLimiter
 from codeloop.annotate.store import Added, Store, item_id, scores
 from codeloop.cli import app
 from codeloop.data import DataError
@@ -127,18 +127,6 @@ def test_each_annotator_starts_on_a_honeypot_and_meets_every_item_once(store):
     assert len({tuple(it.id for it in store.queue(n)) for n in ("ann", "bob", "carol", "dave")}) > 1
     with pytest.raises(ValueError, match="annotator name"):
         store.queue("<script>")
-
-
-@contextlib.contextmanager
-def serving(store, **options):
-    server = make_server(store, port=0, **options)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"{'https' if options.get('tls') else 'http'}://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
