@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import os
 import platform
+import resource
 import socket
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 from conftest import check_job, run
 
-from codeloop.sandbox import Job, RaySandbox, Runner, Sandbox, seccomp
+from codeloop.sandbox import Job, RaySandbox, Runner, Sandbox, _linux, seccomp
 from codeloop.types import Status
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="the 'root' isolation level needs root")
@@ -315,6 +316,56 @@ def test_fork_bomb_is_contained_and_cleaned_up(sandbox):
                "            pass\n")
     not_passed(sandbox, program)
     assert sandbox_processes() == []
+
+
+@pytest.mark.skipif(not _linux.NPROC_PER_USER_NAMESPACE, reason="RLIMIT_NPROC counts per user namespace from Linux 5.14")
+def test_the_process_limit_holds_at_level_userns():
+    # it was unset there: a sample forked 3,000 processes in a second. Its count is this worker's user
+    # namespace (the next test), so a caller running many processes of their own does not starve samples.
+    program = "import resource\ndef f(x):\n    return list(resource.getrlimit(resource.RLIMIT_NPROC))\n"
+    with Sandbox(workers=1, isolation="userns") as sandbox:
+        outcome = sandbox.run_one(check_job(program, test="def check(candidate):\n    assert candidate(0) == [64, 64]\n"))
+    assert outcome.status is Status.PASSED, outcome.reason
+
+
+@ROOT_ONLY
+@pytest.mark.skipif(not _linux.NPROC_PER_USER_NAMESPACE, reason="RLIMIT_NPROC counts per user namespace from Linux 5.14")
+def test_rlimit_nproc_counts_a_user_namespace_apart_from_the_host_uid():
+    """What the process limit at level userns rests on: an unprivileged uid that already runs 10 processes,
+    in a user namespace of its own with RLIMIT_NPROC 5, may still fork 4 (its own count there is 1)."""
+    uid = 100_000 + os.getpid()
+    host = [subprocess.Popen(["sleep", "30"], user=uid) for _ in range(10)]
+    ready, mapped = os.pipe(), os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        forks = 0
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            _linux.unshare(_linux.CLONE_NEWUSER)
+            os.write(ready[1], b"1")
+            os.read(mapped[0], 1)
+            resource.setrlimit(resource.RLIMIT_NPROC, (5, 5))
+            while forks < 20:
+                if os.fork() == 0:
+                    time.sleep(5)
+                    os._exit(0)
+                forks += 1
+        except OSError:
+            pass
+        os._exit(forks)
+    try:
+        os.read(ready[0], 1)
+        for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {uid} 1")):
+            Path(f"/proc/{pid}/{name}").write_text(text)
+        os.write(mapped[1], b"1")
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 4
+    finally:
+        for proc in host:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["pkill", "-9", "-U", str(uid)], check=False)  # the namespace's sleeping children
 
 
 def test_killing_the_parent_does_not_stop_the_evaluation(sandbox):

@@ -55,7 +55,9 @@ Fallbacks
     processes, none of the host's (where the host's /proc is not fully visible, as in a container
     that masks parts of it, the kernel refuses that mount and samples see the host's processes); the
     sample keeps the caller's uid (with every capability dropped), so it can *read* whatever the user
-    can, and it can write to the tmpfs roots (wiped after every sample). The process limit is not set.
+    can, and it can write to the tmpfs roots (wiped after every sample). The process limit holds on
+    Linux 5.14+, where RLIMIT_NPROC counts a uid's processes per user namespace (so the caller's own
+    processes elsewhere do not count); not before, nor for a caller who is root (root is exempt).
     "none" (no namespaces): own session/process group killed at the end, rlimits, scrubbed env, temp
     dir, no_new_privs and the seccomp filter; no network, filesystem or PID isolation: run only trusted
     code this way.

@@ -10,6 +10,7 @@ import ctypes
 import errno
 import os
 import platform
+import re
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc_gil = ctypes.PyDLL(None, use_errno=True)  # calls that must keep the GIL held (fork)
@@ -133,6 +134,12 @@ class _CapHeader(ctypes.Structure):
 class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
                 ("inheritable", ctypes.c_uint32)]
+
+
+NPROC_PER_USER_NAMESPACE = tuple(int(n) for n in re.findall(r"\d+", platform.release())[:2]) >= (5, 14)
+"""Whether RLIMIT_NPROC counts a uid's processes per user namespace (Linux 5.14's "ucounts"): then, in
+a worker's own user namespace, it counts the processes of that worker alone, not every process the
+caller's uid runs on the host, and a sample's fork bomb can be stopped at level userns too."""
 
 
 def drop_all_capabilities() -> None:

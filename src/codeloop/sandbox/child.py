@@ -97,6 +97,8 @@ def _contain(req_fd: int, resp_fd: int, out_fds: tuple[int, int], tmpdir: str, l
         resource.setrlimit(resource.RLIMIT_NPROC, (limits.nproc, limits.nproc))
     elif level == "userns":  # root inside a user namespace: give up the power to undo the mounts
         _linux.drop_all_capabilities()
+        if _linux.NPROC_PER_USER_NAMESPACE:  # counts this worker's namespace only, not the caller's processes
+            resource.setrlimit(resource.RLIMIT_NPROC, (limits.nproc, limits.nproc))
     _linux.prctl(_linux.PR_SET_NO_NEW_PRIVS, 1)  # nothing it runs gains privileges (at level none, without our
     seccomp.install()  # nosuid mounts, setuid binaries would); then the kernel's riskiest calls are refused
 
