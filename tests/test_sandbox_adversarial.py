@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from conftest import check_job, run
 
+import codeloop
 from codeloop.sandbox import Job, RaySandbox, Runner, Sandbox, _linux, seccomp
 from codeloop.types import Status
 
@@ -466,6 +467,41 @@ def test_sample_runs_as_an_unprivileged_user(sandbox):
 
 
 # ---- containment: files, secrets, network ------------------------------------------------------
+
+@pytest.fixture()
+def home_secret(monkeypatch) -> Iterator[Path]:
+    """A private file in the caller's home (where keys and tokens live); the evaluator runs from that home."""
+    home = Path(os.path.realpath(Path("~").expanduser()))
+    secret = home / f".codeloop-test-secret-{os.getpid()}"
+    secret.write_text("token")
+    secret.chmod(0o600)
+    monkeypatch.chdir(home)  # a working directory in the home must not open it up either
+    yield secret
+    secret.unlink()
+
+
+def kept_in_home(home: Path) -> set[str]:
+    """The names in ``home`` on the way to what samples need (the interpreter, the venv, codeloop)."""
+    needed = [Path(os.path.realpath(p)) for p in (sys.base_prefix, sys.prefix, sys.executable, codeloop.__file__)]
+    return {p.relative_to(home).parts[0] for p in needed if p.is_relative_to(home) and p != home}
+
+
+@pytest.mark.parametrize("level", [pytest.param("root", marks=ROOT_ONLY), "userns"])
+def test_the_callers_home_is_hidden(home_secret, level):
+    # at level userns a sample read every file of the caller's (here: ~/.config, ~/.npmrc, ~/.claude, ...)
+    program = ("import os\n"
+               "def f(x):\n"
+               f"    home = {str(home_secret.parent)!r}\n"
+               f"    seen = [n for n in os.listdir(home) if n not in {kept_in_home(home_secret.parent)!r}]\n"
+               "    try:\n"
+               f"        seen.append(open({str(home_secret)!r}).read())\n"
+               "    except OSError:\n"
+               "        pass\n"
+               "    return seen\n")
+    with Sandbox(workers=1, isolation=level) as sandbox:
+        outcome = sandbox.run_one(check_job(program, test="def check(candidate):\n    assert candidate(0) == []\n"))
+    assert outcome.status is Status.PASSED, outcome.reason
+
 
 @pytest.fixture()
 def host_file():

@@ -55,7 +55,9 @@ Fallbacks
     processes, none of the host's (where the host's /proc is not fully visible, as in a container
     that masks parts of it, the kernel refuses that mount and samples see the host's processes); the
     sample keeps the caller's uid (with every capability dropped), so it can *read* whatever the user
-    can, and it can write to the tmpfs roots (wiped after every sample). The process limit holds on
+    can outside their home (the home, where keys and tokens live, is covered like /root at level root:
+    only the paths on the way to the interpreter, the venv and codeloop show, read-only), and it can
+    write to the tmpfs roots (wiped after every sample). The process limit holds on
     Linux 5.14+, where RLIMIT_NPROC counts a uid's processes per user namespace (so the caller's own
     processes elsewhere do not count); not before, nor for a caller who is root (root is exempt).
     "none" (no namespaces): own session/process group killed at the end, rlimits, scrubbed env, temp
@@ -67,7 +69,9 @@ What it does NOT protect against
       the calls most local exploits start from, but not every kernel bug is behind them (use a VM or
       gVisor for code you believe is weaponised).
     * Reading world-readable files: the sample can read what "other" may read (including task files
-      on disk that contain canonical solutions). Secrets must not live in world-readable files.
+      on disk that contain canonical solutions). Secrets must not live in world-readable files. At
+      level userns, what the caller may read outside their home too (a project directory elsewhere,
+      a mounted data disk); inside the home, the codeloop checkout and the venv stay readable.
     * Unix sockets outside /run and the temp directories that the sample's uid may connect to (at
       level userns: the caller's own, with the caller's groups): a service listening on such a socket
       elsewhere is reachable.

@@ -50,7 +50,9 @@ class _Worker:
         options = [f"cpus={','.join(map(str, sorted(cpus)))}"] if cpus else []
         options += [f"preload={','.join(preload)}"] if preload else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "codeloop.sandbox.worker", isolation, *options],
+            # -P: the evaluator's working directory is not on the worker's import path (nor, so, among
+            # the paths the worker keeps visible to samples: it may be the caller's home)
+            [sys.executable, "-P", "-m", "codeloop.sandbox.worker", isolation, *options],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=WORKER_ENV, close_fds=True,
         )
         assert self.proc.stdin is not None and self.proc.stdout is not None

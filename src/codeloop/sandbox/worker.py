@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import os
 import pickle
+import pwd
 import socket
 import sys
 import warnings
@@ -82,13 +83,15 @@ def _closed_ancestors(paths: list[str]) -> dict[str, list[str]]:
     return found
 
 
-def lock_filesystem(unprivileged_samples: bool) -> None:
+def lock_filesystem(unprivileged_samples: bool, home: str = "") -> None:
     """In this (private) mount namespace: everything read-only and nosuid; fresh tmpfs over the
     world-writable directories; the interpreter, venv and codeloop kept visible wherever they live.
 
     With ``unprivileged_samples``, directories that "other" may not enter on the way to those paths
     (/root, a private home) are covered too, showing only what is needed: a sample running as another
-    uid can import the standard library, and sees nothing else there.
+    uid can import the standard library, and sees nothing else there. Without (samples keep the caller's
+    uid), the caller's ``home`` is covered the same way: there a sample could read every file the
+    caller can, their keys and tokens (~/.ssh, ~/.config, ~/.netrc, ...) among them.
     """
     _linux.make_tree_private_readonly("/")
     needed = _needed_paths()
@@ -101,6 +104,17 @@ def lock_filesystem(unprivileged_samples: bool) -> None:
             _cover(closed, sorted(set(children)), "size=1m,mode=755")
             _linux.make_tree_private_readonly(closed)
         hide_other_processes()
+    elif home and home != "/" and os.path.isdir(home) and not any(p == home or _inside(home, p) for p in needed):
+        _cover(home, [p for p in needed if _inside(p, home)], "size=1m,mode=755")
+        _linux.make_tree_private_readonly(home)
+
+
+def caller_home(uid: int) -> str:
+    """The home directory of ``uid`` (from the password database; "" if it has none there), resolved."""
+    try:
+        return os.path.realpath(pwd.getpwuid(uid).pw_dir)
+    except KeyError:
+        return ""
 
 
 def _empty_run(needed: list[str]) -> None:
@@ -154,7 +168,7 @@ def isolate(requested: str) -> str:
             for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
                 with open(f"/proc/self/{name}", "w") as f:
                     f.write(text)
-            lock_filesystem(unprivileged_samples=False)
+            lock_filesystem(unprivileged_samples=False, home=caller_home(uid))
             return "userns"
     if requested not in ("auto", "none"):
         raise OSError(f"isolation level {requested!r} is not available here")
