@@ -503,6 +503,37 @@ def test_the_callers_home_is_hidden(home_secret, level):
     assert outcome.status is Status.PASSED, outcome.reason
 
 
+@pytest.mark.parametrize("level", [pytest.param("root", marks=ROOT_ONLY), "userns"])
+def test_the_callers_terminal_and_the_hosts_devices_are_out_of_reach(level):
+    # at level userns a sample wrote to the caller's terminal (their uid owns it) and opened /dev/kvm
+    # and /dev/console (here, where the caller is root); /dev/log, the system log's socket, was there too
+    master, terminal = os.openpty()
+    os.set_blocking(master, False)
+    program = ("import os\n"
+               "def f(x):\n"
+               "    reached = []\n"
+               f"    for path in [{os.ttyname(terminal)!r}] + ['/dev/' + n for n in os.listdir('/dev')]:\n"
+               "        if os.path.islink(path):  # /dev/stdout and the like: the sample's own descriptors\n"
+               "            continue\n"
+               "        try:\n"
+               "            fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_NONBLOCK)\n"
+               "        except OSError:\n"
+               "            continue\n"
+               "        os.close(fd)\n"
+               "        reached.append(path)\n"
+               "    return sorted(reached)\n")
+    try:
+        with Sandbox(workers=1, isolation=level) as sandbox:
+            outcome = sandbox.run_one(check_job(program, test="def check(candidate):\n    assert candidate(0) == "
+                                                              "['/dev/full', '/dev/null', '/dev/random', '/dev/urandom', '/dev/zero']\n"))
+        assert outcome.status is Status.PASSED, outcome.reason
+        with pytest.raises(BlockingIOError):
+            os.read(master, 100)  # nothing was written to the terminal
+    finally:
+        os.close(master)
+        os.close(terminal)
+
+
 @pytest.fixture()
 def host_file():
     folder = Path(__file__).parent / "_host_files"

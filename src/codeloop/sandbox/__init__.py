@@ -33,7 +33,10 @@ Containment of each sample (isolation level "root", used when started as root)
     /tmp, /var/tmp, /dev/shm, /run/lock are fresh tmpfs that only root may write (holding read-only
     copies of the interpreter, venv or codeloop checkout when those live there), and /proc is a procfs
     of the worker's own with ``hidepid=invisible`` (Linux 5.8+), so a sample sees no process but its
-    own, where the host's /proc showed every process on the machine with its command line; /run is an
+    own, where the host's /proc showed every process on the machine with its command line; /dev is a
+    read-only tmpfs holding null, zero, full, random, urandom and tty (the host's nodes), the fd/stdin/
+    stdout/stderr links and empty shm (a fresh tmpfs) and pts, so no terminal, /dev/log socket or
+    device of the host's (kvm, GPU render nodes, cameras, sound) can be opened; /run is an
     empty read-only tmpfs (but for /run/lock), so no service's unix socket there (the system and session
     buses, a container runtime's) can be reached: a socket file is not hidden by a network namespace; a fresh temp dir owned by the
     sample as cwd, HOME and TMPDIR; an unprivileged uid unique to its worker with no supplementary
@@ -50,8 +53,9 @@ Containment of each sample (isolation level "root", used when started as root)
     replaces it and retries the job once.
 
 Fallbacks
-    "userns" (not root, user namespaces allowed): the same namespaces, read-only filesystem and empty
-    /run; /proc is a procfs of the worker's own PID namespace, so a sample sees its zygote and its own
+    "userns" (not root, user namespaces allowed): the same namespaces, read-only filesystem, minimal
+    /dev (before it, a sample there could write to the caller's terminal, which their uid owns) and
+    empty /run; /proc is a procfs of the worker's own PID namespace, so a sample sees its zygote and its own
     processes, none of the host's (where the host's /proc is not fully visible, as in a container
     that masks parts of it, the kernel refuses that mount and samples see the host's processes); the
     sample keeps the caller's uid (with every capability dropped), so it can *read* whatever the user

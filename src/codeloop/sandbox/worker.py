@@ -3,7 +3,7 @@
 Started by :class:`codeloop.sandbox.Sandbox` with a scrubbed environment (so not even
 ``/proc/<pid>/environ`` holds the evaluator's secrets). At start-up it pays the expensive set-up once:
 private mount/network/IPC/UTS namespaces, a read-only view of every filesystem with fresh tmpfs
-mounts over the world-writable directories, an empty /run, a /proc that shows a sample none of the
+mounts over the world-writable directories, a minimal /dev, an empty /run, a /proc that shows a sample none of the
 host's processes (at level root: only its own; at level userns: its own and the zygote's, through a PID
 namespace of the worker's, see :func:`zygote.show_only_this_pidns`), pre-imported modules, and the zygote. Then it reads jobs
 (pickled, from the trusted evaluator) on stdin and writes outcomes on stdout, one frame each.
@@ -96,6 +96,7 @@ def lock_filesystem(unprivileged_samples: bool, home: str = "") -> None:
     _linux.make_tree_private_readonly("/")
     needed = _needed_paths()
     _empty_run(needed)
+    _minimal_dev()
     for directory in SHARED_TMP:
         if os.path.isdir(directory):
             _cover(directory, [p for p in needed if _inside(p, directory)], "size=512m,mode=755")
@@ -125,6 +126,26 @@ def _empty_run(needed: list[str]) -> None:
         _cover(RUN, [p for p in needed if _inside(p, RUN)], "size=1m,mode=755")
         os.makedirs(RUN + "/lock", exist_ok=True)
         _linux.make_tree_private_readonly(RUN)
+
+
+DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+"""The devices a sample sees, as a container's /dev has them."""
+DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2"}
+
+
+def _minimal_dev() -> None:
+    """Over /dev, a read-only tmpfs holding :data:`DEV_NODES` (the host's nodes, bound), the usual links,
+    and empty shm (a fresh tmpfs next) and pts. The host's /dev let a sample write to the caller's
+    terminal (/dev/pts: their uid, at level userns), reach /dev/log (the system log's socket), and open
+    any device its uid or groups may: /dev/kvm, a GPU's render node, a webcam, a microphone."""
+    if not os.path.isdir("/dev") or os.path.islink("/dev"):
+        return
+    _cover("/dev", [f"/dev/{name}" for name in DEV_NODES if os.path.exists(f"/dev/{name}")], "size=64k,mode=755")
+    for directory in ("shm", "pts"):
+        os.makedirs(f"/dev/{directory}", mode=0o755, exist_ok=True)
+    for name, target in DEV_LINKS.items():
+        os.symlink(target, f"/dev/{name}")
+    _linux.make_tree_private_readonly("/dev")
 
 
 def hide_other_processes() -> None:
