@@ -42,6 +42,7 @@ def zygote_main(sock: socket.socket, level: str, uid: int | None) -> NoReturn:
         os.dup2(null, 0)  # every sample's stdin: EOF at once
         os.close(null)
         prepare_zygote()
+        os.chdir("/")  # not the evaluator's working directory, which samples must not reach (not even by /proc/1/cwd)
         if level == "userns":
             show_only_this_pidns()
         own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY) if level == "root" else None
