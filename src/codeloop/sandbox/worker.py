@@ -160,6 +160,14 @@ def hide_task_sources() -> None:
         _linux.make_tree_private_readonly(path)
 
 
+def _workdir() -> str:
+    """The working directory the evaluator started this worker in ("" if it has been deleted)."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return ""
+
+
 def caller_home(uid: int) -> str:
     """The home directory of ``uid`` (from the password database; "" if it has none there), resolved."""
     try:
@@ -225,7 +233,7 @@ def isolate(requested: str) -> str:
             if requested == "root":
                 raise
         else:
-            lock_filesystem(unprivileged_samples=True, workdir=os.getcwd())
+            lock_filesystem(unprivileged_samples=True, workdir=_workdir())
             return "root"
     if requested in ("auto", "userns"):
         uid, gid = os.geteuid(), os.getegid()
@@ -239,7 +247,7 @@ def isolate(requested: str) -> str:
             for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
                 with open(f"/proc/self/{name}", "w") as f:
                     f.write(text)
-            lock_filesystem(unprivileged_samples=False, home=caller_home(uid), workdir=os.getcwd())
+            lock_filesystem(unprivileged_samples=False, home=caller_home(uid), workdir=_workdir())
             return "userns"
     if requested not in ("auto", "none"):
         raise OSError(f"isolation level {requested!r} is not available here")
