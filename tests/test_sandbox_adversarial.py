@@ -593,6 +593,75 @@ def test_the_evaluators_working_directory_is_hidden(level, monkeypatch):
 
 
 @pytest.fixture()
+def elsewhere(monkeypatch) -> Iterator[Path]:
+    """A folder in sight of samples (the evaluator works from "/"), for what ``hide`` must cover."""
+    folder = Path(__file__).parent / "_elsewhere"
+    folder.mkdir(exist_ok=True)
+    monkeypatch.chdir("/")
+    yield folder
+    for p in sorted(folder.rglob("*"), reverse=True):
+        p.rmdir() if p.is_dir() else p.unlink()
+    folder.rmdir()
+
+
+def _reads(paths: list[Path]) -> str:
+    """A program whose f returns what it could list or read of ``paths``."""
+    return ("import os\n"
+            "def f(x):\n"
+            "    found = []\n"
+            f"    for p in {[str(p) for p in paths]!r}:\n"
+            "        try:\n"
+            "            found += os.listdir(p) if os.path.isdir(p) else [open(p).read()]\n"
+            "        except OSError:\n"
+            "            pass\n"
+            "    return [x for x in found if x]\n")
+
+
+@pytest.mark.parametrize("level", [pytest.param("root", marks=ROOT_ONLY), "userns"])
+def test_paths_given_to_hide_and_the_dataset_caches_are_hidden(elsewhere, level, monkeypatch):
+    runs, tasks, hf = elsewhere / "runs", elsewhere / "tasks.jsonl", elsewhere / "hf"
+    for folder in (runs, hf):
+        folder.mkdir()
+    (runs / "results.jsonl").write_text('{"passed": true}\n')
+    tasks.write_text('{"canonical_solution": "..."}\n')
+    (hf / "token").write_text("hf_secret")
+    for p in (runs / "results.jsonl", tasks, hf / "token"):
+        p.chmod(0o644)
+    monkeypatch.setenv("HF_HOME", str(hf))  # read where the Sandbox is made, as Hugging Face reads it
+    nothing = "def check(candidate):\n    assert candidate(0) == []\n"
+    with Sandbox(workers=1, isolation=level) as sandbox:  # without hide: only the cache is out of sight
+        assert sandbox.run_one(check_job(_reads([hf]), test=nothing)).status is Status.PASSED
+        assert sandbox.run_one(check_job(_reads([runs, tasks]), test=nothing)).status is Status.FAILED
+    with Sandbox(workers=1, isolation=level, hide=[str(runs), str(tasks)]) as sandbox:
+        outcome = sandbox.run_one(check_job(_reads([runs, tasks, hf]), test=nothing))
+    assert outcome.status is Status.PASSED, outcome.reason
+
+
+@ROOT_ONLY
+def test_eval_hides_its_own_task_file_from_the_samples(elsewhere):
+    """``codeloop eval --tasks FILE``: a completion that reads FILE for its task's canonical solution
+    (here, with the evaluator working from "/", FILE would be in sight) must not pass."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from codeloop.cli import app
+
+    tasks, samples, out = elsewhere / "tasks.jsonl", elsewhere / "samples.jsonl", elsewhere / "results.jsonl"
+    tasks.write_text(json.dumps({"task_id": "t/0", "prompt": "def f(x):\n", "entry_point": "f",
+                                 "canonical_solution": "    return 2 * x\n",
+                                 "test": "def check(c):\n    assert c(2) == 4\n"}) + "\n")
+    tasks.chmod(0o644)
+    cheat = ("    import json\n"
+             f"    task = json.loads(open({str(tasks)!r}).readline())\n"
+             "    ns = {}\n    exec(task['prompt'] + task['canonical_solution'], ns)\n    return ns['f'](x)\n")
+    samples.write_text(json.dumps({"task_id": "t/0", "completion": cheat}) + "\n")
+    result = CliRunner().invoke(app, ["eval", "--tasks", str(tasks), "--samples", str(samples), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["status"] == "runtime_error"
+
+
+@pytest.fixture()
 def host_file():
     folder = Path(__file__).parent / "_host_files"
     folder.mkdir(exist_ok=True)

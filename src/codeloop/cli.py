@@ -84,7 +84,7 @@ def eval_cmd(
     partial.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open_sandbox(ray, workers=workers or None, timeout_s=timeout, memory_mb=memory_mb, isolation=isolation,
-                          preload=preload_for(task_map.values())) as sandbox, \
+                          preload=preload_for(task_map.values()), hide=(tasks, samples, out)) as sandbox, \
                 open(partial, "w", encoding="utf-8") as sink, \
                 tqdm(total=len(sample_list), desc="eval", unit="sample", file=sys.stderr, disable=None) as bar:
             outcomes = []

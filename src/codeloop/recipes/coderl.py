@@ -177,7 +177,7 @@ def run(cfg: CodeRLConfig, on_iteration: Callable[[dict], None] | None = None) -
         ranked = critic_on_held_out(critic, tokenizer, run_) if with_critic else {}
         return {**held_out_metrics(run_), **plus_metrics(run_, plus, sandbox), **ranked}
 
-    with open_sandbox(cfg.ray, preload=preload_for([*tasks, *val_tasks])) as sandbox:
+    with open_sandbox(cfg.ray, hide=(cfg.out_dir,), preload=preload_for([*tasks, *val_tasks])) as sandbox:
         if not loop.metrics:
             loop.record({"iteration": 0, **validate(0, with_critic=False)}, on_iteration)
         for i in loop.pending():

@@ -197,7 +197,7 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
                        cfg.max_new_tokens, cfg.seed)
         return {**held_out_metrics(run_), **plus_metrics(run_, plus, sandbox)}
 
-    with open_sandbox(cfg.ray, preload=preload_for([*tasks, *val_tasks])) as sandbox:
+    with open_sandbox(cfg.ray, hide=(cfg.out_dir,), preload=preload_for([*tasks, *val_tasks])) as sandbox:
         honeypots = _honeypots(cfg, all_tasks, sampler, policy, sandbox, SimulatedCrowd(reliability, seed=cfg.seed + 7919),
                                loop.out) if cfg.honeypots else []
         aggregator = Aggregator(cfg.reliabilities, honeypots, tau=cfg.tau, step=cfg.step, nu=cfg.nu, gamma=cfg.gamma)
@@ -359,7 +359,7 @@ def run_scores(cfg: ScoresConfig, on_iteration: Callable[[dict], None] | None = 
     write_jsonl(loop.out / "train.jsonl", [{"task_id": t, "completion": c, "score": v, "advantage": a}
                                           for (t, c, v), a in zip(rows, adv)])
 
-    with open_sandbox(cfg.ray, preload=preload_for(tasks.values())) as sandbox:
+    with open_sandbox(cfg.ray, hide=(cfg.out_dir, cfg.scores), preload=preload_for(tasks.values())) as sandbox:
         def validate(i: int) -> dict:
             run_ = rollout(sampler(policy, loop.checkpoint(i, cfg.model)), val_tasks, sandbox, cfg.val_n, cfg.val_temperature,
                            cfg.max_new_tokens, cfg.seed)

@@ -180,7 +180,7 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
     reference, policy, tokenizer = loop.policies(cfg.model, cfg.refresh_reference, lora=bool(cfg.lora_r))
     sampler = PolicySampler(cfg.backend, tokenizer)
 
-    with open_sandbox(cfg.ray, preload=preload_for([*intents, *val_tasks])) as sandbox:
+    with open_sandbox(cfg.ray, hide=(cfg.out_dir,), preload=preload_for([*intents, *val_tasks])) as sandbox:
         if not loop.metrics:
             loop.record({"iteration": 0, **validate(sampler(policy, cfg.model), val_tasks, sandbox, cfg, judge, plus)}, on_iteration)
         for i in loop.pending():

@@ -134,7 +134,7 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
                        cfg.max_new_tokens, cfg.seed)
         return {**held_out_metrics(run_), **plus_metrics(run_, plus, sandbox)}
 
-    with open_sandbox(cfg.ray, preload=preload_for([*instructions, *val_tasks])) as sandbox:
+    with open_sandbox(cfg.ray, hide=(cfg.out_dir,), preload=preload_for([*instructions, *val_tasks])) as sandbox:
         if not loop.metrics:
             loop.record({"iteration": 0, **validate(0)}, on_iteration)
         for i in loop.pending():

@@ -110,7 +110,7 @@ def run(cfg: RefineConfig) -> list[dict]:
     solved: set[str] = set()
     metrics: list[dict] = []
 
-    with open_sandbox(cfg.ray, timeout_s=cfg.timeout_s, preload=preload_for(tasks)) as sandbox:
+    with open_sandbox(cfg.ray, hide=(cfg.out_dir,), timeout_s=cfg.timeout_s, preload=preload_for(tasks)) as sandbox:
         for attempt in range(cfg.attempts):
             todo = [t for t in tasks if t.task_id not in solved]
             if not todo:

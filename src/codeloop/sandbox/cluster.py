@@ -94,7 +94,7 @@ class RaySandbox:
 
     def __init__(self, address: str = "auto", workers: int | None = None, timeout_s: float = 3.0,
                  memory_mb: int = 2048, isolation: str = "auto", preload: Iterable[str] = (), chunk: int = 16,
-                 start_timeout_s: float = START_TIMEOUT_S, ship: bool = True) -> None:
+                 start_timeout_s: float = START_TIMEOUT_S, ship: bool = True, hide: Iterable[str] = ()) -> None:
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, got {chunk}")
         if workers is not None and workers < 1:
@@ -102,7 +102,8 @@ class RaySandbox:
         Sandbox(timeout_s=timeout_s, memory_mb=memory_mb, isolation=isolation, preload=preload)  # its checks; starts nothing
         self.address, self.n_workers, self.chunk, self.start_timeout_s = address, workers, chunk, start_timeout_s
         self.ship = ship
-        self.options = {"timeout_s": timeout_s, "memory_mb": memory_mb, "isolation": isolation, "preload": tuple(preload)}
+        self.options = {"timeout_s": timeout_s, "memory_mb": memory_mb, "isolation": isolation, "preload": tuple(preload),
+                        "hide": tuple(hide)}  # the driver's paths: hidden where a node has them too
         self._slots: list[Any] = []
         self._level = ""
         self._owns_ray = False

