@@ -93,11 +93,11 @@ def lock_filesystem(unprivileged_samples: bool, home: str = "", workdir: str = "
 
     With ``unprivileged_samples``, directories that "other" may not enter on the way to those paths
     (/root, a private home) are covered too, showing only what is needed: a sample running as another
-    uid can import the standard library, and sees nothing else there. Without (samples keep the caller's
-    uid), the caller's ``home`` is covered the same way: there a sample could read every file the
-    caller can, their keys and tokens (~/.ssh, ~/.config, ~/.netrc, ...) among them. The evaluator's
-    working directory (``workdir``), where its task files and earlier runs' results usually are, is
-    covered the same way at both levels, and so are the paths in ``hide``.
+    uid can import the standard library, and sees nothing else there. The caller's ``home`` is covered
+    the same way (without ``unprivileged_samples`` the sample has the caller's uid, and could read every
+    file the caller can, keys and tokens among them: ~/.ssh, ~/.config, ~/.netrc, ...), and so are the
+    evaluator's working directory (``workdir``), where its task files and earlier runs' results usually
+    are, and the paths in ``hide``.
     """
     _linux.make_tree_private_readonly("/")
     needed = _needed_paths()
@@ -111,9 +111,8 @@ def lock_filesystem(unprivileged_samples: bool, home: str = "", workdir: str = "
             _cover(closed, sorted(set(children)), "size=1m,mode=755")
             _linux.make_tree_private_readonly(closed)
         hide_other_processes()
-    _show_only_needed(workdir, needed)
-    if not unprivileged_samples:
-        _show_only_needed(home, needed)
+    for directory in (workdir, home):
+        _show_only_needed(directory, needed)
     hide_task_sources(needed, hide)
 
 
@@ -247,7 +246,7 @@ def isolate(requested: str, hide: tuple[str, ...] = ()) -> str:
             if requested == "root":
                 raise
         else:
-            lock_filesystem(unprivileged_samples=True, workdir=_workdir(), hide=hide)
+            lock_filesystem(unprivileged_samples=True, home=caller_home(os.getuid()), workdir=_workdir(), hide=hide)
             return "root"
     if requested in ("auto", "userns"):
         uid, gid = os.geteuid(), os.getegid()
