@@ -696,18 +696,27 @@ def test_host_files_cannot_be_deleted_or_written(host_file, level, monkeypatch):
     assert host_file.read_text() == "keep me" and sorted(p.name for p in host_file.parent.iterdir()) == ["precious.txt"]
 
 
-@ROOT_ONLY
-def test_shared_tmp_is_not_writable(sandbox):
-    outcome = run(sandbox, "import os\n"
-                           "def f(x):\n"
-                           "    for d in ('/tmp', '/var/tmp', '/dev/shm'):\n"
-                           "        try:\n"
-                           "            open(d + '/planted', 'w').write('x')\n"
-                           "            print('WROTE', d)\n"
-                           "        except OSError:\n"
-                           "            pass\n"
-                           "    return 2 * x\n")
-    assert outcome.status is Status.PASSED and "WROTE" not in outcome.stdout
+@pytest.mark.parametrize("level", [pytest.param("root", marks=ROOT_ONLY), "userns"])
+def test_what_a_sample_leaves_in_the_shared_tmp_dirs_never_reaches_the_next(level):
+    # they are the worker's own tmpfs, writable as on a host (so multiprocessing's semaphores work
+    # at level root too), and wiped after every sample: no channel from one sample to the next
+    plant = ("import multiprocessing, os\n"
+             "def f(x):\n"
+             "    lock = multiprocessing.Lock()\n"
+             "    with lock:\n"
+             "        for d in ('/tmp', '/var/tmp', '/dev/shm'):\n"
+             "            open(d + '/planted', 'w').write('x')\n"
+             "            os.mkdir(d + '/planted-dir')\n"
+             "    return 2 * x\n")
+    look = ("import os\n"
+            "def f(x):\n"
+            "    return [d for d in ('/tmp', '/var/tmp', '/dev/shm') if any(n.startswith('planted') for n in os.listdir(d))]\n")
+    with Sandbox(workers=1, isolation=level) as sandbox:  # one worker: each sample follows the one before
+        for _ in range(2):  # twice: the first wipe records what it left, the second must still see news
+            planted = sandbox.run_one(check_job(plant))
+            seen = sandbox.run_one(check_job(look, test="def check(candidate):\n    assert candidate(0) == []\n"))
+            assert planted.status is Status.PASSED, planted.reason
+            assert seen.status is Status.PASSED, seen.reason
 
 
 def test_evaluator_secrets_are_not_visible(monkeypatch):

@@ -30,8 +30,10 @@ Containment of each sample (isolation level "root", used when started as root)
     kills everything it started, forked orphans and setsid daemons included); a private network
     namespace with no interfaces up (no loopback services, no internet); private IPC and UTS
     namespaces; a private mount namespace in which every filesystem is read-only and nosuid, and
-    /tmp, /var/tmp, /dev/shm, /run/lock are fresh tmpfs that only root may write (holding read-only
-    copies of the interpreter, venv or codeloop checkout when those live there), and /proc is a procfs
+    /tmp, /var/tmp, /dev/shm, /run/lock are fresh tmpfs of the worker's (holding read-only copies of
+    the interpreter or venv when those live there), writable as on a host (sticky: multiprocessing's
+    semaphores work) and wiped after every sample, so nothing one sample leaves reaches the next, and
+    /proc is a procfs
     of the worker's own with ``hidepid=invisible`` (Linux 5.8+), so a sample sees no process but its
     own, where the host's /proc showed every process on the machine with its command line; /dev is a
     read-only tmpfs holding null, zero, full, random, urandom and tty (the host's nodes), the fd/stdin/
@@ -66,8 +68,7 @@ Fallbacks
     that masks parts of it, the kernel refuses that mount and samples see the host's processes); the
     sample keeps the caller's uid (with every capability dropped), so it can *read* whatever the user
     can outside their home (the home, where keys and tokens live, is covered like /root at level root:
-    only the paths on the way to the interpreter and the venv show, read-only), and it can
-    write to the tmpfs roots (wiped after every sample). The process limit holds on
+    only the paths on the way to the interpreter and the venv show, read-only). The process limit holds on
     Linux 5.14+, where RLIMIT_NPROC counts a uid's processes per user namespace (so the caller's own
     processes elsewhere do not count); not before, nor for a caller who is root (root is exempt).
     "none" (no namespaces): own session/process group killed at the end, rlimits, scrubbed env, temp

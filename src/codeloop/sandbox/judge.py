@@ -141,7 +141,7 @@ class _Channel:
         self.zsock.sendall(b"finish")
         status, cpu_s, max_rss_kb = zygote.REPLY.unpack(self.zsock.recv(zygote.REPLY.size))
         stdout, stderr = self.scratch.outputs()  # the sample is dead: nothing can change them now
-        self.scratch.remove(wipe_shared_tmp=self.level == "userns")
+        self.scratch.remove(wipe_shared_tmp=self.level != "none")
         return {"status": status, "cpu_s": cpu_s, "max_rss_kb": max_rss_kb, "stdout": stdout, "stderr": stderr}
 
 

@@ -25,6 +25,7 @@ class Scratch:
     ``stdout`` and ``stderr`` files; ``fds`` go to the sample, :meth:`outputs` and :meth:`remove` after it."""
 
     def __init__(self, uid: int | None) -> None:
+        self.uid = uid
         self.path = os.path.join(SAMPLE_ROOT, f"{os.getpid()}-{next(_numbers)}")
         os.mkdir(self.path, 0o700)
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -40,7 +41,8 @@ class Scratch:
 
     def remove(self, wipe_shared_tmp: bool = False) -> None:
         """Close the descriptors and delete the directory; with ``wipe_shared_tmp`` also everything a
-        sample left in the tmpfs roots (the "userns" level, where it may write there)."""
+        sample left in the tmpfs roots (levels root and userns, whose workers put fresh tmpfs there
+        that samples may write: nothing one leaves reaches the next)."""
         for fd in self.fds:
             os.close(fd)
         try:  # the common case: the sample left nothing but its two output files
@@ -50,8 +52,7 @@ class Scratch:
         except OSError:
             remove_tree(self.path)
         if wipe_shared_tmp:
-            _wipe_shared_tmp()
-            make_sample_root()
+            _wipe_shared_tmp(keep_sample_root=self.uid is not None)
 
 
 def make_sample_root() -> None:
@@ -65,13 +66,34 @@ def _read_capped(fd: int) -> str:
     return text + ("\n[... output cut at 64 KiB]" if len(data) > STREAM_CAP else "")
 
 
-def _wipe_shared_tmp() -> None:
+_wiped: dict[str, int] = {}  # tmpfs root -> its size after the last wipe (where samples run as another uid)
+
+
+def _wipe_shared_tmp(keep_sample_root: bool) -> None:
+    """Remove what samples left in the tmpfs roots. :data:`SAMPLE_ROOT` too (and make it again), unless
+    ``keep_sample_root``: where samples run as another uid they cannot write in it, but a sample with
+    the worker's uid could have planted the next sample's directory name there.
+
+    Where samples run as another uid, the roots are sticky and everything already in them is root's, so
+    a sample can add entries there but remove none; a tmpfs directory's size counts its entries, so a
+    root whose size is what the last wipe left holds nothing new and is not listed (one ``stat`` each:
+    listing all four cost about 0.05 ms a sample, at root level, where samples rarely write there)."""
     for root in SHARED_TMP:
         try:
+            size = os.stat(root).st_size
+            if keep_sample_root and _wiped.get(root) == size:
+                continue
             entries = list(os.scandir(root))
         except OSError:
             continue
-        for entry in entries:  # SAMPLE_ROOT too: a sample there may have planted the next one's name
+        for entry in entries:
+            if keep_sample_root and entry.path == SAMPLE_ROOT:
+                continue
+            try:
+                if entry.stat(follow_symlinks=False).st_dev != os.stat(root).st_dev:
+                    continue  # a mount: the read-only view of a path the worker needs (the venv, a Ray job's files)
+            except OSError:
+                continue
             if entry.is_dir(follow_symlinks=False):
                 remove_tree(entry.path)
             else:
@@ -79,6 +101,10 @@ def _wipe_shared_tmp() -> None:
                     os.unlink(entry.path)
                 except OSError:
                     pass
+        if keep_sample_root:
+            _wiped[root] = os.stat(root).st_size
+    if not keep_sample_root:
+        make_sample_root()
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

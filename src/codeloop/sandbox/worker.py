@@ -103,9 +103,10 @@ def lock_filesystem(unprivileged_samples: bool, home: str = "", workdir: str = "
     needed = _needed_paths()
     _empty_run(needed)
     _minimal_dev()
-    for directory in SHARED_TMP:
+    for directory in SHARED_TMP:  # writable by samples (sticky, as on a host), wiped after each one
         if os.path.isdir(directory):
-            _cover(directory, [p for p in needed if _inside(p, directory)], "size=512m,mode=755")
+            size = "512m" if directory == "/tmp" else "64m"  # /tmp also holds the samples' own temp dirs
+            _cover(directory, [p for p in needed if _inside(p, directory)], f"size={size},mode=1777")
     if unprivileged_samples:
         for closed, children in _closed_ancestors(needed).items():
             _cover(closed, sorted(set(children)), "size=1m,mode=755")
