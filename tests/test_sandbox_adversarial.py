@@ -27,7 +27,7 @@ from conftest import check_job, run
 
 import codeloop
 from codeloop.sandbox import Job, RaySandbox, Runner, Sandbox, _linux, seccomp
-from codeloop.types import Status
+from codeloop.types import Outcome, Status
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="the 'root' isolation level needs root")
 
@@ -81,6 +81,16 @@ def sandbox_processes() -> list[int]:
                 if not foreign:
                     pids.append(int(name))
     return pids
+
+
+FINDS_NOTHING = "def check(candidate):\n    assert candidate(0) == []\n"
+"""The test of a probe whose f returns what it found: it passes only when that is nothing."""
+
+
+def probe(level: str, program: str, **options: object) -> Outcome:
+    """Run ``program`` (a probe: see :data:`FINDS_NOTHING`) in a fresh one-worker sandbox at ``level``."""
+    with Sandbox(workers=1, isolation=level, **options) as sandbox:  # type: ignore[arg-type]
+        return sandbox.run_one(check_job(program, test=FINDS_NOTHING))
 
 
 def not_passed(sandbox: Runner, program: str) -> Status:
@@ -257,7 +267,7 @@ def test_other_processes_on_the_host_are_invisible(sandbox):
                "def f(x):\n"
                "    return [p for p in os.listdir('/proc') if p.isdigit() and p != str(os.getpid())"
                " and os.path.realpath('/proc/self') != '/proc/' + p]\n")
-    outcome = run(sandbox, program, test="def check(candidate):\n    assert candidate(0) == []\n")
+    outcome = run(sandbox, program, test=FINDS_NOTHING)
     assert outcome.status is Status.PASSED, outcome.reason
     assert len([p for p in os.listdir("/proc") if p.isdigit()]) > 1  # while the evaluator's /proc is untouched
 
@@ -286,8 +296,7 @@ def test_host_processes_and_their_command_lines_are_invisible(host_process, leve
                "        except OSError:\n"
                "            pass\n"
                f"    return [c for c in seen if {host_process!r} in c or 'pytest' in c]\n")
-    with Sandbox(workers=1, isolation=level) as sandbox:
-        outcome = sandbox.run_one(check_job(program, test="def check(candidate):\n    assert candidate(0) == []\n"))
+    outcome = probe(level, program)
     assert outcome.status is Status.PASSED, outcome.reason
     assert any(host_process in Path(f"/proc/{p}/cmdline").read_text(errors="replace")
                for p in os.listdir("/proc") if p.isdigit() and Path(f"/proc/{p}/cmdline").exists())
@@ -505,8 +514,7 @@ def test_the_callers_home_is_hidden(home_secret, level):
                "    except OSError:\n"
                "        pass\n"
                "    return seen\n")
-    with Sandbox(workers=1, isolation=level) as sandbox:
-        outcome = sandbox.run_one(check_job(program, test="def check(candidate):\n    assert candidate(0) == []\n"))
+    outcome = probe(level, program)
     assert outcome.status is Status.PASSED, outcome.reason
 
 
@@ -584,8 +592,7 @@ def test_the_evaluators_working_directory_is_hidden(level, monkeypatch):
                "def f(x):\n"
                f"    return os.listdir({str(workdir)!r}) if os.path.isdir({str(workdir)!r}) else []\n")
     try:
-        with Sandbox(workers=1, isolation=level) as sandbox:
-            outcome = sandbox.run_one(check_job(program, test="def check(candidate):\n    assert candidate(0) == []\n"))
+        outcome = probe(level, program)
         assert outcome.status is Status.PASSED, outcome.reason
     finally:
         (workdir / "results.jsonl").unlink()
@@ -628,12 +635,9 @@ def test_paths_given_to_hide_and_the_dataset_caches_are_hidden(elsewhere, level,
     for p in (runs / "results.jsonl", tasks, hf / "token"):
         p.chmod(0o644)
     monkeypatch.setenv("HF_HOME", str(hf))  # read where the Sandbox is made, as Hugging Face reads it
-    nothing = "def check(candidate):\n    assert candidate(0) == []\n"
-    with Sandbox(workers=1, isolation=level) as sandbox:  # without hide: only the cache is out of sight
-        assert sandbox.run_one(check_job(_reads([hf]), test=nothing)).status is Status.PASSED
-        assert sandbox.run_one(check_job(_reads([runs, tasks]), test=nothing)).status is Status.FAILED
-    with Sandbox(workers=1, isolation=level, hide=[str(runs), str(tasks)]) as sandbox:
-        outcome = sandbox.run_one(check_job(_reads([runs, tasks, hf]), test=nothing))
+    assert probe(level, _reads([hf])).status is Status.PASSED  # without hide: only the cache is out of sight
+    assert probe(level, _reads([runs, tasks])).status is Status.FAILED
+    outcome = probe(level, _reads([runs, tasks, hf]), hide=[str(runs), str(tasks)])
     assert outcome.status is Status.PASSED, outcome.reason
 
 
@@ -714,7 +718,7 @@ def test_what_a_sample_leaves_in_the_shared_tmp_dirs_never_reaches_the_next(leve
     with Sandbox(workers=1, isolation=level) as sandbox:  # one worker: each sample follows the one before
         for _ in range(2):  # twice: the first wipe records what it left, the second must still see news
             planted = sandbox.run_one(check_job(plant))
-            seen = sandbox.run_one(check_job(look, test="def check(candidate):\n    assert candidate(0) == []\n"))
+            seen = sandbox.run_one(check_job(look, test=FINDS_NOTHING))
             assert planted.status is Status.PASSED, planted.reason
             assert seen.status is Status.PASSED, seen.reason
 

