@@ -601,8 +601,9 @@ def test_the_evaluators_working_directory_is_hidden(level, monkeypatch):
 
 @pytest.fixture()
 def elsewhere(monkeypatch) -> Iterator[Path]:
-    """A folder in sight of samples (the evaluator works from "/"), for what ``hide`` must cover."""
-    folder = Path(__file__).parent / "_elsewhere"
+    """A folder in sight of samples, for what ``hide`` must cover: inside the venv, which samples always
+    see (a checkout under /tmp would be behind the worker's own /tmp), with the evaluator working from "/"."""
+    folder = Path(sys.prefix) / "codeloop-test-elsewhere"
     folder.mkdir(exist_ok=True)
     monkeypatch.chdir("/")
     yield folder
