@@ -229,3 +229,14 @@ def test_eval_cli_names_an_unreachable_cluster(tmp_path):
     assert proc.returncode == 2
     assert "cannot connect to the Ray cluster at '127.0.0.1:1': nothing answers at 127.0.0.1:1" in proc.stderr
     assert time.monotonic() - started < 60  # Ray itself would wait for that address for minutes
+
+
+def test_pinging_no_busy_actor_asks_ray_nothing():
+    """When every actor holding chunks was given up already, there is nothing to ping (Ray refuses an empty wait)."""
+    from codeloop.sandbox.cluster import _Pings
+
+    class NoRay:
+        def wait(self, refs, num_returns, timeout):
+            raise ValueError(f"Invalid number of objects to return {num_returns}.")
+
+    assert _Pings(NoRay(), [], patience_s=1.0).unanswered(set()) == []

@@ -251,6 +251,8 @@ class _Pings:
         for i in busy - self.sent.keys():
             self.sent[i] = (self.slots[i].where.options(concurrency_group="health").remote(), now)
         refs = [ref for ref, _ in self.sent.values()]
+        if not refs:  # every actor holding chunks is already given up (ray.wait refuses an empty wait)
+            return []
         answered = set(self.ray.wait(refs, num_returns=len(refs), timeout=0)[0])
         silent = []
         for i, (ref, since) in list(self.sent.items()):
