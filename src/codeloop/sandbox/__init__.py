@@ -33,8 +33,7 @@ Containment of each sample (isolation level "root", used when started as root)
     /tmp, /var/tmp, /dev/shm, /run/lock are fresh tmpfs of the worker's (holding read-only copies of
     the interpreter or venv when those live there), writable as on a host (sticky: multiprocessing's
     semaphores work) and wiped after every sample, so nothing one sample leaves reaches the next, and
-    /proc is a procfs
-    of the worker's own with ``hidepid=invisible`` (Linux 5.8+), so a sample sees no process but its
+    /proc is a procfs of the worker's own with ``hidepid=invisible`` (Linux 5.8+), so a sample sees no process but its
     own, where the host's /proc showed every process on the machine with its command line; /dev is a
     read-only tmpfs holding null, zero, full, random, urandom and tty (the host's nodes), the fd/stdin/
     stdout/stderr links and empty shm (a fresh tmpfs) and pts, so no terminal, /dev/log socket or

@@ -80,8 +80,8 @@ def _wipe_shared_tmp(keep_sample_root: bool) -> None:
     listing all four cost about 0.05 ms a sample, at root level, where samples rarely write there)."""
     for root in SHARED_TMP:
         try:
-            size = os.stat(root).st_size
-            if keep_sample_root and _wiped.get(root) == size:
+            here = os.stat(root)
+            if keep_sample_root and _wiped.get(root) == here.st_size:
                 continue
             entries = list(os.scandir(root))
         except OSError:
@@ -90,7 +90,7 @@ def _wipe_shared_tmp(keep_sample_root: bool) -> None:
             if keep_sample_root and entry.path == SAMPLE_ROOT:
                 continue
             try:
-                if entry.stat(follow_symlinks=False).st_dev != os.stat(root).st_dev:
+                if entry.stat(follow_symlinks=False).st_dev != here.st_dev:
                     continue  # a mount: the read-only view of a path the worker needs (the venv, a Ray job's files)
             except OSError:
                 continue
