@@ -26,7 +26,7 @@ import pytest
 from conftest import check_job, run
 
 import codeloop
-from codeloop.sandbox import Job, RaySandbox, Runner, Sandbox, _linux, seccomp
+from codeloop.sandbox import Job, RaySandbox, Runner, Sandbox, _linux, cgroup, seccomp
 from codeloop.types import Outcome, Status
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="the 'root' isolation level needs root")
@@ -345,6 +345,84 @@ def test_the_process_limit_holds_at_level_userns():
     assert outcome.status is Status.PASSED, outcome.reason
 
 
+def _cgroups_here() -> str:
+    """Why no cgroup can be made on this machine ("" if one can)."""
+    try:
+        cgroup.create(f"{os.getpid()}-probe", 64, 1).remove()
+    except cgroup.Unavailable as exc:
+        return str(exc)
+    return ""
+
+
+CGROUPS = pytest.mark.skipif(bool(_cgroups_here()), reason=f"no cgroup can be made here: {_cgroups_here()}")
+
+HOARDERS = """
+import os, time
+def f(x):  # six processes that each fill 200 MB (under the 400 MB each may map), and hold it
+    children = []
+    for _ in range(6):
+        pid = os.fork()
+        if pid == 0:
+            held = b"x" * (200 << 20)
+            time.sleep(60)
+            os._exit(0)
+        children.append(pid)
+    time.sleep(2)
+    return sum(os.waitpid(pid, os.WNOHANG) == (0, 0) for pid in children)  # still alive, so still holding
+"""
+
+
+@CGROUPS
+@pytest.mark.parametrize("level", [pytest.param("root", marks=ROOT_ONLY), "userns"])
+def test_a_sample_cannot_hold_more_memory_than_its_limit_by_forking(level):
+    # RLIMIT_AS bounds each process: six of them held 1.2 GB at memory_mb=400. The worker's cgroup
+    # bounds them together (400 MiB + its margin): at most two 200 MB holders stay alive.
+    test = "def check(candidate):\n    assert candidate(0) <= 2\n"
+    options = {"workers": 1, "isolation": level, "memory_mb": 400, "timeout_s": 8.0}
+    with Sandbox(**options) as sandbox:  # type: ignore[arg-type]
+        outcome = sandbox.run_one(check_job(HOARDERS, test=test))
+    assert outcome.status is Status.PASSED, outcome.tests
+    with Sandbox(cgroups=False, **options) as sandbox:  # type: ignore[arg-type]
+        baseline = sandbox.run_one(check_job(HOARDERS, test=test))
+    assert baseline.status is Status.FAILED and "returned 6" in baseline.tests[0].detail, baseline.tests
+
+
+@CGROUPS
+@pytest.mark.parametrize("level", [pytest.param("root", marks=ROOT_ONLY), "userns"])
+def test_files_a_sample_writes_in_tmp_count_against_its_memory(level):
+    # /tmp is a tmpfs, which is memory: 450 MB written there (in files under the 16 MiB file-size limit)
+    # by a sample limited to 256 MiB.
+    program = ("def f(x):\n"
+               "    for i in range(30):\n"
+               "        with open(f'/tmp/filler{i}', 'wb') as out:\n"
+               "            out.write(b'x' * (15 << 20))\n"
+               "    return 0\n")
+    with Sandbox(workers=1, isolation=level, memory_mb=256, timeout_s=8.0) as sandbox:
+        outcome = sandbox.run_one(check_job(program, test="def check(candidate):\n    assert candidate(0) == 1\n"))
+    assert outcome.status is Status.MEMORY_EXCEEDED, (outcome.status, outcome.reason, outcome.tests)
+
+
+@CGROUPS
+def test_the_process_limit_binds_a_caller_who_is_root_at_level_userns():
+    # RLIMIT_NPROC does not bind root (the kernel exempts it): a root caller's samples at level userns
+    # forked without end. The cgroup's pids.max counts every task of the worker's zygote and sample: the
+    # sample and 63 children are the 64 tasks that RLIMIT_NPROC allows elsewhere.
+    program = ("import os, time\n"
+               "def f(x):\n"
+               "    n = 0\n"
+               "    for _ in range(300):\n"
+               "        try:\n"
+               "            if os.fork() == 0:\n"
+               "                time.sleep(30)\n"
+               "        except OSError:\n"
+               "            break\n"
+               "        n += 1\n"
+               "    return n\n")
+    with Sandbox(workers=1, isolation="userns", timeout_s=5.0) as sandbox:
+        outcome = sandbox.run_one(check_job(program, test="def check(candidate):\n    assert candidate(0) == 63\n"))
+    assert outcome.status is Status.PASSED, outcome.tests
+
+
 @ROOT_ONLY
 @pytest.mark.skipif(not _linux.NPROC_PER_USER_NAMESPACE, reason="RLIMIT_NPROC counts per user namespace from Linux 5.14")
 def test_rlimit_nproc_counts_a_user_namespace_apart_from_the_host_uid():
@@ -405,6 +483,17 @@ def test_a_worker_killed_from_outside_is_replaced_and_the_job_retried():
         victim = sandbox._workers[0].proc.pid
         threading.Timer(0.3, os.kill, (victim, 9)).start()
         outcome = sandbox.run_one(check_job("import time\ndef f(x):\n    time.sleep(1)\n    return 2 * x\n"))
+    assert outcome.status is Status.PASSED
+
+
+def test_a_worker_that_died_while_idle_is_replaced():
+    # Sending it the next job raised BrokenPipeError out of run().
+    with Sandbox(workers=1) as sandbox:
+        sandbox.level  # start the worker
+        victim = sandbox._workers[0].proc
+        victim.kill()
+        victim.wait()
+        outcome = sandbox.run_one(check_job("def f(x):\n    return 2 * x\n"))
     assert outcome.status is Status.PASSED
 
 
@@ -640,6 +729,22 @@ def test_paths_given_to_hide_and_the_dataset_caches_are_hidden(elsewhere, level,
     assert probe(level, _reads([runs, tasks])).status is Status.FAILED
     outcome = probe(level, _reads([runs, tasks, hf]), hide=[str(runs), str(tasks)])
     assert outcome.status is Status.PASSED, outcome.reason
+
+
+def test_a_replaced_worker_hides_what_the_first_one_did(elsewhere):
+    # A worker that died (the OOM killer, say) was replaced by one started without the caller's hide
+    # paths (or preload): its samples saw the task file.
+    tasks = elsewhere / "tasks.jsonl"
+    tasks.write_text('{"canonical_solution": "..."}\n')
+    tasks.chmod(0o644)
+    with Sandbox(workers=1, hide=[str(tasks)]) as sandbox:
+        first = sandbox.run_one(check_job(_reads([tasks]), test=FINDS_NOTHING))
+        victim = sandbox._workers[0].proc
+        victim.kill()
+        victim.wait()
+        second = sandbox.run_one(check_job(_reads([tasks]), test=FINDS_NOTHING))
+        assert sandbox._workers[0].proc is not victim  # replaced
+    assert (first.status, second.status) == (Status.PASSED, Status.PASSED), second.tests
 
 
 @ROOT_ONLY

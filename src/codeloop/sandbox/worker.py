@@ -275,6 +275,23 @@ def isolate(requested: str, hide: tuple[str, ...] = ()) -> str:
     return "none"
 
 
+def _fork_zygote(oom_fd: int | None) -> int:
+    """os.fork(), the child with oom_score_adj 1000, which every sample it forks inherits: out of memory
+    (in the worker's cgroup, or on the whole host), the kernel kills them before anything else of the
+    caller's (and of them, the largest: a sample's process holds what the zygote holds and what it
+    allocated). The worker keeps its own value. Written through ``oom_fd``, opened before /proc became
+    read-only; set by root (level root), 1000 is also the floor a sample can never go below."""
+    if oom_fd is None:
+        return os.fork()
+    before = os.pread(oom_fd, 16, 0)
+    os.pwrite(oom_fd, b"1000", 0)
+    pid = os.fork()
+    if pid:
+        os.pwrite(oom_fd, before, 0)
+    os.close(oom_fd)
+    return pid
+
+
 def main() -> None:
     requested = sys.argv[1] if len(sys.argv) > 1 else "auto"
     options = dict(arg.split("=", 1) for arg in sys.argv[2:])  # cpus=0,1 preload=module,module hide=["path", ...]
@@ -286,6 +303,16 @@ def main() -> None:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
+    cgroup_procs, cgroup_error = [], ""
+    try:  # opened before the file system turns read-only; written once the zygote exists
+        for path in json.loads(options.get("cgroup", "[]")):
+            cgroup_procs.append(os.open(path, os.O_WRONLY))
+    except OSError as exc:
+        cgroup_error = f"cannot open {exc.filename}: {exc.strerror}"
+    try:  # opened while /proc may still be written (see _fork_zygote)
+        oom_fd: int | None = os.open("/proc/self/oom_score_adj", os.O_RDWR)
+    except OSError:
+        oom_fd = None
     try:
         level = isolate(requested, tuple(json.loads(options.get("hide", "[]"))))
     except OSError as exc:
@@ -306,14 +333,22 @@ def main() -> None:
     make_sample_root()
     uid = 100_000 + os.getpid() if level == "root" else None  # unique among live workers
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    if os.fork() == 0:  # the zygote: forked before any job arrives, so it holds none
+    zygote = _fork_zygote(oom_fd)
+    if zygote == 0:  # the zygote: forked before any job arrives, so it holds none
         ours.close()
-        os.close(jobs_fd)
-        os.close(results_fd)
+        for fd in (jobs_fd, results_fd, *cgroup_procs):
+            os.close(fd)
         zygote_main(theirs, level, uid)
     theirs.close()
+    for fd in cgroup_procs:  # before the first job: every sample is born in the cgroup (codeloop.sandbox.cgroup)
+        try:
+            if not cgroup_error:
+                os.write(fd, str(zygote).encode())
+        except OSError as exc:  # the evaluator removes the cgroup, and says why there is none
+            cgroup_error = f"cannot move the zygote into it: {exc.strerror}"
+        os.close(fd)
     warnings.filterwarnings("ignore", category=SyntaxWarning)  # a sample's are not the evaluator's to print
-    wire.write_frame(results_fd, pickle.dumps({"level": level}))
+    wire.write_frame(results_fd, pickle.dumps({"level": level, "cgroup_error": cgroup_error}))
     while True:
         try:
             request = pickle.loads(wire.read_frame(jobs_fd))

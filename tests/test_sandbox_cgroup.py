@@ -1,0 +1,130 @@
+"""The workers' cgroups (codeloop.sandbox.cgroup): where they are made, with what limits, and that they go.
+
+What they contain is tested in the adversarial suite (memory held by many processes, files in /tmp,
+the process count of a root caller at level userns)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import run
+
+from codeloop.sandbox import Sandbox, cgroup
+from codeloop.sandbox.cgroup import Hierarchy, hierarchies
+from codeloop.types import Status
+
+
+def _unavailable() -> str:
+    try:
+        cgroup.create(f"{os.getpid()}-probe", 64, 1).remove()
+    except cgroup.Unavailable as exc:
+        return str(exc)
+    return ""
+
+
+CGROUPS = pytest.mark.skipif(bool(_unavailable()), reason=f"no cgroup can be made here: {_unavailable()}")
+
+HYBRID_MOUNTS = """\
+25 1 0:22 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+26 25 0:23 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+29 25 0:26 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+33 25 0:30 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+35 25 0:32 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+"""
+HYBRID_CGROUPS = "8:pids:/\n4:memory:/process_api/4e32\n1:cpu:/\n0::/\n"
+
+
+def test_a_hybrid_host_uses_its_v1_hierarchies_for_both_controllers():
+    # This VM's shape: memory and pids in v1, an empty v2 beside them. v1 cgroups go under our own.
+    found = hierarchies(HYBRID_MOUNTS, HYBRID_CGROUPS)
+    assert found == [Hierarchy(1, "/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory/process_api/4e32", ("memory",)),
+                     Hierarchy(1, "/sys/fs/cgroup/pids", "/sys/fs/cgroup/pids", ("pids",))]
+    assert [h.parent for h in found] == ["/sys/fs/cgroup/memory/process_api/4e32", "/sys/fs/cgroup/pids"]
+
+
+def test_a_v2_host_puts_the_workers_cgroups_beside_the_evaluators_own():
+    # A v2 cgroup holding processes (ours) may not have children with controllers: a sibling it is.
+    mounts = "30 24 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n"
+    found = hierarchies(mounts, "0::/user.slice/user-1000.slice/user@1000.service/app.slice/run-1.scope\n")
+    assert found == [Hierarchy(2, "/sys/fs/cgroup",
+                               "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice/run-1.scope",
+                               ("memory", "pids"))]
+    assert found[0].parent == "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice"
+    # at the root of the hierarchy (which may hold processes and children), the root itself
+    assert hierarchies(mounts, "0::/\n")[0].parent == "/sys/fs/cgroup"
+
+
+def test_a_bind_mounted_subtree_and_escaped_mount_points_are_read_right():
+    # A container without a cgroup namespace sees its own subtree mounted at the hierarchy's place.
+    mounts = ("40 30 0:26 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n"
+              "41 30 0:27 /docker/abc /sys/fs/cgroup/with\\040space rw - cgroup cgroup rw,pids\n")
+    found = hierarchies(mounts, "5:pids:/docker/abc/inner\n4:memory:/elsewhere\n")
+    assert found == [Hierarchy(1, "/sys/fs/cgroup/with space", "/sys/fs/cgroup/with space/inner", ("pids",))]
+
+
+def test_no_controller_mounted_means_no_hierarchy():
+    assert hierarchies("25 1 0:22 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n", "1:cpu:/\n") == []
+    with pytest.raises(cgroup.Unavailable, match="no memory or pids controller"):
+        cgroup.create("x", 64, 1, mountinfo="", cgroups="")
+
+
+def _sandbox_cgroups() -> list[Path]:
+    """The cgroups this test process's sandboxes made, in every hierarchy."""
+    prefix = f"{cgroup.PREFIX}{os.getpid()}-"
+    found = hierarchies(Path("/proc/self/mountinfo").read_text(), Path("/proc/self/cgroup").read_text())
+    return sorted(p for h in found for p in Path(h.parent).iterdir() if p.name.startswith(prefix))
+
+
+@CGROUPS
+def test_each_worker_runs_in_a_cgroup_of_its_own_with_the_limits_and_it_goes_with_the_sandbox():
+    assert _sandbox_cgroups() == []
+    with Sandbox(workers=2, memory_mb=300) as sandbox:
+        assert sandbox.cgroup.startswith("cgroup v"), sandbox.cgroup
+        assert run(sandbox, "def f(x):\n    return 2 * x\n").status is Status.PASSED
+        made = _sandbox_cgroups()
+        assert len(made) == 2 * len({p.parent for p in made})  # one per worker in each hierarchy
+        for directory in made:
+            limit = directory / ("memory.limit_in_bytes" if (directory / "memory.limit_in_bytes").exists() else "memory.max")
+            if limit.exists():
+                assert int(limit.read_text()) == (300 + cgroup.MARGIN_MB) << 20
+            if (directory / "pids.max").exists():
+                assert (directory / "pids.max").read_text().strip() == str(64 + cgroup.OWN_TASKS)
+            assert len((directory / "cgroup.procs").read_text().split()) == 1  # the zygote, between samples
+    assert _sandbox_cgroups() == []
+
+
+@CGROUPS
+def test_cgroups_left_by_a_killed_evaluator_are_swept_by_the_next():
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    parents = {h.parent for h in hierarchies(Path("/proc/self/mountinfo").read_text(), Path("/proc/self/cgroup").read_text())}
+    stale = [Path(parent) / f"{cgroup.PREFIX}{dead.pid}-0" for parent in parents]
+    for directory in stale:
+        directory.mkdir()
+    cgroup.create(f"{os.getpid()}-sweeper", 64, 1).remove()
+    assert [d for d in stale if d.exists()] == []
+
+
+def test_without_a_cgroup_the_sandbox_says_why_and_still_runs(monkeypatch):
+    def refuse(*args: object, **kwargs: object) -> cgroup.Cgroup:
+        raise cgroup.Unavailable("not ours to write")
+
+    monkeypatch.setattr(cgroup, "create", refuse)
+    with Sandbox(workers=1) as sandbox:
+        assert sandbox.cgroup == "none: not ours to write"
+        assert run(sandbox, "def f(x):\n    return 2 * x\n").status is Status.PASSED
+    with Sandbox(workers=1, cgroups=False) as sandbox:
+        assert sandbox.cgroup == "none: not asked for (cgroups=False)"
+
+
+def test_a_cgroup_the_worker_cannot_join_is_removed_and_said(monkeypatch, tmp_path):
+    not_a_cgroup = tmp_path / "not-a-cgroup"
+    not_a_cgroup.mkdir()
+    monkeypatch.setattr(cgroup, "create", lambda *a, **k: cgroup.Cgroup((str(not_a_cgroup),), ("memory",), (2,)))
+    with Sandbox(workers=1) as sandbox:
+        assert sandbox.cgroup.startswith("none: cgroup v2: memory: cannot open"), sandbox.cgroup
+        assert not not_a_cgroup.exists()
+        assert run(sandbox, "def f(x):\n    return 2 * x\n").status is Status.PASSED
