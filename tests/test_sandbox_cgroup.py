@@ -71,6 +71,32 @@ def test_no_controller_mounted_means_no_hierarchy():
         cgroup.create("x", 64, 1, mountinfo="", cgroups="")
 
 
+def test_on_v2_the_missing_controllers_are_enabled_in_the_parent_and_the_limits_written(tmp_path, monkeypatch):
+    # A v2 tree on a plain file system, whose mkdir adds the files the kernel would: the steps and what
+    # they write (this VM mounts memory and pids as v1, so v2 is not exercised live here).
+    mount = tmp_path / "cgroup"
+    parent = mount / "user.slice"
+    (parent / "me.scope").mkdir(parents=True)
+    (parent / "cgroup.controllers").write_text("cpu memory pids\n")
+    (parent / "cgroup.subtree_control").write_text("pids\n")  # memory not yet offered to children
+    real_mkdir = os.mkdir
+
+    def kernel_mkdir(path: str, mode: int = 0o777) -> None:
+        real_mkdir(path, mode)
+        for name in ("cgroup.procs", "memory.max", "memory.swap.max", "pids.max"):
+            Path(path, name).write_text("")
+
+    monkeypatch.setattr(os, "mkdir", kernel_mkdir)
+    made = cgroup.create("7-0", 100, 64, mountinfo=f"30 24 0:26 / {mount} rw - cgroup2 cgroup2 rw\n",
+                         cgroups="0::/user.slice/me.scope\n")
+    assert made.dirs == (str(parent / "codeloop-7-0"),) and set(made.controllers) == {"memory", "pids"}
+    assert made.describe().startswith("cgroup v2: ")
+    assert (parent / "cgroup.subtree_control").read_text() == "+memory"
+    written = {name: (parent / "codeloop-7-0" / name).read_text() for name in ("memory.max", "memory.swap.max", "pids.max")}
+    assert written == {"memory.max": str((100 + cgroup.MARGIN_MB) << 20), "memory.swap.max": "0",
+                       "pids.max": str(64 + cgroup.OWN_TASKS)}
+
+
 def _sandbox_cgroups() -> list[Path]:
     """The cgroups this test process's sandboxes made, in every hierarchy."""
     prefix = f"{cgroup.PREFIX}{os.getpid()}-"
