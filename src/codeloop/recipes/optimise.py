@@ -70,9 +70,9 @@ def timed_seconds(outcome: Outcome) -> float:
     return outcome.load_seconds + outcome.call_seconds[0]
 
 
-def timing_sandbox(timeout_s: float) -> Sandbox:
+def timing_sandbox(timeout_s: float, hide: tuple[str, ...] = ()) -> Sandbox:
     """One worker pinned to the last CPU this process may use: every timed process runs there, one at a time."""
-    return Sandbox(workers=1, timeout_s=timeout_s, cpus={max(os.sched_getaffinity(0))})
+    return Sandbox(workers=1, timeout_s=timeout_s, cpus={max(os.sched_getaffinity(0))}, hide=hide)
 
 
 def time_against(sandbox: Sandbox, old: str, new: str, timing_input: tuple, cfg: OptimiseConfig) -> SpeedTest | str:
@@ -99,7 +99,8 @@ def run(cfg: OptimiseConfig) -> list[dict]:
     best: dict[str, float] = {}  # task_id -> speed-up of its optimised attempt
     metrics: list[dict] = []
 
-    with Sandbox(timeout_s=cfg.timeout_s) as sandbox, timing_sandbox(cfg.timeout_s) as timer:
+    hide = (cfg.out_dir,)  # earlier attempts' programs and feedback
+    with Sandbox(timeout_s=cfg.timeout_s, hide=hide) as sandbox, timing_sandbox(cfg.timeout_s, hide) as timer:
         for attempt in range(cfg.attempts):
             todo = [p for p in programs if p.task.task_id not in best]
             if not todo:
