@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from codeloop.annotate.server import make_server
 from codeloop.annotate.store import Store
-from codeloop.sandbox import Job, Sandbox
+from codeloop.sandbox import Job, Sandbox, cgroup
 from codeloop.types import Outcome
 
 
@@ -29,6 +30,21 @@ def ray_cluster() -> Iterator[None]:
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 << 20, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+def _cgroups_unavailable() -> str:
+    """Why no cgroup can be made on this machine ("" if one can)."""
+    try:
+        cgroup.create(f"{os.getpid()}-probe", 64, 1).remove()
+    except cgroup.Unavailable as exc:
+        return str(exc)
+    return ""
+
+
+_NO_CGROUPS = _cgroups_unavailable()
+CGROUPS = pytest.mark.skipif(bool(_NO_CGROUPS), reason=f"no cgroup can be made here: {_NO_CGROUPS}")
+"""For tests of the workers' cgroups (codeloop.sandbox.cgroup): as root on a Linux host, or in a delegated
+cgroup v2 subtree."""
 
 
 def check_job(program: str, test: str = "def check(candidate):\n    assert candidate(2) == 4\n",

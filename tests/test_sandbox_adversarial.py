@@ -23,10 +23,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import check_job, run
+from conftest import CGROUPS, check_job, run
 
 import codeloop
-from codeloop.sandbox import Job, RaySandbox, Runner, Sandbox, _linux, cgroup, seccomp
+from codeloop.sandbox import Job, RaySandbox, Runner, Sandbox, _linux, seccomp
 from codeloop.types import Outcome, Status
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="the 'root' isolation level needs root")
@@ -344,17 +344,6 @@ def test_the_process_limit_holds_at_level_userns():
         outcome = sandbox.run_one(check_job(program, test="def check(candidate):\n    assert candidate(0) == [64, 64]\n"))
     assert outcome.status is Status.PASSED, outcome.reason
 
-
-def _cgroups_here() -> str:
-    """Why no cgroup can be made on this machine ("" if one can)."""
-    try:
-        cgroup.create(f"{os.getpid()}-probe", 64, 1).remove()
-    except cgroup.Unavailable as exc:
-        return str(exc)
-    return ""
-
-
-CGROUPS = pytest.mark.skipif(bool(_cgroups_here()), reason=f"no cgroup can be made here: {_cgroups_here()}")
 
 HOARDERS = """
 import os, time

@@ -10,22 +10,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run
+from conftest import CGROUPS, run
 
 from codeloop.sandbox import Sandbox, cgroup
 from codeloop.sandbox.cgroup import Hierarchy, hierarchies
 from codeloop.types import Status
 
-
-def _unavailable() -> str:
-    try:
-        cgroup.create(f"{os.getpid()}-probe", 64, 1).remove()
-    except cgroup.Unavailable as exc:
-        return str(exc)
-    return ""
-
-
-CGROUPS = pytest.mark.skipif(bool(_unavailable()), reason=f"no cgroup can be made here: {_unavailable()}")
 
 HYBRID_MOUNTS = """\
 25 1 0:22 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
