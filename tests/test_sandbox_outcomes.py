@@ -158,6 +158,33 @@ def test_a_pinned_sandbox_runs_its_samples_on_those_cpus():
         Sandbox(cpus={10_000})
 
 
+def _affinity(pid: int) -> str:
+    return next(line.split()[1] for line in open(f"/proc/{pid}/status") if line.startswith("Cpus_allowed_list"))
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning workers apart needs two CPUs")
+def test_as_many_workers_as_cpus_are_pinned_one_to_each_even_when_replaced():
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    program = "import os\ndef f():\n    return sorted(os.sched_getaffinity(0))\n"
+    with Sandbox(workers=2, cpus=cpus) as sandbox:
+        assert sandbox.pin
+        sandbox.level  # started
+        assert sorted(_affinity(w.proc.pid) for w in sandbox._workers) == [str(c) for c in cpus]
+        first = sandbox._workers[0]
+        first.proc.kill()
+        first.proc.wait()
+        job = Job(program=program, entry_point="f", test="def check(candidate):\n    assert len(candidate()) == 1\n")
+        outcomes = list(sandbox.run([job, job]))
+        assert [o.status for o in outcomes] == [Status.PASSED, Status.PASSED], outcomes
+        assert sandbox._workers[0] is not first and _affinity(sandbox._workers[0].proc.pid) == str(cpus[0])
+    for options in ({"workers": 1}, {"workers": 2, "pin": False}):  # fewer workers than CPUs, or not asked
+        with Sandbox(cpus=cpus, **options) as sandbox:  # type: ignore[arg-type]
+            assert not sandbox.pin
+            sandbox.level  # started
+            assert {_affinity(w.proc.pid) for w in sandbox._workers} == {f"{cpus[0]}-{cpus[1]}" if cpus[1] == cpus[0] + 1
+                                                                          else f"{cpus[0]},{cpus[1]}"}
+
+
 def test_workers_start_together_and_a_failed_start_leaves_none_running(monkeypatch):
     from codeloop.sandbox import SandboxError, pool
 
