@@ -115,7 +115,7 @@ def _under(path: str, root: str, mount: str) -> str | None:
 
 
 def _read(path: str) -> str:
-    with open(path, encoding="ascii") as f:
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:  # a mount point's name may be any bytes
         return f.read()
 
 

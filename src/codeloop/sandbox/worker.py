@@ -11,6 +11,7 @@ namespace of the worker's, see :func:`zygote.show_only_this_pidns`), pre-importe
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -283,11 +284,15 @@ def _fork_zygote(oom_fd: int | None) -> int:
     read-only; set by root (level root), 1000 is also the floor a sample can never go below."""
     if oom_fd is None:
         return os.fork()
-    before = os.pread(oom_fd, 16, 0)
-    os.pwrite(oom_fd, b"1000", 0)
+    try:
+        before = os.pread(oom_fd, 16, 0)
+        os.pwrite(oom_fd, b"1000", 0)
+    except OSError:  # not to be had: the zygote keeps the worker's
+        before = b""
     pid = os.fork()
-    if pid:
-        os.pwrite(oom_fd, before, 0)
+    if pid and before:
+        with contextlib.suppress(OSError):
+            os.pwrite(oom_fd, before, 0)
     os.close(oom_fd)
     return pid
 
