@@ -412,6 +412,45 @@ def test_the_process_limit_binds_a_caller_who_is_root_at_level_userns():
     assert outcome.status is Status.PASSED, outcome.tests
 
 
+CGROUP_ESCAPES = """
+import os
+def f(x):  # what of its cgroups it could change: its limits, or where it lives (its parent's cgroup.procs)
+    done = []
+    own = {}
+    for line in open("/proc/self/cgroup").read().splitlines():
+        _, names, path = line.split(":", 2)
+        for name in names.split(",") if names else [""]:
+            own[name] = path
+    for line in open("/proc/self/mountinfo").read().splitlines():
+        fields = line.split()
+        kind, options = fields[fields.index("-") + 1], fields[fields.index("-") + 3].split(",")
+        name = "" if kind == "cgroup2" else next((n for n in ("memory", "pids") if n in options), None)
+        if kind not in ("cgroup", "cgroup2") or name not in own:
+            continue
+        here = fields[4] + own[name][len(fields[3].rstrip("/")):]
+        for path, value in ((os.path.dirname(here) + "/cgroup.procs", str(os.getpid())),
+                            (here + "/memory.limit_in_bytes", "-1"), (here + "/memory.max", "max"),
+                            (here + "/pids.max", "max")):
+            try:
+                with open(path, "w") as out:
+                    out.write(value)
+                done.append(path)
+            except OSError:
+                pass
+    return done
+"""
+
+
+@CGROUPS
+@pytest.mark.parametrize("level", [pytest.param("root", marks=ROOT_ONLY), "userns"])
+def test_a_sample_cannot_leave_its_cgroup_or_raise_its_limits(level):
+    outcome = probe(level, CGROUP_ESCAPES)
+    assert outcome.status is Status.PASSED, outcome.tests
+    if level == "root":  # the probe finds what there is to find: at level none a root caller's sample is root
+        found = probe("none", CGROUP_ESCAPES)
+        assert found.status is Status.FAILED and "cgroup.procs" in found.tests[0].detail, found.tests
+
+
 @ROOT_ONLY
 @pytest.mark.skipif(not _linux.NPROC_PER_USER_NAMESPACE, reason="RLIMIT_NPROC counts per user namespace from Linux 5.14")
 def test_rlimit_nproc_counts_a_user_namespace_apart_from_the_host_uid():
