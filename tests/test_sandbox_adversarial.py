@@ -412,6 +412,41 @@ def test_the_process_limit_binds_a_caller_who_is_root_at_level_userns():
     assert outcome.status is Status.PASSED, outcome.tests
 
 
+SPINNERS = """
+import os, time
+def f(x):  # as many busy processes as CPUs for a second of wall time: the CPU seconds they got
+    children = []
+    for _ in range(len(os.sched_getaffinity(0)) or 2):
+        pid = os.fork()
+        if pid == 0:
+            os.sched_setaffinity(0, range(os.cpu_count()))  # its worker's pinning is no boundary
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end:
+                pass
+            os._exit(0)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
+    return round(os.times().children_user + os.times().children_system, 1)
+"""
+
+
+@CGROUPS
+@pytest.mark.skipif(os.cpu_count() < 2, reason="a sample can take more than one CPU only where there are two")
+@pytest.mark.parametrize("level", [pytest.param("root", marks=ROOT_ONLY), "userns"])
+def test_a_sample_cannot_take_more_than_one_cpu(level):
+    # Busy processes on every CPU took them all: the other workers' samples waited, and could time out.
+    # The worker's cgroup gives its sample one CPU's time, however many processes it runs.
+    test = "def check(candidate):\n    assert candidate(0) <= 1.3\n"
+    options = {"workers": 1, "isolation": level, "timeout_s": 8.0}
+    with Sandbox(**options) as sandbox:  # type: ignore[arg-type]
+        outcome = sandbox.run_one(check_job(SPINNERS, test=test))
+    assert outcome.status is Status.PASSED, outcome.tests
+    with Sandbox(cgroups=False, **options) as sandbox:  # type: ignore[arg-type]
+        baseline = sandbox.run_one(check_job(SPINNERS, test=test))
+    assert baseline.status is Status.FAILED, baseline.tests  # without it: about one CPU second per CPU
+
+
 CGROUP_ESCAPES = """
 import os
 def f(x):  # what of its cgroups it could change: its limits, or where it lives (its parent's cgroup.procs)

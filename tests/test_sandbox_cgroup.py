@@ -28,11 +28,13 @@ HYBRID_CGROUPS = "8:pids:/\n4:memory:/process_api/4e32\n1:cpu:/\n0::/\n"
 
 
 def test_a_hybrid_host_uses_its_v1_hierarchies_for_both_controllers():
-    # This VM's shape: memory and pids in v1, an empty v2 beside them. v1 cgroups go under our own.
+    # This VM's shape: cpu, memory and pids in v1, an empty v2 beside them. v1 cgroups go under our own.
     found = hierarchies(HYBRID_MOUNTS, HYBRID_CGROUPS)
-    assert found == [Hierarchy(1, "/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory/process_api/4e32", ("memory",)),
+    assert found == [Hierarchy(1, "/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu", ("cpu",)),
+                     Hierarchy(1, "/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory/process_api/4e32", ("memory",)),
                      Hierarchy(1, "/sys/fs/cgroup/pids", "/sys/fs/cgroup/pids", ("pids",))]
-    assert [h.parent for h in found] == ["/sys/fs/cgroup/memory/process_api/4e32", "/sys/fs/cgroup/pids"]
+    assert [h.parent for h in found] == ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/memory/process_api/4e32",
+                                         "/sys/fs/cgroup/pids"]
 
 
 def test_a_v2_host_puts_the_workers_cgroups_beside_the_evaluators_own():
@@ -41,7 +43,7 @@ def test_a_v2_host_puts_the_workers_cgroups_beside_the_evaluators_own():
     found = hierarchies(mounts, "0::/user.slice/user-1000.slice/user@1000.service/app.slice/run-1.scope\n")
     assert found == [Hierarchy(2, "/sys/fs/cgroup",
                                "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice/run-1.scope",
-                               ("memory", "pids"))]
+                               ("memory", "pids", "cpu"))]
     assert found[0].parent == "/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice"
     # at the root of the hierarchy (which may hold processes and children), the root itself
     assert hierarchies(mounts, "0::/\n")[0].parent == "/sys/fs/cgroup"
@@ -56,35 +58,42 @@ def test_a_bind_mounted_subtree_and_escaped_mount_points_are_read_right():
 
 
 def test_no_controller_mounted_means_no_hierarchy():
-    assert hierarchies("25 1 0:22 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n", "1:cpu:/\n") == []
-    with pytest.raises(cgroup.Unavailable, match="no memory or pids controller"):
+    assert hierarchies("25 1 0:22 / /sys/fs/cgroup/devices rw - cgroup cgroup rw,devices\n", "1:devices:/\n") == []
+    with pytest.raises(cgroup.Unavailable, match="no memory, pids or cpu controller"):
         cgroup.create("x", 64, 1, mountinfo="", cgroups="")
 
 
 def test_on_v2_the_missing_controllers_are_enabled_in_the_parent_and_the_limits_written(tmp_path, monkeypatch):
     # A v2 tree on a plain file system, whose mkdir adds the files the kernel would: the steps and what
-    # they write (this VM mounts memory and pids as v1, so v2 is not exercised live here).
+    # they write (this VM mounts cpu, memory and pids as v1, so v2 is not exercised live here).
     mount = tmp_path / "cgroup"
     parent = mount / "user.slice"
     (parent / "me.scope").mkdir(parents=True)
     (parent / "cgroup.controllers").write_text("cpu memory pids\n")
-    (parent / "cgroup.subtree_control").write_text("pids\n")  # memory not yet offered to children
-    real_mkdir = os.mkdir
+    (parent / "cgroup.subtree_control").write_text("pids\n")  # memory and cpu not yet offered to children
+    real_mkdir, real_write = os.mkdir, cgroup._write
+    written: dict[str, list[str]] = {}
 
     def kernel_mkdir(path: str, mode: int = 0o777) -> None:
         real_mkdir(path, mode)
-        for name in ("cgroup.procs", "memory.max", "memory.swap.max", "pids.max"):
+        for name in ("cgroup.procs", "memory.max", "memory.swap.max", "pids.max", "cpu.max"):
             Path(path, name).write_text("")
 
+    def write(path: str, text: str) -> None:
+        real_write(path, text)
+        written.setdefault(os.path.relpath(path, parent), []).append(text)
+
     monkeypatch.setattr(os, "mkdir", kernel_mkdir)
-    made = cgroup.create("7-0", 100, 64, mountinfo=f"30 24 0:26 / {mount} rw - cgroup2 cgroup2 rw\n",
+    monkeypatch.setattr(cgroup, "_write", write)
+    made = cgroup.create("7-0", 100, 64, cpus=1.0, mountinfo=f"30 24 0:26 / {mount} rw - cgroup2 cgroup2 rw\n",
                          cgroups="0::/user.slice/me.scope\n")
-    assert made.dirs == (str(parent / "codeloop-7-0"),) and set(made.controllers) == {"memory", "pids"}
+    assert made.dirs == (str(parent / "codeloop-7-0"),) and set(made.controllers) == {"memory", "pids", "cpu"}
     assert made.describe().startswith("cgroup v2: ")
-    assert (parent / "cgroup.subtree_control").read_text() == "+memory"
-    written = {name: (parent / "codeloop-7-0" / name).read_text() for name in ("memory.max", "memory.swap.max", "pids.max")}
-    assert written == {"memory.max": str((100 + cgroup.MARGIN_MB) << 20), "memory.swap.max": "0",
-                       "pids.max": str(64 + cgroup.OWN_TASKS)}
+    assert written == {"cgroup.subtree_control": ["+memory", "+cpu"],
+                       "codeloop-7-0/memory.max": [str((100 + cgroup.MARGIN_MB) << 20)],
+                       "codeloop-7-0/memory.swap.max": ["0"],
+                       "codeloop-7-0/pids.max": [str(64 + cgroup.OWN_TASKS)],
+                       "codeloop-7-0/cpu.max": [f"{cgroup.PERIOD_US} {cgroup.PERIOD_US}"]}
 
 
 def _sandbox_cgroups() -> list[Path]:
@@ -108,6 +117,8 @@ def test_each_worker_runs_in_a_cgroup_of_its_own_with_the_limits_and_it_goes_wit
                 assert int(limit.read_text()) == (300 + cgroup.MARGIN_MB) << 20
             if (directory / "pids.max").exists():
                 assert (directory / "pids.max").read_text().strip() == str(64 + cgroup.OWN_TASKS)
+            if (directory / "cpu.cfs_quota_us").exists():
+                assert (directory / "cpu.cfs_quota_us").read_text().strip() == str(cgroup.PERIOD_US)
             assert len((directory / "cgroup.procs").read_text().split()) == 1  # the zygote, between samples
     assert _sandbox_cgroups() == []
 

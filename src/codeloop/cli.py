@@ -109,7 +109,7 @@ def _containment(sandbox: Sandbox) -> str:
     if sandbox.cgroup.startswith("none: "):
         memory = f"memory bounded per process only ({sandbox.memory_mb} MiB each; no cgroup: {sandbox.cgroup[6:]})"
     else:
-        memory = f"each sample's memory ({sandbox.memory_mb} MiB) and processes bounded together ({sandbox.cgroup})"
+        memory = f"each sample bounded with all its processes together ({sandbox.cgroup}; {sandbox.memory_mb} MiB, one CPU)"
     return f"sandbox: isolation {sandbox.level}; {memory}"
 
 

@@ -52,7 +52,8 @@ Containment of each sample (isolation level "root", used when started as root)
     ``codeloop.sandbox.seccomp``, on x86_64 and aarch64, at every level); rlimits on CPU time, address
     space, file size, open files and processes; where the evaluator can make cgroups (as root, or in a
     delegated cgroup v2 subtree; at every level), a cgroup per worker that bounds the memory (tmpfs
-    files included) and the tasks of its zygote and its one sample at a time, all processes together
+    files included), the tasks and the CPU time (one CPU) of its zygote and its one sample at a time,
+    all processes together
     (``codeloop.sandbox.cgroup``; ``Sandbox.cgroup`` says what was made, or why not), and an
     ``oom_score_adj`` of 1000 in every sample process, so that out of memory the kernel kills samples
     first;

