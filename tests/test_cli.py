@@ -38,6 +38,14 @@ def test_eval_prints_pass_at_k_and_status_counts(tmp_path):
     assert "pass@1: 0.5000" in result.output and "pass@2: 1.0000" in result.output and "failed             1" in result.output
 
 
+def test_eval_says_first_what_holds_the_samples(tmp_path):
+    tasks = write(tmp_path / "t.jsonl", [TASK])
+    samples = write(tmp_path / "s.jsonl", [{"task_id": "t/0", "completion": "    return 2 * x\n"}])
+    result = runner.invoke(app, ["eval", "--tasks", tasks, "--samples", samples, "--workers", "1", "--memory-mb", "700"])
+    first = result.stderr.splitlines()[0]  # stdout keeps only the summary
+    assert first.startswith("sandbox: isolation ") and "700 MiB" in first, result.stderr
+
+
 def test_eval_against_a_plus_set_does_not_overwrite_the_plain_results_by_default(tmp_path):
     samples = write(tmp_path / "s.jsonl", [{"task_id": "synthetic-python/test/0", "completion": "    return -1\n"}])
     for tasks in ("synthetic-python:test:1", "synthetic-python+:test:1"):

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from codeloop.recipes import coderl, crlhf, online_dpo, optimise, plum, self_refine
+from codeloop.recipes import coderl, common, crlhf, online_dpo, optimise, plum, self_refine
+from codeloop.sandbox import Job
 
 
 class _Opened(Exception):
@@ -45,7 +46,8 @@ LOOPS = [
 def test_each_loop_hides_its_out_dir_from_the_samples(module: ModuleType, entry: str, config: Any, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(module, "open_sandbox", _spy(seen))
+    monkeypatch.setattr(common, "open_sandbox", _spy(seen))  # loop_sandbox's
+    monkeypatch.setattr(module, "open_sandbox", _spy(seen), raising=False)  # a loop that went round it
     cfg = config(tmp_path / "out")
     with pytest.raises(_Opened):
         getattr(module, entry)(cfg)
@@ -76,3 +78,10 @@ def test_the_optimisation_loop_hides_its_out_dir_from_both_its_sandboxes(tmp_pat
     with pytest.raises(_Opened):
         optimise.run(cfg)
     assert made == [(cfg.out_dir,), (cfg.out_dir,)]
+
+
+def test_a_loops_sandbox_says_what_holds_the_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with common.loop_sandbox("", str(tmp_path / "out"), []) as sandbox:
+        assert sandbox.run_one(Job(program="def f(x):\n    return 2 * x\n", entry_point="f",
+                                   test="def check(c):\n    assert c(2) == 4\n")).passed
+    assert capsys.readouterr().out.startswith("sandbox: isolation ")

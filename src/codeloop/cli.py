@@ -87,8 +87,7 @@ def eval_cmd(
                           preload=preload_for(task_map.values()), hide=(tasks, samples, out)) as sandbox, \
                 open(partial, "w", encoding="utf-8") as sink, \
                 tqdm(total=len(sample_list), desc="eval", unit="sample", file=sys.stderr, disable=None) as bar:
-            if isinstance(sandbox, Sandbox):
-                bar.write(_containment(sandbox), file=sys.stderr)
+            bar.write(sandbox.containment, file=sys.stderr)
             outcomes = []
             for sample, outcome in zip(sample_list, sandbox.run((job_for(task_map[s.task_id], s) for s in sample_list), on_done=bar.update)):
                 outcomes.append(outcome)
@@ -102,15 +101,6 @@ def eval_cmd(
     for line in summarize(sample_list, outcomes, ks).lines():
         typer.echo(line)
     typer.echo(f"results: {out}")
-
-
-def _containment(sandbox: Sandbox) -> str:
-    """One line on what holds the samples: the isolation level, and what bounds their memory."""
-    if sandbox.cgroup.startswith("none: "):
-        memory = f"memory bounded per process only ({sandbox.memory_mb} MiB each; no cgroup: {sandbox.cgroup[6:]})"
-    else:
-        memory = f"each sample bounded with all its processes together ({sandbox.cgroup}; {sandbox.memory_mb} MiB, one CPU)"
-    return f"sandbox: isolation {sandbox.level}; {memory}"
 
 
 @app.command("compare")

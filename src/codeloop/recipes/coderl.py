@@ -32,15 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from codeloop.data import load_tasks, write_jsonl
-from codeloop.eval import preload_for
 from codeloop.eval.compare import Comparison, compare
 from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.match import ast_match, dataflow_match
 from codeloop.feedback.tests import graded
 from codeloop.models.hf import locate
-from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
+from codeloop.recipes.common import (loop_sandbox, Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
                                      plus_metrics, refuse_python_only, rollout, validation_tasks)
-from codeloop.sandbox import Runner, open_sandbox
+from codeloop.sandbox import Runner
 from codeloop.train.critic import CLASSES, OUTCOME_CLASS, PASSED, Critic, class_probabilities, token_rewards, train_critic
 from codeloop.train.pg import check_clip, policy_gradient
 from codeloop.types import Sample, Status, Task
@@ -177,7 +176,7 @@ def run(cfg: CodeRLConfig, on_iteration: Callable[[dict], None] | None = None) -
         ranked = critic_on_held_out(critic, tokenizer, run_) if with_critic else {}
         return {**held_out_metrics(run_), **plus_metrics(run_, plus, sandbox), **ranked}
 
-    with open_sandbox(cfg.ray, hide=(cfg.out_dir,), preload=preload_for([*tasks, *val_tasks])) as sandbox:
+    with loop_sandbox(cfg.ray, cfg.out_dir, [*tasks, *val_tasks]) as sandbox:
         if not loop.metrics:
             loop.record({"iteration": 0, **validate(0, with_critic=False)}, on_iteration)
         for i in loop.pending():

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +20,11 @@ from typing import Any
 
 from codeloop.data import load_tasks, write_jsonl
 from codeloop.data.prompts import stop_for
-from codeloop.eval import evaluate, summarize
+from codeloop.eval import evaluate, preload_for, summarize
 from codeloop.feedback.compiler import compiles
 from codeloop.models.base import Generator
 from codeloop.models.hf import HFGenerator, locate, weights_digest
-from codeloop.sandbox import Runner
+from codeloop.sandbox import Runner, open_sandbox
 from codeloop.types import Completion, Outcome, Sample, SamplingParams, Status, Task
 
 
@@ -137,6 +137,16 @@ def _same_settings(out: Path, saved: dict, config: dict) -> None:
         raise ValueError(f"{out / 'config.json'}: the finished iterations there were run with other settings "
                          f"({'; '.join(changed)}); resume with the same settings (only iterations, out_dir and ray may differ), "
                          f"choose another out_dir, or delete {out} to start over")
+
+
+@contextmanager
+def loop_sandbox(ray: str, out_dir: str, tasks: Iterable[Task], hide: Sequence[str] = (), **options: Any) -> Iterator[Runner]:
+    """A loop's sandbox, on this machine or over Ray (``ray``): ``out_dir`` (earlier iterations' passing
+    programs) and ``hide`` out of the samples' sight, the language runtime of ``tasks`` preloaded. Its
+    first line on stdout says what holds the samples (isolation, cgroup)."""
+    with open_sandbox(ray, hide=(out_dir, *hide), preload=preload_for(tasks), **options) as sandbox:
+        print(sandbox.containment)
+        yield sandbox
 
 
 def load_model(name: str) -> tuple[Any, Any]:

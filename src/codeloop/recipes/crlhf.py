@@ -43,15 +43,14 @@ from pathlib import Path
 
 from codeloop.data import DataError, load_tasks, read_jsonl, write_jsonl
 from codeloop.data.jsonl import require, where
-from codeloop.eval import preload_for
 from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.human import (CORRECT, CROWD_SCORES, ESTIMATES, SCORE_LINES, VERDICT_PRIORS, Aggregator, Labelled,
                                      SimulatedCrowd, code_lines, counted_lines, crowd, crowd_score, line_share, program_probabilities,
                                      reference_line_labels)
 from codeloop.recipes.coderl import leave_one_out
-from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
+from codeloop.recipes.common import (loop_sandbox, Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
                                      plus_metrics, rollout, validation_tasks)
-from codeloop.sandbox import Runner, open_sandbox
+from codeloop.sandbox import Runner
 from codeloop.train.pg import behaviour_logprobs, check_clip, policy_gradient
 
 REWARDS = ("crowd", "truth", "tests")
@@ -197,7 +196,7 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
                        cfg.max_new_tokens, cfg.seed)
         return {**held_out_metrics(run_), **plus_metrics(run_, plus, sandbox)}
 
-    with open_sandbox(cfg.ray, hide=(cfg.out_dir,), preload=preload_for([*tasks, *val_tasks])) as sandbox:
+    with loop_sandbox(cfg.ray, cfg.out_dir, [*tasks, *val_tasks]) as sandbox:
         honeypots = _honeypots(cfg, all_tasks, sampler, policy, sandbox, SimulatedCrowd(reliability, seed=cfg.seed + 7919),
                                loop.out) if cfg.honeypots else []
         aggregator = Aggregator(cfg.reliabilities, honeypots, tau=cfg.tau, step=cfg.step, nu=cfg.nu, gamma=cfg.gamma)
@@ -359,7 +358,7 @@ def run_scores(cfg: ScoresConfig, on_iteration: Callable[[dict], None] | None = 
     write_jsonl(loop.out / "train.jsonl", [{"task_id": t, "completion": c, "score": v, "advantage": a}
                                           for (t, c, v), a in zip(rows, adv)])
 
-    with open_sandbox(cfg.ray, hide=(cfg.out_dir, cfg.scores), preload=preload_for(tasks.values())) as sandbox:
+    with loop_sandbox(cfg.ray, cfg.out_dir, tasks.values(), hide=(cfg.scores,)) as sandbox:
         def validate(i: int) -> dict:
             run_ = rollout(sampler(policy, loop.checkpoint(i, cfg.model)), val_tasks, sandbox, cfg.val_n, cfg.val_temperature,
                            cfg.max_new_tokens, cfg.seed)

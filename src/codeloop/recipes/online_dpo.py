@@ -18,15 +18,14 @@ from dataclasses import asdict, dataclass
 
 from codeloop.data import load_tasks
 from codeloop.data.preferences import cross_pairs, rank_positive, save_pairs
-from codeloop.eval import preload_for
 from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.compiler import compiles
 from codeloop.feedback.judge import Judge
 from codeloop.feedback.tests import graded, passes
 from codeloop.models import Generator, load_generator
-from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
+from codeloop.recipes.common import (loop_sandbox, Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
                                      plus_metrics, rollout, use_bf16, validation_tasks)
-from codeloop.sandbox import Runner, open_sandbox
+from codeloop.sandbox import Runner
 from codeloop.train.dpo import dpo
 from codeloop.types import PreferencePair, Task
 
@@ -180,7 +179,7 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
     reference, policy, tokenizer = loop.policies(cfg.model, cfg.refresh_reference, lora=bool(cfg.lora_r))
     sampler = PolicySampler(cfg.backend, tokenizer)
 
-    with open_sandbox(cfg.ray, hide=(cfg.out_dir,), preload=preload_for([*intents, *val_tasks])) as sandbox:
+    with loop_sandbox(cfg.ray, cfg.out_dir, [*intents, *val_tasks]) as sandbox:
         if not loop.metrics:
             loop.record({"iteration": 0, **validate(sampler(policy, cfg.model), val_tasks, sandbox, cfg, judge, plus)}, on_iteration)
         for i in loop.pending():

@@ -21,14 +21,13 @@ from pathlib import Path
 
 from codeloop.data import load_tasks, write_jsonl
 from codeloop.data.preferences import NEGATIVES, KTO_SCHEMA, balanced_pairs, kto_rows, plum_split, save_pairs, save_rows
-from codeloop.eval import preload_for
 from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.compiler import compiles, mypy_check
 from codeloop.feedback.testgen import TestGenerator
 from codeloop.models import load_generator
-from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, check_choices, held_out_metrics, plus_metrics,
+from codeloop.recipes.common import (loop_sandbox, Clock, Loop, LoopSettings, PolicySampler, check_choices, held_out_metrics, plus_metrics,
                                      refuse_python_only, rollout, use_bf16, validation_tasks)
-from codeloop.sandbox import Runner, open_sandbox
+from codeloop.sandbox import Runner
 from codeloop.train.dpo import dpo
 from codeloop.train.kto import kto
 from codeloop.train.sft import sft
@@ -134,7 +133,7 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
                        cfg.max_new_tokens, cfg.seed)
         return {**held_out_metrics(run_), **plus_metrics(run_, plus, sandbox)}
 
-    with open_sandbox(cfg.ray, hide=(cfg.out_dir,), preload=preload_for([*instructions, *val_tasks])) as sandbox:
+    with loop_sandbox(cfg.ray, cfg.out_dir, [*instructions, *val_tasks]) as sandbox:
         if not loop.metrics:
             loop.record({"iteration": 0, **validate(0)}, on_iteration)
         for i in loop.pending():

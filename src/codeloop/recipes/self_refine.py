@@ -16,10 +16,10 @@ from pathlib import Path
 
 from codeloop.data import load_tasks, write_jsonl
 from codeloop.data.prompts import CRITIQUE, history_prompt, outcome_feedback, repair_block, stop_for
-from codeloop.eval import evaluate, preload_for
+from codeloop.eval import evaluate
 from codeloop.eval.plots import plot_metrics
 from codeloop.models import Generator, load_generator
-from codeloop.sandbox import open_sandbox
+from codeloop.recipes.common import loop_sandbox
 from codeloop.types import Outcome, Sample, SamplingParams, Status, Task
 
 SOURCES = ("execution", "self", "judge", "none")  # none: retry from the plain prompt (the control)
@@ -110,7 +110,7 @@ def run(cfg: RefineConfig) -> list[dict]:
     solved: set[str] = set()
     metrics: list[dict] = []
 
-    with open_sandbox(cfg.ray, hide=(cfg.out_dir,), timeout_s=cfg.timeout_s, preload=preload_for(tasks)) as sandbox:
+    with loop_sandbox(cfg.ray, cfg.out_dir, tasks, timeout_s=cfg.timeout_s) as sandbox:
         for attempt in range(cfg.attempts):
             todo = [t for t in tasks if t.task_id not in solved]
             if not todo:

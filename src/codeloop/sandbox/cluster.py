@@ -156,6 +156,12 @@ class RaySandbox:
         return self._level
 
     @property
+    def containment(self) -> str:
+        """One line on what holds the samples (starts the actors)."""
+        return (f"sandbox: over Ray ({self.address}), {self.workers} workers at isolation {self.level}, each sample "
+                "held by its node's sandbox as on one machine")
+
+    @property
     def workers(self) -> int:
         """Sandbox workers over the cluster (starts them)."""
         self._start()

@@ -188,6 +188,15 @@ class Sandbox:
         self._start()
         return self._workers[0].cgroup
 
+    @property
+    def containment(self) -> str:
+        """One line on what holds the samples: the isolation level, and what bounds their memory."""
+        if self.cgroup.startswith("none: "):
+            memory = f"memory bounded per process only ({self.memory_mb} MiB each; no cgroup: {self.cgroup[6:]})"
+        else:
+            memory = f"each sample bounded with all its processes together ({self.cgroup}; {self.memory_mb} MiB, one CPU)"
+        return f"sandbox: isolation {self.level}; {memory}"
+
     def _launch(self, slot: int, wait: bool = True) -> _Worker:
         """A new worker for place ``slot`` of the pool (its CPU, if pinned), in a cgroup of its own where one
         can be made."""
