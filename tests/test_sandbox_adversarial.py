@@ -560,6 +560,18 @@ def test_a_worker_that_died_while_idle_is_replaced():
     assert outcome.status is Status.PASSED
 
 
+def test_a_worker_that_died_while_idle_and_got_no_job_is_replaced():
+    # Its end of the pipe read as ready: run() took it for an answer and failed an assertion.
+    with Sandbox(workers=2, pin=False) as sandbox:
+        sandbox.level  # start the workers
+        victim = sandbox._workers[0].proc  # the pool hands the next job to the last idle worker
+        victim.kill()
+        victim.wait()
+        outcomes = list(sandbox.run([check_job("import time\ndef f(x):\n    time.sleep(0.5)\n    return 2 * x\n")]))
+        assert sandbox._workers[0].proc is not victim
+    assert [o.status for o in outcomes] == [Status.PASSED]
+
+
 def test_ignoring_sigalrm_still_times_out(sandbox):
     assert not_passed(sandbox, "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
                                "def f(x):\n    while True:\n        pass\n") is Status.TIMEOUT

@@ -155,3 +155,30 @@ def test_a_cgroup_the_worker_cannot_join_is_removed_and_said(monkeypatch, tmp_pa
         assert sandbox.cgroup.startswith("none: cgroup v2: memory: cannot open"), sandbox.cgroup
         assert not not_a_cgroup.exists()
         assert run(sandbox, "def f(x):\n    return 2 * x\n").status is Status.PASSED
+
+
+def test_workers_start_again_without_a_cgroup_once_one_could_not_join_its_own(monkeypatch):
+    # Workers that moved their zygote into one hierarchy's cgroup and failed in the next: each cgroup is
+    # removed with its worker (the zygote inside killed), and the workers start again without.
+    from codeloop.sandbox import pool
+
+    ready, refused = pool._Worker.ready, []
+
+    def refuse(self: pool._Worker) -> None:
+        if self.group is not None:
+            refused.append(self.group)
+            self.close()
+            raise pool._CgroupRefused("cgroup v1: memory, pids: cannot move the zygote into it: Invalid argument")
+        ready(self)
+
+    monkeypatch.setattr(pool._Worker, "ready", refuse)
+    with Sandbox(workers=2, pin=False) as sandbox:
+        sandbox.level  # started
+        assert [w.cgroup for w in sandbox._workers] == 2 * ["none: cgroup v1: memory, pids: cannot move the zygote "
+                                                            "into it: Invalid argument"]
+        assert run(sandbox, "def f(x):\n    return 2 * x\n").status is Status.PASSED
+        for w in sandbox._workers:  # their replacements go without at once
+            w.proc.kill()
+            w.proc.wait()
+        assert run(sandbox, "def f(x):\n    return 2 * x\n").status is Status.PASSED
+    assert len(refused) == 2 and not any(os.path.exists(d) for group in refused for d in group.dirs)

@@ -65,6 +65,10 @@ class SandboxError(RuntimeError):
     """The sandbox could not start (for example a requested isolation level is unavailable)."""
 
 
+class _CgroupRefused(Exception):
+    """A worker could not move its zygote into the cgroup made for it; the message says why."""
+
+
 class _Worker:
     """One worker process. ``_Worker(...)`` launches it; :meth:`ready` waits for its hello, so that many
     can start at once (each pays ~0.1 s of imports and namespace set-up). Its ``group`` (a
@@ -104,9 +108,10 @@ class _Worker:
             self.close()
             raise SandboxError(hello["error"] + " (choose another level with isolation=..., e.g. 'none' for trusted code)")
         self.level = hello["level"]
-        if hello.get("cgroup_error") and self.group is not None:  # made, but the worker could not join it
-            self.group.remove()
-            self.group, self.cgroup = None, f"none: {self.cgroup}: {hello['cgroup_error']}"
+        if hello.get("cgroup_error"):  # made, but the worker could not (fully) join it: started again without
+            reason = f"{self.cgroup}: {hello['cgroup_error']}"
+            self.close()
+            raise _CgroupRefused(reason)
 
     def submit(self, index: int, job: Job, timeout_s: float, memory_mb: int) -> None:
         self.job, self.sent_at = index, time.monotonic()
@@ -136,8 +141,8 @@ class Sandbox:
     may change its own affinity). ``pin`` puts each worker, with its zygote and samples, on a CPU of its
     own (round robin over ``cpus``, or the CPUs this process may use); by default (None), when there are
     as many workers as those CPUs, as with the default ``workers`` (one per usable CPU): each worker's
-    hand-offs to its zygote and sample then stay on one CPU, which measured 1.13x the samples per second
-    of unpinned workers here (``benchmarks/sandbox_options.py --option pin``). ``preload`` names modules
+    hand-offs to its zygote and sample then stay on one CPU, which measured 1.165x the samples per
+    second of unpinned workers here (``benchmarks/sandbox_options.py --option pin``). ``preload`` names modules
     the jobs' programs import (a language runtime, such as ``codeloop.languages.st``), imported once per
     worker before its zygote forks, so samples find them loaded; every sample then inherits that memory,
     so name only what the jobs use.
@@ -147,8 +152,7 @@ class Sandbox:
     directory, and :func:`dataset_caches`). With ``cgroups`` (the default), where the machine allows it
     each worker's samples run in a cgroup of its own, which bounds a sample's memory (``memory_mb``),
     tasks and CPU time (one CPU) with all its processes together, not each one alone
-    (:mod:`codeloop.sandbox.cgroup`);
-    :attr:`cgroup` says what was made, or why nothing could be.
+    (:mod:`codeloop.sandbox.cgroup`); :attr:`cgroup` says what was made, or why nothing could be.
     """
 
     def __init__(self, workers: int | None = None, timeout_s: float = 3.0, memory_mb: int = 2048,
@@ -172,6 +176,7 @@ class Sandbox:
         self._cpu_order = usable
         self.timeout_s, self.memory_mb, self.isolation = timeout_s, memory_mb, isolation
         self.cgroups = cgroups
+        self._no_cgroup = ""  # why workers go without a cgroup, once one could not join its own
         self._workers: list[_Worker] = []
         self.watchdog_s = 2 * timeout_s + 30  # a worker silent this long is killed and replaced
 
@@ -194,14 +199,15 @@ class Sandbox:
         if self.cgroup.startswith("none: "):
             memory = f"memory bounded per process only ({self.memory_mb} MiB each; no cgroup: {self.cgroup[6:]})"
         else:
-            memory = f"each sample bounded with all its processes together ({self.cgroup}; {self.memory_mb} MiB, one CPU)"
+            cpu = ", one CPU" if "cpu" in self.cgroup.split(": ", 1)[1].split(", ") else ""
+            memory = f"each sample bounded with all its processes together ({self.cgroup}; {self.memory_mb} MiB{cpu})"
         return f"sandbox: isolation {self.level}; {memory}"
 
     def _launch(self, slot: int, wait: bool = True) -> _Worker:
         """A new worker for place ``slot`` of the pool (its CPU, if pinned), in a cgroup of its own where one
         can be made."""
-        group, why_not = None, "not asked for (cgroups=False)"
-        if self.cgroups:
+        group, why_not = None, self._no_cgroup or "not asked for (cgroups=False)"
+        if self.cgroups and not self._no_cgroup:
             try:
                 group = cgroup.create(f"{os.getpid()}-{next(_NAMES)}", self.memory_mb, Limits.nproc)
             except cgroup.Unavailable as exc:
@@ -209,6 +215,8 @@ class Sandbox:
         try:
             cpus = frozenset({self._cpu_order[slot % len(self._cpu_order)]}) if self.pin else self.cpus
             worker = _Worker(self.isolation, cpus, wait=wait, preload=self.preload, hide=self.hide, group=group)
+        except _CgroupRefused as exc:
+            return self._without_cgroups(slot, str(exc))
         except BaseException:
             if group is not None:
                 group.remove(0)
@@ -217,13 +225,21 @@ class Sandbox:
             worker.cgroup = f"none: {why_not}"
         return worker
 
+    def _without_cgroups(self, slot: int, reason: str) -> _Worker:
+        """A worker for ``slot`` after one could not join its cgroup: this and every later one go without."""
+        self._no_cgroup = reason
+        return self._launch(slot)
+
     def _start(self) -> None:
         launched: list[_Worker] = []
         try:  # all launched first, then each waited for: their start-up overlaps
             for slot in range(len(self._workers), self.n_workers):
                 launched.append(self._launch(slot, wait=False))
-            for w in launched:
-                w.ready()
+            for i, w in enumerate(launched):
+                try:
+                    w.ready()
+                except _CgroupRefused as exc:
+                    launched[i] = self._without_cgroups(len(self._workers) + i, str(exc))
         except BaseException:  # a failed start (or an interrupt) leaves no worker behind
             for w in launched:
                 w.close()
@@ -269,8 +285,10 @@ class Sandbox:
                 ready += [w for w in self._workers if w.job is not None and w not in ready
                           and time.monotonic() - w.sent_at > self.watchdog_s]
                 for w in ready:
+                    if w.job is None:  # an idle worker has nothing to say: it died (EOF), and is replaced
+                        idle[idle.index(w)] = self._replace(w, sel)
+                        continue
                     index = w.job
-                    assert index is not None
                     outcome, now_idle = self._collect(w, sel, in_flight[index])
                     if outcome is not None:
                         done[index] = outcome
