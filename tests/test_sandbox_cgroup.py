@@ -96,6 +96,26 @@ def test_on_v2_the_missing_controllers_are_enabled_in_the_parent_and_the_limits_
                        "codeloop-7-0/cpu.max": [f"{cgroup.PERIOD_US} {cgroup.PERIOD_US}"]}
 
 
+def test_a_hierarchy_that_refuses_leaves_the_others_bounding_what_they_can(tmp_path, monkeypatch):
+    memory, pids = tmp_path / "memory", tmp_path / "pids-not-there"
+    memory.mkdir()
+    real_mkdir = os.mkdir
+
+    def kernel_mkdir(path: str, mode: int = 0o777) -> None:
+        real_mkdir(path, mode)
+        for name in ("cgroup.procs", "memory.limit_in_bytes"):
+            Path(path, name).write_text("")
+
+    monkeypatch.setattr(os, "mkdir", kernel_mkdir)
+    mounts = (f"29 25 0:26 / {memory} rw - cgroup cgroup rw,memory\n"
+              f"33 25 0:30 / {pids} rw - cgroup cgroup rw,pids\n")
+    made = cgroup.create("7-1", 100, 64, mountinfo=mounts, cgroups="8:pids:/\n4:memory:/\n")
+    assert made.dirs == (str(memory / "codeloop-7-1"),) and made.controllers == ("memory",)
+    assert (memory / "codeloop-7-1" / "memory.limit_in_bytes").read_text() == str((100 + cgroup.MARGIN_MB) << 20)
+    with pytest.raises(cgroup.Unavailable, match="cannot make .*pids-not-there"):
+        cgroup.create("7-2", 100, 64, mountinfo=mounts.splitlines()[1] + "\n", cgroups="8:pids:/\n")
+
+
 def _sandbox_cgroups() -> list[Path]:
     """The cgroups this test process's sandboxes made, in every hierarchy."""
     prefix = f"{cgroup.PREFIX}{os.getpid()}-"

@@ -168,7 +168,7 @@ class Cgroup:
 def _kill_all(directory: str) -> None:
     try:
         pids = [int(p) for p in _read(os.path.join(directory, "cgroup.procs")).split()]
-    except OSError:
+    except (OSError, ValueError):
         return
     for pid in pids:
         try:
@@ -191,27 +191,35 @@ def create(name: str, memory_mb: int, nproc: int, cpus: float = 1.0, mountinfo: 
     made: list[str] = []
     controllers: list[str] = []
     versions: list[int] = []
+    refused: list[str] = []  # why a hierarchy went without: the others still bound what they can
     try:
         for h in found:
             usable = _enable(h)
             if not usable:
+                refused.append(f"the cgroup v2 parent {h.parent} does not offer {' or '.join(h.controllers)} to its "
+                               "children, and cannot be made to (it holds processes, or is not ours)")
                 continue
             _sweep(h.parent)
             directory = os.path.join(h.parent, PREFIX + name)
             try:
                 os.mkdir(directory, 0o755)
             except OSError as exc:
-                raise Unavailable(f"cannot make {directory}: {exc.strerror}") from None
+                refused.append(f"cannot make {directory}: {exc.strerror}")
+                continue
+            try:
+                _limit(directory, h.version, usable, memory_mb, nproc, cpus)
+            except Unavailable as exc:
+                Cgroup((directory,), (), ()).remove(0)
+                refused.append(str(exc))
+                continue
             made.append(directory)
-            _limit(directory, h.version, usable, memory_mb, nproc, cpus)
             controllers += usable
             versions.append(h.version)
     except BaseException:
         Cgroup(tuple(made), (), ()).remove(0)
         raise
     if not made:
-        raise Unavailable(f"the cgroup v2 parent {found[-1].parent} does not offer {' or '.join(found[-1].controllers)}"
-                          " to its children, and cannot be made to (it holds processes, or is not ours)")
+        raise Unavailable("; ".join(refused))
     return Cgroup(tuple(made), tuple(controllers), tuple(versions))
 
 
