@@ -345,6 +345,15 @@ def test_the_process_limit_holds_at_level_userns():
     assert outcome.status is Status.PASSED, outcome.reason
 
 
+def with_and_without_cgroups(program: str, test: str, **options: object) -> tuple[Outcome, Outcome]:
+    """``program`` judged by a one-worker sandbox with its cgroup, then by one without (the baseline)."""
+    outcomes = []
+    for cgroups in (True, False):
+        with Sandbox(workers=1, timeout_s=8.0, cgroups=cgroups, **options) as sandbox:  # type: ignore[arg-type]
+            outcomes.append(sandbox.run_one(check_job(program, test=test)))
+    return outcomes[0], outcomes[1]
+
+
 HOARDERS = """
 import os, time
 def f(x):  # six processes that each fill 200 MB (under the 400 MB each may map), and hold it
@@ -366,13 +375,9 @@ def f(x):  # six processes that each fill 200 MB (under the 400 MB each may map)
 def test_a_sample_cannot_hold_more_memory_than_its_limit_by_forking(level):
     # RLIMIT_AS bounds each process: six of them held 1.2 GB at memory_mb=400. The worker's cgroup
     # bounds them together (400 MiB + its margin): at most two 200 MB holders stay alive.
-    test = "def check(candidate):\n    assert candidate(0) <= 2\n"
-    options = {"workers": 1, "isolation": level, "memory_mb": 400, "timeout_s": 8.0}
-    with Sandbox(**options) as sandbox:  # type: ignore[arg-type]
-        outcome = sandbox.run_one(check_job(HOARDERS, test=test))
+    outcome, baseline = with_and_without_cgroups(HOARDERS, "def check(candidate):\n    assert candidate(0) <= 2\n",
+                                                 isolation=level, memory_mb=400)
     assert outcome.status is Status.PASSED, outcome.tests
-    with Sandbox(cgroups=False, **options) as sandbox:  # type: ignore[arg-type]
-        baseline = sandbox.run_one(check_job(HOARDERS, test=test))
     assert baseline.status is Status.FAILED and "returned 6" in baseline.tests[0].detail, baseline.tests
 
 
@@ -437,13 +442,9 @@ def f(x):  # as many busy processes as CPUs for a second of wall time: the CPU s
 def test_a_sample_cannot_take_more_than_one_cpu(level):
     # Busy processes on every CPU took them all: the other workers' samples waited, and could time out.
     # The worker's cgroup gives its sample one CPU's time, however many processes it runs.
-    test = "def check(candidate):\n    assert candidate(0) <= 1.3\n"
-    options = {"workers": 1, "isolation": level, "timeout_s": 8.0}
-    with Sandbox(**options) as sandbox:  # type: ignore[arg-type]
-        outcome = sandbox.run_one(check_job(SPINNERS, test=test))
+    outcome, baseline = with_and_without_cgroups(SPINNERS, "def check(candidate):\n    assert candidate(0) <= 1.3\n",
+                                                 isolation=level)
     assert outcome.status is Status.PASSED, outcome.tests
-    with Sandbox(cgroups=False, **options) as sandbox:  # type: ignore[arg-type]
-        baseline = sandbox.run_one(check_job(SPINNERS, test=test))
     assert baseline.status is Status.FAILED, baseline.tests  # without it: about one CPU second per CPU
 
 
