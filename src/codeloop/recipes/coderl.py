@@ -37,8 +37,8 @@ from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.match import ast_match, dataflow_match
 from codeloop.feedback.tests import graded
 from codeloop.models.hf import locate
-from codeloop.recipes.common import (loop_sandbox, Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
-                                     plus_metrics, refuse_python_only, rollout, validation_tasks)
+from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
+                                     loop_sandbox, plus_metrics, refuse_python_only, rollout, validation_tasks)
 from codeloop.sandbox import Runner
 from codeloop.train.critic import CLASSES, OUTCOME_CLASS, PASSED, Critic, class_probabilities, token_rewards, train_critic
 from codeloop.train.pg import check_clip, policy_gradient

@@ -140,7 +140,8 @@ def _same_settings(out: Path, saved: dict, config: dict) -> None:
 
 
 @contextmanager
-def loop_sandbox(ray: str, out_dir: str, tasks: Iterable[Task], hide: Sequence[str] = (), **options: Any) -> Iterator[Runner]:
+def loop_sandbox(ray: str, out_dir: str, tasks: Iterable[Task], hide: Sequence[str] = (),
+                 **options: Any) -> Iterator[Runner]:
     """A loop's sandbox, on this machine or over Ray (``ray``): ``out_dir`` (earlier iterations' passing
     programs) and ``hide`` out of the samples' sight, the language runtime of ``tasks`` preloaded. Its
     first line on stdout says what holds the samples (isolation, cgroup)."""

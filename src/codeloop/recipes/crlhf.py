@@ -48,8 +48,8 @@ from codeloop.feedback.human import (CORRECT, CROWD_SCORES, ESTIMATES, SCORE_LIN
                                      SimulatedCrowd, code_lines, counted_lines, crowd, crowd_score, line_share, program_probabilities,
                                      reference_line_labels)
 from codeloop.recipes.coderl import leave_one_out
-from codeloop.recipes.common import (loop_sandbox, Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
-                                     plus_metrics, rollout, validation_tasks)
+from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
+                                     loop_sandbox, plus_metrics, rollout, validation_tasks)
 from codeloop.sandbox import Runner
 from codeloop.train.pg import behaviour_logprobs, check_clip, policy_gradient
 

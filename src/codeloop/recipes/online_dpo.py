@@ -23,8 +23,8 @@ from codeloop.feedback.compiler import compiles
 from codeloop.feedback.judge import Judge
 from codeloop.feedback.tests import graded, passes
 from codeloop.models import Generator, load_generator
-from codeloop.recipes.common import (loop_sandbox, Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
-                                     plus_metrics, rollout, use_bf16, validation_tasks)
+from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
+                                     loop_sandbox, plus_metrics, rollout, use_bf16, validation_tasks)
 from codeloop.sandbox import Runner
 from codeloop.train.dpo import dpo
 from codeloop.types import PreferencePair, Task

@@ -25,8 +25,9 @@ from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.compiler import compiles, mypy_check
 from codeloop.feedback.testgen import TestGenerator
 from codeloop.models import load_generator
-from codeloop.recipes.common import (loop_sandbox, Clock, Loop, LoopSettings, PolicySampler, check_choices, held_out_metrics, plus_metrics,
-                                     refuse_python_only, rollout, use_bf16, validation_tasks)
+from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, check_choices, held_out_metrics,
+                                     loop_sandbox, plus_metrics, refuse_python_only, rollout, use_bf16,
+                                     validation_tasks)
 from codeloop.sandbox import Runner
 from codeloop.train.dpo import dpo
 from codeloop.train.kto import kto
