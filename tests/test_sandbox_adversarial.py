@@ -393,7 +393,8 @@ def test_files_a_sample_writes_in_tmp_count_against_its_memory(level):
                "    return 0\n")
     with Sandbox(workers=1, isolation=level, memory_mb=256, timeout_s=8.0) as sandbox:
         outcome = sandbox.run_one(check_job(program, test="def check(candidate):\n    assert candidate(0) == 1\n"))
-    assert outcome.status is Status.MEMORY_EXCEEDED, (outcome.status, outcome.reason, outcome.tests)
+    assert outcome.status is Status.MEMORY_EXCEEDED and "reached the 256 MiB limit" in outcome.reason, \
+        (outcome.status, outcome.reason, outcome.tests)
 
 
 @CGROUPS

@@ -202,3 +202,18 @@ def test_workers_start_again_without_a_cgroup_once_one_could_not_join_its_own(mo
             w.proc.wait()
         assert run(sandbox, "def f(x):\n    return 2 * x\n").status is Status.PASSED
     assert len(refused) == 2 and not any(os.path.exists(d) for group in refused for d in group.dirs)
+
+
+KILLS_ITSELF = "import os, signal\ndef f(x):\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+
+
+@CGROUPS
+def test_the_cgroup_tells_a_sample_killed_for_its_memory_from_one_killed_otherwise():
+    # Any SIGKILL used to read as "out of memory". A sample can SIGKILL itself only at level none (at
+    # the others it is pid 1 of its PID namespace, which that signal cannot reach from inside). One the
+    # cgroup killed for its memory: test_files_a_sample_writes_in_tmp_count_against_its_memory.
+    with Sandbox(workers=1, isolation="none") as sandbox:
+        killed = run(sandbox, KILLS_ITSELF)
+    assert (killed.status, killed.reason) == (Status.RUNTIME_ERROR, "killed by SIGKILL during call 1"), killed.reason
+    with Sandbox(workers=1, isolation="none", cgroups=False) as sandbox:  # no count to ask: as before
+        assert run(sandbox, KILLS_ITSELF).status is Status.MEMORY_EXCEEDED

@@ -139,6 +139,8 @@ class Cgroup:
     dirs: tuple[str, ...]
     controllers: tuple[str, ...]
     versions: tuple[int, ...]
+    oom_events: str = ""
+    """The file that counts its out-of-memory kills (memory.oom_control in v1, memory.events in v2)."""
 
     @property
     def procs(self) -> tuple[str, ...]:
@@ -191,6 +193,7 @@ def create(name: str, memory_mb: int, nproc: int, cpus: float = 1.0, mountinfo: 
     made: list[str] = []
     controllers: list[str] = []
     versions: list[int] = []
+    oom_events = ""
     refused: list[str] = []  # why a hierarchy went without: the others still bound what they can
     try:
         for h in found:
@@ -215,12 +218,29 @@ def create(name: str, memory_mb: int, nproc: int, cpus: float = 1.0, mountinfo: 
             made.append(directory)
             controllers += usable
             versions.append(h.version)
+            if "memory" in usable:
+                oom_events = os.path.join(directory, "memory.oom_control" if h.version == 1 else "memory.events")
     except BaseException:
         Cgroup(tuple(made), (), ()).remove(0)
         raise
     if not made:
         raise Unavailable("; ".join(refused))
-    return Cgroup(tuple(made), tuple(controllers), tuple(versions))
+    return Cgroup(tuple(made), tuple(controllers), tuple(versions), oom_events)
+
+
+def oom_kills(fd: int) -> int | None:
+    """How many processes the kernel has killed for want of memory in a cgroup, from its
+    :attr:`Cgroup.oom_events` file opened as ``fd`` (None where the kernel does not count them: v1 before
+    Linux 4.13)."""
+    try:
+        text = os.pread(fd, 4096, 0).decode("ascii", "replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill" and value.strip().isdigit():
+            return int(value)
+    return None
 
 
 def _enable(h: Hierarchy) -> list[str]:

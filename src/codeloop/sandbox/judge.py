@@ -23,7 +23,7 @@ import traceback
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from codeloop.sandbox import wire, zygote
+from codeloop.sandbox import cgroup, wire, zygote
 from codeloop.sandbox.child import Limits
 from codeloop.sandbox.scratch import Scratch
 from codeloop.types import Outcome, Status, TestResult
@@ -418,9 +418,11 @@ def _mode(job: Job) -> str:
 
 
 def run_job(job: Job, zsock: socket.socket, timeout_s: float, memory_mb: int, level: str,
-            uid: int | None = None) -> Outcome:
+            uid: int | None = None, oom_fd: int | None = None) -> Outcome:
     """Judge one job end to end. Never raises for anything the sample does. ``uid``: the sample's
-    (when the worker runs as root), owner of its scratch dir."""
+    (when the worker runs as root), owner of its scratch dir. ``oom_fd``: the worker's cgroup's count of
+    out-of-memory kills (:func:`cgroup.oom_kills`), which tells a sample killed for its memory from one
+    killed otherwise; without it, a sample killed by SIGKILL is taken to have run out of memory."""
     start = time.monotonic()
     if job.rejected:
         return Outcome(Status.COMPILE_ERROR, 0.0, reason=job.rejected[:DETAIL_CHARS])
@@ -432,9 +434,10 @@ def run_job(job: Job, zsock: socket.socket, timeout_s: float, memory_mb: int, le
     if not job.test and job.inputs is None:
         return Outcome(Status.INFRA_ERROR, reason="the task has no tests")
     mode = _mode(job)
-    outcome = _run(job, mode, code, zsock, timeout_s, memory_mb, level, uid, start)
+    outcome = _run(job, mode, code, zsock, timeout_s, memory_mb, level, uid, start, oom_fd)
     if outcome is None:  # the test handed the candidate something that cannot cross a pipe
-        outcome = _run(replace(job, isolation="child"), "child", code, zsock, timeout_s, memory_mb, level, uid, start)
+        outcome = _run(replace(job, isolation="child"), "child", code, zsock, timeout_s, memory_mb, level, uid, start,
+                       oom_fd)
     assert outcome is not None
     return outcome
 
@@ -454,8 +457,9 @@ def _predicted_calls(job: Job, mode: str) -> list[bytes]:
 
 
 def _run(job: Job, mode: str, code: Any, zsock: socket.socket, timeout_s: float, memory_mb: int,
-         level: str, uid: int | None, start: float) -> Outcome | None:
+         level: str, uid: int | None, start: float, oom_fd: int | None = None) -> Outcome | None:
     limits = Limits(cpu_s=max(1, math.ceil(timeout_s)) + 1, memory_mb=memory_mb)
+    oom_before = cgroup.oom_kills(oom_fd) if oom_fd is not None else None
     first_msg = {"code": marshal.dumps(code), "entry_point": job.entry_point, "mode": mode,
                  "test": job.test if mode == "child" else "", "timing": job.timing}
     session = _Session(zsock, limits, time.monotonic() + timeout_s, first_msg, _predicted_calls(job, mode), uid, level)
@@ -494,14 +498,19 @@ def _run(job: Job, mode: str, code: Any, zsock: socket.socket, timeout_s: float,
         return None
     seconds = time.monotonic() - start
     if stop is not None:
-        verdict = _verdict_for_stop(stop, exit_info, limits, level, len(session.observed))
+        oom_after = cgroup.oom_kills(oom_fd) if oom_fd is not None and oom_before is not None else None
+        oom_killed = None if oom_after is None or oom_before is None else oom_after > oom_before
+        verdict = _verdict_for_stop(stop, exit_info, limits, level, len(session.observed), oom_killed)
     assert verdict is not None
     return Outcome(verdict.status, seconds, tuple(verdict.tests), verdict.reason,
                    exit_info["stdout"], exit_info["stderr"], "child" if mode == "child" else "parent",
                    tuple(session.call_seconds) if job.timing else (), load_seconds)
 
 
-def _verdict_for_stop(stop: _Stop, exit_info: dict[str, Any], limits: Limits, level: str, calls: int) -> _Verdict:
+def _verdict_for_stop(stop: _Stop, exit_info: dict[str, Any], limits: Limits, level: str, calls: int,
+                      oom_killed: bool | None = None) -> _Verdict:
+    """Why a sample stopped before its verdict. ``oom_killed``: whether its cgroup's out-of-memory killer
+    struck meanwhile (None: not known, and a SIGKILL is then taken for it)."""
     if isinstance(stop, _TimedOut):
         return _Verdict(Status.TIMEOUT, "wall-clock limit reached")
     if isinstance(stop, _Violation):
@@ -516,8 +525,9 @@ def _verdict_for_stop(stop: _Stop, exit_info: dict[str, Any], limits: Limits, le
         return _Verdict(Status.TIMEOUT, "CPU-time limit reached")
     if sig == signal.SIGXFSZ:
         return _Verdict(Status.RUNTIME_ERROR, f"file-size limit ({limits.file_mb} MiB) exceeded: output flood?")
-    if sig == signal.SIGKILL:
-        return _Verdict(Status.MEMORY_EXCEEDED, f"killed {when} (out of memory)")
+    if sig == signal.SIGKILL and oom_killed is not False:
+        held = f": its processes together reached the {limits.memory_mb} MiB limit" if oom_killed else ""
+        return _Verdict(Status.MEMORY_EXCEEDED, f"killed {when} (out of memory{held})")
     if sig is not None:
         return _Verdict(Status.RUNTIME_ERROR, f"killed by {signal.Signals(sig).name} {when}")
     return _Verdict(Status.RUNTIME_ERROR, f"exited with code {code} {when}")

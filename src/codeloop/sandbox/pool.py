@@ -80,6 +80,7 @@ class _Worker:
         options += [f"preload={','.join(preload)}"] if preload else []
         options += [f"hide={json.dumps(hide)}"] if hide else []
         options += [f"cgroup={json.dumps(group.procs)}"] if group else []
+        options += [f"oom={group.oom_events}"] if group and group.oom_events else []
         self.group = group
         self.cgroup = group.describe() if group else "none"  # see Sandbox.cgroup
         self.proc = subprocess.Popen(

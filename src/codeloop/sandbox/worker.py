@@ -300,6 +300,7 @@ def _fork_zygote(oom_fd: int | None) -> int:
 def main() -> None:
     requested = sys.argv[1] if len(sys.argv) > 1 else "auto"
     options = dict(arg.split("=", 1) for arg in sys.argv[2:])  # cpus=0,1 preload=module,module hide=["path", ...]
+    # cgroup=["path/cgroup.procs", ...] oom=path/memory.events
     if options.get("cpus"):  # pinned: the zygote and every sample inherit the affinity
         os.sched_setaffinity(0, {int(c) for c in options["cpus"].split(",")})
     preload = [m for m in options.get("preload", "").split(",") if m]
@@ -314,6 +315,10 @@ def main() -> None:
             cgroup_procs.append(os.open(path, os.O_WRONLY))
     except OSError as exc:
         cgroup_error = f"cannot open {exc.filename}: {exc.strerror}"
+    try:  # its count of out-of-memory kills, read after a sample was killed (judge.run_job)
+        oom_events: int | None = os.open(options["oom"], os.O_RDONLY) if options.get("oom") and not cgroup_error else None
+    except OSError:
+        oom_events = None
     try:  # opened while /proc may still be written (see _fork_zygote)
         oom_fd: int | None = os.open("/proc/self/oom_score_adj", os.O_RDWR)
     except OSError:
@@ -341,7 +346,7 @@ def main() -> None:
     zygote = _fork_zygote(oom_fd)
     if zygote == 0:  # the zygote: forked before any job arrives, so it holds none
         ours.close()
-        for fd in (jobs_fd, results_fd, *cgroup_procs):
+        for fd in (jobs_fd, results_fd, *cgroup_procs, *([oom_events] if oom_events is not None else [])):
             os.close(fd)
         zygote_main(theirs, level, uid)
     theirs.close()
@@ -359,7 +364,7 @@ def main() -> None:
             request = pickle.loads(wire.read_frame(jobs_fd))
         except wire.PeerClosed:
             return
-        outcome = judge.run_job(request["job"], ours, request["timeout_s"], request["memory_mb"], level, uid)
+        outcome = judge.run_job(request["job"], ours, request["timeout_s"], request["memory_mb"], level, uid, oom_events)
         wire.write_frame(results_fd, pickle.dumps(outcome))
 
 
