@@ -8,9 +8,10 @@ it before the first job, so every sample process is born there:
 
 * memory: ``memory_mb`` + :data:`MARGIN_MB` for all that the zygote and its sample allocate from then
   on (anonymous memory, files the sample writes in /tmp or /dev/shm, which are tmpfs, page tables), and
-  no swap beyond it. Over the limit the kernel reclaims, then kills a process of the sample (each sample
-  process sets its ``oom_score_adj`` to 1000, so the zygote is spared): the verdict is
-  ``memory_exceeded``;
+  no swap beyond it. Over the limit the kernel reclaims, then kills a process of the sample (the worker
+  gives its zygote, and so every sample process, an ``oom_score_adj`` of 1000, and a sample's process
+  always holds more than the zygote): the verdict is ``memory_exceeded``, told from other kills by the
+  cgroup's count of them (:func:`oom_kills`);
 * pids: ``nproc`` + :data:`OWN_TASKS` tasks (processes and threads) for the zygote and its sample.
   Beyond it fork() fails with EAGAIN, whatever the sample's uid (RLIMIT_NPROC does not bind a caller who
   is root, nor at level userns before Linux 5.14);
@@ -23,10 +24,11 @@ Memory a process held before it moved stays charged to its old cgroup: the zygot
 and only what a sample copies or allocates counts here.
 
 The controllers are found from ``/proc/self/mountinfo`` and ``/proc/self/cgroup``: in a cgroup v1
-hierarchy (``memory``, ``pids``), the new cgroup is a child of the evaluator's own; in cgroup v2, a
-sibling of it (a v2 cgroup that holds processes, such as the evaluator's, may not have children with
-controllers), in a parent whose ``cgroup.subtree_control`` has, or can be given, both controllers. What
-is not possible is said by :class:`Unavailable`, and the sandbox then limits memory per process only.
+hierarchy (``memory``, ``pids``, ``cpu``), the new cgroup is a child of the evaluator's own; in cgroup
+v2, a sibling of it (a v2 cgroup that holds processes, such as the evaluator's, may not have children
+with controllers), in a parent whose ``cgroup.subtree_control`` has, or can be given, the controllers.
+A hierarchy that refuses is left out; if all do, :class:`Unavailable` says why, and the sandbox then
+limits memory per process only.
 """
 
 from __future__ import annotations

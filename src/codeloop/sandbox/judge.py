@@ -498,8 +498,10 @@ def _run(job: Job, mode: str, code: Any, zsock: socket.socket, timeout_s: float,
         return None
     seconds = time.monotonic() - start
     if stop is not None:
-        oom_after = cgroup.oom_kills(oom_fd) if oom_fd is not None and oom_before is not None else None
-        oom_killed = None if oom_after is None or oom_before is None else oom_after > oom_before
+        oom_killed = None
+        if oom_fd is not None and oom_before is not None:
+            oom_after = cgroup.oom_kills(oom_fd)
+            oom_killed = None if oom_after is None else oom_after > oom_before
         verdict = _verdict_for_stop(stop, exit_info, limits, level, len(session.observed), oom_killed)
     assert verdict is not None
     return Outcome(verdict.status, seconds, tuple(verdict.tests), verdict.reason,

@@ -75,14 +75,15 @@ class _Worker:
     :class:`~codeloop.sandbox.cgroup.Cgroup`, if any) holds its zygote and samples, and is removed with it."""
 
     def __init__(self, isolation: str, cpus: frozenset[int] | None = None, wait: bool = True,
-                 preload: tuple[str, ...] = (), hide: tuple[str, ...] = (), group: cgroup.Cgroup | None = None) -> None:
+                 preload: tuple[str, ...] = (), hide: tuple[str, ...] = (), group: cgroup.Cgroup | None = None,
+                 no_group: str = "") -> None:
         options = [f"cpus={','.join(map(str, sorted(cpus)))}"] if cpus else []
         options += [f"preload={','.join(preload)}"] if preload else []
         options += [f"hide={json.dumps(hide)}"] if hide else []
         options += [f"cgroup={json.dumps(group.procs)}"] if group else []
         options += [f"oom={group.oom_events}"] if group and group.oom_events else []
         self.group = group
-        self.cgroup = group.describe() if group else "none"  # see Sandbox.cgroup
+        self.cgroup = group.describe() if group else f"none: {no_group}"  # see Sandbox.cgroup
         self.proc = subprocess.Popen(
             # -P: the evaluator's working directory is not on the worker's import path (nor, so, among
             # the paths the worker keeps visible to samples: it may be the caller's home)
@@ -215,16 +216,14 @@ class Sandbox:
                 why_not = str(exc)
         try:
             cpus = frozenset({self._cpu_order[slot % len(self._cpu_order)]}) if self.pin else self.cpus
-            worker = _Worker(self.isolation, cpus, wait=wait, preload=self.preload, hide=self.hide, group=group)
+            return _Worker(self.isolation, cpus, wait=wait, preload=self.preload, hide=self.hide, group=group,
+                           no_group=why_not)
         except _CgroupRefused as exc:
             return self._without_cgroups(slot, str(exc))
         except BaseException:
             if group is not None:
                 group.remove(0)
             raise
-        if group is None:
-            worker.cgroup = f"none: {why_not}"
-        return worker
 
     def _without_cgroups(self, slot: int, reason: str) -> _Worker:
         """A worker for ``slot`` after one could not join its cgroup: this and every later one go without."""
