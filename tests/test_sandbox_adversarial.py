@@ -10,13 +10,17 @@ call was refused.
 
 from __future__ import annotations
 
+import ast
 import errno
+import json
 import os
 import platform
 import resource
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +30,8 @@ import pytest
 from conftest import CGROUPS, check_job, run
 
 import codeloop
-from codeloop.sandbox import Job, RaySandbox, Runner, Sandbox, _linux, seccomp
+from codeloop.sandbox import Job, RaySandbox, Runner, Sandbox, _linux, seccomp, worker
+from codeloop.sandbox.scratch import SHARED_TMP
 from codeloop.types import Outcome, Status
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="the 'root' isolation level needs root")
@@ -763,6 +768,64 @@ def test_the_evaluators_working_directory_is_hidden(level, monkeypatch):
     finally:
         (workdir / "results.jsonl").unlink()
         workdir.rmdir()
+
+
+@pytest.fixture()
+def data_disk() -> Iterator[Path]:
+    """A world-readable folder at the root of the file system, as a data disk or a shared results folder
+    is (/data, /mnt/..., /workspace): neither the caller's home nor the evaluator's working directory."""
+    if os.geteuid() != 0:
+        pytest.skip("making a folder at / needs root")
+    folder = Path(tempfile.mkdtemp(prefix="codeloop-test-data-", dir="/"))
+    folder.chmod(0o755)
+    results = folder / "results.jsonl"  # an earlier run's: the passing programs are in it
+    results.write_text('{"task_id": "HumanEval/0", "passed": true, "completion": "..."}\n')
+    results.chmod(0o644)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def _worker_needs() -> list[str]:
+    """What a sandbox worker keeps in sight (``worker._needed_paths``), computed by an interpreter started as
+    the pool starts its workers (``-P``: no working directory on the import path)."""
+    code = "import json; from codeloop.sandbox.worker import _needed_paths; print(json.dumps(_needed_paths()))"
+    return json.loads(subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True,
+                                     check=True, cwd="/").stdout)
+
+
+LISTS_THE_ROOT = ("import os\n"
+                  "def f(x):\n"
+                  "    seen = []\n"
+                  f"    for name in os.listdir('/'):\n"
+                  "        path = '/' + name\n"
+                  f"        if path in {list(worker.OS_DIRS)!r} or os.path.islink(path):\n"
+                  "            continue\n"
+                  "        if os.path.isdir(path):\n"
+                  "            seen += [path + '/' + n for n in os.listdir(path)]\n"
+                  "        elif os.path.getsize(path):\n"
+                  "            seen.append(path)\n"
+                  "    return sorted(seen)\n")
+"""A probe that lists what shows in every folder at the root that is not the operating system's (and
+every file there that is not empty); the test then says what may show."""
+
+
+@pytest.mark.parametrize("level", [pytest.param("root", marks=ROOT_ONLY), "userns"])
+def test_outside_the_systems_folders_only_the_way_to_the_interpreter_shows(data_disk, level):
+    # before, a sample read every world-readable file outside the caller's home and working directory:
+    # here an earlier run's results on a data disk, whose passing programs it could run as its own
+    results = data_disk / "results.jsonl"
+    assert probe("none", _reads([data_disk, results])).status is Status.FAILED  # the probe reaches it
+    assert probe(level, _reads([data_disk, results])).status is Status.PASSED
+    on_the_way = {"/".join(Path(p).parts[:i + 1]).replace("//", "/") for p in _worker_needs()
+                  for i in range(2, len(Path(p).parts))} | set(SHARED_TMP)
+    shown = {}
+    for at in ("none", level):
+        with Sandbox(workers=1, isolation=at) as sandbox:
+            outcome = sandbox.run_one(check_job(LISTS_THE_ROOT + "print(f(0))\n", test="def check(candidate):\n    candidate(0)\n"))
+        assert outcome.status is Status.PASSED, outcome.reason
+        shown[at] = set(ast.literal_eval(outcome.stdout))
+    assert str(results) in shown["none"]  # the probe lists it where nothing is covered
+    assert shown[level] <= on_the_way, sorted(shown[level] - on_the_way)
 
 
 @pytest.fixture()

@@ -29,7 +29,11 @@ Containment of each sample (isolation level "root", used when started as root)
     own PID namespace (the sample is its pid 1: when it dies or is killed at the deadline, the kernel
     kills everything it started, forked orphans and setsid daemons included); a private network
     namespace with no interfaces up (no loopback services, no internet); private IPC and UTS
-    namespaces; a private mount namespace in which every filesystem is read-only and nosuid, and
+    namespaces; a private mount namespace in which every filesystem is read-only and nosuid, only the
+    operating system's folders show at the root (``worker.OS_DIRS``: /usr, /etc, /lib*, /bin, /sys, ...)
+    and every other one (/home, /root, /var, /opt, /mnt, /data, ...) is a read-only tmpfs holding only
+    the way to the interpreter, the venv and the import path (before, a sample read any world-readable
+    file outside the caller's home and working directory: data disks, earlier runs' results), and
     /tmp, /var/tmp, /dev/shm, /run/lock are fresh tmpfs of the worker's (holding read-only copies of
     the interpreter or venv when those live there), writable as on a host (sticky: multiprocessing's
     semaphores work) and wiped after every sample, so nothing one sample leaves reaches the next, and
@@ -66,13 +70,13 @@ Containment of each sample (isolation level "root", used when started as root)
     replaces it and retries the job once.
 
 Fallbacks
-    "userns" (not root, user namespaces allowed): the same namespaces, read-only filesystem, minimal
-    /dev (before it, a sample there could write to the caller's terminal, which their uid owns) and
+    "userns" (not root, user namespaces allowed): the same namespaces, read-only filesystem showing
+    the same folders, minimal /dev (before it, a sample there could write to the caller's terminal, which their uid owns) and
     empty /run; /proc is a procfs of the worker's own PID namespace, so a sample sees its zygote and its own
     processes, none of the host's (where the host's /proc is not fully visible, as in a container
     that masks parts of it, the kernel refuses that mount and samples see the host's processes); the
     sample keeps the caller's uid (with every capability dropped), so it can *read* whatever the user
-    can outside their home (the home, where keys and tokens live, is covered like /root at level root:
+    can in what shows (their home, where keys and tokens live, is covered like /root at level root:
     only the paths on the way to the interpreter and the venv show, read-only). The process limit holds on
     Linux 5.14+, where RLIMIT_NPROC counts a uid's processes per user namespace (so the caller's own
     processes elsewhere do not count); not before, nor for a caller who is root (root is exempt).
@@ -84,12 +88,10 @@ What it does NOT protect against
     * Kernel exploits and CPU side channels: samples share the host kernel. The seccomp filter closes
       the calls most local exploits start from, but not every kernel bug is behind them (use a VM or
       gVisor for code you believe is weaponised).
-    * Reading world-readable files: the sample can read what "other" may read, task files with
-      canonical solutions elsewhere on disk among them (those of the places above are hidden: keep
-      task files and results in the working directory, or out of other users' reach). Secrets must
-      not live in world-readable files. At level userns, what the caller may read outside their home
-      and working directory too (a project directory elsewhere, a mounted data disk); inside them,
-      the venv and the interpreter stay readable.
+    * Reading the files that show: in the operating system's folders, what "other" may read (at
+      level userns, what the caller may); and the folders of the interpreter, the venv and every
+      entry of the import path, whole. Task files, results and secrets must not live in those (nor in
+      /usr, /etc, ...), or must be named in ``Sandbox(hide=...)``.
     * Unix sockets outside /run and the temp directories that the sample's uid may connect to (at
       level userns: the caller's own, with the caller's groups): a service listening on such a socket
       elsewhere is reachable.
@@ -102,8 +104,9 @@ What it does NOT protect against
     * Directories that "other" may not enter on the way to the interpreter, the venv and codeloop
       (e.g. /root) are replaced, in the worker's mount namespace, by a tmpfs holding read-only clones
       of just those paths: the sample can import the standard library and sees nothing else there.
-      Deeper closed directories inside those are not opened up. Trusted test code that reads files
-      from /tmp (or a closed home) sees the fresh tmpfs, not the host's files.
+      Deeper closed directories inside those are not opened up. Trusted test code (it runs in the worker,
+      in the same mount namespace) that reads files from /tmp, a closed home or any folder that does
+      not show sees the fresh tmpfs, not the host's files.
 """
 
 from codeloop.sandbox.judge import Job

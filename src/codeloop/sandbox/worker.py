@@ -110,6 +110,7 @@ def lock_filesystem(unprivileged_samples: bool, home: str = "", workdir: str = "
     needed = _needed_paths()
     _empty_run(needed)
     _minimal_dev()
+    _show_only_the_system(needed)
     for directory in SHARED_TMP:  # writable by samples (sticky, as on a host), wiped after each one
         if os.path.isdir(directory):
             size = "512m" if directory == "/tmp" else "64m"  # /tmp also holds the samples' own temp dirs
@@ -121,6 +122,30 @@ def lock_filesystem(unprivileged_samples: bool, home: str = "", workdir: str = "
     for directory in (workdir, home):
         _show_only_needed(directory, needed)
     hide_task_sources(needed, hide)
+
+
+OS_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/dev", "/proc", "/sys", "/run",
+           "/tmp", "/nix", "/gnu", "/snap")
+"""What shows at the root of a sample's file system (read-only; /dev, /run, /proc and /tmp as the worker
+remade them): the operating system's programs, libraries and settings, and the package stores of Nix,
+Guix and snap, where an interpreter may live."""
+
+
+def _show_only_the_system(needed: list[str]) -> None:
+    """Cover every other directory at the root of the file system (/home, /root, /var, /opt, /srv, /mnt,
+    /data, /workspace, ...) with a read-only tmpfs showing only the ``needed`` paths inside it (and a
+    :data:`SHARED_TMP` directory, to be covered next), and put an empty file over every other file there.
+    Before, a sample saw every world-readable file on the machine outside the caller's home and working
+    directory: data disks, other projects, earlier runs' results with the passing programs in them."""
+    for name in sorted(os.listdir("/")):
+        path = "/" + name
+        if path in OS_DIRS or path in needed or os.path.islink(path):
+            continue  # a link at the root leads into what is shown or covered here
+        if os.path.isdir(path):
+            keep = [p for p in needed if _inside(p, path)] + [d for d in SHARED_TMP if _inside(d, path) and os.path.isdir(d)]
+            _cover_read_only(path, keep)
+        else:
+            _hide(path, needed)
 
 
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/dev", "/proc", "/sys", "/run",
