@@ -57,6 +57,24 @@ def run(sandbox: Sandbox, program: str, **kwargs: object) -> Outcome:
     return sandbox.run_one(check_job(program, **kwargs))  # type: ignore[arg-type]
 
 
+def judged_jobs(monkeypatch: pytest.MonkeyPatch, stop_after: int | None = None) -> list[int]:
+    """Spy on every ``Sandbox.run`` from here on: the returned list gets the number of jobs each call was
+    given; with ``stop_after``, a call raises KeyboardInterrupt (as Ctrl-C would) once it has yielded that
+    many outcomes."""
+    real, counts = Sandbox.run, []
+
+    def spy(self: Sandbox, jobs: Any, **options: Any) -> Iterator[Outcome]:
+        jobs = list(jobs)
+        counts.append(len(jobs))
+        for done, outcome in enumerate(real(self, jobs, **options)):
+            if done == stop_after:
+                raise KeyboardInterrupt
+            yield outcome
+
+    monkeypatch.setattr(Sandbox, "run", spy)
+    return counts
+
+
 # A seed-python sample that passes the 6 cases of a synthetic-python:test task and is wrong (it drops the 1s):
 # the stricter tests of synthetic-python+ must catch it.
 SQUARE_SORTED = '"""Replace each value by its square, then return them in ascending order."""'

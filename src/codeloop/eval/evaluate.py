@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from codeloop.data import DataError
+from codeloop.data.jsonl import require, where
 from codeloop.eval.pass_at_k import estimate_pass_at_k
 from codeloop.languages import st
 from codeloop.sandbox import Job, Runner
-from codeloop.types import Outcome, Sample, Status, Task
+from codeloop.types import Outcome, Sample, Status, Task, TestResult
 
 
 LANGUAGES = ("python", "st")
@@ -66,6 +69,26 @@ def result_row(sample: Sample, outcome: Outcome) -> dict[str, Any]:
     row.update(outcome.to_dict())
     row["result"] = outcome.status.value if not outcome.reason else f"{outcome.status.value}: {outcome.reason}"
     return row
+
+
+def outcome_from_row(row: dict[str, Any], path: str | Path, line: int) -> Outcome:
+    """The :class:`Outcome` a result row (``result_row``) was written from: what a summary needs of it."""
+    status = require(row, "status", str, path, line)
+    try:
+        parsed = Status(status)
+    except ValueError:
+        raise DataError(f"{where(path, line, 'status')}: unknown status {status!r}") from None
+    tests = require(row, "tests", list, path, line, optional=True) or []
+    try:
+        return Outcome(parsed, seconds=float(row.get("seconds") or 0.0), reason=str(row.get("reason") or ""),
+                       tests=tuple(TestResult(str(t.get("name", "")), bool(t.get("passed")), str(t.get("detail", "")))
+                                   for t in tests if isinstance(t, dict)),
+                       stdout=str(row.get("stdout") or ""), stderr=str(row.get("stderr") or ""),
+                       isolation=str(row.get("isolation") or ""),
+                       call_seconds=tuple(float(x) for x in row.get("call_seconds") or ()),
+                       load_seconds=float(row.get("load_seconds") or 0.0))
+    except (TypeError, ValueError) as exc:  # seconds that are not numbers, ...
+        raise DataError(f"{where(path, line)}: not a result row: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -195,9 +195,10 @@ def hide_task_sources(needed: list[str], more: tuple[str, ...] = ()) -> None:
 
 def _hide(path: str, needed: list[str]) -> None:
     """A directory covered showing only the ``needed`` paths inside it, a file replaced by an empty one;
-    what no longer shows (inside a directory covered before) or does not exist is left, and "/" or a
-    system directory (or what holds one) is never covered."""
-    if path == "/" or any(path == s or _inside(s, path) for s in SYSTEM) or not os.path.lexists(path):
+    what no longer shows (inside a directory covered before) or does not exist is left, and "/", a
+    system directory (or what holds one) or a needed path itself (the venv, an import path) is never covered."""
+    if (path == "/" or any(path == s or _inside(s, path) for s in SYSTEM) or path in needed
+            or not os.path.lexists(path)):
         return
     if os.path.isdir(path):
         _cover_read_only(path, [p for p in needed if _inside(p, path)])
