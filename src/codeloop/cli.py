@@ -69,9 +69,9 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
 
 
 def private_paths(tasks: str, *paths: Path) -> tuple[str, ...]:
-    """What an evaluation's samples must not see (``Sandbox(hide=...)``): its task file, its samples, its
-    results, and the folders that hold them, where other task files, samples and earlier runs' results
-    (passing programs among them) usually are."""
+    """What a command's samples must not see (``Sandbox(hide=...)``): its task file, the files it reads and
+    writes (samples, results, an annotation store), and the folders that hold them, where other task files,
+    samples and earlier runs' results (passing programs among them) usually are."""
     files = [Path(tasks)] if Path(tasks).is_file() else []
     files += paths
     return tuple(dict.fromkeys([*map(str, files), *(str(p.resolve().parent) for p in files)]))
@@ -698,7 +698,7 @@ def annotate_honeypots(tasks: str = typer.Option(..., "--tasks", help="Task set 
         sample_list = read_samples(samples, task_map)
     except DataError as exc:
         _fail(str(exc))
-    with Sandbox(preload=preload_for(task_map.values())) as sandbox:
+    with Sandbox(preload=preload_for(task_map.values()), hide=private_paths(tasks, samples, out)) as sandbox:
         made, left = honeypot_rows(task_map, sample_list, sandbox, mark_gaps)
     if not made:
         _fail(f"{samples}: no sample could become a honeypot (each needs a task with a reference solution and a non-blank line)")
@@ -734,7 +734,7 @@ def annotate_simulate(db: Path = typer.Argument(..., help="The SQLite file of `c
         _fail(str(exc).replace("crowd must", "--crowd must"))
     store = Store(db)
     try:
-        with Sandbox(preload=preload_for(task_map.values())) as sandbox:
+        with Sandbox(preload=preload_for(task_map.values()), hide=private_paths(tasks, db)) as sandbox:
             done = simulate(store, task_map, reliability, per_program, seed, sandbox, mark_gaps)
     except ValueError as exc:
         _fail(f"{db}: {exc}")
