@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from codeloop.cli import app
-from codeloop.eval.resume import Checkpoint
+from codeloop.data.checkpoint import Checkpoint
 from codeloop.sandbox import Sandbox
 from conftest import judged_jobs
 
@@ -157,9 +157,9 @@ def test_a_second_evaluation_into_the_same_results_is_refused_while_the_first_ru
     samples = write(tmp_path / "s.jsonl", [{"task_id": "t/0", "completion": RIGHT}])
     out = tmp_path / "r.jsonl"
     with Checkpoint(out, {}) as first:
-        first.load([])
+        first.rows()
         result = runner.invoke(app, ["eval", "--tasks", tasks, "--samples", samples, "--out", str(out), "--workers", "1"])
-        assert result.exit_code == 2 and "another evaluation is writing it" in result.output
+        assert result.exit_code == 2 and "another run is writing it" in result.output
     result = runner.invoke(app, ["eval", "--tasks", tasks, "--samples", samples, "--out", str(out), "--workers", "1"])
     assert result.exit_code == 0, result.output
 
@@ -171,10 +171,10 @@ def test_eval_does_not_resume_what_would_judge_differently_and_fresh_starts_over
     before = partial.read_text()
     if change == "timeout":
         command += ["--timeout", "5"]
-        said = "ran with timeout 3.0, this one with 5.0"
+        said = "the earlier run had timeout 3.0, this one has 5.0"
     elif change == "tasks":  # the same task ids, a stricter test
         write(tmp_path / "t.jsonl", [{**TASK, "test": TASK["test"] + "    assert c(3) == 6\n"}])
-        said = "ran with tasks_digest"
+        said = "the earlier run had tasks_digest"
     else:
         rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
         rows[1]["completion"] = RIGHT

@@ -82,3 +82,74 @@ def test_a_missing_model_path_is_refused_cleanly(tmp_path):
     result = runner.invoke(app, ["sample", "--model", str(tmp_path / "nope"), "--tasks", "synthetic-python:test",
                                  "--limit", "1", "--out", str(tmp_path / "x.jsonl")])
     assert result.exit_code == 2 and "no such directory, and not a hub name" in result.output
+
+
+# ---- an interrupted run resumes -------------------------------------------------------------------
+
+SAMPLING = ["sample", "--tasks", "synthetic-python:test", "--limit", "5", "--n", "2", "--batch", "2",
+            "--max-new-tokens", "8", "--seed", "7"]
+
+
+def generator_calls(monkeypatch, stop_at: int | None = None) -> list[int]:
+    """Spy on the generators `codeloop sample` loads: the list gets the number of prompts of each call; with
+    ``stop_at``, that call (0-based) raises KeyboardInterrupt, as Ctrl-C would."""
+    import codeloop.models
+
+    real, calls = codeloop.models.load_generator, []
+
+    def load(backend, model):
+        generator = real(backend, model)
+        generate = generator.generate
+
+        def spy(prompts, params):
+            if len(calls) == stop_at:
+                raise KeyboardInterrupt
+            calls.append(len(prompts))
+            return generate(prompts, params)
+
+        generator.generate = spy
+        return generator
+
+    monkeypatch.setattr(codeloop.models, "load_generator", load)
+    return calls
+
+
+@pytest.fixture()
+def uninterrupted(tmp_path, tiny_dir):
+    out = tmp_path / "whole.jsonl"
+    assert runner.invoke(app, [*SAMPLING, "--model", str(tiny_dir), "--out", str(out)]).exit_code == 0
+    return out.read_text()
+
+
+@pytest.mark.parametrize("killed_mid_batch", [False, True])
+def test_an_interrupted_sampling_resumes_and_writes_what_an_uninterrupted_one_does(tmp_path, tiny_dir, monkeypatch,
+                                                                                   uninterrupted, killed_mid_batch):
+    out = tmp_path / "s.jsonl"
+    command = [*SAMPLING, "--model", str(tiny_dir), "--out", str(out)]
+    with monkeypatch.context() as m:
+        generator_calls(m, stop_at=1)  # Ctrl-C while the second batch is made
+        result = runner.invoke(app, command)
+    assert result.exit_code == 130 and "run the same command again to resume" in result.output
+    partial = tmp_path / "s.jsonl.partial"
+    assert len(partial.read_text().splitlines()) == 4  # the first batch: 2 tasks x 2 samples
+    if killed_mid_batch:  # the second batch's first task on disk, the rest lost: that batch is made again
+        with open(partial, "a") as f:
+            f.write("".join(line + "\n" for line in uninterrupted.splitlines()[4:6]) + uninterrupted.splitlines()[6][:20])
+    calls = generator_calls(monkeypatch)
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert "resuming: 2 of 5 tasks were sampled before" in result.output and calls == [2, 1]
+    assert out.read_text() == uninterrupted and not partial.exists()
+
+
+def test_sampling_does_not_resume_with_other_settings_and_fresh_starts_over(tmp_path, tiny_dir, monkeypatch):
+    out = tmp_path / "s.jsonl"
+    command = [*SAMPLING, "--model", str(tiny_dir), "--out", str(out)]
+    with monkeypatch.context() as m:
+        generator_calls(m, stop_at=1)
+        assert runner.invoke(app, command).exit_code == 130
+    calls = generator_calls(monkeypatch)
+    result = runner.invoke(app, [*command, "--temperature", "0.5"])
+    assert result.exit_code == 2 and "the earlier run had temperature 0.8, this one has 0.5" in result.output
+    assert calls == [] and "--fresh" in result.output
+    assert runner.invoke(app, [*command, "--temperature", "0.5", "--fresh"]).exit_code == 0 and calls == [2, 2, 1]

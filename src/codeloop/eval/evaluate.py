@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from codeloop.data import DataError
+from codeloop.data.checkpoint import Checkpoint
 from codeloop.data.jsonl import require, where
 from codeloop.eval.pass_at_k import estimate_pass_at_k
 from codeloop.languages import st
@@ -89,6 +90,23 @@ def outcome_from_row(row: dict[str, Any], path: str | Path, line: int) -> Outcom
                        load_seconds=float(row.get("load_seconds") or 0.0))
     except (TypeError, ValueError) as exc:  # seconds that are not numbers, ...
         raise DataError(f"{where(path, line)}: not a result row: {exc}") from None
+
+
+def resume_outcomes(checkpoint: Checkpoint, samples: Sequence[Sample], fresh: bool = False) -> list[Outcome]:
+    """``codeloop eval``: the outcomes of the first samples, judged by an earlier run of the same evaluation
+    (:meth:`Checkpoint.rows`), each row checked against its sample (a DataError names the row and field)."""
+    rows = checkpoint.rows(fresh)
+    if len(rows) > len(samples):
+        raise DataError(f"{checkpoint.partial}: more rows than the {len(samples)} samples: the samples changed since "
+                        "the earlier evaluation; run with --fresh to start over")
+    outcomes = []
+    for number, (row, sample) in enumerate(zip(rows, samples), start=1):
+        for field, value in (("task_id", sample.task_id), ("completion", sample.completion)):
+            if row.get(field) != value:
+                raise DataError(f"{where(checkpoint.partial, number, field)}: not sample {number}'s: the samples changed "
+                                "since the earlier evaluation; run with --fresh to start over")
+        outcomes.append(outcome_from_row(row, checkpoint.partial, number))
+    return outcomes
 
 
 @dataclass(frozen=True)
