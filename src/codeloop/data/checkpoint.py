@@ -32,7 +32,8 @@ def tasks_digest(tasks: Mapping[str, Task], task_ids: Iterable[str]) -> str:
 
 
 class Checkpoint:
-    """``OUT.partial`` and its settings file, for one evaluation's ``OUT`` (see the module docstring)."""
+    """``OUT.partial`` and its settings file, for one command's ``OUT`` (see the module docstring). Used as a
+    context manager: the lock :meth:`rows` takes is let go on leaving it."""
 
     def __init__(self, out: Path, settings: dict[str, Any]) -> None:
         self.out = out
@@ -101,8 +102,8 @@ class Checkpoint:
         self._held.truncate(self._ends[n - 1] if n else 0)
 
     def open(self) -> TextIO:
-        """The rows file to append to, after the rows :meth:`load` kept (line-buffered: each row is on disk
-        once written); the settings file is written first."""
+        """The rows file to append to, after the rows :meth:`rows` read back and :meth:`keep` kept (line-buffered:
+        each row is on disk once written); the settings file is written first."""
         self.settings_file.write_text(json.dumps(self.settings, sort_keys=True) + "\n", encoding="utf-8")
         return open(self.partial, "a", encoding="utf-8", buffering=1)
 
