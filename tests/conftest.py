@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -57,10 +57,15 @@ def run(sandbox: Sandbox, program: str, **kwargs: object) -> Outcome:
     return sandbox.run_one(check_job(program, **kwargs))  # type: ignore[arg-type]
 
 
-def judged_jobs(monkeypatch: pytest.MonkeyPatch, stop_after: int | None = None) -> list[int]:
+def _ctrl_c() -> None:
+    raise KeyboardInterrupt
+
+
+def judged_jobs(monkeypatch: pytest.MonkeyPatch, stop_after: int | None = None,
+                stop: Callable[[], None] = _ctrl_c) -> list[int]:
     """Spy on every ``Sandbox.run`` from here on: the returned list gets the number of jobs each call was
-    given; with ``stop_after``, a call raises KeyboardInterrupt (as Ctrl-C would) once it has yielded that
-    many outcomes."""
+    given; with ``stop_after``, a call runs ``stop`` (by default: raises KeyboardInterrupt, as Ctrl-C would)
+    once it has yielded that many outcomes."""
     real, counts = Sandbox.run, []
 
     def spy(self: Sandbox, jobs: Any, **options: Any) -> Iterator[Outcome]:
@@ -68,7 +73,7 @@ def judged_jobs(monkeypatch: pytest.MonkeyPatch, stop_after: int | None = None) 
         counts.append(len(jobs))
         for done, outcome in enumerate(real(self, jobs, **options)):
             if done == stop_after:
-                raise KeyboardInterrupt
+                stop()
             yield outcome
 
     monkeypatch.setattr(Sandbox, "run", spy)

@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from codeloop.cli import app
 from codeloop.data.checkpoint import Checkpoint
-from codeloop.sandbox import Sandbox
 from conftest import judged_jobs
 
 runner = CliRunner()
@@ -127,21 +126,13 @@ def test_eval_stopped_by_sigterm_keeps_its_rows_and_resumes(tmp_path, monkeypatc
     samples = write(tmp_path / "s.jsonl", [{"task_id": "t/0", "completion": c} for c in [RIGHT, WRONG] * 2])
     out = tmp_path / "r.jsonl"
     command = ["eval", "--tasks", tasks, "--samples", samples, "--out", str(out), "--k", "1", "--workers", "1"]
-    real = Sandbox.run
-
-    def terminated(self, jobs, **options):
-        for done, outcome in enumerate(real(self, jobs, **options)):
-            if done == 2:
-                os.kill(os.getpid(), signal.SIGTERM)
-            yield outcome
-
     def unhandled(signum, frame):  # what the test process does with a SIGTERM eval leaves to it
         raise SystemExit("SIGTERM reached the caller's handler")
 
     previous = signal.signal(signal.SIGTERM, unhandled)
     try:
         with monkeypatch.context() as m:
-            m.setattr(Sandbox, "run", terminated)
+            judged_jobs(m, stop_after=2, stop=lambda: os.kill(os.getpid(), signal.SIGTERM))
             result = runner.invoke(app, command)
         assert signal.getsignal(signal.SIGTERM) is unhandled  # put back
     finally:

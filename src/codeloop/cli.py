@@ -129,7 +129,7 @@ def eval_cmd(
     except DataError as exc:
         _fail(str(exc))
     out = out or default_results_path(samples, tasks)
-    settings = {"tasks": tasks, "tasks_digest": tasks_digest(task_map, (s.task_id for s in sample_list)), "timeout": timeout,
+    settings = {"tasks": tasks, "tasks_digest": tasks_digest(task_map[s.task_id] for s in sample_list), "timeout": timeout,
                 "memory_mb": memory_mb, "isolation": isolation}
     with Checkpoint(out, settings) as checkpoint:  # held (locked) until the rows are in OUT
         try:
@@ -295,7 +295,7 @@ def sample_cmd(
     params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                             stop=stop_for(t.language for t in task_list), seed=seed)
     ids = [t.task_id for t in task_list]
-    settings = {"model": model, "backend": backend, "tasks": tasks, "tasks_digest": tasks_digest({t.task_id: t for t in task_list}, ids),
+    settings = {"model": model, "backend": backend, "tasks": tasks, "tasks_digest": tasks_digest(task_list),
                 "n": n, "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "seed": seed,
                 "batch": batch, "limit": limit, "offset": offset}
     with Checkpoint(out, settings) as checkpoint:  # held (locked) until the rows are in OUT

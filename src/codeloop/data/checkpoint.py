@@ -16,7 +16,7 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
@@ -24,10 +24,10 @@ from codeloop.data.jsonl import DataError, where
 from codeloop.types import Task
 
 
-def tasks_digest(tasks: Mapping[str, Task], task_ids: Iterable[str]) -> str:
-    """SHA-256 of the tasks named (all their fields): a changed prompt or test is a change."""
-    used = sorted(set(task_ids))
-    text = json.dumps([dataclasses.asdict(tasks[t]) for t in used], sort_keys=True, default=repr)
+def tasks_digest(tasks: Iterable[Task]) -> str:
+    """SHA-256 of the tasks (all their fields, each task once, in task_id order): a changed prompt or test is a change."""
+    unique = {t.task_id: t for t in tasks}
+    text = json.dumps([dataclasses.asdict(unique[t]) for t in sorted(unique)], sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
