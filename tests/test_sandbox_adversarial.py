@@ -187,6 +187,46 @@ def test_stack_and_heap_hold_no_expected_output(sandbox):
     assert outcome.status is Status.FAILED
 
 
+FINDS_THE_CALLS_SENT_AHEAD = (
+    "import gc, pickle\n"
+    "def _sent_ahead():\n"  # the arguments of each call the worker sent with the program, in order
+    "    for obj in gc.get_objects():\n"
+    "        if isinstance(obj, list) and obj and all(type(p) is bytes for p in obj):\n"
+    "            try:\n"
+    "                calls = [pickle.loads(p) for p in obj]\n"
+    "            except Exception:\n"
+    "                continue\n"
+    "            if all(isinstance(c, dict) and 'args' in c for c in calls):\n"
+    "                return [c['args'] for c in calls]\n"
+    "    return []\n"
+    "AHEAD = _sent_ahead()\n"
+)
+ROUND_TRIP = "def check(candidate):\n    assert candidate(candidate('stressed')) == 'stressed'\n"
+
+
+def test_calls_sent_ahead_never_show_an_earlier_samples_answers():
+    # To save round trips the worker sends a sample the calls it expects with the program. A test that
+    # hands the candidate its own answer must not show a later sample, among those calls, what an
+    # earlier (passing) sample answered. Before, the calls sent ahead were those a passing sample's run
+    # had made, and this program, which reverses nothing, passed by copying them.
+    copier = FINDS_THE_CALLS_SENT_AHEAD + (
+        "_n = [0]\n"
+        "def f(s):\n"
+        "    _n[0] += 1\n"
+        "    return AHEAD[1][0] if _n[0] == 1 else AHEAD[0][0]\n"  # call 1's answer is call 2's argument
+    )
+    counter = FINDS_THE_CALLS_SENT_AHEAD + "def f(s):\n    return len(AHEAD)\n"
+    independent = "def check(candidate):\n" + "".join(f"    assert candidate({s!r}) == 3\n" for s in "abc")
+    with Sandbox(workers=1) as sandbox:  # one worker: the honest sample's run comes first, where the copier runs
+        honest, copied, counted = sandbox.run([check_job("def f(s):\n    return s[::-1]\n", test=ROUND_TRIP),
+                                               check_job(copier, test=ROUND_TRIP),
+                                               check_job(counter, test=independent)])
+    assert honest.status is Status.PASSED
+    assert copied.status is not Status.PASSED
+    # The copier's search works, and calls that owe nothing to an answer are still all sent ahead.
+    assert counted.status is Status.PASSED, counted.reason
+
+
 def test_writing_fake_frames_to_inherited_descriptors(sandbox):
     program = (
         "import os, json, struct\n"

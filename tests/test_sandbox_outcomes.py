@@ -206,3 +206,39 @@ def test_workers_start_together_and_a_failed_start_leaves_none_running(monkeypat
         sandbox.level
     assert len(launched) == 3 and all(w.proc.returncode is not None for w in launched)
     assert sandbox._workers == []
+
+
+def test_a_test_that_loops_until_the_candidate_answers_is_judged_as_live(sandbox):
+    # The calls sent ahead are those the test makes on blank answers: here it never stops on its own.
+    waits = "def check(candidate):\n    n = 0\n    while candidate(n) != 5:\n        n += 1\n        assert n < 50\n"
+    right, wrong = sandbox.run([check_job("def f(n):\n    return n\n", test=waits),
+                                check_job("def f(n):\n    return -1\n", test=waits)])
+    assert right.status is Status.PASSED and len(right.tests) == 6
+    assert wrong.status is Status.FAILED and "n < 50" in wrong.reason
+
+
+@pytest.mark.parametrize("io", [False, True])
+def test_calls_too_large_to_send_ahead_together_are_asked_for_live(sandbox, io):
+    # 24 arguments of 1 MiB: more than the sample's first frame may hold (16 MiB).
+    if io:
+        job = Job(program="def f(s):\n    return len(s)\n", entry_point="f",
+                  inputs=tuple([chr(96 + i) * (1 << 20)] for i in range(1, 25)), outputs=(1 << 20,) * 24)
+    else:
+        test = "def check(candidate):\n    for i in range(1, 25):\n        assert candidate(chr(96 + i) * (1 << 20)) == 1 << 20\n"
+        job = check_job("def f(s):\n    return len(s)\n", test=test)
+    outcome = sandbox.run_one(job)
+    assert outcome.status is Status.PASSED, outcome.reason
+
+
+def test_a_program_too_large_for_its_memory_exceeds_it_without_bringing_down_its_worker(capfd):
+    # Its process dies reading its own job; before, the worker's write then failed, the worker died (twice,
+    # with the retry) and the verdict blamed the sample for a sandbox violation.
+    big = "BIG = '" + "x" * (100 << 20) + "'\ndef f(x):\n    return 2 * x\n"
+    with Sandbox(workers=1, memory_mb=96) as sandbox:
+        sandbox.level  # started
+        worker = sandbox._workers[0].proc.pid
+        outcome = sandbox.run_one(check_job(big))
+        assert outcome.status is Status.MEMORY_EXCEEDED, outcome.reason
+        assert sandbox._workers[0].proc.pid == worker
+        assert run(sandbox, "def f(x):\n    return 2 * x\n").status is Status.PASSED
+    assert "Traceback" not in capfd.readouterr().err

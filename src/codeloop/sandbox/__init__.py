@@ -19,6 +19,10 @@ What protects a verdict
       rebuilds as builtin types. So expected outputs never enter the sample process, an object with an
       always-true ``__eq__`` cannot cross, and exiting early (``sys.exit``, ``os._exit``, atexit,
       signals, threads) only ends the sample before it answered: never a pass.
+    * The calls a worker sends a sample ahead of its answers (to save round trips) are those the test
+      makes when each answer is a blank that holds nothing (``judge._replayed_calls``), never those of
+      another sample's run: a test that hands the candidate its own answer
+      (``candidate(candidate(s)) == s``) cannot show a later sample what a passing one answered.
     * A suite under which the candidate was never called is a failure, not a pass.
     * Fallback ("child" isolation): a test that hands the candidate something that cannot be pickled
       (a lambda, a generator) is re-run with the test *inside* the sample, which reports completion.

@@ -123,7 +123,11 @@ def _fresh_globals() -> dict[str, Any]:
 
 
 def _serve(req_fd: int, resp_fd: int) -> None:
-    job = pickle.loads(wire.read_frame(req_fd))  # trusted sender: the worker
+    try:
+        job = pickle.loads(wire.read_frame(req_fd, max_bytes=wire.TRUSTED_FRAME))  # trusted sender: the worker
+    except MemoryError:  # its program (and the calls sent with it) do not fit in its memory
+        _send(resp_fd, {"kind": "raise", "type": "MemoryError", "message": "its job does not fit in its memory"})
+        return
     if job["timing"]:
         _send(resp_fd, {"kind": "started"})  # the worker times the load from here
     code = marshal.loads(job["code"])  # compiled by the worker, which also caught syntax errors
@@ -162,7 +166,7 @@ def _requests(batch: list[bytes], req_fd: int) -> Iterator[dict[str, Any]]:
     for payload in batch:
         yield pickle.loads(payload)
     while True:
-        yield pickle.loads(wire.read_frame(req_fd))
+        yield pickle.loads(wire.read_frame(req_fd, max_bytes=wire.TRUSTED_FRAME))
 
 
 def _serve_stdin(code: Any, requests: Iterator[dict[str, Any]], resp_fd: int) -> None:

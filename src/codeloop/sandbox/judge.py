@@ -9,6 +9,7 @@ be sent across a pipe) runs the test inside the sample and trusts its report.
 
 from __future__ import annotations
 
+import ast
 import builtins
 import fcntl
 import marshal
@@ -149,10 +150,11 @@ class _Session:
     """One sample under judgement: its process, the calls streamed ahead, live calls after.
 
     Round trips dominate the cost of a sample, so the worker sends the calls it expects (an I/O task's
-    inputs, or the calls it saw the same test make last time) with the program; the sample answers
-    them back to back, and the test consumes the answers in order, exactly as if it had asked. The
-    first call that differs from the prediction ends the speculation: the process is replaced by a
-    fresh one that answers live from that call on.
+    inputs, or the calls the test makes on blank answers: :func:`_replayed_calls`) with the program;
+    the sample answers them back to back, and the test consumes the answers in order, exactly as if it
+    had asked. The first call that differs from the prediction ends the speculation: the process is
+    replaced by a fresh one that answers live from that call on. The sample can read every call sent
+    ahead, so none may owe anything to a real answer (see :func:`_replayed_calls`).
     """
 
     def __init__(self, zsock: socket.socket, limits: Limits, deadline: float, start: dict[str, Any],
@@ -166,7 +168,10 @@ class _Session:
     def _spawn(self, batch: list[bytes]) -> None:
         self.channel = _Channel(self.zsock, self.limits, self.deadline, self.uid, self.level)
         self.batch = batch
-        self.channel.send(pickle.dumps({**self.start, "batch": batch}))
+        try:
+            self.channel.send(pickle.dumps({**self.start, "batch": batch}))
+        except (_Died, _TimedOut):  # gone (its job did not fit in its memory) or stuck before it had read
+            pass  # it all: the next recv tells which, with what the process said before it went
 
     def recv(self) -> dict[str, Any]:
         return self.channel.recv()
@@ -206,6 +211,11 @@ def _exception_for(msg: dict[str, Any]) -> Exception:
     return CandidateError(f"{msg.get('type')}: {text}")
 
 
+def _call_payload(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """One call as it crosses to the sample (the bytes a predicted call is matched on)."""
+    return pickle.dumps({"args": args, "kwargs": kwargs})
+
+
 class _Proxy:
     """Stands in for the candidate inside trusted test code: each call is answered by the sample."""
 
@@ -219,7 +229,7 @@ class _Proxy:
         if self.fatal is not None:  # a test's bare `except:` swallowed a stop; keep stopping
             raise self.fatal
         try:
-            payload = pickle.dumps({"args": args, "kwargs": kwargs})
+            payload = _call_payload(args, kwargs)
         except Exception:  # noqa: BLE001 - lambdas, generators...: cannot cross the boundary
             self.fatal = _NeedsChild()
             raise self.fatal from None
@@ -275,16 +285,29 @@ def _test_line(exc: BaseException, test_source: str) -> str:
 _CODE_CACHE: dict[str, Any] = {}
 
 
-def _compiled(source: str, name: str) -> Any:
-    key = name + "\0" + source
+def _compiled(source: str, name: str, asserts_evaluated: bool = False) -> Any:
+    key = f"{name}\0{asserts_evaluated}\0{source}"
     if key not in _CODE_CACHE:
         if len(_CODE_CACHE) > 2048:
             _CODE_CACHE.clear()
         try:
-            _CODE_CACHE[key] = compile(source, name, "exec")
-        except SyntaxError:
+            tree = ast.parse(source, name)
+            if asserts_evaluated:
+                tree = ast.fix_missing_locations(_AssertsEvaluated().visit(tree))
+            _CODE_CACHE[key] = compile(tree, name, "exec")
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             _CODE_CACHE[key] = None
     return _CODE_CACHE[key]
+
+
+class _AssertsEvaluated(ast.NodeTransformer):
+    """``assert E, M`` becomes ``try: E / except Exception: pass``: the calls in ``E`` are made, its
+    verdict (false, on blank answers) is ignored, and the replay goes on to the test's later calls."""
+
+    def visit_Assert(self, node: ast.Assert) -> ast.AST:
+        handler = ast.ExceptHandler(type=ast.Name("Exception", ast.Load()), name=None, body=[ast.Pass()])
+        return ast.copy_location(ast.Try(body=[ast.Expr(node.test)], handlers=[handler], orelse=[], finalbody=[]),
+                                 node)
 
 
 def _judge_check(job: Job, session: _Session) -> _Verdict:
@@ -442,7 +465,88 @@ def run_job(job: Job, zsock: socket.socket, timeout_s: float, memory_mb: int, le
     return outcome
 
 
-_PREDICTIONS: dict[tuple[str, str, str], list[bytes]] = {}  # test → the calls it made last time
+_PREDICTIONS: dict[tuple[str, str, str], list[bytes]] = {}  # test → the calls it makes on blank answers
+REPLAY_S = 1.0
+"""Wall time a test's replay may take (once per test and worker); one cut short predicts fewer calls."""
+MAX_PREDICTED = 10_000
+"""Calls a replay records at most (a test may loop until the candidate answers what it waits for)."""
+MAX_PREDICTED_BYTES = 4 << 20
+"""The calls sent ahead (a replay's, or an I/O task's inputs) weigh this at most: they travel in the
+sample's first frame, which may not exceed ``wire.MAX_FRAME``."""
+
+
+class _Blank:
+    """The replay's answer to every call. It holds nothing, so nothing the test computes from it owes
+    anything to a real answer; and it cannot be pickled, so a call handed one ends the replay. It
+    iterates as empty and compares as unequal, so that ``tuple(candidate(x)) == tuple(ref(x))`` still
+    goes on to make the test's next call."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a blank answer does not cross to a sample")
+
+    def __iter__(self) -> Any:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+class _ReplayEnd(BaseException):
+    pass
+
+
+def _replayed_calls(job: Job) -> list[bytes]:
+    """The calls ``job``'s test makes when the candidate answers each with a :class:`_Blank`, its asserts
+    evaluated but not enforced: in order, up to the end of the test, the first call handed something
+    that cannot cross (a blank among it: an answer), the first exception outside an assert, or
+    :data:`REPLAY_S`.
+
+    These are the calls sent to a sample ahead of its answers. They come from the trusted test alone,
+    never from a sample's run: a test that hands the candidate its own earlier answer
+    (``candidate(candidate(s)) == s``) would otherwise have shown a later sample, in the calls sent
+    ahead, what a passing one had answered, and a program that copied them passed without computing
+    anything. A call that does owe something to an answer differs from the replay's when the test
+    makes it, which only ends the speculation there."""
+    setup = _compiled(job.setup, "<setup>") if job.setup else None
+    test = _compiled(job.test, "<replay>", asserts_evaluated=True)
+    if test is None or (job.setup and setup is None):
+        return []
+    calls: list[bytes] = []
+    size = 0
+    ended = False
+
+    def blank(*args: Any, **kwargs: Any) -> _Blank:
+        nonlocal ended, size
+        payload = None
+        if not ended and len(calls) < MAX_PREDICTED:
+            try:
+                payload = _call_payload(args, kwargs)
+            except Exception:  # noqa: BLE001 - it holds an answer, or cannot cross at all
+                pass
+        if payload is None or size + len(payload) > MAX_PREDICTED_BYTES:
+            ended = True  # for good, even if the test swallows the end and calls again
+            raise _ReplayEnd()
+        size += len(payload)
+        calls.append(payload)
+        return _Blank()
+
+    blank.__name__ = job.entry_point
+    ns: dict[str, Any] = {"__name__": "__test__", "__builtins__": builtins}
+    try:
+        with _Alarm(time.monotonic() + REPLAY_S):  # as _judge_check runs it, but for the candidate
+            if setup is not None:
+                exec(setup, ns)
+            ns[job.entry_point] = blank
+            random.seed(0)
+            exec(test, ns)
+            ns["check"](blank)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001 - wherever the replay stops, the calls made before it stand
+        pass
+    return calls
 
 
 def _predicted_calls(job: Job, mode: str) -> list[bytes]:
@@ -450,10 +554,20 @@ def _predicted_calls(job: Job, mode: str) -> list[bytes]:
         return []
     if job.timing:  # no answers streamed ahead: each round trip then times exactly one call
         return []
-    if job.inputs is not None:
-        return [pickle.dumps({"args": (inp,) if mode == "stdin" else tuple(inp), "kwargs": {}})
-                for inp in job.inputs]
-    return _PREDICTIONS.get((job.setup, job.test, job.entry_point), [])
+    if job.inputs is not None:  # as many as fit in the first frame; the rest are asked for live
+        calls, size = [], 0
+        for inp in job.inputs:
+            calls.append(_call_payload((inp,) if mode == "stdin" else tuple(inp), {}))
+            size += len(calls[-1])
+            if size > MAX_PREDICTED_BYTES:
+                return calls[:-1]
+        return calls
+    key = (job.setup, job.test, job.entry_point)
+    if key not in _PREDICTIONS:
+        if len(_PREDICTIONS) >= 4096:  # bounded: a long run over many tasks must not grow it
+            _PREDICTIONS.clear()
+        _PREDICTIONS[key] = _replayed_calls(job)
+    return _PREDICTIONS[key]
 
 
 def _run(job: Job, mode: str, code: Any, zsock: socket.socket, timeout_s: float, memory_mb: int,
@@ -462,19 +576,26 @@ def _run(job: Job, mode: str, code: Any, zsock: socket.socket, timeout_s: float,
     oom_before = cgroup.oom_kills(oom_fd) if oom_fd is not None else None
     first_msg = {"code": marshal.dumps(code), "entry_point": job.entry_point, "mode": mode,
                  "test": job.test if mode == "child" else "", "timing": job.timing}
-    session = _Session(zsock, limits, time.monotonic() + timeout_s, first_msg, _predicted_calls(job, mode), uid, level)
+    replaying = time.monotonic()
+    predicted = _predicted_calls(job, mode)
+    start += time.monotonic() - replaying  # a test's first replay is the worker's time, not the sample's
+    session = _Session(zsock, limits, time.monotonic() + timeout_s, first_msg, predicted, uid, level)
     load_seconds = 0.0
     verdict: _Verdict | None = None
     stop: _Stop | None = None
     try:
+        early = None  # a timed job's process that could not read its job says so instead of "started"
         if job.timing:  # the load is timed from here (after the fork and set-up) to "ready"
-            if session.recv()["kind"] != "started":
+            early = session.recv()
+            if early["kind"] == "started":
+                early = None
+            elif early["kind"] != "raise":
                 raise _Violation("expected 'started' first")
             started = time.perf_counter()
         if mode == "child":
             verdict = _judge_in_child(session)
         else:
-            first = session.recv()
+            first = early or session.recv()
             load_seconds = time.perf_counter() - started if job.timing else 0.0
             if first["kind"] == "raise":
                 kind = str(first.get("type"))
@@ -486,10 +607,6 @@ def _run(job: Job, mode: str, code: Any, zsock: socket.socket, timeout_s: float,
                 verdict = _judge_io(job, session, stdin_mode=(mode == "stdin"))
             else:
                 verdict = _judge_check(job, session)
-                if verdict.status is Status.PASSED:
-                    if len(_PREDICTIONS) >= 4096:  # bounded: a long run over many tasks must not grow it
-                        _PREDICTIONS.clear()
-                    _PREDICTIONS[(job.setup, job.test, job.entry_point)] = session.observed
     except _Stop as exc:
         stop = exc
     finally:

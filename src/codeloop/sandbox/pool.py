@@ -310,7 +310,7 @@ class Sandbox:
             if w.job is None:
                 continue
             try:
-                wire.read_frame(w.rfd, w.sent_at + self.watchdog_s)
+                wire.read_frame(w.rfd, w.sent_at + self.watchdog_s, wire.TRUSTED_FRAME)
                 w.job, w.tries = None, 0
             except (wire.PeerClosed, wire.Deadline, wire.WireError, OSError):
                 w.close()
@@ -322,7 +322,7 @@ class Sandbox:
             fresh = self._replace(w, sel)
             return Outcome(Status.INFRA_ERROR, self.watchdog_s, reason="sandbox worker unresponsive; replaced"), fresh
         try:
-            return pickle.loads(wire.read_frame(w.rfd)), w
+            return pickle.loads(wire.read_frame(w.rfd, max_bytes=wire.TRUSTED_FRAME)), w
         except (wire.PeerClosed, OSError):
             pass
         # The worker died under this job (a sample cannot signal it, but the OOM killer can). Retry

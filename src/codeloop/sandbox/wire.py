@@ -21,6 +21,10 @@ MAX_FRAME = 16 * 1024 * 1024  # a sample may return up to 16 MiB per call; more 
 MAX_DEPTH = 200
 
 _HEADER = struct.Struct(">I")
+TRUSTED_FRAME = 2**32 - 1
+"""The bound on frames from a trusted sender (evaluator to worker, worker to sample and back to the
+evaluator): only the header's own. A task's inputs or a test's arguments may be larger than any answer
+a sample may send (:data:`MAX_FRAME`)."""
 
 
 class WireError(Exception):

@@ -387,7 +387,7 @@ def main() -> None:
     wire.write_frame(results_fd, pickle.dumps({"level": level, "cgroup_error": cgroup_error}))
     while True:
         try:
-            request = pickle.loads(wire.read_frame(jobs_fd))
+            request = pickle.loads(wire.read_frame(jobs_fd, max_bytes=wire.TRUSTED_FRAME))
         except wire.PeerClosed:
             return
         outcome = judge.run_job(request["job"], ours, request["timeout_s"], request["memory_mb"], level, uid, oom_events)
