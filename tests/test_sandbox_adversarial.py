@@ -67,9 +67,9 @@ def _ours(pid: int) -> bool:
 
 
 def sandbox_processes() -> list[int]:
-    """Processes running as a sandbox uid of ours: samples drop to uid 100000 + their worker's pid. A
-    sandbox uid whose worker is gone counts too; one whose worker belongs to another evaluation running
-    on this machine does not (it is not a leak of this suite's)."""
+    """Processes running as a sample uid of ours: samples drop to uid 100000 + their worker's pid (workers,
+    to 5000000 + their pid). A sample uid whose worker is gone counts too; one whose worker belongs to
+    another evaluation running on this machine does not (it is not a leak of this suite's)."""
     pids = []
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -78,9 +78,9 @@ def sandbox_processes() -> list[int]:
             except OSError:
                 continue
             uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
-            if uid >= 100_000:
+            if worker.SAMPLE_UID_BASE <= uid < worker.WORKER_UID_BASE:
                 try:
-                    foreign = not _ours(uid - 100_000)
+                    foreign = not _ours(uid - worker.SAMPLE_UID_BASE)
                 except OSError:  # the worker (or an ancestor) is gone
                     foreign = False
                 if not foreign:
@@ -1025,7 +1025,9 @@ def test_eval_with_its_files_in_the_venv_still_lets_samples_import_its_packages(
 
 @pytest.fixture()
 def host_file():
-    folder = Path(__file__).parent / "_host_files"
+    # In the venv: a folder the worker and its samples must see (read-only) to import anything. Any other
+    # folder of the host's outside the operating system's is not even in their sight any more.
+    folder = Path(sys.prefix) / "_host_files"
     folder.mkdir(exist_ok=True)
     folder.chmod(0o777)  # world-writable on purpose: permissions alone would not save it
     target = folder / "precious.txt"
@@ -1039,7 +1041,7 @@ def host_file():
 
 @pytest.mark.parametrize("level", [pytest.param("root", marks=ROOT_ONLY), "userns"])
 def test_host_files_cannot_be_deleted_or_written(host_file, level, monkeypatch):
-    monkeypatch.chdir("/")  # so that the file, in this checkout, is in the sample's sight
+    monkeypatch.chdir("/")  # not the checkout: the evaluator's working directory is hidden
     program = (
         "import os, shutil\n"
         f"T = {str(host_file)!r}\n"
@@ -1056,6 +1058,62 @@ def test_host_files_cannot_be_deleted_or_written(host_file, level, monkeypatch):
     with Sandbox(workers=1, isolation=level) as sandbox:
         sandbox.run_one(check_job(program))
     assert host_file.read_text() == "keep me" and sorted(p.name for p in host_file.parent.iterdir()) == ["precious.txt"]
+
+
+ESCAPES_FROM_THE_WORKER = """
+def check(candidate):
+    import ctypes, os
+    done = []
+    for path in ("/proc/1/root" + T, T):  # the host's own view of the file, and the worker's
+        try:
+            with open(path, "a") as f:
+                f.write(" escaped")
+            done.append("wrote " + path)
+        except OSError:
+            pass
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open("/proc/self/mountinfo") as f:
+        targets = [line.split()[4].encode() for line in f]
+    remounted = [t for t in targets if libc.mount(None, t, None, 32 | 4096, None) == 0]  # MS_REMOUNT | MS_BIND
+    if remounted:  # the read-only view made writable
+        done.append(f"remounted {len(remounted)} of {len(targets)}")
+        try:
+            with open(T, "a") as f:
+                f.write(" escaped")
+            done.append("then wrote it")
+        except OSError:
+            pass
+    was = os.geteuid()  # at level userns, 0 of its own user namespace
+    try:
+        os.setuid(0)
+        done.append("became root" if os.geteuid() == 0 != was else "")
+    except OSError:
+        pass
+    assert candidate(2) == 4
+    assert not [d for d in done if d], done
+"""
+
+
+@pytest.mark.parametrize("level", [pytest.param("root", marks=ROOT_ONLY), "userns"])
+def test_the_tests_own_code_cannot_write_host_files_either(host_file, level, monkeypatch):
+    # A task's tests run in the worker, and they are code too: PLUM's are written by a model. Before the
+    # worker gave up its privileges (worker.confine), this test wrote the file through /proc/1/root at
+    # level root, and at level userns remounted its read-only view writable and wrote it there.
+    monkeypatch.chdir("/")
+    test = f"T = {str(host_file)!r}\n" + ESCAPES_FROM_THE_WORKER
+    with Sandbox(workers=1, isolation=level) as sandbox:
+        outcome = sandbox.run_one(check_job("def f(x):\n    return 2 * x\n", test=test))
+        pid = sandbox._workers[0].proc.pid
+        status = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    assert status["NoNewPrivs"].strip() == "1" and status["Seccomp"].strip() == "2"  # 2: a filter
+    caps = int(status["CapEff"], 16)
+    if level == "root":
+        assert status["Uid"].split() == [str(worker.WORKER_UID_BASE + pid)] * 4
+        assert caps == 1 << _linux.CAP_CHOWN | 1 << _linux.CAP_FOWNER
+    else:
+        assert caps == 0
+    assert outcome.status is Status.PASSED, outcome.reason
+    assert host_file.read_text() == "keep me"
 
 
 @pytest.mark.parametrize("level", [pytest.param("root", marks=ROOT_ONLY), "userns"])

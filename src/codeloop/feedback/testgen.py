@@ -10,7 +10,9 @@ never used for training: they only vouch for the tests.
 
 Trust: the surviving tests become the task's ``check(candidate)`` and run in the sandbox's judge
 process, inside the contained worker, like a dataset's tests. They come from the generator the user
-configured; a completion under test never sees or edits them.
+configured; a completion under test never sees or edits them. They are generated code all the same:
+the worker runs them without privileges (no root, no mounts: ``codeloop.sandbox.worker.confine``), so
+a hostile suite can decide its own tasks' verdicts, as any test author can, and nothing beyond them.
 """
 
 from __future__ import annotations

@@ -11,6 +11,15 @@ Processes
                              └─▶ zygote (forked at start-up, before any task: holds no test data)
                                    └─▶ sample (one fork per job: the untrusted program)
 
+    The worker is trusted with the verdict, not with the machine: once set up it gives up what it no
+    longer needs (``worker.confine``), since the tests' code runs in it and may be a model's (PLUM's
+    generated tests). At level root it runs as a uid of its own with CAP_CHOWN and CAP_FOWNER only (for
+    the samples' temp dirs), at level userns with no capability; at every level under no_new_privs and
+    the samples' seccomp filter (no mount, namespace or ptrace). Before, a test's code had root's every
+    power at level root and could remount the read-only view writable at either level, and write the
+    host's files. It talks to the zygote, which keeps root's powers to fork samples, in plain numbers,
+    never pickles.
+
 What protects a verdict
     * It is decided in the worker, never from the sample's exit code or stdout. A syntax error is
       found by compiling in the worker and runs nothing.
@@ -109,6 +118,9 @@ What it does NOT protect against
       forks its 64 processes may hold 64 times ``memory_mb``. The cgroup's memory counts what a sample
       allocates or copies, not the pages it shares with its zygote.
     * In "child" isolation, a sample written to impersonate the harness can forge a pass.
+    * A task's tests are trusted with verdicts: they run in the worker, so a hostile suite (a test
+      generator's) decides not only its own task's verdicts but, by changing the worker's code, those
+      of every sample that worker judges after it. It cannot reach beyond the worker (see Processes).
     * Directories that "other" may not enter on the way to the interpreter, the venv and codeloop
       (e.g. /root) are replaced, in the worker's mount namespace, by a tmpfs holding read-only clones
       of just those paths: the sample can import the standard library and sees nothing else there.

@@ -142,10 +142,24 @@ a worker's own user namespace, it counts the processes of that worker alone, not
 caller's uid runs on the host, and a sample's fork bomb can be stopped at level userns too."""
 
 
-def drop_all_capabilities() -> None:
-    """Clear effective, permitted and inheritable capability sets of this thread."""
+PR_SET_KEEPCAPS = 8
+CAP_CHOWN = 0
+CAP_FOWNER = 3
+
+
+def keep_only_capabilities(*caps: int) -> None:
+    """Make ``caps`` (a subset of those it holds) this thread's effective and permitted capabilities,
+    and its inheritable ones none."""
     if _SYS_CAPSET is None:
         raise OSError(0, f"capset number unknown on {platform.machine()}")
+    mask = sum(1 << c for c in set(caps))
     header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
     data = (_CapData * 2)()
+    for i in range(2):
+        data[i].effective = data[i].permitted = (mask >> (32 * i)) & 0xFFFFFFFF
     _check(_libc.syscall(_SYS_CAPSET, ctypes.byref(header), ctypes.byref(data)))
+
+
+def drop_all_capabilities() -> None:
+    """Clear effective, permitted and inheritable capability sets of this thread."""
+    keep_only_capabilities()

@@ -508,7 +508,8 @@ def _replayed_calls(job: Job) -> list[bytes]:
     (``candidate(candidate(s)) == s``) would otherwise have shown a later sample, in the calls sent
     ahead, what a passing one had answered, and a program that copied them passed without computing
     anything. A call that does owe something to an answer differs from the replay's when the test
-    makes it, which only ends the speculation there."""
+    makes it, which only ends the speculation there. So a test's code runs once more in each worker,
+    before its first sample: its side effects (in the worker's private temp dirs) happen twice."""
     setup = _compiled(job.setup, "<setup>") if job.setup else None
     test = _compiled(job.test, "<replay>", asserts_evaluated=True)
     if test is None or (job.setup and setup is None):

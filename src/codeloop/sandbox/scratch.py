@@ -45,6 +45,7 @@ class Scratch:
         that samples may write: nothing one leaves reaches the next)."""
         for fd in self.fds:
             os.close(fd)
+        _open_up(self.path)
         try:  # the common case: the sample left nothing but its two output files
             for name in ("stdout", "stderr"):
                 os.unlink(os.path.join(self.path, name))
@@ -110,6 +111,16 @@ def _wipe_shared_tmp(keep_sample_root: bool) -> None:
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+def _open_up(name: str, dir_fd: int | None = None) -> None:
+    """Let the worker list and empty a directory a sample owned (and may have closed): at level root
+    the worker is not root any more, only the owner of no file with CAP_FOWNER (see worker.confine).
+    Only for a directory (never a link) in a tree nothing changes any more."""
+    try:
+        os.chmod(name, 0o777, dir_fd=dir_fd)
+    except OSError:
+        pass
+
+
 def remove_tree(path: str) -> None:
     """Delete the directory ``path`` and everything in it, best effort, never raising.
 
@@ -118,6 +129,7 @@ def remove_tree(path: str) -> None:
     list of names, so neither depth nor width can exhaust the stack or the descriptor table. Links
     are unlinked, never followed.
     """
+    _open_up(path)
     try:
         fd = os.open(path, _DIR_FLAGS)
     except OSError:
@@ -133,6 +145,7 @@ def remove_tree(path: str) -> None:
                         break
                     os.unlink(entry.name, dir_fd=fd)
             if sub is not None:
+                _open_up(sub, fd)
                 child = os.open(sub, _DIR_FLAGS, dir_fd=fd)
                 os.close(fd)
                 fd = child

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import codeloop
 from codeloop.sandbox import _linux, judge, seccomp, wire
-from codeloop.sandbox.scratch import SHARED_TMP, make_sample_root
+from codeloop.sandbox.scratch import SAMPLE_ROOT, SHARED_TMP, make_sample_root
 from codeloop.sandbox.zygote import zygote_main
 
 # Imported once here, so that samples find them in sys.modules instead of each paying the import.
@@ -323,6 +323,37 @@ def _fork_zygote(oom_fd: int | None) -> int:
     return pid
 
 
+SAMPLE_UID_BASE = 100_000
+"""At level root a worker's samples run as this + the worker's pid (pids stay below 2**22)."""
+WORKER_UID_BASE = 5_000_000
+"""And the worker itself, once set up, as this + its pid: a uid of no sample's."""
+
+
+def confine(level: str) -> None:
+    """After set-up, before the first job: what the worker no longer needs, it gives up, since from now on
+    it runs the tests' code, and that is not always a dataset's (PLUM's tests are a model's). At level
+    root it had every power of root: through /proc/1/root it could write any file of the host, whatever
+    its own read-only view. Now it runs as a uid of its own (:data:`WORKER_UID_BASE`) with two
+    capabilities, to give each sample's temp dir to the sample's uid (CAP_CHOWN) and to empty the
+    temp dirs of what samples left (CAP_FOWNER: opening up their directories, unlinking in sticky /tmp);
+    at level userns with none (what samples leave there is its own uid's). At every level: no new
+    privileges and the samples' seccomp filter, so no mount (to undo the read-only view or uncover
+    what is hidden), namespace, ptrace or the other calls it refuses."""
+    if level == "root":
+        uid = WORKER_UID_BASE + os.getpid()
+        os.chown(SAMPLE_ROOT, uid, uid)  # it makes each sample's temp dir there
+        _linux.prctl(_linux.PR_SET_KEEPCAPS, 1)  # through setuid, to keep the two below
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        _linux.keep_only_capabilities(_linux.CAP_CHOWN, _linux.CAP_FOWNER)
+        _linux.prctl(_linux.PR_SET_KEEPCAPS, 0)
+    elif level == "userns":
+        _linux.drop_all_capabilities()
+    _linux.prctl(_linux.PR_SET_NO_NEW_PRIVS, 1)
+    seccomp.install()
+
+
 def main() -> None:
     requested = sys.argv[1] if len(sys.argv) > 1 else "auto"
     options = dict(arg.split("=", 1) for arg in sys.argv[2:])  # cpus=0,1 preload=module,module hide=["path", ...]
@@ -367,7 +398,7 @@ def main() -> None:
             wire.write_frame(results_fd, pickle.dumps({"error": f"preload {name!r} failed: {type(exc).__name__}: {exc}"}))
             return
     make_sample_root()
-    uid = 100_000 + os.getpid() if level == "root" else None  # unique among live workers
+    uid = SAMPLE_UID_BASE + os.getpid() if level == "root" else None  # unique among live workers
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     zygote = _fork_zygote(oom_fd)
     if zygote == 0:  # the zygote: forked before any job arrives, so it holds none
@@ -384,6 +415,11 @@ def main() -> None:
             cgroup_error = f"cannot move the zygote into it: {exc.strerror}"
         os.close(fd)
     warnings.filterwarnings("ignore", category=SyntaxWarning)  # a sample's are not the evaluator's to print
+    try:
+        confine(level)
+    except OSError as exc:  # the tests' code must not run with powers the worker could not give up
+        wire.write_frame(results_fd, pickle.dumps({"error": f"the worker could not give up its privileges: {exc}"}))
+        return
     wire.write_frame(results_fd, pickle.dumps({"level": level, "cgroup_error": cgroup_error}))
     while True:
         try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gc
 import os
-import pickle
 import signal
 import socket
 import struct
@@ -28,9 +27,14 @@ _FDS = struct.Struct("=4i")
 _ANCILLARY = socket.CMSG_LEN(_FDS.size)
 
 
+_LIMITS = struct.Struct("=5q")
+
+
 def request(limits: Limits, tmpdir: str) -> bytes:
-    """The spawn request the worker sends with the sample's four descriptors."""
-    return tmpdir.encode() + b"\0" + pickle.dumps(limits)
+    """The spawn request the worker sends with the sample's four descriptors: plain numbers, never a
+    pickle, since the worker runs the tests' code and the zygote keeps the privileges samples drop."""
+    return tmpdir.encode() + b"\0" + _LIMITS.pack(limits.cpu_s, limits.memory_mb, limits.file_mb, limits.nproc,
+                                                  limits.nofile)
 
 
 def zygote_main(sock: socket.socket, level: str, uid: int | None) -> NoReturn:
@@ -60,7 +64,7 @@ def zygote_main(sock: socket.socket, level: str, uid: int | None) -> NoReturn:
             fds = _FDS.unpack(ancillary[0][2])  # exactly four, from the trusted worker
             tmpdir, _, blob = raw.partition(b"\0")
             if blob != applied:
-                applied, limits = blob, pickle.loads(blob)
+                applied, limits = blob, Limits(*_LIMITS.unpack(blob))
                 apply_shared_limits(limits)
             pid = _fork_sample(fds, tmpdir.decode(), limits, level, uid, own_pidns)  # type: ignore[arg-type]
             for fd in fds:
