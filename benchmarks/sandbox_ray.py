@@ -8,7 +8,8 @@ Samples: HumanEval's canonical solutions x --repeat (1,640 by default). The loca
 (so the ratio is what going through Ray costs on one machine), with a cluster's address every CPU it
 has free (--ray-workers to cap it), so the ratio is what the cluster buys over this machine. Actor and
 worker start-up are inside each timing; starting or joining Ray is not (a cluster is up before a run).
-The two alternate for --rounds rounds; prints each and the median ratio.
+The two alternate for --rounds rounds; prints each and the median ratio. ``--peer unpinned`` measures
+instead the actors' CPU leases: the same RaySandbox with ``pin=False`` as the peer.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from codeloop.data import load_tasks
 from codeloop.eval import evaluate
 from codeloop.sandbox import RaySandbox, Sandbox
 from codeloop.types import Sample
+
+
+PEERS = {"local": "local sandbox", "unpinned": "Ray unpinned"}
 
 
 def timed(sandbox, tasks, samples) -> tuple[float, float, str, int]:  # type: ignore[no-untyped-def]
@@ -43,6 +47,9 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=16, help="jobs per Ray call")
     parser.add_argument("--repeat", type=int, default=10, help="copies of each canonical solution")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median is reported")
+    parser.add_argument("--peer", choices=("local", "unpinned"), default="local",
+                        help="what Ray (its actors each pinned to a CPU leased on its node) is measured against: the "
+                             "local sandbox, or the same RaySandbox with pin=False (actors placed by the OS)")
     args = parser.parse_args()
     tasks = load_tasks("humaneval")
     samples = [Sample(t.task_id, t.canonical_solution or "") for _ in range(args.repeat) for t in tasks.values()]
@@ -55,12 +62,14 @@ def main() -> None:
     ratios = []
     for r in range(1, args.rounds + 1):
         ours, ours_pass, level, n = timed(RaySandbox(workers=args.ray_workers or None, chunk=args.chunk), tasks, samples)
-        theirs, theirs_pass, local_level, local_n = timed(Sandbox(workers=args.workers), tasks, samples)
+        peer = (Sandbox(workers=args.workers) if args.peer == "local"
+                else RaySandbox(workers=args.ray_workers or None, chunk=args.chunk, pin=False))
+        theirs, theirs_pass, peer_level, peer_n = timed(peer, tasks, samples)
         ratios.append(ours / theirs)
         print(f"round {r}: Ray ({n} workers, isolation {level}) {ours:7.1f} samples/s pass@1 {ours_pass:.3f} | "
-              f"local ({local_n} workers, isolation {local_level}) {theirs:7.1f} samples/s pass@1 {theirs_pass:.3f} | "
-              f"ratio {ours / theirs:.2f}x")
-    print(f"median ratio Ray / local sandbox: {statistics.median(ratios):.2f}x")
+              f"{PEERS[args.peer]} ({peer_n} workers, isolation {peer_level}) {theirs:7.1f} samples/s "
+              f"pass@1 {theirs_pass:.3f} | ratio {ours / theirs:.2f}x")
+    print(f"median ratio Ray / {PEERS[args.peer]}: {statistics.median(ratios):.2f}x")
     ray.shutdown()
 
 

@@ -71,6 +71,48 @@ def test_a_sample_cannot_reach_the_ray_actor_that_judges_it(ray_cluster):
     assert [o.status for o in outcomes] == [Status.PASSED] * 6  # nor a sandbox worker (twice: a violation)
 
 
+AFFINITY = "import os\ndef f(x):\n    return sorted(os.sched_getaffinity(0))\n"
+
+
+def _affinities(outcomes) -> set[str]:
+    """What each sample answered (its CPUs), from the failed check's detail."""
+    return {o.tests[0].detail.removeprefix("returned ") for o in outcomes}
+
+
+def test_actors_on_one_node_run_their_samples_on_cpus_of_their_own(ray_cluster):
+    """Each actor leases a CPU no other actor on its node holds, and its worker's samples run there (as the
+    local Sandbox pins its workers); with pin=False they run wherever the OS puts them."""
+    jobs = [check_job(AFFINITY)] * 8  # check_job asks for f(2) == 4: each fails, showing its CPUs
+    with RaySandbox(chunk=1) as remote:
+        assert remote.workers == 2
+        leased = ray.get([slot.cpu.remote() for slot in remote._slots])
+        seen = _affinities(remote.run(jobs))
+    assert len(set(leased)) == 2 and None not in leased
+    assert seen == {f"[{cpu}]" for cpu in leased}  # both actors judged some, each on its own CPU
+    with RaySandbox(chunk=1, pin=False) as remote:
+        assert remote.workers == 2
+        assert ray.get([slot.cpu.remote() for slot in remote._slots]) == [None, None]
+        assert _affinities(remote.run(jobs)) == {str(sorted(os.sched_getaffinity(0)))}
+
+
+def test_cpu_leases_are_exclusive_and_freed_when_their_holder_lets_go():
+    from codeloop.sandbox.cluster import lease_cpu
+
+    held = []
+    try:
+        while (lease := lease_cpu(wait_s=0)) is not None:
+            held.append(lease)
+        assert sorted(cpu for cpu, _ in held) == sorted(os.sched_getaffinity(0))  # each CPU once, then none
+        cpu, sock = held.pop(0)
+        sock.close()  # as when an actor's process ends
+        again = lease_cpu(wait_s=0)
+        assert again is not None and again[0] == cpu
+        held.append(again)
+    finally:
+        for _, sock in held:
+            sock.close()
+
+
 def test_a_lost_actor_is_restarted_and_its_chunks_run_again(ray_cluster):
     jobs = _humaneval_jobs(30)
     with RaySandbox(chunk=2) as remote:

@@ -3,7 +3,8 @@ or the local :class:`~codeloop.sandbox.Sandbox`.
 
 ``RaySandbox("auto", workers=64).run(jobs)`` yields the same outcomes, in the same order, as
 ``Sandbox(workers=...).run(jobs)``: each of ``workers`` Ray actors (one CPU each, placed wherever the
-cluster has room) holds a one-worker local Sandbox, and the jobs travel to them in chunks, two chunks
+cluster has room) holds a one-worker local Sandbox, pinned to a CPU it leases on its node
+(:func:`lease_cpu`) as the local Sandbox pins its workers, and the jobs travel to them in chunks, two chunks
 queued at every actor so none waits between them. Every verdict is still decided by a sandbox worker
 on the node that ran the sample; Ray only carries jobs out and plain outcomes back. Nothing here is a
 scheduler of its own: placement, restarts and retries are Ray's (an actor whose process dies is
@@ -36,7 +37,7 @@ from typing import Any
 
 import codeloop
 from codeloop.sandbox.judge import Job
-from codeloop.sandbox.pool import Sandbox, SandboxError
+from codeloop.sandbox.pool import Sandbox, SandboxError, usable_cpus
 from codeloop.types import Outcome, Status
 
 START_TIMEOUT_S = 120.0
@@ -54,9 +55,10 @@ class _Slot:
     actor's creation). Defined at module level: Ray pickles the class by reference, and the node imports
     it from the codeloop it has (shipped, or installed there)."""
 
-    def __init__(self, version: str, options: dict[str, Any]) -> None:
-        self.version, self.options = version, options
+    def __init__(self, version: str, options: dict[str, Any], pin: bool = True) -> None:
+        self.version, self.options, self.pin = version, options, pin
         self.sandbox: Sandbox | None = None
+        self.lease: tuple[int, socket.socket] | None = None
 
     def _sandbox(self) -> Sandbox:
         if self.sandbox is None:
@@ -64,7 +66,9 @@ class _Slot:
                 raise SandboxError(f"a Ray node has codeloop {codeloop.__version__}, the driver {self.version}: "
                                    "install the same codeloop on every node, or let codeloop start the connection to "
                                    "Ray, which sends it to the nodes")
-            self.sandbox = Sandbox(workers=1, **self.options)
+            self.lease = lease_cpu() if self.pin else None
+            cpus = [self.lease[0]] if self.lease else None
+            self.sandbox = Sandbox(workers=1, cpus=cpus, **self.options)
         return self.sandbox
 
     def level(self) -> str:
@@ -73,6 +77,10 @@ class _Slot:
     def where(self) -> tuple[int, str]:
         """(the actor's pid, the file its codeloop was imported from)."""
         return os.getpid(), codeloop.__file__ or ""
+
+    def cpu(self) -> int | None:
+        """The CPU its worker (with its zygote and samples) is pinned to, if it leased one."""
+        return self.lease[0] if self.lease else None
 
     def run(self, jobs: list[Job]) -> list[Outcome]:
         return list(self._sandbox().run(jobs))
@@ -89,19 +97,23 @@ class RaySandbox:
     this codeloop travels to the nodes (Ray's job-level ``runtime_env`` ``py_modules``; the sandbox needs
     nothing outside the standard library), so a node needs only Ray. Otherwise (``ship=False``, or Ray
     initialised before, without it) each node imports its own codeloop, which must be the same version.
-    The other options are the local Sandbox's and apply on every node.
+    With ``pin`` (the default) each actor leases a CPU of its node that no other actor there holds
+    (:func:`lease_cpu`) and runs its worker, zygote and samples on it, as the local Sandbox pins its
+    workers (an actor that finds none free goes unpinned). The other options are the local Sandbox's and
+    apply on every node.
     """
 
     def __init__(self, address: str = "auto", workers: int | None = None, timeout_s: float = 3.0,
                  memory_mb: int = 2048, isolation: str = "auto", preload: Iterable[str] = (), chunk: int = 16,
-                 start_timeout_s: float = START_TIMEOUT_S, ship: bool = True, hide: Iterable[str] = ()) -> None:
+                 start_timeout_s: float = START_TIMEOUT_S, ship: bool = True, hide: Iterable[str] = (),
+                 pin: bool = True) -> None:
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, got {chunk}")
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         Sandbox(timeout_s=timeout_s, memory_mb=memory_mb, isolation=isolation, preload=preload)  # its checks; starts nothing
         self.address, self.n_workers, self.chunk, self.start_timeout_s = address, workers, chunk, start_timeout_s
-        self.ship = ship
+        self.ship, self.pin = ship, pin
         self.options = {"timeout_s": timeout_s, "memory_mb": memory_mb, "isolation": isolation, "preload": tuple(preload),
                         "hide": tuple(hide)}  # the driver's paths: hidden where a node has them too
         self._slots: list[Any] = []
@@ -133,7 +145,7 @@ class RaySandbox:
             raise SandboxError("the Ray cluster has no free CPU for sandbox workers")
         # "health": a thread of its own for pings, answered while a chunk runs in the default group (one at a time)
         actor = ray.remote(num_cpus=1, max_restarts=2, max_task_retries=2, concurrency_groups={"health": 1})(_Slot)
-        slots = [actor.remote(codeloop.__version__, self.options) for _ in range(n)]
+        slots = [actor.remote(codeloop.__version__, self.options, self.pin) for _ in range(n)]
         pending = [slot.level.remote() for slot in slots]
         ready, waiting = ray.wait(pending, num_returns=len(pending), timeout=self.start_timeout_s)
         try:
@@ -270,6 +282,33 @@ class _Pings:
 
     def forget(self, i: int) -> None:
         self.sent.pop(i, None)
+
+
+LEASE_WAIT_S = 2.0
+"""How long an actor that finds every CPU of its node leased waits for one to come free (an actor just
+killed, say by the previous sandbox's close, may not have exited yet) before it goes unpinned."""
+
+
+def lease_cpu(wait_s: float = LEASE_WAIT_S) -> tuple[int, socket.socket] | None:
+    """A CPU of this node that no other sandbox actor of this user holds, and the lease on it: the first of
+    this process's usable CPUs whose name (an abstract Unix socket, ``codeloop-cpu-UID-N``) this process
+    could bind. The kernel frees the name when the last descriptor on it closes, however the actor's
+    process ends, so nothing is left behind and no file is written. None when every CPU stays leased for
+    ``wait_s`` (more actors than CPUs on the node: those go unpinned). Names are per network namespace:
+    actors share a node's CPUs through them when they share its network, as a raylet's workers do."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        for cpu in usable_cpus():
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(f"\0codeloop-cpu-{os.getuid()}-{cpu}")
+            except OSError:
+                sock.close()
+                continue
+            return cpu, sock
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
 
 
 def _lost(size: int) -> list[Outcome]:
