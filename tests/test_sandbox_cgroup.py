@@ -144,6 +144,20 @@ def test_each_worker_runs_in_a_cgroup_of_its_own_with_the_limits_and_it_goes_wit
 
 
 @CGROUPS
+def test_a_closed_sandbox_tells_its_level_and_cgroup_without_starting_workers_again():
+    """Asked after close what it had, a sandbox answers from memory. It used to start workers to say so,
+    whose cgroups no one removed (a test read ``local.level`` past its ``with``)."""
+    with Sandbox(workers=1) as sandbox:
+        assert run(sandbox, "def f(x):\n    return 2 * x\n").status is Status.PASSED  # level never asked
+    assert sandbox.level in ("root", "userns") and sandbox.cgroup.startswith("cgroup v")
+    assert sandbox.containment.startswith(f"sandbox: isolation {sandbox.level}; each sample bounded")
+    assert sandbox._workers == [] and _sandbox_cgroups() == []
+    with sandbox:  # a closed sandbox still runs jobs again when asked to, and closes again
+        assert run(sandbox, "def f(x):\n    return 2 * x\n").status is Status.PASSED
+    assert _sandbox_cgroups() == []
+
+
+@CGROUPS
 def test_cgroups_left_by_a_killed_evaluator_are_swept_by_the_next():
     dead = subprocess.Popen(["true"])
     dead.wait()

@@ -8,15 +8,17 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import ray
-from conftest import check_job
+from conftest import CGROUPS, check_job
 
 from codeloop.data import load_tasks
 from codeloop.eval.evaluate import job_for
 from codeloop.recipes.common import _same_settings
-from codeloop.sandbox import RaySandbox, Sandbox, SandboxError, open_sandbox
+from codeloop.sandbox import RaySandbox, Sandbox, SandboxError, cgroup, open_sandbox
+from codeloop.sandbox.cgroup import hierarchies
 from codeloop.types import Sample, Status
 
 ADVERSARIES = [  # one of each kind of outcome, and the ways a sample tries to fake a pass or bring down its judge
@@ -93,6 +95,26 @@ def test_actors_on_one_node_run_their_samples_on_cpus_of_their_own(ray_cluster):
         assert remote.workers == 2
         assert ray.get([slot.cpu.remote() for slot in remote._slots]) == [None, None]
         assert _affinities(remote.run(jobs)) == {str(sorted(os.sched_getaffinity(0)))}
+
+
+@CGROUPS
+def test_a_closed_ray_sandbox_leaves_no_cgroup_and_starts_no_actor_to_say_what_it_had(ray_cluster):
+    """The actors close their sandboxes before Ray kills them: killed first, they left their workers'
+    cgroups behind until the next sandbox on the node swept them."""
+    with RaySandbox(chunk=1) as remote:
+        assert remote.run_one(check_job("def f(x):\n    return 2 * x\n")).status is Status.PASSED
+        pids = [pid for pid, _ in ray.get([slot.where.remote() for slot in remote._slots])]
+        level, workers = remote.level, remote.workers
+        parents = {h.parent for h in hierarchies(Path("/proc/self/mountinfo").read_text(),
+                                                  Path("/proc/self/cgroup").read_text())}
+
+        def left() -> list[str]:
+            return [p.name for parent in parents for p in Path(parent).iterdir()
+                    if any(p.name.startswith(f"{cgroup.PREFIX}{pid}-") for pid in pids)]
+
+        assert len(left()) == len(pids) * len(parents)  # each actor's worker has its cgroups while it runs
+    assert left() == []
+    assert (remote.level, remote.workers) == (level, workers) and remote._slots == []
 
 
 def test_cpu_leases_are_exclusive_and_freed_when_their_holder_lets_go():

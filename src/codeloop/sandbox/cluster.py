@@ -26,6 +26,7 @@ What the nodes need
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -85,6 +86,17 @@ class _Slot:
     def run(self, jobs: list[Job]) -> list[Outcome]:
         return list(self._sandbox().run(jobs))
 
+    def close(self) -> None:
+        """Close its sandbox (which removes its worker's cgroups) and give back its CPU lease, before Ray
+        kills the actor's process: killed, it would leave its cgroups behind, empty, until the next
+        sandbox on the node swept them."""
+        if self.sandbox is not None:
+            self.sandbox.close()
+            self.sandbox = None
+        if self.lease is not None:
+            self.lease[1].close()
+            self.lease = None
+
 
 class RaySandbox:
     """The local Sandbox's interface (``run``, ``run_one``, ``level``, a context manager) over a Ray cluster.
@@ -118,6 +130,7 @@ class RaySandbox:
                         "hide": tuple(hide)}  # the driver's paths: hidden where a node has them too
         self._slots: list[Any] = []
         self._level = ""
+        self._started = 0  # actors started (they may have closed since)
         self._owns_ray = False
 
     def _ray(self) -> Any:
@@ -159,12 +172,14 @@ class RaySandbox:
                 cause = getattr(exc, "cause", None) or str(exc).strip().splitlines()[-1]
                 raise SandboxError(f"a sandbox actor failed to start on the Ray cluster: {cause}") from None
             raise
-        self._slots, self._level = slots, levels[0]
+        self._slots, self._level, self._started = slots, levels[0], len(slots)
 
     @property
     def level(self) -> str:
-        """The isolation level the actors' workers achieved (the first actor's: nodes are alike)."""
-        self._start()
+        """The isolation level the actors' workers achieved (the first actor's: nodes are alike). Starts
+        the actors unless they ran already (after :meth:`close`: the level they had)."""
+        if not self._level:
+            self._start()
         return self._level
 
     @property
@@ -175,9 +190,10 @@ class RaySandbox:
 
     @property
     def workers(self) -> int:
-        """Sandbox workers over the cluster (starts them)."""
-        self._start()
-        return len(self._slots)
+        """Sandbox workers over the cluster (starts them, as :attr:`level` does)."""
+        if not self._level:
+            self._start()
+        return self._started
 
     def __enter__(self) -> RaySandbox:
         return self
@@ -316,10 +332,18 @@ def _lost(size: int) -> list[Outcome]:
     return [Outcome(Status.INFRA_ERROR, reason=reason) for _ in range(size)]
 
 
+CLOSE_WAIT_S = 10.0
+"""How long the actors may take to close their sandboxes before they are killed anyway."""
+
+
 def _release(ray: Any, slots: list[Any], free: float) -> None:
-    """Kill the actors (their sandbox workers and zygotes die with them: their pipes close), and wait until
-    the cluster has ``free`` CPUs again, at most 10 s: Ray frees them asynchronously, and the next sandbox
-    (the next iteration's, the next test's) must find them free."""
+    """Ask the actors to close their sandboxes (at most :data:`CLOSE_WAIT_S`: one that is gone or busy
+    does not hold up the rest), then kill them (a worker and zygote left die with them: their pipes
+    close), and wait until the cluster has ``free`` CPUs again, at most 10 s: Ray frees them
+    asynchronously, and the next sandbox (the next iteration's, the next test's) must find them free."""
+    closing = [slot.close.remote() for slot in slots]
+    with contextlib.suppress(Exception):
+        ray.wait(closing, num_returns=len(closing), timeout=CLOSE_WAIT_S)
     for slot in slots:
         ray.kill(slot)
     deadline = time.monotonic() + 10

@@ -180,20 +180,27 @@ class Sandbox:
         self.cgroups = cgroups
         self._no_cgroup = ""  # why workers go without a cgroup, once one could not join its own
         self._workers: list[_Worker] = []
+        self._seen: tuple[str, str] | None = None  # the level and cgroup the workers had (_described)
         self.watchdog_s = 2 * timeout_s + 30  # a worker silent this long is killed and replaced
 
     @property
     def level(self) -> str:
-        """The isolation level the workers achieved."""
-        self._start()
-        return self._workers[0].level
+        """The isolation level the workers achieved (see :meth:`_described`)."""
+        return self._described()[0]
 
     @property
     def cgroup(self) -> str:
         """What bounds a sample's memory, tasks and CPU with all its processes together: "cgroup v1: memory,
         pids, cpu" (say), or "none: " and why not (then memory is bounded per process only, by RLIMIT_AS)."""
-        self._start()
-        return self._workers[0].cgroup
+        return self._described()[1]
+
+    def _described(self) -> tuple[str, str]:
+        """(level, cgroup) of the first worker. Starts the workers unless they ran already: after
+        :meth:`close`, what they had, and no worker starts (to be left running) just to say so."""
+        if self._workers or self._seen is None:
+            self._start()
+            self._seen = (self._workers[0].level, self._workers[0].cgroup)
+        return self._seen
 
     @property
     def containment(self) -> str:
@@ -245,6 +252,8 @@ class Sandbox:
                 w.close()
             raise
         self._workers += launched
+        if self._workers:
+            self._seen = (self._workers[0].level, self._workers[0].cgroup)
 
     def __enter__(self) -> Sandbox:
         return self
