@@ -167,7 +167,8 @@ class RaySandbox:
                                    f"{self.start_timeout_s:g} s (each needs one free CPU): ask for fewer workers")
             levels = ray.get(ready)
         except BaseException as exc:
-            _release(ray, slots, free)
+            started = set(ready)  # an actor never placed would not answer a request to close
+            _release(ray, slots, free, [slot for slot, ref in zip(slots, pending) if ref in started])
             if isinstance(exc, ray.exceptions.RayError):  # a task's own error is its cause; Ray's end with theirs
                 cause = getattr(exc, "cause", None) or str(exc).strip().splitlines()[-1]
                 raise SandboxError(f"a sandbox actor failed to start on the Ray cluster: {cause}") from None
@@ -336,14 +337,16 @@ CLOSE_WAIT_S = 10.0
 """How long the actors may take to close their sandboxes before they are killed anyway."""
 
 
-def _release(ray: Any, slots: list[Any], free: float) -> None:
-    """Ask the actors to close their sandboxes (at most :data:`CLOSE_WAIT_S`: one that is gone or busy
-    does not hold up the rest), then kill them (a worker and zygote left die with them: their pipes
-    close), and wait until the cluster has ``free`` CPUs again, at most 10 s: Ray frees them
-    asynchronously, and the next sandbox (the next iteration's, the next test's) must find them free."""
-    closing = [slot.close.remote() for slot in slots]
-    with contextlib.suppress(Exception):
-        ray.wait(closing, num_returns=len(closing), timeout=CLOSE_WAIT_S)
+def _release(ray: Any, slots: list[Any], free: float, started: list[Any] | None = None) -> None:
+    """Ask the ``started`` actors (default: all) to close their sandboxes (at most :data:`CLOSE_WAIT_S`:
+    one that is gone or busy does not hold up the rest), then kill all of them (a worker and zygote
+    left die with them: their pipes close), and wait until the cluster has ``free`` CPUs again, at most
+    10 s: Ray frees them asynchronously, and the next sandbox (the next iteration's, the next test's)
+    must find them free."""
+    closing = [slot.close.remote() for slot in (slots if started is None else started)]
+    if closing:
+        with contextlib.suppress(Exception):
+            ray.wait(closing, num_returns=len(closing), timeout=CLOSE_WAIT_S)
     for slot in slots:
         ray.kill(slot)
     deadline = time.monotonic() + 10
