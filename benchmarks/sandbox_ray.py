@@ -48,8 +48,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=10, help="copies of each canonical solution")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median is reported")
     parser.add_argument("--peer", choices=("local", "unpinned"), default="local",
-                        help="what Ray (its actors each pinned to a CPU leased on its node) is measured against: the "
-                             "local sandbox, or the same RaySandbox with pin=False (actors placed by the OS)")
+                        help="what Ray (RaySandbox's default: each actor pinned to a CPU it leases on its node, where Ray "
+                             "counts the node's CPUs) is measured against: the local sandbox, or the same RaySandbox "
+                             "with pin=False (actors placed by the OS)")
     args = parser.parse_args()
     tasks = load_tasks("humaneval")
     samples = [Sample(t.task_id, t.canonical_solution or "") for _ in range(args.repeat) for t in tasks.values()]

@@ -85,7 +85,7 @@ def test_actors_on_one_node_run_their_samples_on_cpus_of_their_own(ray_cluster):
     """Each actor leases a CPU no other actor on its node holds, and its worker's samples run there (as the
     local Sandbox pins its workers); with pin=False they run wherever the OS puts them."""
     jobs = [check_job(AFFINITY)] * 8  # check_job asks for f(2) == 4: each fails, showing its CPUs
-    with RaySandbox(chunk=1) as remote:
+    with RaySandbox(chunk=1, pin=True) as remote:
         assert remote.workers == 2
         leased = ray.get([slot.cpu.remote() for slot in remote._slots])
         seen = _affinities(remote.run(jobs))
@@ -115,6 +115,18 @@ def test_a_closed_ray_sandbox_leaves_no_cgroup_and_starts_no_actor_to_say_what_i
         assert len(left()) == len(pids) * len(parents)  # each actor's worker has its cgroups while it runs
     assert left() == []
     assert (remote.level, remote.workers) == (level, workers) and remote._slots == []
+
+
+def test_by_default_actors_pin_only_where_ray_counts_the_cpus_they_may_run_on(ray_cluster):
+    """A node whose Ray was told fewer CPUs than its actors see (a container's quota, --num-cpus) may share
+    its host's CPUs with other nodes: its actors are left to the OS. Here Ray counts 2 CPUs."""
+    with RaySandbox(chunk=1) as remote:
+        assert remote.workers == 2
+        leased = ray.get([slot.cpu.remote() for slot in remote._slots])
+    if len(os.sched_getaffinity(0)) == 2:  # this VM, and CI's: Ray's count is the whole node
+        assert sorted(leased) == sorted(os.sched_getaffinity(0))
+    else:
+        assert leased == [None, None]
 
 
 def test_cpu_leases_are_exclusive_and_freed_when_their_holder_lets_go():

@@ -4,7 +4,8 @@ or the local :class:`~codeloop.sandbox.Sandbox`.
 ``RaySandbox("auto", workers=64).run(jobs)`` yields the same outcomes, in the same order, as
 ``Sandbox(workers=...).run(jobs)``: each of ``workers`` Ray actors (one CPU each, placed wherever the
 cluster has room) holds a one-worker local Sandbox, pinned to a CPU it leases on its node
-(:func:`lease_cpu`) as the local Sandbox pins its workers, and the jobs travel to them in chunks, two chunks
+(:func:`lease_cpu`; where Ray counts that node's CPUs, see ``pin``) as the local Sandbox pins its
+workers, and the jobs travel to them in chunks, two chunks
 queued at every actor so none waits between them. Every verdict is still decided by a sandbox worker
 on the node that ran the sample; Ray only carries jobs out and plain outcomes back. Nothing here is a
 scheduler of its own: placement, restarts and retries are Ray's (an actor whose process dies is
@@ -56,7 +57,7 @@ class _Slot:
     actor's creation). Defined at module level: Ray pickles the class by reference, and the node imports
     it from the codeloop it has (shipped, or installed there)."""
 
-    def __init__(self, version: str, options: dict[str, Any], pin: bool = True) -> None:
+    def __init__(self, version: str, options: dict[str, Any], pin: bool | None = None) -> None:
         self.version, self.options, self.pin = version, options, pin
         self.sandbox: Sandbox | None = None
         self.lease: tuple[int, socket.socket] | None = None
@@ -67,7 +68,7 @@ class _Slot:
                 raise SandboxError(f"a Ray node has codeloop {codeloop.__version__}, the driver {self.version}: "
                                    "install the same codeloop on every node, or let codeloop start the connection to "
                                    "Ray, which sends it to the nodes")
-            self.lease = lease_cpu() if self.pin else None
+            self.lease = lease_cpu() if (self.pin if self.pin is not None else _node_cpus() == len(usable_cpus())) else None
             cpus = [self.lease[0]] if self.lease else None
             self.sandbox = Sandbox(workers=1, cpus=cpus, **self.options)
         return self.sandbox
@@ -109,16 +110,19 @@ class RaySandbox:
     this codeloop travels to the nodes (Ray's job-level ``runtime_env`` ``py_modules``; the sandbox needs
     nothing outside the standard library), so a node needs only Ray. Otherwise (``ship=False``, or Ray
     initialised before, without it) each node imports its own codeloop, which must be the same version.
-    With ``pin`` (the default) each actor leases a CPU of its node that no other actor there holds
-    (:func:`lease_cpu`) and runs its worker, zygote and samples on it, as the local Sandbox pins its
-    workers (an actor that finds none free goes unpinned). The other options are the local Sandbox's and
-    apply on every node.
+    With ``pin`` each actor leases a CPU of its node that no other actor there holds (:func:`lease_cpu`)
+    and runs its worker, zygote and samples on it, as the local Sandbox pins its workers (an actor that
+    finds none free goes unpinned). By default (None) an actor pins where Ray counts as many CPUs on its
+    node as the actor may run on: a node told fewer (a container with a CPU quota but every CPU of its
+    host in view, as in Kubernetes, or ``ray start --num-cpus``) may share its host's CPUs with other
+    nodes, whose actors, leasing in namespaces of their own, would pile onto the same first CPUs.
+    ``pin=False`` never pins. The other options are the local Sandbox's and apply on every node.
     """
 
     def __init__(self, address: str = "auto", workers: int | None = None, timeout_s: float = 3.0,
                  memory_mb: int = 2048, isolation: str = "auto", preload: Iterable[str] = (), chunk: int = 16,
                  start_timeout_s: float = START_TIMEOUT_S, ship: bool = True, hide: Iterable[str] = (),
-                 pin: bool = True) -> None:
+                 pin: bool | None = None) -> None:
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, got {chunk}")
         if workers is not None and workers < 1:
@@ -299,6 +303,17 @@ class _Pings:
 
     def forget(self, i: int) -> None:
         self.sent.pop(i, None)
+
+
+def _node_cpus() -> float:
+    """The CPUs Ray counts on this actor's node (0 if it cannot tell)."""
+    try:
+        import ray
+
+        node = ray.get_runtime_context().get_node_id()
+        return float(next(n["Resources"].get("CPU", 0) for n in ray.nodes() if n["NodeID"] == node))
+    except Exception:  # noqa: BLE001 - not in a Ray worker, or Ray's answer changed shape: do not pin
+        return 0.0
 
 
 LEASE_WAIT_S = 2.0
