@@ -68,7 +68,8 @@ class _Slot:
                 raise SandboxError(f"a Ray node has codeloop {codeloop.__version__}, the driver {self.version}: "
                                    "install the same codeloop on every node, or let codeloop start the connection to "
                                    "Ray, which sends it to the nodes")
-            self.lease = lease_cpu() if (self.pin if self.pin is not None else _node_cpus() == len(usable_cpus())) else None
+            pin = self.pin if self.pin is not None else _node_cpus() == len(usable_cpus())  # see RaySandbox
+            self.lease = lease_cpu() if pin else None
             cpus = [self.lease[0]] if self.lease else None
             self.sandbox = Sandbox(workers=1, cpus=cpus, **self.options)
         return self.sandbox
