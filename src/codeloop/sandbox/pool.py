@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import re
 import pickle
@@ -59,6 +60,15 @@ def usable_cpus() -> list[int]:
         return sorted(os.sched_getaffinity(0))
     except AttributeError:
         return list(range(os.cpu_count() or 1))
+
+
+def default_workers(cpus: int, limit: float | None) -> int:
+    """One worker per usable CPU (``cpus``), but no more than the CPU time the evaluator's cgroup may use
+    (``limit``: :func:`cgroup.cpu_limit`), rounded up: in a container with a CPU quota that sees every
+    CPU of its host, one worker per host CPU would be far too many, each throttled."""
+    if limit is None:
+        return cpus
+    return max(1, min(cpus, math.ceil(limit - 1e-9)))
 
 
 class SandboxError(RuntimeError):
@@ -142,7 +152,8 @@ class Sandbox:
     workers and every process they start to those CPUs (for timing: a sample cannot rely on it, since it
     may change its own affinity). ``pin`` puts each worker, with its zygote and samples, on a CPU of its
     own (round robin over ``cpus``, or the CPUs this process may use); by default (None), when there are
-    as many workers as those CPUs, as with the default ``workers`` (one per usable CPU): each worker's
+    as many workers as those CPUs, as with the default ``workers`` (one per usable CPU, but no more than
+    the CPU quota of the evaluator's cgroup allows, rounded up: :func:`default_workers`): each worker's
     hand-offs to its zygote and sample then stay on one CPU, which measured 1.165x the samples per
     second of unpinned workers here (``benchmarks/sandbox_options.py --option pin``). ``preload`` names modules
     the jobs' programs import (a language runtime, such as ``codeloop.languages.st``), imported once per
@@ -173,7 +184,7 @@ class Sandbox:
             raise ValueError(f"preload takes module names, got {bad[0]!r}")
         self.hide = tuple(os.path.abspath(os.fspath(p)) for p in (*hide, *dataset_caches()))
         usable = sorted(self.cpus if self.cpus is not None else usable_cpus())
-        self.n_workers = workers or len(usable)
+        self.n_workers = workers or default_workers(len(usable), cgroup.cpu_limit())
         self.pin = pin if pin is not None else self.n_workers == len(usable) > 1
         self._cpu_order = usable
         self.timeout_s, self.memory_mb, self.isolation = timeout_s, memory_mb, isolation
