@@ -240,13 +240,15 @@ def cpu_limit(mountinfo: str | None = None, cgroups: str | None = None) -> float
         cgroups = _read("/proc/self/cgroup") if cgroups is None else cgroups
     except OSError:
         return None
-    limits = []
+    limits: list[float] = []
     for h in hierarchies(mountinfo, cgroups):
         if "cpu" not in h.controllers:
             continue
         directory = h.own
         while True:
-            limits += [x for x in [_quota(directory, h.version)] if x is not None]
+            quota = _quota(directory, h.version)
+            if quota is not None:
+                limits.append(quota)
             if os.path.normpath(directory) == os.path.normpath(h.mount) or directory in ("", "/"):
                 break
             directory = os.path.dirname(directory)
