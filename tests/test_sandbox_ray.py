@@ -81,19 +81,24 @@ def _affinities(outcomes) -> set[str]:
     return {o.tests[0].detail.removeprefix("returned ") for o in outcomes}
 
 
+def _leased(remote: RaySandbox) -> list[int | None]:
+    """The CPU each actor leased (None: unpinned)."""
+    return ray.get([slot.cpu.remote() for slot in remote._slots])
+
+
 def test_actors_on_one_node_run_their_samples_on_cpus_of_their_own(ray_cluster):
     """Each actor leases a CPU no other actor on its node holds, and its worker's samples run there (as the
     local Sandbox pins its workers); with pin=False they run wherever the OS puts them."""
     jobs = [check_job(AFFINITY)] * 8  # check_job asks for f(2) == 4: each fails, showing its CPUs
     with RaySandbox(chunk=1, pin=True) as remote:
         assert remote.workers == 2
-        leased = ray.get([slot.cpu.remote() for slot in remote._slots])
+        leased = _leased(remote)
         seen = _affinities(remote.run(jobs))
     assert len(set(leased)) == 2 and None not in leased
     assert seen == {f"[{cpu}]" for cpu in leased}  # both actors judged some, each on its own CPU
     with RaySandbox(chunk=1, pin=False) as remote:
         assert remote.workers == 2
-        assert ray.get([slot.cpu.remote() for slot in remote._slots]) == [None, None]
+        assert _leased(remote) == [None, None]
         assert _affinities(remote.run(jobs)) == {str(sorted(os.sched_getaffinity(0)))}
 
 
@@ -122,7 +127,7 @@ def test_by_default_actors_pin_only_where_ray_counts_the_cpus_they_may_run_on(ra
     its host's CPUs with other nodes: its actors are left to the OS. Here Ray counts 2 CPUs."""
     with RaySandbox(chunk=1) as remote:
         assert remote.workers == 2
-        leased = ray.get([slot.cpu.remote() for slot in remote._slots])
+        leased = _leased(remote)
     if len(os.sched_getaffinity(0)) == 2:  # this VM, and CI's: Ray's count is the whole node
         assert sorted(leased) == sorted(os.sched_getaffinity(0))
     else:
