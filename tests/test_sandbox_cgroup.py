@@ -94,6 +94,21 @@ def test_a_sandbox_whose_cgroup_has_a_cpu_quota_starts_no_more_workers_than_it_a
     assert Sandbox(workers=3).n_workers == 3  # asked for: as many as asked
 
 
+def test_the_recipes_run_torch_on_no_more_threads_than_the_cpu_quota_allows(monkeypatch, tmp_path):
+    import torch
+
+    from codeloop.recipes.common import Loop
+
+    monkeypatch.setattr(cgroup, "cpu_limit", lambda: 1.0)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        Loop.open(str(tmp_path / "run"), 1, {})
+        assert torch.get_num_threads() == 1  # os.cpu_count() would say every CPU the host has
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_no_controller_mounted_means_no_hierarchy():
     assert hierarchies("25 1 0:22 / /sys/fs/cgroup/devices rw - cgroup cgroup rw,devices\n", "1:devices:/\n") == []
     with pytest.raises(cgroup.Unavailable, match="no memory, pids or cpu controller"):

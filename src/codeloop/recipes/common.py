@@ -24,7 +24,7 @@ from codeloop.eval import evaluate, preload_for, summarize
 from codeloop.feedback.compiler import compiles
 from codeloop.models.base import Generator
 from codeloop.models.hf import HFGenerator, locate, weights_digest
-from codeloop.sandbox import Runner, open_sandbox
+from codeloop.sandbox import Runner, cpu_budget, open_sandbox
 from codeloop.types import Completion, Outcome, Sample, SamplingParams, Status, Task
 
 
@@ -277,7 +277,7 @@ class Loop:
     def open(cls, out_dir: str, iterations: int, config: dict) -> Loop:
         import torch
 
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(cpu_budget())  # not os.cpu_count(): a CPU quota or affinity may allow fewer
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # one line per iteration, not per saved shard
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sys
 import time
 from collections.abc import Mapping
@@ -24,7 +23,7 @@ from codeloop.languages import st
 from codeloop.models.hf import BUILTIN, HFGenerator
 from codeloop.models.tiny import causal_lm, train_tokenizer
 from codeloop.recipes.common import held_out_metrics, rollout
-from codeloop.sandbox import Sandbox
+from codeloop.sandbox import Sandbox, cpu_budget
 from codeloop.train.sft import sft
 
 
@@ -111,7 +110,7 @@ def run(cfg: SeedConfig) -> dict:
     import torch
     from safetensors.torch import load_file
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(cpu_budget())  # not os.cpu_count(): a CPU quota or affinity may allow fewer
     started = time.monotonic()
     shipped = shipped_weights(cfg)  # read first: the default target is the shipped folder itself
     tasks = synthetic.generate("train", cfg.n_train, seed=cfg.seed, language=cfg.language)

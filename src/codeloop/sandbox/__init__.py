@@ -130,7 +130,7 @@ What it does NOT protect against
 """
 
 from codeloop.sandbox.judge import Job
-from codeloop.sandbox.pool import Runner, Sandbox, SandboxError
+from codeloop.sandbox.pool import Runner, Sandbox, SandboxError, cpu_budget
 from codeloop.sandbox.cluster import RaySandbox, open_sandbox
 
-__all__ = ["Job", "RaySandbox", "Runner", "Sandbox", "SandboxError", "open_sandbox"]
+__all__ = ["Job", "RaySandbox", "Runner", "Sandbox", "SandboxError", "cpu_budget", "open_sandbox"]

@@ -71,6 +71,12 @@ def default_workers(cpus: int, limit: float | None) -> int:
     return max(1, min(cpus, math.ceil(limit - 1e-9)))
 
 
+def cpu_budget() -> int:
+    """How many CPUs this process can keep busy: its usable CPUs, capped by its cgroup's CPU quota
+    (:func:`default_workers`). The sandbox's default worker count, and torch's threads in the recipes."""
+    return default_workers(len(usable_cpus()), cgroup.cpu_limit())
+
+
 class SandboxError(RuntimeError):
     """The sandbox could not start (for example a requested isolation level is unavailable)."""
 
