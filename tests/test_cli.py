@@ -110,6 +110,16 @@ def test_eval_resumes_an_interrupted_evaluation_judging_only_the_samples_left(tm
     assert not Path(f"{out}.partial").exists() and not Path(f"{out}.partial.json").exists()
 
 
+def test_eval_interrupted_before_its_first_row_leaves_nothing_to_resume(tmp_path, monkeypatch):
+    tasks = write(tmp_path / "t.jsonl", [TASK])
+    samples = write(tmp_path / "s.jsonl", [{"task_id": "t/0", "completion": RIGHT}])
+    out = tmp_path / "r.jsonl"
+    judged_jobs(monkeypatch, stop_after=0)
+    result = runner.invoke(app, ["eval", "--tasks", tasks, "--samples", samples, "--out", str(out), "--workers", "1"])
+    assert result.exit_code == 130 and "interrupted before any of the rows was finished" in result.output, result.output
+    assert not list(tmp_path.glob("r.jsonl*"))  # no empty .partial saying "run again to resume"
+
+
 def test_eval_judges_again_a_row_cut_short_by_a_kill(tmp_path, monkeypatch):
     command, out = interrupted(tmp_path, monkeypatch)
     with open(f"{out}.partial", "a") as f:
@@ -402,3 +412,15 @@ def test_option_help_keeps_square_brackets():
     # typer's rich markup takes "[ray]" for a style tag and drops it: "Needs pip install 'codeloop' here"
     result = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "400"})
     assert result.exit_code == 0 and "pip install 'codeloop[ray]'" in result.output
+
+
+def test_eval_off_linux_says_the_sandbox_needs_linux_and_exits_non_zero(tmp_path, monkeypatch):
+    from codeloop.sandbox import pool
+
+    monkeypatch.setattr(pool, "LINUX", False)
+    tasks = write(tmp_path / "t.jsonl", [TASK])
+    samples = write(tmp_path / "s.jsonl", [{"task_id": "t/0", "completion": "    return 2 * x\n"}])
+    out = tmp_path / "r.jsonl"
+    result = runner.invoke(app, ["eval", "--tasks", tasks, "--samples", samples, "--out", str(out)])
+    assert result.exit_code != 0 and "runs only on Linux" in result.output
+    assert not out.exists() and not list(tmp_path.glob("r.jsonl*"))  # nothing to resume: no .partial left

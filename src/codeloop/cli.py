@@ -71,14 +71,20 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
 @contextlib.contextmanager
 def _rows_into(checkpoint: Checkpoint, failure: type[Exception], what: str, prefix: str = "") -> Iterator[TextIO]:
     """Append rows to ``checkpoint``'s OUT.partial, which becomes OUT at the end. Ctrl-C or SIGTERM exits 130
-    and ``failure`` exits 2, each saying where the finished ``what`` are and that running again resumes."""
+    and ``failure`` exits 2, each saying where the finished ``what`` are and that running again resumes (where
+    none is, the files go: there is nothing to resume)."""
     try:
         with _sigterm_as_ctrl_c(), checkpoint.open() as sink:
             yield sink
     except failure as exc:
+        if checkpoint.discard_if_empty():
+            _fail(f"{prefix}{exc}")
         _fail(f"{prefix}{exc} (finished {what} are in {checkpoint.partial}: run again to resume)")
     except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted: finished {what} are in {checkpoint.partial}; run the same command again to resume", err=True)
+        if checkpoint.discard_if_empty():
+            typer.echo(f"\ninterrupted before any of the {what} was finished", err=True)
+        else:
+            typer.echo(f"\ninterrupted: finished {what} are in {checkpoint.partial}; run the same command again to resume", err=True)
         raise typer.Exit(130) from None
     checkpoint.finish()
 

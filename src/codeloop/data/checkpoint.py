@@ -107,6 +107,18 @@ class Checkpoint:
         self.settings_file.write_text(json.dumps(self.settings, sort_keys=True) + "\n", encoding="utf-8")
         return open(self.partial, "a", encoding="utf-8", buffering=1)
 
+    def discard_if_empty(self) -> bool:
+        """Remove ``OUT.partial`` and its settings file if no row is in it (a run that failed or was stopped
+        before its first row leaves nothing to resume); True if it did."""
+        try:
+            if self.partial.stat().st_size:
+                return False
+        except FileNotFoundError:
+            pass
+        self.partial.unlink(missing_ok=True)
+        self.settings_file.unlink(missing_ok=True)
+        return True
+
     def finish(self) -> None:
         """All rows written: ``OUT.partial`` becomes ``OUT``."""
         os.replace(self.partial, self.out)

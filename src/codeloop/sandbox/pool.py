@@ -51,6 +51,8 @@ def dataset_caches() -> list[str]:
     return found
 
 
+LINUX = sys.platform.startswith("linux")
+"""The sandbox's isolation is built from Linux calls; elsewhere :class:`Sandbox` refuses to start."""
 _NAMES = itertools.count()  # workers' cgroups: codeloop-PID-N
 
 
@@ -177,6 +179,9 @@ class Sandbox:
     def __init__(self, workers: int | None = None, timeout_s: float = 3.0, memory_mb: int = 2048,
                  isolation: str = "auto", cpus: Iterable[int] | None = None, preload: Iterable[str] = (),
                  hide: Iterable[str] = (), cgroups: bool = True, pin: bool | None = None) -> None:
+        if not LINUX:
+            raise SandboxError(f"codeloop's sandbox runs only on Linux (it needs fork, namespaces, prctl, seccomp and "
+                               f"/proc), not on {sys.platform}: run codeloop in a Linux VM or container (Docker)")
         if timeout_s <= 0 or memory_mb <= 0:
             raise ValueError("timeout_s and memory_mb must be positive")
         if isolation not in ("auto", "root", "userns", "none"):
