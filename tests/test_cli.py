@@ -289,6 +289,49 @@ def test_a_bad_config_value_names_where_it_came_from(tmp_path, where, value, exp
     assert result.exit_code == 2 and expected in result.output, result.output
 
 
+@pytest.mark.parametrize(("command", "where", "value", "expected"), [
+    ("online-dpo", "file", "k: 0", "c.yaml:2: k must be >= 1, got 0"),
+    ("online-dpo", "file", "lr: -1e-4", "c.yaml:2: lr must be > 0, got -0.0001"),
+    ("online-dpo", "set", "batch_size=0", "--set batch_size=0: batch_size must be >= 1, got 0"),
+    ("online-dpo", "set", "dpo_beta=0", "--set dpo_beta=0: dpo_beta must be > 0, got 0.0"),
+    ("online-dpo", "set", "fraction=1.5", "--set fraction=1.5: fraction must be in (0, 1], got 1.5"),
+    ("online-dpo", "set", "fraction=0.0001", "--set fraction=0.0001: fraction 0.0001 of 2000 tasks is no task an iteration"),
+    ("plum", "file", "temperature: -0.5", "c.yaml:2: temperature must be >= 0, got -0.5"),
+    ("plum", "set", "test_answers=0", "--set test_answers=0: test_answers must be >= 1, got 0"),
+    ("coderl", "set", "critic_lr=0", "--set critic_lr=0: critic_lr must be > 0, got 0.0"),
+    ("crlhf", "set", "nu=1", "--set nu=1: nu must be in [0.01, 0.99], got 1.0"),
+    ("crlhf", "set", "val_n=0", "--set val_n=0: val_n must be >= 1, got 0"),
+])
+def test_a_config_value_out_of_its_range_is_refused_where_it_came_from_before_any_work(tmp_path, command, where, value,
+                                                                                        expected):
+    config = tmp_path / "c.yaml"
+    config.write_text("\n".join(["iterations: 2", *([value] if where == "file" else []), f"out_dir: {tmp_path / 'run'}\n"]))
+    result = runner.invoke(app, ["loop", command, str(config), *(["--set", value] if where == "set" else [])])
+    assert result.exit_code == 2 and expected in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_ranges_have_open_and_closed_ends():
+    from codeloop.recipes.common import check_ranges
+
+    class Config:
+        a, b, c = 0.0, 1.0, 5
+
+    check_ranges(Config(), a="[0, 1)", b="(0, 1]", c=">= 5", missing="> 0")
+    for rule, key in (("(0, 1]", "a"), ("[0, 1)", "b"), ("> 5", "c")):
+        with pytest.raises(ValueError, match=f"^{key} must be"):
+            check_ranges(Config(), **{key: rule})
+
+
+def test_refine_and_optimise_name_the_option_out_of_its_range():
+    result = runner.invoke(app, ["refine", "--tasks", "synthetic-python:test", "--temperature", "-1"])
+    assert result.exit_code == 2 and "--temperature must be >= 0, got -1.0" in result.output, result.output
+    result = runner.invoke(app, ["optimise", "--rounds", "1"])
+    assert result.exit_code == 2 and "--rounds must be >= 2, got 1" in result.output, result.output
+    result = runner.invoke(app, ["seed", "train", "--minutes", "0"])
+    assert result.exit_code == 2 and "--minutes must be > 0, got 0.0" in result.output, result.output
+
+
 ROOT = Path(__file__).parents[1]
 
 

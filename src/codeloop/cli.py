@@ -89,6 +89,13 @@ def _rows_into(checkpoint: Checkpoint, failure: type[Exception], what: str, pref
     checkpoint.finish()
 
 
+def _as_flag(exc: ValueError) -> str:
+    """A config's refusal ("max_new_tokens must be >= 1, got 0"), named as the command line's option is
+    ("--max-new-tokens must be >= 1, got 0")."""
+    key, _, rest = str(exc).partition(" ")
+    return f"--{key.replace('_', '-')} {rest}"
+
+
 def private_paths(tasks: str, *paths: Path) -> tuple[str, ...]:
     """What a command's samples must not see (``Sandbox(hide=...)``): its task file, the files it reads and
     writes (samples, results, an annotation store), and the folders that hold them, where other task files,
@@ -403,14 +410,15 @@ def refine_cmd(
     from codeloop.models import GeneratorError
     from codeloop.recipes.self_refine import RefineConfig, run
 
-    if attempts < 1 or limit < 0 or max_new_tokens < 1:
-        _fail("--attempts and --max-new-tokens must be >= 1 and --limit >= 0")
     if "judge" in feedback and not judge_model:
         _fail("--feedback judge needs --judge-model")
-    cfg = RefineConfig(model=model, backend=backend, tasks=tasks, limit=limit, attempts=attempts, feedback=feedback,
-                       history=history, reveal_tests=not hide_tests, temperature=temperature,
-                       max_new_tokens=max_new_tokens, seed=seed, judge_model=judge_model, judge_backend=judge_backend, out_dir=str(out),
-                       ray=ray)
+    try:
+        cfg = RefineConfig(model=model, backend=backend, tasks=tasks, limit=limit, attempts=attempts, feedback=feedback,
+                           history=history, reveal_tests=not hide_tests, temperature=temperature,
+                           max_new_tokens=max_new_tokens, seed=seed, judge_model=judge_model, judge_backend=judge_backend,
+                           out_dir=str(out), ray=ray)
+    except ValueError as exc:
+        _fail(_as_flag(exc))
     try:
         metrics = run(cfg)
     except (DataError, GeneratorError, ValueError, SandboxError) as exc:
@@ -437,10 +445,11 @@ def optimise_cmd(
     from codeloop.models import GeneratorError
     from codeloop.recipes.optimise import OptimiseConfig, run
 
-    if attempts < 1 or limit < 0 or rounds < 2:
-        _fail("--attempts must be >= 1, --limit >= 0 and --rounds >= 2")
-    cfg = OptimiseConfig(model=model, backend=backend, limit=limit, attempts=attempts, rounds=rounds,
-                         temperature=temperature, seed=seed, out_dir=str(out))
+    try:
+        cfg = OptimiseConfig(model=model, backend=backend, limit=limit, attempts=attempts, rounds=rounds,
+                             temperature=temperature, seed=seed, out_dir=str(out))
+    except ValueError as exc:
+        _fail(_as_flag(exc))
     try:
         metrics = run(cfg)
     except (DataError, GeneratorError, ValueError) as exc:
@@ -938,7 +947,7 @@ def seed_train(out: Optional[Path] = typer.Option(None, "--out", help="Output di
     try:
         cfg = SeedConfig(language=language, minutes=minutes, seed=seed, out_dir=str(out) if out is not None else "")
     except ValueError as exc:
-        _fail(f"--language: {exc}")
+        _fail(_as_flag(exc))
     metrics = run(cfg)
     test = metrics["test"]
     typer.echo(f"saved to {cfg.target}: {metrics['parameters']:,} parameters, {metrics['train']['steps']} steps, "

@@ -37,8 +37,9 @@ from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.match import ast_match, dataflow_match
 from codeloop.feedback.tests import graded
 from codeloop.models.hf import locate
-from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
-                                     loop_sandbox, plus_metrics, refuse_python_only, rollout, validation_tasks)
+from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, check_ranges,
+                                     held_out_metrics, loop_sandbox, plus_metrics, refuse_python_only, rollout,
+                                     validation_tasks)
 from codeloop.sandbox import Runner
 from codeloop.train.critic import CLASSES, OUTCOME_CLASS, PASSED, Critic, class_probabilities, token_rewards, train_critic
 from codeloop.train.pg import check_clip, policy_gradient
@@ -105,8 +106,8 @@ class CodeRLConfig(LoopSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choices(baseline=(self.baseline, BASELINES), critic=(self.critic, CRITIC_USES))
-        if self.critic_replay < 0:
-            raise ValueError(f"critic_replay must be >= 0, got {self.critic_replay}")
+        check_ranges(self, critic_weight=">= 0", critic_lr="> 0", critic_epochs="> 0", critic_replay=">= 0",
+                     ast_weight=">= 0", dfg_weight=">= 0")
         check_clip(self.clip)
         if self.trainer != "plain":
             raise ValueError(f"trainer {self.trainer!r}: the coderl loop trains with its own policy-gradient loop "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import shutil
 import time
@@ -37,6 +38,34 @@ def check_choices(**settings: tuple[str, Sequence[str]]) -> None:
     for name, (value, allowed) in settings.items():
         if value not in allowed:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def check_ranges(config: object, **ranges: str) -> None:
+    """``check_ranges(cfg, k=">= 1", fraction="(0, 1]")``: a ValueError naming the first of ``config``'s keys
+    whose value lies outside its range: "> x", ">= x", or an interval whose ends are open "(" or closed "[".
+    A key the config lacks, or holds as None ("as another key says"), is left alone."""
+    for name, rule in ranges.items():
+        value = getattr(config, name, None)
+        if value is not None and not _within(value, rule):
+            raise ValueError(f"{name} must be {rule if rule[0] == '>' else 'in ' + rule}, got {value}")
+
+
+def _within(value: float, rule: str) -> bool:
+    if rule.startswith(">="):
+        return value >= float(rule[2:])
+    if rule.startswith(">"):
+        return value > float(rule[1:])
+    low, high = (float(end) for end in rule[1:-1].split(","))
+    return (value > low if rule[0] == "(" else value >= low) and (value < high if rule[-1] == ")" else value <= high)
+
+
+LOOP_RANGES = {"val_limit": ">= 1", "val_n": ">= 1", "n_instructions": ">= 1", "n_intents": ">= 1", "fraction": "(0, 1]",
+               "iterations": ">= 0", "k": ">= 1", "temperature": ">= 0", "val_temperature": ">= 0",
+               "max_new_tokens": ">= 1", "lr": "> 0", "epochs": "> 0", "batch_size": ">= 1", "nll_weight": ">= 0",
+               "kl_weight": ">= 0"}
+"""The ranges of the keys the loops' configs share by name (each loop has some of them); checked before any
+work starts, so that a typo (``k: 0``, ``lr: -1e-4``) is refused at its line of the YAML file, not met as a
+crash, or as a run that trains on nothing, after minutes of sampling."""
 
 
 def refuse_python_only(source: str, tasks: Sequence[Task], active: Mapping[str, str]) -> None:
@@ -83,6 +112,10 @@ class LoopSettings:
 
     def __post_init__(self) -> None:
         check_choices(trainer=(self.trainer, TRAINERS), backend=(self.backend, SAMPLERS))
+        check_ranges(self, **LOOP_RANGES)
+        tasks, fraction = getattr(self, "n_instructions", getattr(self, "n_intents", None)), getattr(self, "fraction", 1.0)
+        if tasks is not None and math.floor(fraction * tasks) < 1:
+            raise ValueError(f"fraction {fraction} of {tasks} tasks is no task an iteration: raise fraction, or the number of tasks")
         if self.lora_r < 0:
             raise ValueError(f"lora_r must be 0 (full fine-tuning) or a LoRA rank, got {self.lora_r}")
         if self.lora_r and self.trainer != "trl":

@@ -48,8 +48,8 @@ from codeloop.feedback.human import (CORRECT, CROWD_SCORES, ESTIMATES, SCORE_LIN
                                      SimulatedCrowd, code_lines, counted_lines, crowd, crowd_score, line_share, program_probabilities,
                                      reference_line_labels)
 from codeloop.recipes.coderl import leave_one_out
-from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
-                                     loop_sandbox, plus_metrics, rollout, validation_tasks)
+from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, check_ranges,
+                                     held_out_metrics, loop_sandbox, plus_metrics, rollout, validation_tasks)
 from codeloop.sandbox import Runner
 from codeloop.train.pg import behaviour_logprobs, check_clip, policy_gradient
 
@@ -126,6 +126,7 @@ class CRLHFConfig(LoopSettings):
         check_choices(reliabilities=(self.reliabilities, ESTIMATES), reward=(self.reward, REWARDS),
                       score_lines=(self.score_lines, SCORE_LINES), crowd_score=(self.crowd_score, CROWD_SCORES),
                       verdict_prior=(self.verdict_prior, VERDICT_PRIORS))
+        check_ranges(self, per_program=">= 0", honeypots=">= 0", step="> 0", nu="[0.01, 0.99]", gamma=">= 0", tau="[0, 1]")
         check_clip(self.clip)
         if self.trainer != "plain":
             raise ValueError(f"trainer {self.trainer!r}: the crlhf loop trains with its own policy-gradient loop; use trainer plain")

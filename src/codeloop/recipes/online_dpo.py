@@ -23,8 +23,8 @@ from codeloop.feedback.compiler import compiles
 from codeloop.feedback.judge import Judge
 from codeloop.feedback.tests import graded, passes
 from codeloop.models import Generator, load_generator
-from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, held_out_metrics,
-                                     loop_sandbox, plus_metrics, rollout, use_bf16, validation_tasks)
+from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, check_ranges,
+                                     held_out_metrics, loop_sandbox, plus_metrics, rollout, use_bf16, validation_tasks)
 from codeloop.sandbox import Runner
 from codeloop.train.dpo import dpo
 from codeloop.types import PreferencePair, Task
@@ -94,6 +94,7 @@ class OnlineDPOConfig(LoopSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choices(positives=(self.positives, POSITIVES))
+        check_ranges(self, dpo_beta="> 0")
 
 
 def validate(generator: Generator, tasks: list[Task], sandbox: Runner, cfg: OnlineDPOConfig, judge: Judge | None,

@@ -26,6 +26,7 @@ from codeloop.eval import job_for
 from codeloop.eval.plots import plot_metrics
 from codeloop.eval.stats import SpeedTest, paired_faster_test
 from codeloop.models import load_generator
+from codeloop.recipes.common import check_ranges
 from codeloop.sandbox import Job, Sandbox
 from codeloop.types import Outcome, Sample, SamplingParams
 
@@ -56,6 +57,10 @@ class OptimiseConfig:
     """Sandbox limit per process (tests or timing)."""
     out_dir: str = "runs/optimise"
     """Where traces.jsonl, metrics.jsonl and metrics.png go."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, limit=">= 0", attempts=">= 1", rounds=">= 2", min_gain="[0, 1)", alpha="(0, 1)",
+                     temperature=">= 0", max_new_tokens=">= 1", timeout_s="> 0")
 
 
 def timing_job(program: str, timing_input: tuple) -> Job:

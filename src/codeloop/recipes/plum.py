@@ -25,9 +25,9 @@ from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.compiler import compiles, mypy_check
 from codeloop.feedback.testgen import TestGenerator
 from codeloop.models import load_generator
-from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, check_choices, held_out_metrics,
-                                     loop_sandbox, plus_metrics, refuse_python_only, rollout, use_bf16,
-                                     validation_tasks)
+from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, check_choices, check_ranges,
+                                     held_out_metrics, loop_sandbox, plus_metrics, refuse_python_only, rollout,
+                                     use_bf16, validation_tasks)
 from codeloop.sandbox import Runner
 from codeloop.train.dpo import dpo
 from codeloop.train.kto import kto
@@ -96,6 +96,7 @@ class PLUMConfig(LoopSettings):
         super().__post_init__()
         check_choices(objective=(self.objective, OBJECTIVES), negatives=(self.negatives, NEGATIVES),
                       static_check=(self.static_check, STATIC_CHECKS))
+        check_ranges(self, test_answers=">= 1", beta="> 0", desirable_weight=">= 0", undesirable_weight=">= 0")
 
 
 def _tests_for(batch: list[Task], cfg: PLUMConfig, sandbox: Runner, it_dir: Path) -> tuple[list[Task], dict]:

@@ -22,7 +22,7 @@ from codeloop.eval import preload_for, summarize
 from codeloop.languages import st
 from codeloop.models.hf import BUILTIN, HFGenerator
 from codeloop.models.tiny import causal_lm, train_tokenizer
-from codeloop.recipes.common import held_out_metrics, rollout
+from codeloop.recipes.common import check_ranges, held_out_metrics, rollout
 from codeloop.sandbox import Sandbox, cpu_budget
 from codeloop.train.sft import sft
 
@@ -73,6 +73,11 @@ class SeedConfig:
     def __post_init__(self) -> None:
         if self.language not in LANGUAGES:
             raise ValueError(f"language: expected one of {', '.join(LANGUAGES)}, got {self.language!r}")
+        check_ranges(self, n_train=">= 1", n_repair=">= 0", vocab_size=">= 1", d_model=">= 1", n_layer=">= 1", n_head=">= 1",
+                     max_len=">= 1", epochs="> 0", lr="> 0", batch_size=">= 1", minutes="> 0", eval_limit=">= 1",
+                     eval_n=">= 1", eval_temperature=">= 0")
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model {self.d_model} must be a multiple of n_head {self.n_head}")
 
     @property
     def target(self) -> Path:

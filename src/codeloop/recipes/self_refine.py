@@ -19,7 +19,7 @@ from codeloop.data.prompts import CRITIQUE, history_prompt, outcome_feedback, re
 from codeloop.eval import evaluate
 from codeloop.eval.plots import plot_metrics
 from codeloop.models import Generator, load_generator
-from codeloop.recipes.common import loop_sandbox
+from codeloop.recipes.common import check_ranges, loop_sandbox
 from codeloop.types import Outcome, Sample, SamplingParams, Status, Task
 
 SOURCES = ("execution", "self", "judge", "none")  # none: retry from the plain prompt (the control)
@@ -61,6 +61,9 @@ class RefineConfig:
     """Run the sandbox on a Ray cluster at this address (as ``codeloop eval --ray``); empty: on this machine."""
     out_dir: str = "runs/refine"
     """Where traces.jsonl, metrics.jsonl and metrics.png go."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, limit=">= 0", attempts=">= 1", temperature=">= 0", max_new_tokens=">= 1", timeout_s="> 0")
 
 
 def _refine_prompt(task: Task, trace: list[dict], history: str) -> str:
