@@ -323,13 +323,25 @@ def test_ranges_have_open_and_closed_ends():
             check_ranges(Config(), **{key: rule})
 
 
-def test_refine_and_optimise_name_the_option_out_of_its_range():
+def test_refine_optimise_seed_and_canonical_name_the_option_out_of_its_range():
     result = runner.invoke(app, ["refine", "--tasks", "synthetic-python:test", "--temperature", "-1"])
     assert result.exit_code == 2 and "--temperature must be >= 0, got -1.0" in result.output, result.output
     result = runner.invoke(app, ["optimise", "--rounds", "1"])
     assert result.exit_code == 2 and "--rounds must be >= 2, got 1" in result.output, result.output
     result = runner.invoke(app, ["seed", "train", "--minutes", "0"])
     assert result.exit_code == 2 and "--minutes must be > 0, got 0.0" in result.output, result.output
+    result = runner.invoke(app, ["tasks", "canonical", "humaneval", "--out", "never.jsonl", "--repeat", "0"])
+    assert result.exit_code == 2 and "--repeat must be >= 1, got 0" in result.output, result.output
+
+
+def test_annotate_scores_names_the_aggregation_setting_out_of_its_range(tmp_path):
+    from codeloop.annotate.store import Store
+
+    Store(tmp_path / "a.db").close()
+    for option, value, expected in (("--tau", "1.5", "--tau must be in [0, 1], got 1.5"), ("--step", "0", "--step must be > 0"),
+                                    ("--nu", "1", "--nu must be in [0.01, 0.99], got 1.0"), ("--gamma", "-1", "--gamma must be >= 0")):
+        result = runner.invoke(app, ["annotate", "scores", str(tmp_path / "a.db"), "--out", str(tmp_path / "s.jsonl"), option, value])
+        assert result.exit_code == 2 and expected in result.output, result.output
 
 
 ROOT = Path(__file__).parents[1]

@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Optional, TextIO
 
 import typer
@@ -258,6 +259,8 @@ def tasks_canonical(name: str = typer.Argument(..., help="Task set name or JSONL
                     out: Path = typer.Option(..., "--out", help="Samples JSONL to write."),
                     repeat: int = typer.Option(1, "--repeat", help="Copies of each solution (for pass@k > 1 or load).")) -> None:
     """Write the tasks' canonical solutions as a samples file (a harness self-check)."""
+    if repeat < 1:
+        _fail(f"--repeat must be >= 1, got {repeat}")
     try:
         task_map = load_tasks(name)
     except DataError as exc:
@@ -901,9 +904,15 @@ def annotate_scores(db: Path = typer.Argument(..., help="The SQLite file of `cod
     """Aggregate the labels by Bayes into (task, program, score) rows, the reward data of cRLHF, and print each
     annotator's estimated reliability."""
     from codeloop.annotate.store import Store, scores
+    from codeloop.feedback.human import CROWD_RANGES
+    from codeloop.recipes.common import check_ranges
 
     if not db.exists():
         _fail(f"{db}: no such file")
+    try:
+        check_ranges(SimpleNamespace(tau=tau, step=step, nu=nu, gamma=gamma), **CROWD_RANGES)
+    except ValueError as exc:
+        _fail(_as_flag(exc))
     if score_lines != "all" and not tasks:
         _fail(f"--score-lines {score_lines} needs --tasks (the task set the programs were added with), to know their language")
     languages = None

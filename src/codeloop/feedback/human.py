@@ -49,6 +49,9 @@ CORRECT, WRONG = 1, -1
 ESTIMATES = ("em", "online", "oneshot", "majority")  # how an Aggregator estimates reliabilities
 SCORE_LINES = ("all", "statements")  # which lines a program's score counts (counted_lines)
 CROWD_SCORES = ("lines", "verdict", "lines+verdict")  # what a crowd's program score is made of (crowd_score)
+CROWD_RANGES = {"tau": "[0, 1]", "step": "> 0", "nu": "[0.01, 0.99]", "gamma": ">= 0"}
+"""The ranges of :class:`Aggregator`'s settings (``codeloop.recipes.common.check_ranges`` notation); ν as
+:class:`Reliabilities` bounds it with its default ``max_certainty``."""
 Labelled = tuple[list[int], dict[str, list[int]]]  # a program's known line answers, annotator -> labels
 
 

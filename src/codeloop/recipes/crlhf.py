@@ -44,7 +44,7 @@ from pathlib import Path
 from codeloop.data import DataError, load_tasks, read_jsonl, write_jsonl
 from codeloop.data.jsonl import require, where
 from codeloop.eval.plots import plot_metrics
-from codeloop.feedback.human import (CORRECT, CROWD_SCORES, ESTIMATES, SCORE_LINES, VERDICT_PRIORS, Aggregator, Labelled,
+from codeloop.feedback.human import (CORRECT, CROWD_RANGES, CROWD_SCORES, ESTIMATES, SCORE_LINES, VERDICT_PRIORS, Aggregator, Labelled,
                                      SimulatedCrowd, code_lines, counted_lines, crowd, crowd_score, line_share, program_probabilities,
                                      reference_line_labels)
 from codeloop.recipes.coderl import leave_one_out
@@ -126,7 +126,7 @@ class CRLHFConfig(LoopSettings):
         check_choices(reliabilities=(self.reliabilities, ESTIMATES), reward=(self.reward, REWARDS),
                       score_lines=(self.score_lines, SCORE_LINES), crowd_score=(self.crowd_score, CROWD_SCORES),
                       verdict_prior=(self.verdict_prior, VERDICT_PRIORS))
-        check_ranges(self, per_program=">= 0", honeypots=">= 0", step="> 0", nu="[0.01, 0.99]", gamma=">= 0", tau="[0, 1]")
+        check_ranges(self, per_program=">= 0", honeypots=">= 0", **CROWD_RANGES)
         check_clip(self.clip)
         if self.trainer != "plain":
             raise ValueError(f"trainer {self.trainer!r}: the crlhf loop trains with its own policy-gradient loop; use trainer plain")
