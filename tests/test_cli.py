@@ -311,6 +311,19 @@ def test_a_config_value_out_of_its_range_is_refused_where_it_came_from_before_an
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(("setting", "module"), [("backend=vllm", "vllm"), ("trainer=trl", "trl")])
+def test_a_loop_needing_an_extra_that_is_not_installed_is_refused_before_any_work(tmp_path, monkeypatch, setting, module):
+    from codeloop.recipes import common
+
+    monkeypatch.setattr(common, "installed", lambda name: name != module)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"iterations: 2\nout_dir: {tmp_path / 'run'}\n")
+    result = runner.invoke(app, ["loop", "plum", str(config), "--set", setting])
+    assert result.exit_code == 2, result.output
+    assert f"--set {setting}: {setting.replace('=', ' ')} needs the optional extra: pip install 'codeloop[{module}]'" in result.output
+    assert not (tmp_path / "run").exists()  # before, vllm's absence was met after the sandbox started and config.json was written
+
+
 def test_ranges_have_open_and_closed_ends():
     from codeloop.recipes.common import check_ranges
 

@@ -8,6 +8,7 @@ iteration N; a restarted run continues after the highest finished N and redoes a
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import math
 import os
@@ -38,6 +39,11 @@ def check_choices(**settings: tuple[str, Sequence[str]]) -> None:
     for name, (value, allowed) in settings.items():
         if value not in allowed:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported here (an optional extra: vllm, trl), without importing it."""
+    return importlib.util.find_spec(module) is not None
 
 
 def check_ranges(config: object, **ranges: str) -> None:
@@ -112,6 +118,9 @@ class LoopSettings:
 
     def __post_init__(self) -> None:
         check_choices(trainer=(self.trainer, TRAINERS), backend=(self.backend, SAMPLERS))
+        for key, value, extra in (("backend", "vllm", "'codeloop[vllm]' (GPU)"), ("trainer", "trl", "'codeloop[trl]'")):
+            if getattr(self, key) == value and not installed(value):
+                raise ValueError(f"{key} {value} needs the optional extra: pip install {extra}")
         check_ranges(self, **LOOP_RANGES)
         tasks, fraction = getattr(self, "n_instructions", getattr(self, "n_intents", None)), getattr(self, "fraction", 1.0)
         if tasks is not None and math.floor(fraction * tasks) < 1:
