@@ -336,14 +336,14 @@ def test_ranges_have_open_and_closed_ends():
             check_ranges(Config(), **{key: rule})
 
 
-def test_refine_optimise_seed_and_canonical_name_the_option_out_of_its_range():
+def test_refine_optimise_seed_and_canonical_name_the_option_out_of_its_range(tmp_path):
     result = runner.invoke(app, ["refine", "--tasks", "synthetic-python:test", "--temperature", "-1"])
     assert result.exit_code == 2 and "--temperature must be >= 0, got -1.0" in result.output, result.output
     result = runner.invoke(app, ["optimise", "--rounds", "1"])
     assert result.exit_code == 2 and "--rounds must be >= 2, got 1" in result.output, result.output
     result = runner.invoke(app, ["seed", "train", "--minutes", "0"])
     assert result.exit_code == 2 and "--minutes must be > 0, got 0.0" in result.output, result.output
-    result = runner.invoke(app, ["tasks", "canonical", "humaneval", "--out", "never.jsonl", "--repeat", "0"])
+    result = runner.invoke(app, ["tasks", "canonical", "humaneval", "--out", str(tmp_path / "never.jsonl"), "--repeat", "0"])
     assert result.exit_code == 2 and "--repeat must be >= 1, got 0" in result.output, result.output
 
 
