@@ -10,3 +10,6 @@ BIN=${BIN:-.venv/bin}
 "$BIN/python" benchmarks/generation_throughput.py
 time "$BIN/codeloop" loop plum configs/demo.yaml --set out_dir=runs/demo-gpu
 time "$BIN/codeloop" loop plum configs/demo.yaml --set trainer=trl iterations=4 out_dir=runs/demo-gpu-trl
+# the same, each update launched through torchrun on every GPU here (one GPU: one process)
+time "$BIN/codeloop" loop plum configs/demo.yaml --set trainer=trl iterations=4 out_dir=runs/demo-gpu-launch \
+  "launch=torchrun --standalone --nproc_per_node $("$BIN/python" -c 'import torch; print(torch.cuda.device_count())')"

@@ -58,3 +58,27 @@ def test_the_trl_trainer_runs_in_bf16_mixed_precision_and_keeps_fp32_weights(tmp
     assert rows[1]["examples"] > 0
     saved = AutoModelForCausalLM.from_pretrained(tmp_path / "iter_1" / "model")
     assert {p.dtype for p in saved.parameters()} == {torch.float32}
+
+
+def test_a_launched_update_trains_off_the_loops_gpu_copy_and_returns_the_policy_to_the_gpu(monkeypatch):
+    """The loop's policy and reference leave the GPU while the launched process trains (bf16 there),
+    and come back to it, trained in place."""
+    pytest.importorskip("trl")
+    import copy
+
+    from codeloop.models.tiny import tiny_causal_lm
+    from codeloop.train import launch
+    from codeloop.train.trl_backend import trl_dpo
+    from codeloop.types import PreferencePair
+
+    model, tok = tiny_causal_lm(seed=5)
+    model.to("cuda")
+    reference = copy.deepcopy(model)
+    start = [p.detach().clone() for p in model.parameters()]
+    seen, run = [], launch._run
+    monkeypatch.setattr(launch, "_run", lambda *a: (seen.append((model.device.type, reference.device.type)), run(*a))[1])
+    trained, stats = trl_dpo(model, reference, tok, [PreferencePair("Q:", " yes", " no")] * 8, beta=0.5, lr=1e-2,
+                             batch_size=8, bf16=True, launch="python")
+    assert seen == [("cpu", "cpu")] and stats["processes"] == 1
+    assert trained is model and model.device.type == reference.device.type == "cuda"
+    assert any(not torch.equal(a, b) for a, b in zip(start, model.parameters()))

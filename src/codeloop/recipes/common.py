@@ -100,6 +100,13 @@ class LoopSettings:
     bf16: bool = True
     """With trainer "trl" on a CUDA device that supports it: bf16 mixed precision (fp32 weights and
     optimiser). Ignored on the CPU and by the plain trainer, which train in fp32."""
+    launch: str = ""
+    """With trainer "trl": train each update in the processes this launcher command starts, e.g.
+    "torchrun --standalone --nproc_per_node 8" or "accelerate launch --config_file fsdp.yaml" (FSDP, DeepSpeed: the
+    launcher's config says), its program looked for beside codeloop's Python first. batch_size stays the
+    batch of one optimiser step, split over the processes (see ``codeloop.train.launch``). Empty: train in
+    the loop's own process. Where training runs does not change the update, so a run may resume with
+    another value."""
     val_tasks: str = "synthetic-python:test"
     """Held-out tasks for validation."""
     val_limit: int = 100
@@ -125,6 +132,13 @@ class LoopSettings:
         tasks, fraction = getattr(self, "n_instructions", getattr(self, "n_intents", None)), getattr(self, "fraction", 1.0)
         if tasks is not None and math.floor(fraction * tasks) < 1:
             raise ValueError(f"fraction {fraction} of {tasks} tasks is no task an iteration: raise fraction, or the number of tasks")
+        if self.launch:
+            if self.trainer != "trl":
+                raise ValueError(f"launch {self.launch!r} needs trainer trl (the launched processes run TRL's trainers; "
+                                 "the plain trainer trains in the loop's own process)")
+            from codeloop.train.launch import launcher
+
+            launcher(self.launch)
         if self.lora_r < 0:
             raise ValueError(f"lora_r must be 0 (full fine-tuning) or a LoRA rank, got {self.lora_r}")
         if self.lora_r and self.trainer != "trl":
@@ -158,7 +172,7 @@ def use_bf16(settings: LoopSettings) -> bool:
 
 def _same_settings(out: Path, saved: dict, config: dict) -> None:
     """Refuse to continue a run under other settings than its finished iterations had (more iterations
-    is fine, and so is another ``ray``): the per-iteration data and metrics would silently mix two
+    is fine, and so are another ``ray`` and ``launch``): the per-iteration data and metrics would silently mix two
     experiments. That includes the starting model's files (``model_sha256``, where the model is a local
     directory or a built-in seed): the same name over retrained weights is another experiment."""
     saved = {**{k: v for k, v in ADDED_SETTINGS.items() if k in config}, **saved}
@@ -172,12 +186,12 @@ def _same_settings(out: Path, saved: dict, config: dict) -> None:
                          f"iterations there started from (its weights, config or tokenizer changed: sha256 "
                          f"{saved['model_sha256']} then, {config.get('model_sha256')} now); delete {out} to start over, "
                          "or choose another out_dir")
-    unrecorded = {"iterations", "out_dir", "ray"} | ({"model_sha256"} - set(saved))  # runs written before the digest
+    unrecorded = {"iterations", "out_dir", "ray", "launch"} | ({"model_sha256"} - set(saved))  # runs written before the digest
     changed = [f"{key}: {saved.get(key)!r} -> {config.get(key)!r}" for key in sorted(set(saved) | set(config))
                if key not in unrecorded and saved.get(key) != json.loads(json.dumps(config.get(key)))]
     if changed:
         raise ValueError(f"{out / 'config.json'}: the finished iterations there were run with other settings "
-                         f"({'; '.join(changed)}); resume with the same settings (only iterations, out_dir and ray may differ), "
+                         f"({'; '.join(changed)}); resume with the same settings (only iterations, out_dir, ray and launch may differ), "
                          f"choose another out_dir, or delete {out} to start over")
 
 

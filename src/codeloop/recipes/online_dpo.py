@@ -160,7 +160,8 @@ def _update(cfg: OnlineDPOConfig, i: int, policy, reference, tokenizer, pairs: l
 
         policy, tstats = trl_dpo(policy, reference, tokenizer, pairs, beta=cfg.dpo_beta, lr=cfg.lr,
                                  epochs=cfg.epochs, batch_size=cfg.batch_size, nll_weight=cfg.nll_weight, seed=cfg.seed + i,
-                                 lora=LoRA(r=cfg.lora_r) if cfg.lora_r else None, bf16=use_bf16(cfg))
+                                 lora=LoRA(r=cfg.lora_r) if cfg.lora_r else None, bf16=use_bf16(cfg),
+                                 launch=cfg.launch)
         return policy, {"dpo_loss": tstats["final_loss"]}
     stats = dpo(policy, reference, tokenizer, pairs, beta=cfg.dpo_beta, lr=cfg.lr, epochs=cfg.epochs,
                 batch_size=cfg.batch_size, nll_weight=cfg.nll_weight, seed=cfg.seed + i, progress=False, nll_mask=nll_mask)

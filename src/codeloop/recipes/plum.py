@@ -97,6 +97,9 @@ class PLUMConfig(LoopSettings):
         check_choices(objective=(self.objective, OBJECTIVES), negatives=(self.negatives, NEGATIVES),
                       static_check=(self.static_check, STATIC_CHECKS))
         check_ranges(self, test_answers=">= 1", beta="> 0", desirable_weight=">= 0", undesirable_weight=">= 0")
+        if self.launch and self.objective == "sft":
+            raise ValueError(f"launch {self.launch!r}: objective sft trains with the plain SFT loop in the loop's own "
+                             "process; launch applies to objectives kto and dpo")
 
 
 def _tests_for(batch: list[Task], cfg: PLUMConfig, sandbox: Runner, it_dir: Path) -> tuple[list[Task], dict]:
@@ -191,7 +194,7 @@ def _train(cfg: PLUMConfig, i: int, policy, reference, tokenizer, kto_data: list
             policy, t = trl_kto(policy, reference, tokenizer, kto_data, beta=cfg.beta, lr=cfg.lr,
                                 epochs=cfg.epochs, batch_size=cfg.batch_size, desirable_weight=cfg.desirable_weight,
                                 undesirable_weight=cfg.undesirable_weight, nll_weight=cfg.nll_weight, seed=seed, lora=lora,
-                                bf16=use_bf16(cfg))
+                                bf16=use_bf16(cfg), launch=cfg.launch)
             return policy, {"examples": len(kto_data), "loss": t["final_loss"]}
         stats = kto(policy, reference, tokenizer, kto_data, beta=cfg.beta, lr=cfg.lr, epochs=cfg.epochs,
                     batch_size=cfg.batch_size, desirable_weight=cfg.desirable_weight,
@@ -204,7 +207,7 @@ def _train(cfg: PLUMConfig, i: int, policy, reference, tokenizer, kto_data: list
         if cfg.trainer == "trl":
             policy, t = trl_dpo(policy, reference, tokenizer, pairs, beta=cfg.beta, lr=cfg.lr,
                                 epochs=cfg.epochs, batch_size=cfg.batch_size, nll_weight=cfg.nll_weight, seed=seed, lora=lora,
-                                bf16=use_bf16(cfg))
+                                bf16=use_bf16(cfg), launch=cfg.launch)
             return policy, {"examples": len(pairs), "loss": t["final_loss"]}
         dstats = dpo(policy, reference, tokenizer, pairs, beta=cfg.beta, lr=cfg.lr, epochs=cfg.epochs,
                      batch_size=cfg.batch_size, nll_weight=cfg.nll_weight, seed=seed, progress=False)

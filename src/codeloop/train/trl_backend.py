@@ -18,6 +18,9 @@ trainers' ``_prepare_dataset`` encodes prompt and completion apart, as ``codeloo
 does for sampling and for the plain loops; KTO's mismatched-pair KL completions are then built as
 TRL builds them (each batch's completions rotated by one).
 
+Both train in the caller's process, or, with ``launch``, in the processes a launcher (torchrun,
+accelerate launch) starts: ``codeloop.train.launch`` builds the same trainer there (``build_trainer``).
+
 Install: ``pip install 'codeloop[trl]'``.
 """
 
@@ -72,7 +75,7 @@ def encode_dataset(data: Any, tokenizer: Any, completions: Sequence[str], max_le
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet() -> Iterator[None]:
     """Silence the FutureWarnings transformers 5 raises at TRL 1.16's own use of its renamed
     ``gradient_checkpointing*`` API (four per update, nothing a codeloop user can act on)."""
     with warnings.catch_warnings():
@@ -129,53 +132,85 @@ def _with_nll(base: Any) -> Any:
     return compute_loss
 
 
-def _finish(trainer: Any, lora: LoRA | None) -> tuple[Any, dict]:
+def build_trainer(method: str, model: Any, reference: Any, tokenizer: Any, rows: Sequence[dict], settings: dict,
+                  lora: LoRA | None, out: str, processes: int = 1) -> Any:
+    """TRL's DPOTrainer (``method`` "dpo": prompt/chosen/rejected rows) or KTOTrainer ("kto":
+    prompt/completion/label rows), with codeloop's tokenisation and NLL term, writing to ``out``.
+    ``settings`` are ``trl_dpo``'s or ``trl_kto``'s keyword arguments; ``batch_size`` is the batch of one
+    update, split evenly over ``processes`` (each process of a launcher takes its share)."""
+    from datasets import Dataset, disable_progress_bars
+
+    disable_progress_bars()
+    s = dict(settings)
+    nll_weight = s.pop("nll_weight")
+    common = _common(s.pop("lr"), s.pop("epochs"), s.pop("batch_size") // processes, s.pop("max_length"), s.pop("seed"),
+                     s.pop("bf16"), out)
+    base: type
+    args: Any
+    if method == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, nll_weight]} if nll_weight else {"loss_type": ["sigmoid"]}
+        base, args = DPOTrainer, DPOConfig(**s, **losses, **common)
+    else:
+        from trl import KTOConfig, KTOTrainer
+
+        base, args = KTOTrainer, KTOConfig(**s, **common)
+    trainer = _trainer(base)(model=model, ref_model=None if lora else reference, args=args,
+                             train_dataset=Dataset.from_list(list(rows)), processing_class=tokenizer,
+                             peft_config=lora.peft_config() if lora else None)
+    if method == "kto":
+        trainer.nll_weight = nll_weight
+    return trainer
+
+
+def train(trainer: Any) -> dict:
+    """Run ``trainer``; its statistics: optimiser steps, the last logged loss, and every logged row."""
     from transformers import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # statistics come back in the result, not on stdout
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]
-    # bf16: accelerate wrapped the model's forward in autocast for training; without unwrapping, the
-    # loop's sampling would run under it too, and the next update would wrap it again
-    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
-    model = model.merge_and_unload() if lora is not None else model
+    return {"steps": trainer.state.global_step, "final_loss": logs[-1]["loss"] if logs else float("nan"), "history": logs}
+
+
+def _update(method: str, model: Any, reference: Any, tokenizer: Any, rows: list[dict], settings: dict,
+            lora: LoRA | None, launch: str) -> tuple[Any, dict]:
+    if launch:
+        from codeloop.train.launch import launched_update
+
+        return launched_update(launch, method, model, reference, tokenizer, rows, settings, lora)
+    with tempfile.TemporaryDirectory(prefix="codeloop-trl-") as out, quiet():
+        trainer = build_trainer(method, model, reference, tokenizer, rows, settings, lora, out)
+        stats = train(trainer)
+        # bf16: accelerate wrapped the model's forward in autocast for training; without unwrapping, the
+        # loop's sampling would run under it too, and the next update would wrap it again
+        model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+        model = model.merge_and_unload() if lora is not None else model
     model.eval()
-    return model, {"steps": trainer.state.global_step, "final_loss": logs[-1]["loss"] if logs else float("nan"),
-                   "history": logs}
+    return model, stats
 
 
 def trl_dpo(model: Any, reference: Any, tokenizer: Any, pairs: Sequence[PreferencePair], beta: float = 0.1,
             lr: float = 5e-5, epochs: float = 1.0, batch_size: int = 16, nll_weight: float = 0.0, max_length: int = 1024,
-            seed: int = 0, lora: LoRA | None = None, bf16: bool = False) -> tuple[Any, dict]:
-    """DPO (+ NLL on chosen) with TRL's DPOTrainer; returns the trained model and its statistics."""
-    from datasets import Dataset, disable_progress_bars
-    from trl import DPOConfig, DPOTrainer
-
-    disable_progress_bars()
-    data = Dataset.from_list([{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs])
-    losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, nll_weight]} if nll_weight else {"loss_type": ["sigmoid"]}
-    with tempfile.TemporaryDirectory(prefix="codeloop-trl-") as out, _quiet():
-        args = DPOConfig(beta=beta, **losses, **_common(lr, epochs, batch_size, max_length, seed, bf16, out))
-        trainer = _trainer(DPOTrainer)(model=model, ref_model=None if lora else reference, args=args, train_dataset=data,
-                             processing_class=tokenizer, peft_config=lora.peft_config() if lora else None)
-        return _finish(trainer, lora)
+            seed: int = 0, lora: LoRA | None = None, bf16: bool = False, launch: str = "") -> tuple[Any, dict]:
+    """DPO (+ NLL on chosen) with TRL's DPOTrainer; returns the trained model and its statistics. With
+    ``launch`` (a launcher command, e.g. "torchrun --standalone --nproc_per_node 8"), training runs in
+    the processes it starts (``codeloop.train.launch``) and the trained weights come back into ``model``."""
+    rows = [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+    settings = {"beta": beta, "lr": lr, "epochs": epochs, "batch_size": batch_size, "nll_weight": nll_weight,
+                "max_length": max_length, "seed": seed, "bf16": bf16}
+    return _update("dpo", model, reference, tokenizer, rows, settings, lora, launch)
 
 
 def trl_kto(model: Any, reference: Any, tokenizer: Any, rows: Sequence[dict], beta: float = 0.1, lr: float = 5e-5,
             epochs: float = 1.0, batch_size: int = 16, desirable_weight: float = 1.0, undesirable_weight: float = 1.0,
             nll_weight: float = 0.0, max_length: int = 1024, seed: int = 0, lora: LoRA | None = None,
-            bf16: bool = False) -> tuple[Any, dict]:
+            bf16: bool = False, launch: str = "") -> tuple[Any, dict]:
     """KTO (+ NLL on the desirable completions) with TRL's KTOTrainer on ``prompt/completion/label`` rows;
-    returns the trained model and statistics."""
-    from datasets import Dataset, disable_progress_bars
-    from trl import KTOConfig, KTOTrainer
-
-    disable_progress_bars()
-    data = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"], "label": bool(r["label"])} for r in rows])
-    with tempfile.TemporaryDirectory(prefix="codeloop-trl-") as out, _quiet():
-        args = KTOConfig(beta=beta, desirable_weight=desirable_weight, undesirable_weight=undesirable_weight,
-                         **_common(lr, epochs, batch_size, max_length, seed, bf16, out))
-        trainer = _trainer(KTOTrainer)(model=model, ref_model=None if lora else reference, args=args, train_dataset=data,
-                             processing_class=tokenizer, peft_config=lora.peft_config() if lora else None)
-        trainer.nll_weight = nll_weight
-        return _finish(trainer, lora)
+    returns the trained model and statistics. ``launch`` as for ``trl_dpo``."""
+    data = [{"prompt": r["prompt"], "completion": r["completion"], "label": bool(r["label"])} for r in rows]
+    settings = {"beta": beta, "desirable_weight": desirable_weight, "undesirable_weight": undesirable_weight, "lr": lr,
+                "epochs": epochs, "batch_size": batch_size, "nll_weight": nll_weight, "max_length": max_length,
+                "seed": seed, "bf16": bf16}
+    return _update("kto", model, reference, tokenizer, data, settings, lora, launch)

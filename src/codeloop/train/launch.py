@@ -1,0 +1,199 @@
+"""One TRL update in the processes a launcher starts: ``torchrun``, ``accelerate launch`` (with its
+multi-GPU, FSDP or DeepSpeed config), ``deepspeed``: whatever starts N copies of a Python module and
+tells each, through the environment, its rank. codeloop does no distribution of its own.
+
+The loop (the parent) keeps sampling, the sandbox and the bookkeeping in its own process. For an
+update with ``launch`` set, ``launched_update``:
+
+1. writes the policy, the reference (none with LoRA: the adapter's base is the reference), the
+   tokenizer, the rows to train on and the settings into a fresh folder under ``$TMPDIR``;
+2. moves its own copies of the policy and the reference off the GPU, so the launched processes have it;
+3. runs ``LAUNCH -m codeloop.train.launch FOLDER`` in a session of its own (stopping the loop, or the
+   update failing, stops every process the launcher started), its output kept in ``FOLDER/output.log``;
+4. on success reads the trained weights into the policy it holds (with LoRA: merges the saved adapter
+   into it) and moves both models back; on failure raises ``LaunchError`` with the log's last lines.
+
+Each launched process (``main``) loads the folder, builds the same trainer as an update in the loop's
+own process would (``codeloop.train.trl_backend.build_trainer``), trains, and saves through the trainer
+(``save_model`` gathers FSDP shards and DeepSpeed ZeRO-3 partitions as the launcher's config says); the
+first process writes the statistics. ``batch_size`` stays the batch of one optimiser step: each of the N
+processes takes batch_size / N rows of it (N must divide it), so a config means the same update whether
+it trains in one process or on eight GPUs (the rows' order differs: each process draws its own share).
+
+The folder holds full copies of the policy and, without LoRA, of the reference at every update: put
+``$TMPDIR`` on a disk with room for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from codeloop.data import read_jsonl, write_jsonl
+
+from .trl_backend import LoRA, build_trainer, quiet, train
+
+
+class LaunchError(RuntimeError):
+    """A launched update failed: its command, exit status and the last lines of its output."""
+
+
+def launcher(launch: str) -> list[str]:
+    """``launch`` as the command's words, its program resolved: "python" is this interpreter; a bare name
+    (``torchrun``, ``accelerate``, ``deepspeed``) is looked for beside this interpreter first (the
+    virtual environment codeloop runs in, activated or not), then on PATH. A ValueError, starting with
+    "launch", when there is none."""
+    try:
+        words = shlex.split(launch)
+    except ValueError as error:
+        raise ValueError(f"launch {launch!r} is not a command line: {error}") from None
+    if not words:
+        raise ValueError("launch is empty: give a launcher command such as 'torchrun --standalone --nproc_per_node 8', "
+                         "or leave the key out to train in the loop's own process")
+    program = words[0]
+    if program in ("python", "python3"):
+        return [sys.executable, *words[1:]]
+    if os.sep in program:
+        if not (os.path.isfile(program) and os.access(program, os.X_OK)):
+            raise ValueError(f"launch {program} is not an executable file")
+        return words
+    beside = Path(sys.executable).parent / program
+    found = str(beside) if beside.is_file() else shutil.which(program)
+    if found is None:
+        raise ValueError(f"launch {program!r} is neither beside {sys.executable} nor on PATH "
+                         f"(torchrun comes with torch; accelerate with codeloop[trl])")
+    return [found, *words[1:]]
+
+
+def launched_update(launch: str, method: str, model: Any, reference: Any, tokenizer: Any, rows: list[dict],
+                    settings: dict, lora: LoRA | None) -> tuple[Any, dict]:
+    """One ``method`` ("dpo", "kto") update of ``model`` in the processes ``launch`` starts (see the module
+    docstring); returns ``model``, trained in place and in eval mode, and the update's statistics, which
+    add ``processes`` (how many trained) to an in-process update's."""
+    command = launcher(launch)
+    with tempfile.TemporaryDirectory(prefix="codeloop-launch-") as tmp:
+        work = Path(tmp)
+        model.save_pretrained(work / "policy")
+        tokenizer.save_pretrained(work / "policy")
+        if reference is not None and lora is None:
+            reference.save_pretrained(work / "reference")
+        write_jsonl(work / "rows.jsonl", rows)
+        (work / "spec.json").write_text(json.dumps({"method": method, "settings": settings,
+                                                    "lora": asdict(lora) if lora else None}))
+        with _off_the_gpu(model, reference):
+            _run([*command, "-m", "codeloop.train.launch", str(work)], work / "output.log", launch)
+            stats = json.loads((work / "stats.json").read_text())
+            if lora is not None:
+                from peft import PeftModel
+
+                with quiet():
+                    model = PeftModel.from_pretrained(model, str(work / "model")).merge_and_unload()
+            else:
+                trained = type(model).from_pretrained(str(work / "model"))
+                model.load_state_dict(trained.state_dict())
+                del trained
+    model.eval()
+    return model, stats
+
+
+@contextlib.contextmanager
+def _off_the_gpu(*models: Any) -> Iterator[None]:
+    """The models on the CPU for the block (their GPU memory given back), then where they were."""
+    import torch
+
+    places = [(m, m.device) for m in models if m is not None and m.device.type != "cpu"]
+    for m, _ in places:
+        m.to("cpu")
+    if places:
+        torch.cuda.empty_cache()
+    try:
+        yield
+    finally:
+        for m, device in places:
+            m.to(device)
+
+
+def _run(command: list[str], log: Path, launch: str) -> None:
+    """``command`` in a session of its own, stdin closed, output into ``log``; every process in the
+    session killed if the caller stops (Ctrl-C) or the command fails."""
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            code = process.wait()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # the launcher's workers too, were any left behind
+            process.wait()
+    if code == 0:
+        return
+    kept = tempfile.NamedTemporaryFile(prefix="codeloop-launch-", suffix=".log", delete=False)  # outlives the folder
+    with kept:
+        kept.write(log.read_bytes())
+    failed = f"the update launched with {launch!r} failed (exit {code}; its whole output is in {kept.name})"
+    reports = sorted(log.parent.glob("error.*.txt"), key=lambda p: int(p.stem.split(".")[1]))
+    if reports:  # what the first failing rank said, not the launcher's account of it
+        raise LaunchError(f"{failed}; process {reports[0].stem.split('.')[1]}: {reports[0].read_text().strip()}")
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+    raise LaunchError(f"{failed}; its last lines:\n{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One process's part of a launched update: ``python -m codeloop.train.launch FOLDER``. A process that
+    fails says why in ``FOLDER/error.RANK.txt`` (the loop reports the first rank's), and on stderr."""
+    (folder,) = sys.argv[1:] if argv is None else argv
+    work = Path(folder)
+    rank = os.environ.get("RANK", "0")
+    try:
+        _update(work)
+    except Exception as error:
+        import traceback
+
+        refusal = isinstance(error, _Refused)
+        text = str(error) if refusal else traceback.format_exc()
+        (work / f"error.{rank}.txt").write_text(text)
+        print(f"codeloop: {text}", file=sys.stderr)
+        return 2 if refusal else 1
+    return 0
+
+
+class _Refused(ValueError):
+    """Settings the launched processes cannot train with."""
+
+
+def _update(work: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = json.loads((work / "spec.json").read_text())
+    settings, processes = spec["settings"], int(os.environ.get("WORLD_SIZE", "1"))
+    if settings["batch_size"] % processes:
+        raise _Refused(f"batch_size {settings['batch_size']} does not split evenly over the {processes} processes "
+                       "launched: choose a batch_size that is a multiple of their number")
+    model = AutoModelForCausalLM.from_pretrained(work / "policy")
+    tokenizer = AutoTokenizer.from_pretrained(work / "policy")
+    reference = AutoModelForCausalLM.from_pretrained(work / "reference") if (work / "reference").is_dir() else None
+    lora = LoRA(**spec["lora"]) if spec["lora"] else None
+    rows = [row for _, row in read_jsonl(work / "rows.jsonl")]
+    with tempfile.TemporaryDirectory(prefix="codeloop-trl-") as out, quiet():
+        trainer = build_trainer(spec["method"], model, reference, tokenizer, rows, settings, lora, out, processes)
+        stats = train(trainer)
+        trainer.save_model(str(work / "model"))
+    if trainer.accelerator.is_main_process:
+        (work / "stats.json").write_text(json.dumps({**stats, "processes": trainer.accelerator.num_processes}))
+    trainer.accelerator.wait_for_everyone()  # none leaves while another still uses the process group,
+    trainer.accelerator.end_training()  # which is closed before exit, not torn down by it
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

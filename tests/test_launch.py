@@ -1,0 +1,145 @@
+"""TRL updates launched in processes of their own (``codeloop.train.launch``): through torchrun on two
+CPU processes (gloo), as a launcher runs them over GPUs, against the same update in the test's process."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trl", reason="the trl extra is part of the dev install")
+
+import torch  # noqa: E402
+
+from codeloop.models.tiny import tiny_causal_lm  # noqa: E402
+from codeloop.train.launch import LaunchError, launcher  # noqa: E402
+from codeloop.train.trl_backend import LoRA, trl_dpo, trl_kto  # noqa: E402
+from codeloop.types import PreferencePair  # noqa: E402
+
+PAIRS = [PreferencePair("Q:", " yes", " no"), PreferencePair("Q:", " a", " b")] * 8
+ROWS = [{"prompt": "Q:", "completion": " yes", "label": True}, {"prompt": "Q:", "completion": " no", "label": False}] * 8
+TWO = "torchrun --standalone --nproc_per_node 2"
+
+
+def weights(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def dpo(launch, **settings):
+    model, tok = tiny_causal_lm(seed=4)
+    start = weights(model)
+    trained, stats = trl_dpo(model, copy.deepcopy(model), tok, PAIRS, beta=0.5, lr=1e-2, epochs=2, nll_weight=1.0,
+                             launch=launch, **{"batch_size": 16, **settings})
+    assert trained is model  # trained in place: whatever holds the policy sees the update
+    return start, weights(trained), stats
+
+
+@pytest.fixture(scope="module")
+def in_process():
+    return dpo("")
+
+
+def test_an_update_launched_in_one_process_is_the_update_in_the_loops_process(in_process):
+    start, expected, stats = in_process
+    _, launched, launched_stats = dpo("python")
+    assert not torch.equal(start, expected) and torch.equal(launched, expected)
+    assert launched_stats["processes"] == 1 and launched_stats["steps"] == stats["steps"] == 2
+    assert launched_stats["final_loss"] == stats["final_loss"]
+
+
+def test_two_launched_processes_split_the_batch_and_make_the_same_update(in_process):
+    """Each of the two torchrun processes takes 8 of the batch of 16 (here all rows, so that both runs
+    see the same batches); gradients averaged over both are the gradient of the whole batch, so the
+    weights match one process's to float rounding."""
+    start, expected, stats = in_process
+    _, launched, launched_stats = dpo(TWO)
+    assert launched_stats["processes"] == 2 and launched_stats["steps"] == stats["steps"]
+    assert torch.allclose(launched, expected, atol=1e-5) and (launched - start).abs().max() > 1e-3
+
+
+def test_a_launched_lora_update_merges_its_adapter_into_the_policy():
+    model, tok = tiny_causal_lm(seed=4)
+    expected, _ = trl_kto(copy.deepcopy(model), None, tok, ROWS, beta=0.5, lr=1e-2, epochs=1, batch_size=8,
+                          nll_weight=1.0, lora=LoRA(r=4))
+    trained, stats = trl_kto(model, None, tok, ROWS, beta=0.5, lr=1e-2, epochs=1, batch_size=8, nll_weight=1.0,
+                             lora=LoRA(r=4), launch="python")
+    assert stats["processes"] == 1 and not hasattr(trained, "peft_config")  # a plain model, the adapter merged
+    assert torch.equal(weights(trained), weights(expected))
+
+
+def test_a_batch_that_does_not_split_over_the_processes_fails_with_the_reason_and_leaves_the_policy_alone():
+    model, tok = tiny_causal_lm(seed=4)
+    start = weights(model)
+    with pytest.raises(LaunchError, match=r"(?s)failed \(exit [1-9].*batch_size 3 does not split evenly over the 2 processes") as failed:
+        trl_dpo(model, copy.deepcopy(model), tok, PAIRS, batch_size=3, launch=TWO)
+    assert torch.equal(weights(model), start)
+    log = Path(re.search(r"its whole output is in (\S+codeloop-launch-\S+\.log)\)", str(failed.value)).group(1))
+    assert "batch_size 3 does not split" in log.read_text()  # kept for the user, beyond the work folder
+    log.unlink()
+
+
+def test_the_launcher_is_found_beside_codeloops_python_before_path(monkeypatch, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a program\n")
+    monkeypatch.setenv("PATH", "/nonexistent")  # an environment that is not activated
+    assert launcher("python -X dev") == [sys.executable, "-X", "dev"]
+    beside = Path(sys.executable).parent / "torchrun"
+    assert launcher(TWO) == [str(beside), "--standalone", "--nproc_per_node", "2"]
+    for bad, reason in [("", "launch is empty"), ("torchrun 'x", "launch \"torchrun 'x\" is not a command line"),
+                        ("no-such-launcher -n 2", "launch 'no-such-launcher' is neither beside"),
+                        (f"{tmp_path}/notes.txt -n 2", f"launch {tmp_path}/notes.txt is not an executable file")]:
+        with pytest.raises(ValueError, match=reason):
+            launcher(bad)
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"launch": TWO}, f"--set launch={TWO}: launch '{TWO}' needs trainer trl"),
+    ({"trainer": "trl", "launch": "no-such-launcher"}, "--set launch=no-such-launcher: launch 'no-such-launcher' is neither beside"),
+    ({"trainer": "trl", "objective": "sft", "launch": "python"}, "--set launch=python: launch 'python': objective sft trains"),
+])
+def test_a_launch_the_loop_cannot_use_is_refused_at_its_key_before_any_work(tmp_path, settings, expected):
+    from typer.testing import CliRunner
+
+    from codeloop.cli import app
+
+    config = tmp_path / "c.yaml"
+    config.write_text(f"iterations: 1\nout_dir: {tmp_path / 'run'}\n")
+    sets = [word for key, value in settings.items() for word in ("--set", f"{key}={value}")]
+    result = CliRunner().invoke(app, ["loop", "plum", str(config), *sets])
+    assert result.exit_code == 2 and expected in result.output, result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_loop_resumed_with_a_launcher_trains_the_model_the_loops_own_process_trains(tmp_path):
+    """Online DPO with TRL for two iterations in the loop's process; the same run's iteration 2 redone
+    on two torchrun processes (a resume may change launch) samples the same pairs and trains the same
+    model, to float rounding (one batch holds every pair, so that both draw the same batches)."""
+    from safetensors.torch import load_file
+
+    from codeloop.recipes.online_dpo import OnlineDPOConfig, run
+
+    def config(out, launch=""):
+        return OnlineDPOConfig(n_intents=12, fraction=0.5, iterations=2, k=3, val_limit=4, val_n=2, batch_size=256,
+                               max_new_tokens=96, trainer="trl", out_dir=str(out), launch=launch)
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run(config(straight))
+    shutil.copytree(straight, resumed)
+    shutil.rmtree(resumed / "iter_2")  # as if killed during iteration 2
+    metrics = run(config(resumed, TWO))
+    assert json.loads((resumed / "config.json").read_text())["launch"] == TWO
+    from datasets import load_from_disk
+
+    assert 0 < len(load_from_disk(str(resumed / "iter_2" / "pairs"))) <= 256
+    assert load_from_disk(str(resumed / "iter_2" / "pairs")).to_list() == load_from_disk(str(straight / "iter_2" / "pairs")).to_list()
+    a, b = (load_file(path / "iter_2" / "model" / "model.safetensors") for path in (straight, resumed))
+    before = load_file(straight / "iter_1" / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert any(not torch.equal(a[k], before[k]) for k in a)  # iteration 2 did train
+    assert [m["iteration"] for m in metrics] == [0, 1, 2]
+    assert not [p for p in Path(tempfile.gettempdir()).glob("codeloop-launch-*") if p.is_dir()]  # work folders removed
