@@ -53,12 +53,25 @@ def test_an_update_launched_in_one_process_is_the_update_in_the_loops_process(in
     assert launched_stats["final_loss"] == stats["final_loss"]
 
 
-def test_two_launched_processes_split_the_batch_and_make_the_same_update(in_process):
-    """Each of the two torchrun processes takes 8 of the batch of 16 (here all rows, so that both runs
-    see the same batches); gradients averaged over both are the gradient of the whole batch, so the
-    weights match one process's to float rounding."""
+ACCELERATE = """compute_environment: LOCAL_MACHINE
+distributed_type: MULTI_GPU
+num_processes: 2
+num_machines: 1
+machine_rank: 0
+mixed_precision: 'no'
+use_cpu: true
+"""
+
+
+@pytest.mark.parametrize("launch", ["torchrun", "accelerate"])
+def test_two_launched_processes_split_the_batch_and_make_the_same_update(in_process, tmp_path, launch):
+    """Each of the two processes (torchrun's, or accelerate launch's from a two-GPU config run on the
+    CPU) takes 8 of the batch of 16 (here all rows, so that both runs see the same batches); gradients
+    averaged over both are the gradient of the whole batch, so the weights match one process's to
+    float rounding."""
+    (tmp_path / "two.yaml").write_text(ACCELERATE)
     start, expected, stats = in_process
-    _, launched, launched_stats = dpo(TWO)
+    _, launched, launched_stats = dpo(TWO if launch == "torchrun" else f"accelerate launch --config_file {tmp_path / 'two.yaml'}")
     assert launched_stats["processes"] == 2 and launched_stats["steps"] == stats["steps"]
     assert torch.allclose(launched, expected, atol=1e-5) and (launched - start).abs().max() > 1e-3
 
