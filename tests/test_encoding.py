@@ -71,7 +71,7 @@ def test_trl_trains_on_the_prompt_as_sampled_not_merged_with_the_completion(seed
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 
-    from codeloop.train.trl_backend import _common, _quiet, _trainer
+    from codeloop.train.trl_backend import _common, _trainer, quiet
 
     joint = seed_tokenizer(PROMPT + BODY)["input_ids"]
     alone = prompt_ids(seed_tokenizer, PROMPT)
@@ -80,7 +80,7 @@ def test_trl_trains_on_the_prompt_as_sampled_not_merged_with_the_completion(seed
     expected = {"prompt_ids": alone, "chosen_ids": completion_ids(seed_tokenizer, BODY),
                 "rejected_ids": completion_ids(seed_tokenizer, "    return 0\n")}
     pairs = Dataset.from_list([{"prompt": PROMPT, "chosen": BODY, "rejected": "    return 0\n"}] * 2)
-    with _quiet():  # TRL's own use of transformers' renamed gradient_checkpointing API
+    with quiet():  # TRL's own use of transformers' renamed gradient_checkpointing API
         dpo = _trainer(DPOTrainer)(model=model, ref_model=copy.deepcopy(model), processing_class=seed_tokenizer,
                                    train_dataset=pairs, args=DPOConfig(**_common(1e-5, 1, 2, 1024, 0, False, str(tmp_path))))
     row = dpo.train_dataset[0]
@@ -88,7 +88,7 @@ def test_trl_trains_on_the_prompt_as_sampled_not_merged_with_the_completion(seed
 
     rows = Dataset.from_list([{"prompt": PROMPT, "completion": BODY, "label": True},
                               {"prompt": "def g():\n", "completion": "    pass\n", "label": False}])
-    with _quiet():
+    with quiet():
         kto = _trainer(KTOTrainer)(model=model, ref_model=copy.deepcopy(model), processing_class=seed_tokenizer,
                                    train_dataset=rows, args=KTOConfig(**_common(1e-5, 1, 2, 1024, 0, False, str(tmp_path))))
     data = kto.train_dataset
