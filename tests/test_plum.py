@@ -289,3 +289,33 @@ def test_the_compiler_expert_keeps_a_samples_syntax_warnings_quiet():
         warnings.simplefilter("always")
         assert compiles("x = 'a'(1)\n").score == 1.0
     assert not [w for w in seen if issubclass(w.category, SyntaxWarning)]
+
+
+def test_the_vllm_engine_is_dropped_before_each_update_and_loaded_once_per_policy(tmp_path, monkeypatch):
+    """With backend vllm the engine serves one saved checkpoint; the update changes the policy, so the
+    engine is dropped before it (its GPU memory goes to the update, in process or launched) and the
+    next policy's engine is loaded once, for its validation and the next iteration's samples. An
+    in-process sampler stands in for vLLM here."""
+    pytest.importorskip("torch")
+    from pathlib import Path
+
+    import codeloop.models
+    from codeloop.models.hf import HFGenerator
+    from codeloop.recipes import common, plum
+
+    events: list[str] = []
+
+    def engine(backend, checkpoint, **kw):
+        events.append(f"load {Path(checkpoint).parent.name if 'iter_' in checkpoint else checkpoint}")
+        return HFGenerator(checkpoint)
+
+    release, train = common.PolicySampler.release, plum._train
+    monkeypatch.setattr(common, "installed", lambda module: True)
+    monkeypatch.setattr(codeloop.models, "load_generator", engine)
+    monkeypatch.setattr(common.PolicySampler, "release",
+                        lambda self: (events.append("release" if self._engine else "release nothing"), release(self))[1])
+    monkeypatch.setattr(plum, "_train", lambda *a, **kw: (events.append("train"), train(*a, **kw))[1])
+    plum.run(plum.PLUMConfig(n_instructions=12, fraction=0.5, iterations=2, k=2, val_limit=2, val_n=1, batch_size=4,
+                             max_new_tokens=48, backend="vllm", out_dir=str(tmp_path)))
+    assert [e for e in events if e != "release nothing"] == ["load seed-python", "release", "train", "load iter_1", "release",
+                                                             "train", "load iter_2"]

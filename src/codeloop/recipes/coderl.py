@@ -199,6 +199,7 @@ def run(cfg: CodeRLConfig, on_iteration: Callable[[dict], None] | None = None) -
             greedy = _greedy_returns(cfg, generator, batch, sandbox, critic, tokenizer, clock) if cfg.baseline == "greedy" else []
             weights = reinforce_weights(r, q, cfg.k, cfg.baseline, cfg.critic, cfg.critic_weight,
                                         [greedy[j // cfg.k] for j in range(len(items))] if greedy else None)
+            sampler.release()  # the engine's GPU memory to the update (vllm backend)
             with clock("train"):
                 pstats = policy_gradient(policy, tokenizer, [items[j] for j in known], [weights[j] for j in known], lr=cfg.lr,
                                          epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed + i,

@@ -310,15 +310,22 @@ class PolicySampler:
         if self.backend == "hf":
             return HFGenerator(model=policy, tokenizer=self.tokenizer)
         if checkpoint != self._path:
-            self._engine = None  # free the previous engine's GPU memory before loading the next
-            import gc
-
-            gc.collect()
+            self.release()  # free the previous engine's GPU memory before loading the next
             from codeloop.models import load_generator
 
             self._engine, self._path = load_generator("vllm", checkpoint), checkpoint
         assert self._engine is not None
         return self._engine
+
+    def release(self) -> None:
+        """Drop the vLLM engine (its GPU memory with it) before an update: the policy it serves is about
+        to change, so the next call would load a new one anyway, and the update gets the memory. In
+        process (``hf``) there is nothing to drop."""
+        if self._engine is not None:
+            self._engine, self._path = None, ""
+            import gc
+
+            gc.collect()
 
 
 @dataclass

@@ -230,6 +230,7 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
             passed = [float(o.passed) for o in run_.outcomes]
             s = {"crowd": crowd_s, "truth": true_s, "tests": passed}[cfg.reward]
             items = [(task.prompt, text) for task, texts, _ in run_.groups() for text in texts]
+            sampler.release()  # the engine's GPU memory to the update (vllm backend)
             with clock("train"):
                 pstats = policy_gradient(policy, tokenizer, items, [r - b for r, b in zip(s, leave_one_out(s, cfg.k))], lr=cfg.lr,
                                          epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed + i,
@@ -371,6 +372,7 @@ def run_scores(cfg: ScoresConfig, on_iteration: Callable[[dict], None] | None = 
         for i in loop.pending():
             loop.iteration_dir(i)
             clock = Clock()
+            sampler.release()  # the engine's GPU memory to the update (vllm backend)
             with clock("train"):
                 stats = policy_gradient(policy, tokenizer, items, adv, lr=cfg.lr, epochs=1.0, batch_size=cfg.batch_size,
                                         seed=cfg.seed + i, reference=start if cfg.kl_weight else None,

@@ -202,6 +202,7 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
                     pairs += new
                     nll_mask += [good] * len(new)
             save_pairs(pairs, it_dir / "pairs")
+            sampler.release()  # the engine's GPU memory to the update (vllm backend)
             with clock("train"):
                 policy, stats = _update(cfg, i, policy, reference, tokenizer, pairs, nll_mask)
             if cfg.refresh_reference and not cfg.lora_r:

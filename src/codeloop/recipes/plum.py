@@ -163,6 +163,7 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
                 chosen_only += [(task.prompt, c) for c in chosen]
             row = {"iteration": i, "train_pass_rate": sum(o.passed for o in run_.outcomes) / len(run_.outcomes),
                    "instructions_kept": kept, "chosen": n_chosen, "rejected": n_rejected, **testgen}
+            sampler.release()  # the engine's GPU memory to the update (vllm backend)
             with clock("train"):
                 policy, stats = _train(cfg, i, policy, reference, tokenizer, kto_data, pairs, chosen_only, it_dir)
             if cfg.refresh_reference and not cfg.lora_r:
