@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shutil
 import sys
@@ -156,3 +157,48 @@ def test_a_loop_resumed_with_a_launcher_trains_the_model_the_loops_own_process_t
     assert any(not torch.equal(a[k], before[k]) for k in a)  # iteration 2 did train
     assert [m["iteration"] for m in metrics] == [0, 1, 2]
     assert not [p for p in Path(tempfile.gettempdir()).glob("codeloop-launch-*") if p.is_dir()]  # work folders removed
+
+
+def _alive(marker: str) -> list[int]:
+    """The processes whose command line holds ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+def test_no_process_a_launcher_started_outlives_its_update_whether_it_ends_or_is_stopped(tmp_path):
+    import signal
+    import time
+
+    from codeloop.train.launch import _run
+
+    left = f"import subprocess; subprocess.Popen(['sleep', '{297 + os.getpid() % 1000 / 1000}'])"  # exits, a child left behind
+    _run([sys.executable, "-c", left], tmp_path / "a.log", "python")
+    assert not _alive(f"sleep {297 + os.getpid() % 1000 / 1000}")
+
+    stuck = f"import subprocess, time; subprocess.Popen(['sleep', '{298 + os.getpid() % 1000 / 1000}']); time.sleep(300)"
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(2)  # Ctrl-C in the loop, while the launcher runs
+    try:
+        start = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            _run([sys.executable, "-c", stuck], tmp_path / "b.log", "python")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - start < 30 and not _alive(f"sleep {298 + os.getpid() % 1000 / 1000}")
+
+
+def test_a_launcher_that_runs_nothing_is_named_not_met_as_a_missing_file():
+    model, tok = tiny_causal_lm(seed=4)
+    with pytest.raises(LaunchError, match=r"exited 0, but no process of it finished the update: is \S*echo a launcher"):
+        trl_dpo(model, copy.deepcopy(model), tok, PAIRS, batch_size=8, launch="echo")

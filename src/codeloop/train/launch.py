@@ -46,7 +46,8 @@ from .trl_backend import LoRA, build_trainer, quiet, train
 
 
 class LaunchError(RuntimeError):
-    """A launched update failed: its command, exit status and the last lines of its output."""
+    """A launched update failed: the launch command, its exit status, what the first failing process said
+    (else the output's last lines), and where its whole output is kept."""
 
 
 def launcher(launch: str) -> list[str]:
@@ -93,6 +94,10 @@ def launched_update(launch: str, method: str, model: Any, reference: Any, tokeni
                                                     "lora": asdict(lora) if lora else None}))
         with _off_the_gpu(model, reference):
             _run([*command, "-m", "codeloop.train.launch", str(work)], work / "output.log", launch)
+            if not (work / "stats.json").exists():
+                raise LaunchError(f"the update launched with {launch!r} exited 0, but no process of it finished the "
+                                  f"update: is {command[0]} a launcher that runs 'LAUNCH -m MODULE ARGS' (torchrun, "
+                                  "accelerate launch, deepspeed, python)?")
             stats = json.loads((work / "stats.json").read_text())
             if lora is not None:
                 from peft import PeftModel
