@@ -1,5 +1,6 @@
-"""TRL updates launched in processes of their own (``codeloop.train.launch``): through torchrun on two
-CPU processes (gloo), as a launcher runs them over GPUs, against the same update in the test's process."""
+"""TRL updates launched in processes of their own (``codeloop.train.launch``): through torchrun and
+accelerate launch on two CPU processes (gloo), as they run them over GPUs, against the same update in
+the test's process; the launcher's resolution, refusals, failures and clean-up."""
 
 from __future__ import annotations
 

@@ -102,11 +102,11 @@ class LoopSettings:
     optimiser). Ignored on the CPU and by the plain trainer, which train in fp32."""
     launch: str = ""
     """With trainer "trl": train each update in the processes this launcher command starts, e.g.
-    "torchrun --standalone --nproc_per_node 8" or "accelerate launch --config_file fsdp.yaml" (FSDP, DeepSpeed: the
-    launcher's config says), its program looked for beside codeloop's Python first. batch_size stays the
-    batch of one optimiser step, split over the processes (see ``codeloop.train.launch``). Empty: train in
-    the loop's own process. Where training runs does not change the update, so a run may resume with
-    another value."""
+    "torchrun --standalone --nproc_per_node 8" or "accelerate launch --config_file fsdp.yaml" (FSDP,
+    DeepSpeed: the launcher's config says), its program looked for beside codeloop's Python first.
+    batch_size stays the batch of one optimiser step, split over the processes (see
+    ``codeloop.train.launch``). Empty: train in the loop's own process. Where training runs does not
+    change the update, so a run may resume with another value."""
     val_tasks: str = "synthetic-python:test"
     """Held-out tasks for validation."""
     val_limit: int = 100
@@ -172,9 +172,10 @@ def use_bf16(settings: LoopSettings) -> bool:
 
 def _same_settings(out: Path, saved: dict, config: dict) -> None:
     """Refuse to continue a run under other settings than its finished iterations had (more iterations
-    is fine, and so are another ``ray`` and ``launch``): the per-iteration data and metrics would silently mix two
-    experiments. That includes the starting model's files (``model_sha256``, where the model is a local
-    directory or a built-in seed): the same name over retrained weights is another experiment."""
+    is fine, and so are another ``ray`` and ``launch``): the per-iteration data and metrics would
+    silently mix two experiments. That includes the starting model's files (``model_sha256``, where the
+    model is a local directory or a built-in seed): the same name over retrained weights is another
+    experiment."""
     saved = {**{k: v for k, v in ADDED_SETTINGS.items() if k in config}, **saved}
     if saved.get("run_format") != config.get("run_format"):
         raise ValueError(f"{out / 'config.json'}: the finished iterations there were made by another codeloop "
