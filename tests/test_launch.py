@@ -85,6 +85,7 @@ def test_a_launched_lora_update_merges_its_adapter_into_the_policy():
     trained, stats = trl_kto(model, None, tok, ROWS, beta=0.5, lr=1e-2, epochs=1, batch_size=8, nll_weight=1.0,
                              lora=LoRA(r=4), launch="python")
     assert stats["processes"] == 1 and not hasattr(trained, "peft_config")  # a plain model, the adapter merged
+    assert trained is model  # merged into the loop's own policy, which is moved back to its device
     assert torch.equal(weights(trained), weights(expected))
 
 

@@ -130,8 +130,8 @@ def _off_the_gpu(*models: Any) -> Iterator[None]:
 
 
 def _run(command: list[str], log: Path, launch: str) -> None:
-    """``command`` in a session of its own, stdin closed, output into ``log``; every process in the
-    session killed if the caller stops (Ctrl-C) or the command fails."""
+    """``command`` in a session of its own, stdin closed, output into ``log``; once it ends, or the caller
+    stops (Ctrl-C), every process left in its session is killed."""
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
                                    start_new_session=True)
@@ -147,9 +147,10 @@ def _run(command: list[str], log: Path, launch: str) -> None:
     with kept:
         kept.write(log.read_bytes())
     failed = f"the update launched with {launch!r} failed (exit {code}; its whole output is in {kept.name})"
-    reports = sorted(log.parent.glob("error.*.txt"), key=lambda p: int(p.stem.split(".")[1]))
+    reports = {int(p.stem.split(".")[1]): p for p in log.parent.glob("error.*.txt")}  # error.RANK.txt
     if reports:  # what the first failing rank said, not the launcher's account of it
-        raise LaunchError(f"{failed}; process {reports[0].stem.split('.')[1]}: {reports[0].read_text().strip()}")
+        rank = min(reports)
+        raise LaunchError(f"{failed}; process {rank}: {reports[rank].read_text().strip()}")
     tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
     raise LaunchError(f"{failed}; its last lines:\n{tail}")
 
