@@ -5,6 +5,7 @@ the test's process; the launcher's resolution, refusals, failures and clean-up."
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import os
 import re
@@ -89,6 +90,59 @@ def test_a_launched_lora_update_merges_its_adapter_into_the_policy():
     assert torch.equal(weights(trained), weights(expected))
 
 
+def saved_references() -> list[Path]:
+    return [p for p in Path(tempfile.gettempdir()).glob("codeloop-reference-*") if p.is_dir()]
+
+
+def test_a_reference_is_written_once_for_the_launched_updates_that_train_against_it():
+    """Two launched updates against one reference write it once, and train as the same two updates in the
+    test's process do; its folder goes with the reference."""
+    model, tok = tiny_causal_lm(seed=4)
+    reference, expected = copy.deepcopy(model), copy.deepcopy(model)
+    settings = {"beta": 0.5, "lr": 1e-2, "batch_size": 16, "nll_weight": 1.0}
+    for _ in range(2):
+        trl_dpo(expected, reference, tok, PAIRS, **settings)
+    before, writes = saved_references(), []
+    save = reference.save_pretrained
+    reference.save_pretrained = lambda *a, **k: (writes.append(a), save(*a, **k))
+    for _ in range(2):
+        trl_dpo(model, reference, tok, PAIRS, launch="python", **settings)
+    assert len(writes) == 1 and torch.equal(weights(model), weights(expected))
+    (folder,) = set(saved_references()) - set(before)
+    del reference, save
+    gc.collect()
+    assert not folder.exists()
+
+
+def test_a_saved_reference_is_written_again_once_its_weights_change_however_they_change():
+    from codeloop.train.launch import _reference_folder
+
+    reference, _ = tiny_causal_lm(seed=4)
+    first = _reference_folder(reference)
+    assert _reference_folder(reference) == first and (first / "config.json").is_file()
+    reference.to(torch.float64).to(torch.float32)  # moved and back (as off the GPU for an update): the same weights
+    assert _reference_folder(reference) == first
+    with torch.no_grad():
+        next(reference.parameters()).add_(1e-3)  # in place: its version counter moves
+    second = _reference_folder(reference)
+    assert second != first and not first.exists()
+    with torch.no_grad():
+        reference.lm_head.weight.data = reference.lm_head.weight.data.flip(0)  # no counter moves; the checksums do
+    third = _reference_folder(reference)
+    assert third != second and not second.exists()
+    version = reference.lm_head.weight._version
+    reference.lm_head.weight.data[3, 5] += 1e-4  # through .data: no counter moves either
+    assert reference.lm_head.weight._version == version
+    fourth = _reference_folder(reference)
+    assert fourth != third and not third.exists() and _reference_folder(reference) == fourth
+    from safetensors.torch import load_file
+
+    assert torch.equal(load_file(fourth / "model.safetensors")["model.embed_tokens.weight"], reference.lm_head.weight)  # tied
+    del reference
+    gc.collect()
+    assert not fourth.exists()
+
+
 def test_a_batch_that_does_not_split_over_the_processes_fails_with_the_reason_and_leaves_the_policy_alone():
     model, tok = tiny_causal_lm(seed=4)
     start = weights(model)
@@ -159,6 +213,8 @@ def test_a_loop_resumed_with_a_launcher_trains_the_model_the_loops_own_process_t
     assert any(not torch.equal(a[k], before[k]) for k in a)  # iteration 2 did train
     assert [m["iteration"] for m in metrics] == [0, 1, 2]
     assert not [p for p in Path(tempfile.gettempdir()).glob("codeloop-launch-*") if p.is_dir()]  # work folders removed
+    gc.collect()
+    assert not saved_references()  # and the reference's, with the run's reference
 
 
 def _alive(marker: str) -> list[int]:

@@ -5,8 +5,9 @@ tells each, through the environment, its rank. codeloop does no distribution of 
 The loop (the parent) keeps sampling, the sandbox and the bookkeeping in its own process. For an
 update with ``launch`` set, ``launched_update``:
 
-1. writes the policy, the reference (none with LoRA: the adapter's base is the reference), the
-   tokenizer, the rows to train on and the settings into a fresh folder under ``$TMPDIR``;
+1. writes the policy, the tokenizer, the rows to train on and the settings into a fresh folder under
+   ``$TMPDIR``, and the reference (none with LoRA: the adapter's base is the reference) where it is
+   not already saved (below);
 2. moves its own copies of the policy and the reference off the GPU, so the launched processes have it;
 3. runs ``LAUNCH -m codeloop.train.launch FOLDER`` in a session of its own (stopping the loop, or the
    update failing, stops every process the launcher started), its output kept in ``FOLDER/output.log``;
@@ -20,8 +21,11 @@ first process writes the statistics. ``batch_size`` stays the batch of one optim
 processes takes batch_size / N rows of it (N must divide it), so a config means the same update whether
 it trains in one process or on eight GPUs (the rows' order differs: each process draws its own share).
 
-The folder holds full copies of the policy and, without LoRA, of the reference at every update: put
-``$TMPDIR`` on a disk with room for them.
+The folder holds a full copy of the policy at every update. The reference (without LoRA) is written once,
+into a folder of its own under ``$TMPDIR``, at the first launched update that trains against it, and
+reused while that object lives and its weights stay as written (``_reference_folder`` says how that is
+checked); it is removed once the reference is gone, or at exit. Put ``$TMPDIR`` on a disk with room for
+two copies of the model.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import weakref
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -87,10 +92,9 @@ def launched_update(launch: str, method: str, model: Any, reference: Any, tokeni
         work = Path(tmp)
         model.save_pretrained(work / "policy")
         tokenizer.save_pretrained(work / "policy")
-        if reference is not None and lora is None:
-            reference.save_pretrained(work / "reference")
+        saved = _reference_folder(reference) if reference is not None and lora is None else None
         write_jsonl(work / "rows.jsonl", rows)
-        (work / "spec.json").write_text(json.dumps({"method": method, "settings": settings,
+        (work / "spec.json").write_text(json.dumps({"method": method, "settings": settings, "reference": saved and str(saved),
                                                     "lora": asdict(lora) if lora else None}))
         with _off_the_gpu(model, reference):
             _run([*command, "-m", "codeloop.train.launch", str(work)], work / "output.log", launch)
@@ -110,6 +114,66 @@ def launched_update(launch: str, method: str, model: Any, reference: Any, tokeni
                 del trained
     model.eval()
     return model, stats
+
+
+_SAVED: dict[int, tuple[weakref.ref, Path, tuple, weakref.finalize]] = {}  # id(reference) -> where it is saved
+
+
+def _reference_folder(reference: Any) -> Path:
+    """The folder ``reference`` is saved in (``save_pretrained``): written at its first launched update, then
+    reused while the same object lives and its weights are unchanged; removed once it is gone, or at exit.
+
+    Unchanged means the same names, shapes, dtypes, devices, version counters (every in-place change,
+    an optimiser's step or ``load_state_dict``, counts one) and checksums as when it was written: the
+    sum of each row and of each column of every tensor (seen as rows by the rest of its dimensions),
+    which catch what the counters miss (a ``.data`` assignment, a write through ``.data``, rows or
+    columns reordered). Two reads of the weights, no copy of them: faster than writing them
+    (``benchmarks/reference_reuse.py``). The loops never change their reference in place (a refreshed
+    reference is a new object, written anew)."""
+    import torch
+
+    key, mark = id(reference), _fingerprint(reference)
+    entry = _SAVED.get(key)
+    if (entry is not None and entry[0]() is reference and entry[2][:2] == mark[:2]
+            and torch.equal(entry[2][2], mark[2])):
+        return entry[1]
+    if entry is not None:
+        entry[3]()  # another object under a reused id, or changed weights: its folder goes
+    folder = Path(tempfile.mkdtemp(prefix="codeloop-reference-"))
+    reference.save_pretrained(folder)
+    _SAVED[key] = (weakref.ref(reference), folder, mark, weakref.finalize(reference, _forget, key, folder))
+    return folder
+
+
+def _forget(key: int, folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    if key in _SAVED and _SAVED[key][1] == folder:
+        del _SAVED[key]
+
+
+def _fingerprint(model: Any) -> tuple[tuple, tuple, Any]:
+    """(names, shapes, dtypes and devices; version counters; the checksums, on the CPU)."""
+    import torch
+
+    tensors = list(model.state_dict(keep_vars=True).items())
+    try:
+        versions = tuple(t._version for _, t in tensors)
+    except RuntimeError:  # inference tensors keep no version counter: NaN, which equals nothing, forces a write
+        versions = ()
+    with torch.no_grad():
+        sums = [torch.cat([_checksum(t) for _, t in tensors if str(t.device) == device]).cpu()
+                for device in sorted({str(t.device) for _, t in tensors})]  # one transfer per device
+    checks = torch.cat([*sums, torch.full((0 if versions else 1,), float("nan"))])
+    return tuple((name, tuple(t.shape), str(t.dtype), str(t.device)) for name, t in tensors), versions, checks
+
+
+def _checksum(tensor: Any) -> Any:
+    import torch
+
+    t = torch.view_as_real(tensor) if tensor.is_complex() else tensor
+    t = t if t.is_floating_point() else t.to(torch.float32)  # integer and bool buffers (small)
+    grid = t.reshape(t.shape[0] if t.dim() else 1, -1) if t.numel() else t.reshape(0, 0)
+    return torch.cat([grid.sum(dim=1, dtype=torch.float32), grid.sum(dim=0, dtype=torch.float32)])
 
 
 @contextlib.contextmanager
@@ -188,7 +252,7 @@ def _update(work: Path) -> None:
                        "launched: choose a batch_size that is a multiple of their number")
     model = AutoModelForCausalLM.from_pretrained(work / "policy")
     tokenizer = AutoTokenizer.from_pretrained(work / "policy")
-    reference = AutoModelForCausalLM.from_pretrained(work / "reference") if (work / "reference").is_dir() else None
+    reference = AutoModelForCausalLM.from_pretrained(spec["reference"]) if spec["reference"] else None
     lora = LoRA(**spec["lora"]) if spec["lora"] else None
     rows = [row for _, row in read_jsonl(work / "rows.jsonl")]
     with tempfile.TemporaryDirectory(prefix="codeloop-trl-") as out, quiet():
