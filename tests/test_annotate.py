@@ -463,8 +463,8 @@ def test_cli_invites_people_and_serves_only_them(store, tmp_path):
     assert result.exit_code == 2 and "none.sqlite: no such file" in result.output
     for args, message in ((["--keyfile", str(DATA / "tls-test-key.pem")], "--keyfile needs --certfile"),
                           (["--certfile", str(tmp_path / "missing.pem")], "missing.pem: cannot load the certificate"),
-                          (["--rate", "-1"], "--rate: rate must be 0 (no limit) or more, got -1"),
-                          (["--burst", "0"], "--burst: burst must be at least 1 when rate is set")):
+                          (["--rate", "-1"], "--rate must be 0 (no limit) or more, got -1"),
+                          (["--burst", "0"], "--burst must be at least 1 when rate is set")):
         result = runner.invoke(app, ["annotate", "serve", db, *args])
         assert result.exit_code == 2 and message in result.output, result.output
     # the real command, in a process of its own, over HTTPS: the invited key gets in, no key does not

@@ -817,7 +817,7 @@ def annotate_serve(db: Path = typer.Argument(..., help="SQLite file holding prog
     try:
         limits = Limits(rate=rate, burst=burst, connections=connections)
     except ValueError as exc:
-        _fail(f"--{str(exc).split()[0]}: {exc}")
+        _fail(f"--{exc}")  # "--rate must be ...": the option, as typed
     store = Store(db)
     if programs or honeypots:
         if not tasks:
