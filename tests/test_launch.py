@@ -76,6 +76,7 @@ def test_two_launched_processes_split_the_batch_and_make_the_same_update(in_proc
     start, expected, stats = in_process
     _, launched, launched_stats = dpo(TWO if launch == "torchrun" else f"accelerate launch --config_file {tmp_path / 'two.yaml'}")
     assert launched_stats["processes"] == 2 and launched_stats["steps"] == stats["steps"]
+    assert launched_stats["distributed"] == "MULTI_CPU"  # as accelerate runs either launcher on CPUs
     assert torch.allclose(launched, expected, atol=1e-5) and (launched - start).abs().max() > 1e-3
 
 
@@ -212,6 +213,7 @@ def test_a_loop_resumed_with_a_launcher_trains_the_model_the_loops_own_process_t
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
     assert any(not torch.equal(a[k], before[k]) for k in a)  # iteration 2 did train
     assert [m["iteration"] for m in metrics] == [0, 1, 2]
+    assert "processes" not in metrics[1] and (metrics[2]["processes"], metrics[2]["distributed"]) == (2, "MULTI_CPU")
     assert not [p for p in Path(tempfile.gettempdir()).glob("codeloop-launch-*") if p.is_dir()]  # work folders removed
     gc.collect()
     assert not saved_references()  # and the reference's, with the run's reference

@@ -156,13 +156,14 @@ def _update(cfg: OnlineDPOConfig, i: int, policy, reference, tokenizer, pairs: l
     """One DPO update: the plain loop (NLL only on chosen that satisfy both experts) or TRL's trainer
     (its "sft" term covers every chosen completion)."""
     if cfg.trainer == "trl":
+        from codeloop.train.launch import launched_as
         from codeloop.train.trl_backend import LoRA, trl_dpo
 
         policy, tstats = trl_dpo(policy, reference, tokenizer, pairs, beta=cfg.dpo_beta, lr=cfg.lr,
                                  epochs=cfg.epochs, batch_size=cfg.batch_size, nll_weight=cfg.nll_weight, seed=cfg.seed + i,
                                  lora=LoRA(r=cfg.lora_r) if cfg.lora_r else None, bf16=use_bf16(cfg),
                                  launch=cfg.launch)
-        return policy, {"dpo_loss": tstats["final_loss"]}
+        return policy, {"dpo_loss": tstats["final_loss"], **launched_as(tstats)}
     stats = dpo(policy, reference, tokenizer, pairs, beta=cfg.dpo_beta, lr=cfg.lr, epochs=cfg.epochs,
                 batch_size=cfg.batch_size, nll_weight=cfg.nll_weight, seed=cfg.seed + i, progress=False, nll_mask=nll_mask)
     return policy, {"dpo_loss": stats.final_loss, "reward_accuracy": stats.reward_accuracy}

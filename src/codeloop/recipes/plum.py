@@ -184,6 +184,7 @@ def _train(cfg: PLUMConfig, i: int, policy, reference, tokenizer, kto_data: list
     seed = cfg.seed + i
     lora = None
     if cfg.trainer == "trl":
+        from codeloop.train.launch import launched_as
         from codeloop.train.trl_backend import LoRA, trl_dpo, trl_kto
 
         lora = LoRA(r=cfg.lora_r) if cfg.lora_r else None
@@ -196,7 +197,7 @@ def _train(cfg: PLUMConfig, i: int, policy, reference, tokenizer, kto_data: list
                                 epochs=cfg.epochs, batch_size=cfg.batch_size, desirable_weight=cfg.desirable_weight,
                                 undesirable_weight=cfg.undesirable_weight, nll_weight=cfg.nll_weight, seed=seed, lora=lora,
                                 bf16=use_bf16(cfg), launch=cfg.launch)
-            return policy, {"examples": len(kto_data), "loss": t["final_loss"]}
+            return policy, {"examples": len(kto_data), "loss": t["final_loss"], **launched_as(t)}
         stats = kto(policy, reference, tokenizer, kto_data, beta=cfg.beta, lr=cfg.lr, epochs=cfg.epochs,
                     batch_size=cfg.batch_size, desirable_weight=cfg.desirable_weight,
                     undesirable_weight=cfg.undesirable_weight, nll_weight=cfg.nll_weight, seed=seed, progress=False)
@@ -209,7 +210,7 @@ def _train(cfg: PLUMConfig, i: int, policy, reference, tokenizer, kto_data: list
             policy, t = trl_dpo(policy, reference, tokenizer, pairs, beta=cfg.beta, lr=cfg.lr,
                                 epochs=cfg.epochs, batch_size=cfg.batch_size, nll_weight=cfg.nll_weight, seed=seed, lora=lora,
                                 bf16=use_bf16(cfg), launch=cfg.launch)
-            return policy, {"examples": len(pairs), "loss": t["final_loss"]}
+            return policy, {"examples": len(pairs), "loss": t["final_loss"], **launched_as(t)}
         dstats = dpo(policy, reference, tokenizer, pairs, beta=cfg.beta, lr=cfg.lr, epochs=cfg.epochs,
                      batch_size=cfg.batch_size, nll_weight=cfg.nll_weight, seed=seed, progress=False)
         return policy, {"examples": dstats.pairs, "loss": dstats.final_loss, "reward_accuracy": dstats.reward_accuracy}

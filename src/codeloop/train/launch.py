@@ -176,6 +176,13 @@ def _checksum(tensor: Any) -> Any:
     return torch.cat([grid.sum(dim=1, dtype=torch.float32), grid.sum(dim=0, dtype=torch.float32)])
 
 
+def launched_as(stats: dict) -> dict:
+    """How an update ran, for a loop's metrics row: for a launched update, how many processes trained and
+    accelerate's distributed type there (``FSDP``, ``DEEPSPEED``, ``MULTI_GPU``; ``MULTI_CPU`` without
+    GPUs, whatever the config asked for); nothing for an update in the loop's own process."""
+    return {key: stats[key] for key in ("processes", "distributed") if key in stats}
+
+
 @contextlib.contextmanager
 def _off_the_gpu(*models: Any) -> Iterator[None]:
     """The models on the CPU for the block (their GPU memory given back), then where they were."""
@@ -260,7 +267,8 @@ def _update(work: Path) -> None:
         stats = train(trainer)
         trainer.save_model(str(work / "model"))
     if trainer.accelerator.is_main_process:
-        (work / "stats.json").write_text(json.dumps({**stats, "processes": trainer.accelerator.num_processes}))
+        (work / "stats.json").write_text(json.dumps({**stats, "processes": trainer.accelerator.num_processes,
+                                                     "distributed": trainer.accelerator.distributed_type.value}))
     trainer.accelerator.wait_for_everyone()  # none leaves while another still uses the process group,
     trainer.accelerator.end_training()  # which is closed before exit, not torn down by it
 
