@@ -476,6 +476,21 @@ def test_command_lists_show_each_docstring_as_one_line_of_prose(group):
     assert continued == [], continued
 
 
+@pytest.mark.parametrize("command", [["eval"], ["check"], ["sample"]])
+def test_a_commands_help_flows_each_paragraph_of_its_docstring(command):
+    # typer kept the source's line breaks in every paragraph after the first ("an evaluation that" ended a line)
+    import inspect
+
+    from codeloop import cli
+
+    info = next(i for i in cli.app.registered_commands if i.name == command[0] or i.callback.__name__ == command[0])
+    paragraphs = [" ".join(p.split()) for p in inspect.cleandoc(info.callback.__doc__).split("\n\n")]
+    assert len(paragraphs) > 1
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "400"})
+    lines = [line.strip() for line in result.output.splitlines()]
+    assert result.exit_code == 0 and all(p in lines for p in paragraphs), (paragraphs, lines[:12])
+
+
 def test_option_help_keeps_square_brackets():
     # typer's rich markup takes "[ray]" for a style tag and drops it: "Needs pip install 'codeloop' here"
     result = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "400"})

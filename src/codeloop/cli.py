@@ -972,20 +972,22 @@ def seed_train(out: Optional[Path] = typer.Option(None, "--out", help="Output di
                    "(compare the numbers above with the README's)")
 
 
-def _one_line_listings(group: typer.Typer) -> None:
-    """List each command by its docstring's first paragraph as one line of prose: typer (0.29, rich
-    markup) keeps that paragraph's line breaks in a group's command list, so the source's wrapping
-    showed as ragged breaks in ``codeloop --help``. A command's own ``--help`` was never affected."""
+def _flowed_help(group: typer.Typer) -> None:
+    """Each command's help as its docstring's paragraphs, each one line of prose that the terminal wraps:
+    typer (0.29, rich markup) keeps the source's line breaks in all but a command's first paragraph, and
+    in a group's command list, so the source's wrapping showed as ragged breaks in ``--help``."""
     for info in group.registered_commands:
         doc = info.callback.__doc__ if info.callback is not None else None
-        if info.short_help is None and doc:
-            info.short_help = " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())
+        if doc and info.help is None:
+            paragraphs = [" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n")]
+            info.help = "\n\n".join(paragraphs)
+            info.short_help = info.short_help or paragraphs[0]
     for sub in group.registered_groups:
         if sub.typer_instance is not None:
-            _one_line_listings(sub.typer_instance)
+            _flowed_help(sub.typer_instance)
 
 
-_one_line_listings(app)
+_flowed_help(app)
 
 if __name__ == "__main__":
     app()
