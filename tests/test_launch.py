@@ -144,6 +144,21 @@ def test_a_saved_reference_is_written_again_once_its_weights_change_however_they
     assert not fourth.exists()
 
 
+def test_a_reference_that_cannot_be_written_leaves_no_folder_behind():
+    from codeloop.train.launch import _reference_folder
+
+    reference, _ = tiny_causal_lm(seed=4)
+    before = saved_references()
+
+    def full(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    reference.save_pretrained = full
+    with pytest.raises(OSError, match="No space left"):
+        _reference_folder(reference)
+    assert saved_references() == before
+
+
 def test_a_batch_that_does_not_split_over_the_processes_fails_with_the_reason_and_leaves_the_policy_alone():
     model, tok = tiny_causal_lm(seed=4)
     start = weights(model)

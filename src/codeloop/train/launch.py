@@ -140,7 +140,11 @@ def _reference_folder(reference: Any) -> Path:
     if entry is not None:
         entry[3]()  # another object under a reused id, or changed weights: its folder goes
     folder = Path(tempfile.mkdtemp(prefix="codeloop-reference-"))
-    reference.save_pretrained(folder)
+    try:
+        reference.save_pretrained(folder)
+    except BaseException:  # a full disk, Ctrl-C: no half-written copy is left behind
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     _SAVED[key] = (weakref.ref(reference), folder, mark, weakref.finalize(reference, _forget, key, folder))
     return folder
 
