@@ -43,7 +43,7 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from codeloop.data import read_jsonl, write_jsonl
 
@@ -116,7 +116,14 @@ def launched_update(launch: str, method: str, model: Any, reference: Any, tokeni
     return model, stats
 
 
-_SAVED: dict[int, tuple[weakref.ref, Path, tuple, weakref.finalize]] = {}  # id(reference) -> where it is saved
+class _Saved(NamedTuple):
+    reference: weakref.ref
+    folder: Path
+    mark: tuple  # _fingerprint's (layout, version counters, checksums) when it was written
+    remove: weakref.finalize  # removes the folder (and this entry): when the reference goes, at exit, or when called
+
+
+_SAVED: dict[int, _Saved] = {}  # id(reference) -> where it is saved
 
 
 def _reference_folder(reference: Any) -> Path:
@@ -134,24 +141,24 @@ def _reference_folder(reference: Any) -> Path:
 
     key, mark = id(reference), _fingerprint(reference)
     entry = _SAVED.get(key)
-    if (entry is not None and entry[0]() is reference and entry[2][:2] == mark[:2]
-            and torch.equal(entry[2][2], mark[2])):
-        return entry[1]
+    if (entry is not None and entry.reference() is reference and entry.mark[:2] == mark[:2]
+            and torch.equal(entry.mark[2], mark[2])):
+        return entry.folder
     if entry is not None:
-        entry[3]()  # another object under a reused id, or changed weights: its folder goes
+        entry.remove()  # another object under a reused id, or changed weights: its folder goes
     folder = Path(tempfile.mkdtemp(prefix="codeloop-reference-"))
     try:
         reference.save_pretrained(folder)
     except BaseException:  # a full disk, Ctrl-C: no half-written copy is left behind
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    _SAVED[key] = (weakref.ref(reference), folder, mark, weakref.finalize(reference, _forget, key, folder))
+    _SAVED[key] = _Saved(weakref.ref(reference), folder, mark, weakref.finalize(reference, _forget, key, folder))
     return folder
 
 
 def _forget(key: int, folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
-    if key in _SAVED and _SAVED[key][1] == folder:
+    if key in _SAVED and _SAVED[key].folder == folder:
         del _SAVED[key]
 
 
