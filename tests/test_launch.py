@@ -91,8 +91,9 @@ def test_a_launched_lora_update_merges_its_adapter_into_the_policy():
     assert torch.equal(weights(trained), weights(expected))
 
 
-def saved_references() -> list[Path]:
-    return [p for p in Path(tempfile.gettempdir()).glob("codeloop-reference-*") if p.is_dir()]
+def left_in_tmp(prefix: str = "codeloop-reference-") -> list[Path]:
+    """The folders under $TMPDIR whose names start with ``prefix`` (by default: saved references)."""
+    return [p for p in Path(tempfile.gettempdir()).glob(prefix + "*") if p.is_dir()]
 
 
 def test_a_reference_is_written_once_for_the_launched_updates_that_train_against_it():
@@ -103,13 +104,13 @@ def test_a_reference_is_written_once_for_the_launched_updates_that_train_against
     settings = {"beta": 0.5, "lr": 1e-2, "batch_size": 16, "nll_weight": 1.0}
     for _ in range(2):
         trl_dpo(expected, reference, tok, PAIRS, **settings)
-    before, writes = saved_references(), []
+    before, writes = left_in_tmp(), []
     save = reference.save_pretrained
     reference.save_pretrained = lambda *a, **k: (writes.append(a), save(*a, **k))
     for _ in range(2):
         trl_dpo(model, reference, tok, PAIRS, launch="python", **settings)
     assert len(writes) == 1 and torch.equal(weights(model), weights(expected))
-    (folder,) = set(saved_references()) - set(before)
+    (folder,) = set(left_in_tmp()) - set(before)
     del reference, save
     gc.collect()
     assert not folder.exists()
@@ -148,7 +149,7 @@ def test_a_reference_that_cannot_be_written_leaves_no_folder_behind():
     from codeloop.train.launch import _reference_folder
 
     reference, _ = tiny_causal_lm(seed=4)
-    before = saved_references()
+    before = left_in_tmp()
 
     def full(*_args, **_kwargs):
         raise OSError(28, "No space left on device")
@@ -156,7 +157,7 @@ def test_a_reference_that_cannot_be_written_leaves_no_folder_behind():
     reference.save_pretrained = full
     with pytest.raises(OSError, match="No space left"):
         _reference_folder(reference)
-    assert saved_references() == before
+    assert left_in_tmp() == before
 
 
 def test_a_batch_that_does_not_split_over_the_processes_fails_with_the_reason_and_leaves_the_policy_alone():
@@ -229,9 +230,9 @@ def test_a_loop_resumed_with_a_launcher_trains_the_model_the_loops_own_process_t
     assert any(not torch.equal(a[k], before[k]) for k in a)  # iteration 2 did train
     assert [m["iteration"] for m in metrics] == [0, 1, 2]
     assert "processes" not in metrics[1] and (metrics[2]["processes"], metrics[2]["distributed"]) == (2, "MULTI_CPU")
-    assert not [p for p in Path(tempfile.gettempdir()).glob("codeloop-launch-*") if p.is_dir()]  # work folders removed
+    assert not left_in_tmp("codeloop-launch-")  # work folders removed
     gc.collect()
-    assert not saved_references()  # and the reference's, with the run's reference
+    assert not left_in_tmp()  # and the reference's, with the run's reference
 
 
 def _alive(marker: str) -> list[int]:
