@@ -1218,7 +1218,14 @@ def test_new_namespaces_cannot_be_created_or_entered(sandbox):
     refused(sandbox, {"unshare user": f"{NR['unshare']}, {user}", "unshare net": f"{NR['unshare']}, {net}",
                       "unshare mount": f"{NR['unshare']}, {mnt}", "unshare time": f"{NR['unshare']}, 0x80",
                       "clone user": f"{NR['clone']}, {user | 17}, 0, 0, 0, 0",
-                      "setns": f"{NR['setns']}, os.open('/proc/self/ns/net', os.O_RDONLY), 0"})
+                      "setns": f"{NR['setns']}, os.open('/proc/self/ns/net', os.O_RDONLY), 0", **PID_NAMESPACE_CALLS})
+
+
+PID_NAMESPACE_CALLS = {"unshare pid": f"{NR.get('unshare')}, {_linux.CLONE_NEWPID}",
+                       "setns pid": f"{NR.get('setns')}, os.open('/proc/self/ns/pid', os.O_RDONLY), {_linux.CLONE_NEWPID}",
+                       "clone pid": f"{NR.get('clone')}, {_linux.CLONE_NEWPID | 17}, 0, 0, 0, 0"}
+"""The calls the zygote's filter lets through for it (seccomp.assemble's ``pid_namespaces``): a sample,
+which holds no capability, must still be refused each one."""
 
 
 @SECCOMP
@@ -1237,7 +1244,8 @@ def test_kernel_attack_surface_calls_are_refused(sandbox):
 @SECCOMP
 def test_the_filter_is_on_at_every_level(level):
     with Sandbox(workers=1, isolation=level) as sandbox:
-        refused(sandbox, {"unshare user": f"{NR['unshare']}, 0x10000000", "io_uring_setup": f"{NR['io_uring_setup']}, 2, 0"})
+        refused(sandbox, {"unshare user": f"{NR['unshare']}, 0x10000000", "io_uring_setup": f"{NR['io_uring_setup']}, 2, 0",
+                          **PID_NAMESPACE_CALLS})
 
 
 @pytest.mark.parametrize("machine", sorted(seccomp._TABLES))
@@ -1252,6 +1260,42 @@ def test_each_architectures_filter_denies_every_listed_call_and_checks_its_abi_f
     denied = {k for i, (op, jt, _, k) in enumerate(insns) if op == 0x15 and i + 1 + jt == eperm}
     assert denied >= {numbers[name] for name in seccomp._DENIED_NAMES}
     assert len(insns) < 256
+
+
+def run_filter(insns: list[tuple[int, int, int, int]], nr: int, arch: int, *args: int) -> int:
+    """What a classic-BPF seccomp program answers for one call (the few instructions ours use)."""
+    data = {0: nr, 4: arch}
+    for i, arg in enumerate(args):
+        data[16 + 8 * i], data[20 + 8 * i] = arg & 0xFFFFFFFF, arg >> 32
+    acc, pc = 0, 0
+    while True:
+        op, jt, jf, k = insns[pc]
+        if op == 0x06:
+            return k
+        if op == 0x20:
+            acc, pc = data.get(k, 0), pc + 1
+            continue
+        taken = {0x15: acc == k, 0x35: acc >= k, 0x45: bool(acc & k)}[op]
+        pc += 1 + (jt if taken else jf)
+
+
+@pytest.mark.parametrize("machine", sorted(seccomp._TABLES))
+def test_only_the_zygotes_filter_lets_exactly_its_two_pid_namespace_calls_through(machine):
+    arch, nr = seccomp._TABLES[machine]
+    allow, eperm = 0x7FFF0000, 0x50000 | errno.EPERM
+    newpid, newuser, newnet = _linux.CLONE_NEWPID, _linux.CLONE_NEWUSER, _linux.CLONE_NEWNET
+    calls = {  # call: (what the samples' filter answers, what the zygote's does)
+        ("unshare", newpid): (eperm, allow), ("unshare", newpid | newuser): (eperm, eperm),
+        ("unshare", newpid | 1 << 32): (eperm, eperm), ("unshare", newnet): (eperm, eperm), ("unshare", 0x400): (allow, allow),
+        ("setns", 3, newpid): (eperm, allow), ("setns", 3, 0): (eperm, eperm), ("setns", 3, newnet): (eperm, eperm),
+        ("clone", newpid | 17): (eperm, eperm), ("clone", 17): (allow, allow), ("getpid",): (allow, allow),
+        ("mount", 0, 0, 0, 0): (eperm, eperm)}
+    numbers = {**nr, "getpid": {"x86_64": 39, "aarch64": 172}[machine]}
+    for pid_namespaces in (False, True):
+        program = seccomp.assemble(machine, pid_namespaces)
+        got = {call: run_filter(program, numbers[call[0]], arch, *call[1:]) for call in calls}
+        assert got == {call: answers[pid_namespaces] for call, answers in calls.items()}, pid_namespaces
+        assert run_filter(program, numbers["getpid"], arch ^ 1) == 0x80000000  # another ABI: killed
 
 
 def test_threads_forks_and_subprocesses_still_work_under_the_filter(sandbox):

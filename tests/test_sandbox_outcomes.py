@@ -242,3 +242,10 @@ def test_a_program_too_large_for_its_memory_exceeds_it_without_bringing_down_its
         assert sandbox._workers[0].proc.pid == worker
         assert run(sandbox, "def f(x):\n    return 2 * x\n").status is Status.PASSED
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_each_sample_draws_its_own_random_numbers(sandbox):
+    # the zygote forks without CPython's at-fork hooks, and reseeds `random` before each fork instead
+    outcomes = list(sandbox.run([check_job("import random\nprint(random.getrandbits(64))\ndef f(x):\n    return 2 * x\n")] * 6))
+    assert all(o.status is Status.PASSED for o in outcomes), [o.reason for o in outcomes]
+    assert len({o.stdout for o in outcomes}) == 6, [o.stdout for o in outcomes]

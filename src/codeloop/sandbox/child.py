@@ -13,7 +13,6 @@ import json
 import marshal
 import os
 import pickle
-import random
 import resource
 import signal
 import sys
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
-from codeloop.sandbox import _linux, seccomp, wire
+from codeloop.sandbox import _linux, wire
 
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}  # scrubbed: no secrets
 
@@ -46,7 +45,6 @@ def prepare_zygote() -> None:
     """
     os.environ.clear()
     os.environ.update(ENV)
-    seccomp.prepare()  # the filter each sample installs, built once
     for sig in (signal.SIGALRM, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)  # the sample gets the default dispositions, not Python's
     sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
@@ -79,7 +77,6 @@ def sample_main(req_fd: int, resp_fd: int, out_fds: tuple[int, int], tmpdir: str
 
 def _contain(req_fd: int, resp_fd: int, out_fds: tuple[int, int], tmpdir: str, limits: Limits,
              uid: int | None, level: str) -> None:
-    random.seed()  # the zygote forks without at-fork hooks; reseed as os.fork() would
     os.setsid()  # own session and process group
     _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # dies with the zygote
     os.dup2(out_fds[0], 1)  # stdout and stderr: files in the temp dir, capped by RLIMIT_FSIZE
@@ -99,8 +96,7 @@ def _contain(req_fd: int, resp_fd: int, out_fds: tuple[int, int], tmpdir: str, l
         _linux.drop_all_capabilities()
         if _linux.NPROC_PER_USER_NAMESPACE:  # counts this worker's namespace only, not the caller's processes
             resource.setrlimit(resource.RLIMIT_NPROC, (limits.nproc, limits.nproc))
-    _linux.prctl(_linux.PR_SET_NO_NEW_PRIVS, 1)  # nothing it runs gains privileges (at level none, without our
-    seccomp.install()  # nosuid mounts, setuid binaries would); then the kernel's riskiest calls are refused
+    # Born with no new privileges and the seccomp filter, from the zygote (zygote.confine_zygote).
 
 
 def _send(fd: int, msg: dict[str, Any]) -> None:

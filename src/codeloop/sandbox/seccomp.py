@@ -2,13 +2,16 @@
 
 Namespaces, a separate uid and a read-only filesystem contain what a sample can *reach*; they do not
 shrink the kernel code it can *call*, and most local kernel exploits start from a few system calls that
-test code never needs. Installed last in every sample's set-up (after ``PR_SET_NO_NEW_PRIVS``, so no
-privilege is needed and no setuid program can drop it), the filter answers EPERM to:
+test code never needs. Installed on the zygote before its first fork (after ``PR_SET_NO_NEW_PRIVS``, so
+no setuid program can drop it), so that every sample is born under it, and on the worker once it is
+set up, the filter answers EPERM to:
 
 * creating or entering namespaces: ``unshare`` and ``clone`` with any ``CLONE_NEW*`` flag, ``setns``
   (a new user namespace would give the sample every capability inside it, and with them netfilter,
   mounts and the rest of the code behind ``CAP_SYS_ADMIN`` checks); ``clone3`` answers ENOSYS, so
-  libc falls back to ``clone``, whose flags the filter can read (as Docker's default profile does);
+  libc falls back to ``clone``, whose flags the filter can read (as Docker's default profile does).
+  The zygote's filter lets ``unshare(CLONE_NEWPID)`` and ``setns(fd, CLONE_NEWPID)`` through, which it
+  makes per sample and which need CAP_SYS_ADMIN, so that the kernel refuses them to a sample anyway;
 * io_uring, bpf, perf_event_open, userfaultfd, the keyring calls (keyctl, add_key, request_key);
 * ptrace, process_vm_readv/writev, pidfd_getfd; mounts and the new mount API; module loading, kexec,
   reboot, swap, quotas, accounting, the clocks, syslog, open_by_handle_at and its pair, fanotify_init;
@@ -65,7 +68,7 @@ _LD_W_ABS = 0x20
 _JEQ, _JGE, _JSET = 0x15, 0x35, 0x45  # BPF_JMP | op | BPF_K
 _RET = 0x06
 _ALLOW, _ERRNO, _KILL_PROCESS = 0x7FFF0000, 0x00050000, 0x80000000
-_NR, _ARCH, _ARG0 = 0, 4, 16  # offsets in struct seccomp_data (arg 0's low 32 bits: little-endian)
+_NR, _ARCH, _ARG0, _ARG1 = 0, 4, 16, 24  # offsets in struct seccomp_data (an arg's low 32 bits: little-endian)
 PR_GET_SECCOMP, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 21, 22, 2
 
 
@@ -77,8 +80,13 @@ class _Prog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_Insn))]
 
 
-def assemble(machine: str) -> list[tuple[int, int, int, int]]:
-    """The filter for ``machine`` as (code, jt, jf, k) instructions; jumps go to the labels at its end."""
+def assemble(machine: str, pid_namespaces: bool = False) -> list[tuple[int, int, int, int]]:
+    """The filter for ``machine`` as (code, jt, jf, k) instructions; jumps go to the labels at its end.
+
+    With ``pid_namespaces``, two calls pass that are otherwise refused: ``unshare(CLONE_NEWPID)``
+    (that flag alone) and ``setns(fd, CLONE_NEWPID)``, which the zygote makes to give each sample a PID
+    namespace of its own (see :func:`install`). Both need CAP_SYS_ADMIN, which no sample holds: the
+    kernel refuses them to a sample with the same EPERM."""
     arch, nr = _TABLES[machine]
     code: list[tuple[int, str | int, str | int, int]] = [
         (_LD_W_ABS, 0, 0, _ARCH),
@@ -87,13 +95,25 @@ def assemble(machine: str) -> list[tuple[int, int, int, int]]:
     ]
     if machine == "x86_64":
         code.append((_JGE, "eperm", 0, X32_SYSCALL_BIT))
-    code += [(_JEQ, "eperm", 0, nr[name]) for name in _DENIED_NAMES]
-    code += [(_JEQ, "enosys", 0, nr["clone3"]), (_JEQ, "unshare", 0, nr["unshare"]), (_JEQ, "clone", 0, nr["clone"]),
-             (_RET, 0, 0, _ALLOW)]
+    denied = [name for name in _DENIED_NAMES if not (pid_namespaces and name == "setns")]
+    code += [(_JEQ, "eperm", 0, nr[name]) for name in denied]
+    code += [(_JEQ, "enosys", 0, nr["clone3"]), (_JEQ, "unshare", 0, nr["unshare"]), (_JEQ, "clone", 0, nr["clone"])]
+    if pid_namespaces:
+        code.append((_JEQ, "setns", 0, nr["setns"]))
+    code.append((_RET, 0, 0, _ALLOW))
     labels = {"unshare": len(code)}
+    if pid_namespaces:  # exactly CLONE_NEWPID, in all 64 bits of the flags
+        code += [(_LD_W_ABS, 0, 0, _ARG0 + 4), (_JEQ, 0, "unshare_flags", 0), (_LD_W_ABS, 0, 0, _ARG0),
+                 (_JEQ, "allow", 0, _linux.CLONE_NEWPID)]
+    labels["unshare_flags"] = len(code)
     code += [(_LD_W_ABS, 0, 0, _ARG0), (_JSET, "eperm", 0, NAMESPACE_FLAGS | CLONE_NEWTIME), (_RET, 0, 0, _ALLOW)]
     labels["clone"] = len(code)
     code += [(_LD_W_ABS, 0, 0, _ARG0), (_JSET, "eperm", 0, NAMESPACE_FLAGS), (_RET, 0, 0, _ALLOW)]
+    if pid_namespaces:  # setns's nstype (an int): CLONE_NEWPID passes, anything else (0: any type) not
+        labels["setns"] = len(code)
+        code += [(_LD_W_ABS, 0, 0, _ARG1), (_JEQ, "allow", "eperm", _linux.CLONE_NEWPID)]
+        labels["allow"] = len(code)
+        code.append((_RET, 0, 0, _ALLOW))
     for label, ret in (("eperm", _ERRNO | errno.EPERM), ("enosys", _ERRNO | errno.ENOSYS), ("kill", _KILL_PROCESS)):
         labels[label] = len(code)
         code.append((_RET, 0, 0, ret))
@@ -108,32 +128,25 @@ def assemble(machine: str) -> list[tuple[int, int, int, int]]:
     return [(op, offset(i, jt), offset(i, jf), k) for i, (op, jt, jf, k) in enumerate(code)]
 
 
-_PROGRAM: _Prog | None = None  # built once (in the zygote, before it forks), installed per sample
-
-
-def prepare() -> None:
-    """Build this architecture's filter in memory (the zygote calls this once; samples inherit it)."""
-    global _PROGRAM
-    if SUPPORTED and _PROGRAM is None:
-        insns = assemble(platform.machine())
-        array = (_Insn * len(insns))(*(_Insn(*insn) for insn in insns))
-        _PROGRAM = _Prog(len(insns), ctypes.cast(array, ctypes.POINTER(_Insn)))
-        _PROGRAM._array = array  # type: ignore[attr-defined]  # keep the instructions alive with it
-
-
 def available() -> bool:
     """Whether this kernel filters system calls (``PR_GET_SECCOMP`` answers; it is EINVAL without
     CONFIG_SECCOMP). The worker checks at start-up, so a missing filter is an error, not a quiet gap."""
     return _linux._libc.prctl(PR_GET_SECCOMP, 0, 0, 0, 0) >= 0
 
 
-def install() -> None:
-    """Install the filter on this process and all it will start. Needs ``PR_SET_NO_NEW_PRIVS`` first.
-    Raises OSError where the kernel refuses (then nothing untrusted may run)."""
+def install(pid_namespaces: bool = False) -> None:
+    """Install the filter on this process and all it will start (:func:`assemble`'s, with
+    ``pid_namespaces`` as given). Needs ``PR_SET_NO_NEW_PRIVS`` first. Raises OSError where the kernel
+    refuses (then nothing untrusted may run).
+
+    The worker installs it on itself once set up, and the zygote on itself before its first fork, so
+    that every sample is born under it: installed per sample, it cost each one ~0.3 ms of CPU (the
+    kernel builds the filter anew each time, and the ctypes call faults in pages of its own)."""
     if not SUPPORTED:
         return
-    prepare()
-    assert _PROGRAM is not None
-    if _linux._libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(_PROGRAM), 0, 0) != 0:
+    insns = assemble(platform.machine(), pid_namespaces)
+    array = (_Insn * len(insns))(*(_Insn(*insn) for insn in insns))
+    program = _Prog(len(insns), ctypes.cast(array, ctypes.POINTER(_Insn)))
+    if _linux._libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"seccomp filter refused: {os.strerror(err)}")

@@ -26,7 +26,7 @@ from pathlib import Path
 import codeloop
 from codeloop.sandbox import _linux, judge, seccomp, wire
 from codeloop.sandbox.scratch import SAMPLE_ROOT, SHARED_TMP, make_sample_root
-from codeloop.sandbox.zygote import zygote_main
+from codeloop.sandbox.zygote import READY, zygote_main
 
 # Imported once here, so that samples find them in sys.modules instead of each paying the import.
 # Cheap modules only: this memory is inherited by every fork.
@@ -407,6 +407,11 @@ def main() -> None:
             os.close(fd)
         zygote_main(theirs, level, uid)
     theirs.close()
+    zygote_said = ours.recv(512)
+    if zygote_said != READY:
+        said = zygote_said.decode(errors="replace") or "the zygote ended during its set-up"
+        wire.write_frame(results_fd, pickle.dumps({"error": said}))
+        return
     for fd in cgroup_procs:  # before the first job: every sample is born in the cgroup (codeloop.sandbox.cgroup)
         try:
             if not cgroup_error:

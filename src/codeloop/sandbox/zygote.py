@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import gc
 import os
+import random
 import signal
 import socket
 import struct
 from typing import NoReturn
 
-from codeloop.sandbox import _linux
+from codeloop.sandbox import _linux, seccomp
 from codeloop.sandbox.child import Limits, apply_shared_limits, prepare_zygote, sample_main
 
 REPLY = struct.Struct("=idq")  # wait status, CPU seconds (user + system), max RSS in KiB
@@ -50,6 +51,12 @@ def zygote_main(sock: socket.socket, level: str, uid: int | None) -> NoReturn:
         if level == "userns":
             show_only_this_pidns()
         own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY) if level == "root" else None
+        try:
+            confine_zygote(level)
+        except OSError as exc:
+            sock.sendall(f"the zygote could not confine itself: {exc}".encode())
+            raise
+        sock.sendall(READY)
         applied, limits = b"", None
         gc.collect()
         gc.freeze()  # inherited objects move to a permanent generation: the sample's GC never writes to
@@ -66,6 +73,7 @@ def zygote_main(sock: socket.socket, level: str, uid: int | None) -> NoReturn:
             if blob != applied:
                 applied, limits = blob, Limits(*_LIMITS.unpack(blob))
                 apply_shared_limits(limits)
+            random.seed()  # what os.fork()'s at-fork hook does in each child: every sample draws its own
             pid = _fork_sample(fds, tmpdir.decode(), limits, level, uid, own_pidns)  # type: ignore[arg-type]
             for fd in fds:
                 os.close(fd)
@@ -81,6 +89,19 @@ def zygote_main(sock: socket.socket, level: str, uid: int | None) -> NoReturn:
     except BaseException:  # noqa: BLE001
         code = 1
     os._exit(code)
+
+
+READY = b"ready"
+"""What the zygote sends the worker once it is set up (anything else: why it is not)."""
+
+
+def confine_zygote(level: str) -> None:
+    """No new privileges and the seccomp filter (:mod:`seccomp`), on the zygote itself before its first
+    fork: every sample is born with both, and pays nothing to set them up. The filter lets through the
+    two calls the zygote makes for each sample's PID namespace (at levels root and userns), which the
+    kernel refuses to a sample, since it holds no capability by the time its code runs."""
+    _linux.prctl(_linux.PR_SET_NO_NEW_PRIVS, 1)
+    seccomp.install(pid_namespaces=level != "none")
 
 
 def show_only_this_pidns() -> None:
