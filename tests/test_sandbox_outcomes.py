@@ -249,3 +249,8 @@ def test_each_sample_draws_its_own_random_numbers(sandbox):
     outcomes = list(sandbox.run([check_job("import random\nprint(random.getrandbits(64))\ndef f(x):\n    return 2 * x\n")] * 6))
     assert all(o.status is Status.PASSED for o in outcomes), [o.reason for o in outcomes]
     assert len({o.stdout for o in outcomes}) == 6, [o.stdout for o in outcomes]
+
+
+def test_an_answer_over_the_frame_limit_is_a_runtime_error_not_a_crash(sandbox):
+    outcome = run(sandbox, "def f(x):\n    return 'x' * (17 << 20)\n")
+    assert outcome.status is Status.RUNTIME_ERROR and "OutputTooLarge" in outcome.reason, (outcome.status, outcome.reason)

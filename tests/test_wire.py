@@ -66,3 +66,21 @@ def test_malformed_tagged_values_are_a_protocol_violation(data):
     # ``except Exception`` could take a decoder crash for the candidate raising.
     with pytest.raises(wire.WireError):
         wire.decode_value(data)
+
+
+@pytest.mark.parametrize("value", [None, "é\n", [1, (2, 3)], {1: "a"}, 2**80, math.inf, b"\x00"])
+def test_a_message_round_trips_through_the_samples_encoder(value):
+    message = {"kind": "return", "value": wire.encode_value(value)}
+    assert wire.decode_message(wire.encode_message(message)) == message
+
+
+@pytest.mark.parametrize("payload", [b"", b" ", b'{"kind": "ready"} x', b'{"kind": "ready"}{}', b"\xff",
+                                     b"[" * 100_000, b'{"kind": "ready"'])
+def test_a_payload_that_is_not_exactly_one_json_value_is_a_protocol_violation(payload):
+    with pytest.raises(wire.WireError):
+        wire.decode_message(payload)
+
+
+def test_the_samples_encoder_refuses_what_is_not_plain_data():
+    with pytest.raises(TypeError):
+        wire.encode_message({"kind": "return", "value": object()})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 import io
-import json
 import marshal
 import os
 import pickle
@@ -84,8 +83,7 @@ def _contain(req_fd: int, resp_fd: int, out_fds: tuple[int, int], tmpdir: str, l
     lo, hi = sorted((req_fd, resp_fd))
     for first, last in ((3, lo), (lo + 1, hi), (hi + 1, 1 << 20)):
         os.closerange(first, last)  # nothing of the worker's or zygote's survives (close_range(2))
-    os.chdir(tmpdir)
-    os.environ["HOME"] = os.environ["TMPDIR"] = tmpdir
+    os.chdir(tmpdir)  # also its HOME and TMPDIR, which the zygote set before the fork
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s))  # the rest: apply_shared_limits
     if uid is not None:  # started as root: become an unprivileged user that owns nothing on the host
         os.setgroups([])
@@ -100,10 +98,10 @@ def _contain(req_fd: int, resp_fd: int, out_fds: tuple[int, int], tmpdir: str, l
 
 
 def _send(fd: int, msg: dict[str, Any]) -> None:
-    payload = json.dumps(msg).encode()
+    payload = wire.encode_message(msg)
     if len(payload) > wire.MAX_FRAME:
-        payload = json.dumps({"kind": "raise", "type": "OutputTooLarge",
-                              "message": f"{len(payload)} bytes exceed the limit"}).encode()
+        payload = wire.encode_message({"kind": "raise", "type": "OutputTooLarge",
+                                       "message": f"{len(payload)} bytes exceed the limit"})
     wire.write_frame(fd, payload)
 
 

@@ -74,7 +74,9 @@ def zygote_main(sock: socket.socket, level: str, uid: int | None) -> NoReturn:
                 applied, limits = blob, Limits(*_LIMITS.unpack(blob))
                 apply_shared_limits(limits)
             random.seed()  # what os.fork()'s at-fork hook does in each child: every sample draws its own
-            pid = _fork_sample(fds, tmpdir.decode(), limits, level, uid, own_pidns)  # type: ignore[arg-type]
+            path = tmpdir.decode()
+            os.environ["HOME"] = os.environ["TMPDIR"] = path  # set here, the sample pays no faults for it
+            pid = _fork_sample(fds, path, limits, level, uid, own_pidns)  # type: ignore[arg-type]
             for fd in fds:
                 os.close(fd)
             sock.recv(16)  # the worker's "finish" (or EOF if the worker died)
