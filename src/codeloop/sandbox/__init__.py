@@ -70,7 +70,8 @@ Containment of each sample (isolation level "root", used when started as root)
     sample as cwd, HOME and TMPDIR; an unprivileged uid unique to its worker with no supplementary
     groups and no_new_privs; a seccomp filter that refuses new namespaces and the kernel's riskiest
     calls (io_uring, bpf, perf_event_open, userfaultfd, keyrings, ptrace, mounts, ...: see
-    ``codeloop.sandbox.seccomp``, on x86_64 and aarch64, at every level); rlimits on CPU time, address
+    ``codeloop.sandbox.seccomp``, on x86_64 and aarch64, at every level; a sample is born with it and
+    no_new_privs, which the zygote sets on itself before its first fork); rlimits on CPU time, address
     space, file size, open files and processes; where the evaluator can make cgroups (as root, or in a
     delegated cgroup v2 subtree; at every level), a cgroup per worker that bounds the memory (tmpfs
     files included), the tasks and the CPU time (one CPU) of its zygote and its one sample at a time,
