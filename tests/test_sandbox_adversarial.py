@@ -1212,6 +1212,13 @@ def refused(sandbox: Runner, calls: dict[str, str]) -> None:
     assert outcome.status is Status.PASSED, outcome.reason
 
 
+PID_NAMESPACE_CALLS = {"unshare pid": f"{NR.get('unshare')}, {_linux.CLONE_NEWPID}",
+                       "setns pid": f"{NR.get('setns')}, os.open('/proc/self/ns/pid', os.O_RDONLY), {_linux.CLONE_NEWPID}",
+                       "clone pid": f"{NR.get('clone')}, {_linux.CLONE_NEWPID | 17}, 0, 0, 0, 0"}
+"""The calls the zygote's filter lets through for it (seccomp.assemble's ``pid_namespaces``): a sample,
+which holds no capability, must still be refused each one."""
+
+
 @SECCOMP
 def test_new_namespaces_cannot_be_created_or_entered(sandbox):
     user, net, mnt = 0x10000000, 0x40000000, 0x00020000
@@ -1219,13 +1226,6 @@ def test_new_namespaces_cannot_be_created_or_entered(sandbox):
                       "unshare mount": f"{NR['unshare']}, {mnt}", "unshare time": f"{NR['unshare']}, 0x80",
                       "clone user": f"{NR['clone']}, {user | 17}, 0, 0, 0, 0",
                       "setns": f"{NR['setns']}, os.open('/proc/self/ns/net', os.O_RDONLY), 0", **PID_NAMESPACE_CALLS})
-
-
-PID_NAMESPACE_CALLS = {"unshare pid": f"{NR.get('unshare')}, {_linux.CLONE_NEWPID}",
-                       "setns pid": f"{NR.get('setns')}, os.open('/proc/self/ns/pid', os.O_RDONLY), {_linux.CLONE_NEWPID}",
-                       "clone pid": f"{NR.get('clone')}, {_linux.CLONE_NEWPID | 17}, 0, 0, 0, 0"}
-"""The calls the zygote's filter lets through for it (seccomp.assemble's ``pid_namespaces``): a sample,
-which holds no capability, must still be refused each one."""
 
 
 @SECCOMP
