@@ -140,8 +140,8 @@ def install(pid_namespaces: bool = False) -> None:
     refuses (then nothing untrusted may run).
 
     The worker installs it on itself once set up, and the zygote on itself before its first fork, so
-    that every sample is born under it: installed per sample, it cost each one ~0.3 ms of CPU (the
-    kernel builds the filter anew each time, and the ctypes call faults in pages of its own)."""
+    that every sample is born under it: installed per sample, the kernel built it anew for each one,
+    and the ctypes call faulted in pages of the sample's own (README: what the move saved per sample)."""
     if not SUPPORTED:
         return
     insns = assemble(platform.machine(), pid_namespaces)
