@@ -6,12 +6,14 @@ Each row is a fresh interpreter, pinned to one CPU, that imports a set of module
 (as codeloop's zygote does), then forks N children that exit at once; it prints the anonymous memory
 it held (RssAnon) and the wall time per fork + exit + reap (best of three), forking with ``os.fork``
 (CPython's at-fork handlers run: threading's, random's, ...) and with libc's fork as the zygote does
-(``codeloop.sandbox._linux.raw_fork``). The last row holds what codeloop's zygote holds: the worker's
-modules and the modules it pre-imports for samples (``codeloop.sandbox.worker.PREIMPORT``).
+(``codeloop.sandbox._linux.raw_fork``). The last rows hold what codeloop's zygote holds: the worker's
+modules, then also every standard-library module it imports when a sample names one
+(``codeloop.sandbox.zygote.ON_DEMAND``).
 
-This is why a leaner zygote was not built: with libc's fork, the zygote's 3.3x the memory of a bare
-interpreter adds about 0.17 ms per fork, and holding only what a sample process needs would save
-about 0.09 ms of a HumanEval sample's 4-5 ms (the README's throughput paragraph has the numbers).
+This is why a leaner zygote (a fresh interpreter holding only what a sample process uses) was not
+built: it would save about 0.1 ms of a HumanEval sample's ~3 ms of CPU. The standard-library modules
+samples commonly import are now imported by the zygote on demand rather than all at start, which the
+last two rows price (the README's throughput paragraph has the numbers).
 """
 
 from __future__ import annotations
@@ -49,12 +51,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--forks", type=int, default=3000)
     args = parser.parse_args()
-    from codeloop.sandbox.worker import PREIMPORT
+    from codeloop.sandbox.zygote import ON_DEMAND
 
     child = "json marshal pickle random traceback dataclasses socket select struct resource signal io typing".split()
     rows = [("bare interpreter", []), ("+ typing", ["typing"]),
             ("+ what a sample process itself uses", child),
-            ("codeloop's zygote (worker + PREIMPORT)", ["codeloop.sandbox.worker", *PREIMPORT])]
+            ("codeloop's zygote at start (the worker's)", ["codeloop.sandbox.worker"]),
+            ("... + all of zygote.ON_DEMAND", ["codeloop.sandbox.worker", *sorted(ON_DEMAND)])]
     print(f"{'process holds':40} {'RssAnon':>9} {'os.fork':>9} {'libc fork':>10}")
     for label, modules in rows:
         out = subprocess.run([sys.executable, "-c", CHILD, str(args.forks), *modules], capture_output=True, text=True,

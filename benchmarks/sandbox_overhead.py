@@ -11,7 +11,8 @@ CPU the same programs and tests take run in-process, with no fork at all: the te
   read from /proc (the evaluator; the workers, which run the trusted judge; the zygotes, which fork
   and reap; the sample processes, charged to the zygotes as reaped children), and page faults per
   sample in the zygotes and the samples (each copy-on-write fault costs microseconds in a VM).
-- peer ("bare fork"): a process holding the same pre-imported modules forks through libc, the child
+- peer ("bare fork"): a process holding the modules codeloop's zygote imports for these programs
+  (``zygote.modules_named``) forks through libc, the child
   execs the program (compiled beforehand), runs its test and exits, the parent reaps it: no
   namespaces, limits, pipes, judge or temp dir. Its CPU per sample is the floor of any fork-per-sample design in this
   interpreter.
@@ -32,7 +33,7 @@ import time
 from codeloop.data import load_tasks
 from codeloop.eval.evaluate import job_for
 from codeloop.sandbox import Job, Sandbox
-from codeloop.sandbox.worker import PREIMPORT
+from codeloop.sandbox.zygote import modules_named
 from codeloop.types import Sample
 
 PROGRAM = "def f(x):\n    return x + 1\n"
@@ -99,10 +100,10 @@ def measure_in_process(sources: list[str]) -> float:
 
 def measure_bare_fork(sources: list[str]) -> dict[str, float]:
     n = len(sources)
-    for name in PREIMPORT:
-        importlib.import_module(name)
     fork = ctypes.PyDLL(None, use_errno=True).fork  # no at-fork hooks, as the zygote forks
     codes = [compile(source, "<sample>", "exec") for source in sources]  # compiled here: a lower floor
+    for name in sorted({name for code in codes for name in modules_named(code)}):
+        importlib.import_module(name)
     gc.collect()
     gc.freeze()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -1388,3 +1388,20 @@ def test_old_kernel_fallback_also_makes_the_tree_read_only(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "EROFS" and not target.exists()
+
+
+def test_the_zygote_imports_on_demand_only_the_standard_modules_it_lists():
+    # the worker, which runs the tests' code, names modules for the zygote to import; the zygote keeps
+    # privileges samples drop, and an import runs the module's code: it takes only names of its own list
+    code = ("import sys\nfrom codeloop.sandbox import zygote\n"
+            "print(zygote.import_on_demand(b'this antigravity os.path ../x difflib difflib'), "
+            "[m for m in ('this', 'antigravity') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['difflib'] []", out
+
+
+def test_the_modules_a_program_names_are_found_in_its_functions_too():
+    from codeloop.sandbox.zygote import modules_named
+    program = ("import collections.abc\nfrom os import path\n"
+               "def f():\n    def g():\n        import fractions\n    return heapq.nlargest(1, [1])\n")
+    assert modules_named(compile(program, "<p>", "exec")) == ["collections", "collections.abc", "fractions", "heapq"]

@@ -254,3 +254,20 @@ def test_each_sample_draws_its_own_random_numbers(sandbox):
 def test_an_answer_over_the_frame_limit_is_a_runtime_error_not_a_crash(sandbox):
     outcome = run(sandbox, "def f(x):\n    return 'x' * (17 << 20)\n")
     assert outcome.status is Status.RUNTIME_ERROR and "OutputTooLarge" in outcome.reason, (outcome.status, outcome.reason)
+
+
+PROBE = "import sys\ndef f(names):\n    return [name for name in names if name in sys.modules]\n"
+
+
+def _loaded(expected: list[str]) -> str:
+    return f"def check(candidate):\n    assert candidate(['difflib', 'antigravity']) == {expected!r}\n"
+
+
+def test_the_zygote_imports_a_standard_module_once_a_program_names_it():
+    # difflib: in zygote.ON_DEMAND, and imported by nothing the worker imports; antigravity: not in it
+    naming = PROBE + "def unused():\n    import difflib, antigravity\n"
+    with Sandbox(workers=1, timeout_s=5.0) as sandbox:
+        steps = [(PROBE, []), (naming, ["difflib"]), (PROBE, ["difflib"])]  # the zygote keeps what it imported
+        for program, expected in steps:
+            outcome = sandbox.run_one(check_job(program, test=_loaded(expected)))
+            assert outcome.status is Status.PASSED, (program, outcome.reason)

@@ -106,13 +106,15 @@ class _Channel:
     """The worker's handle on one sample process: two pipes, its scratch dir, and the zygote that owns
     the process."""
 
-    def __init__(self, zsock: socket.socket, limits: Limits, deadline: float, uid: int | None, level: str) -> None:
+    def __init__(self, zsock: socket.socket, limits: Limits, deadline: float, uid: int | None, level: str,
+                 modules: list[str]) -> None:
         self.deadline, self.zsock, self.level = deadline, zsock, level
         self.scratch = Scratch(uid)
         req_r, self.req_w = os.pipe()
         self.resp_r, resp_w = os.pipe()
         fcntl.fcntl(self.req_w, fcntl.F_SETFL, os.O_NONBLOCK)  # a sample that stops reading cannot block us
-        socket.send_fds(zsock, [zygote.request(limits, self.scratch.path)], [req_r, resp_w, *self.scratch.fds])
+        socket.send_fds(zsock, [zygote.request(limits, self.scratch.path, _not_asked(modules))],
+                        [req_r, resp_w, *self.scratch.fds])
         os.close(req_r)
         os.close(resp_w)
         self.reader = wire.FrameReader(self.resp_r)
@@ -146,6 +148,17 @@ class _Channel:
         return {"status": status, "cpu_s": cpu_s, "max_rss_kb": max_rss_kb, "stdout": stdout, "stderr": stderr}
 
 
+_ASKED: set[str] = set()
+"""The :data:`zygote.ON_DEMAND` modules this worker's zygote was asked to import (it lives as long as
+the worker): each is asked for once."""
+
+
+def _not_asked(modules: list[str]) -> list[str]:
+    new = [m for m in modules if m not in _ASKED]
+    _ASKED.update(new)
+    return new
+
+
 class _Session:
     """One sample under judgement: its process, the calls streamed ahead, live calls after.
 
@@ -158,15 +171,15 @@ class _Session:
     """
 
     def __init__(self, zsock: socket.socket, limits: Limits, deadline: float, start: dict[str, Any],
-                 predicted: list[bytes], uid: int | None, level: str) -> None:
+                 predicted: list[bytes], uid: int | None, level: str, modules: list[str]) -> None:
         self.zsock, self.limits, self.deadline, self.start = zsock, limits, deadline, start
-        self.uid, self.level = uid, level
+        self.uid, self.level, self.modules = uid, level, modules
         self.observed: list[bytes] = []
         self.call_seconds: list[float] = []
         self._spawn(predicted)
 
     def _spawn(self, batch: list[bytes]) -> None:
-        self.channel = _Channel(self.zsock, self.limits, self.deadline, self.uid, self.level)
+        self.channel = _Channel(self.zsock, self.limits, self.deadline, self.uid, self.level, self.modules)
         self.batch = batch
         try:
             self.channel.send(pickle.dumps({**self.start, "batch": batch}))
@@ -580,7 +593,10 @@ def _run(job: Job, mode: str, code: Any, zsock: socket.socket, timeout_s: float,
     replaying = time.monotonic()
     predicted = _predicted_calls(job, mode)
     start += time.monotonic() - replaying  # a test's first replay is the worker's time, not the sample's
-    session = _Session(zsock, limits, time.monotonic() + timeout_s, first_msg, predicted, uid, level)
+    modules = zygote.modules_named(code)  # and, where it runs beside the program, the test's
+    test_code = _compiled(job.test, "<test>") if mode == "child" and job.test else None
+    modules += zygote.modules_named(test_code) if test_code is not None else []
+    session = _Session(zsock, limits, time.monotonic() + timeout_s, first_msg, predicted, uid, level, modules)
     load_seconds = 0.0
     verdict: _Verdict | None = None
     stop: _Stop | None = None

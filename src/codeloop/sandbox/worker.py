@@ -5,7 +5,8 @@ Started by :class:`codeloop.sandbox.Sandbox` with a scrubbed environment (so not
 private mount/network/IPC/UTS namespaces, a read-only view of every filesystem with fresh tmpfs
 mounts over the world-writable directories, a minimal /dev, an empty /run, a /proc that shows a sample none of the
 host's processes (at level root: only its own; at level userns: its own and the zygote's, through a PID
-namespace of the worker's, see :func:`zygote.show_only_this_pidns`), pre-imported modules, and the zygote. Then it reads jobs
+namespace of the worker's, see :func:`zygote.show_only_this_pidns`), the caller's preloaded modules, and the
+zygote (which imports common standard-library modules as samples name them: :data:`zygote.ON_DEMAND`). Then it reads jobs
 (pickled, from the trusted evaluator) on stdin and writes outcomes on stdout, one frame each.
 """
 
@@ -27,14 +28,6 @@ import codeloop
 from codeloop.sandbox import _linux, judge, seccomp, wire
 from codeloop.sandbox.scratch import SAMPLE_ROOT, SHARED_TMP, make_sample_root
 from codeloop.sandbox.zygote import READY, zygote_main
-
-# Imported once here, so that samples find them in sys.modules instead of each paying the import.
-# Cheap modules only: this memory is inherited by every fork.
-PREIMPORT = (
-    "abc array bisect calendar cmath collections collections.abc contextlib copy dataclasses datetime "
-    "decimal difflib enum fractions functools hashlib heapq io itertools json math numbers operator "
-    "pprint queue random re statistics string struct textwrap time typing unicodedata"
-).split()
 
 
 def _needed_paths() -> list[str]:
@@ -389,8 +382,6 @@ def main() -> None:
         wire.write_frame(results_fd, pickle.dumps({"error": "this kernel does not filter system calls (seccomp), "
                                                             "which every sample needs"}))
         return
-    for name in PREIMPORT:
-        importlib.import_module(name)
     for name in preload:  # the caller's (Sandbox(preload=...)): a failure is reported, not hidden
         try:
             importlib.import_module(name)
