@@ -11,7 +11,8 @@ modules, then also every standard-library module it imports when a sample names 
 (``codeloop.sandbox.zygote.ON_DEMAND``).
 
 This is why a leaner zygote (a fresh interpreter holding only what a sample process uses) was not
-built: it would save about 0.1 ms of a HumanEval sample's ~3 ms of CPU. The standard-library modules
+built: it would save about 0.1 ms per fork + exit (the third row against the fourth) of a HumanEval
+sample's ~3 ms of CPU. The standard-library modules
 samples commonly import are now imported by the zygote on demand rather than all at start, which the
 last two rows price (the README's throughput paragraph has the numbers).
 """

@@ -41,9 +41,10 @@ ON_DEMAND = frozenset((
 """Standard-library modules the zygote imports, once, before it forks the first sample whose program
 names one (:func:`modules_named`): later samples find it in sys.modules instead of each paying the
 import (1-5 ms). On demand, not all at start, since every page the zygote holds makes each fork and
-exit dearer (page tables to copy and tear down): all of these cost ~0.1 ms of CPU per HumanEval
-sample, whose programs name five of them. Nothing else is ever imported there: the zygote keeps the
-privileges samples drop, and an import runs the module's code."""
+exit dearer (page tables to copy and tear down): all of them add ~0.09 ms to each fork + exit
+(``benchmarks/fork_cost.py``), and HumanEval's programs name five (typing, math, re, collections,
+hashlib). Nothing else is ever imported there: the zygote keeps the privileges samples drop, and an
+import runs the module's code."""
 
 
 def modules_named(code: CodeType) -> list[str]:
