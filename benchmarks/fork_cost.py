@@ -6,15 +6,11 @@ Each row is a fresh interpreter, pinned to one CPU, that imports a set of module
 (as codeloop's zygote does), then forks N children that exit at once; it prints the anonymous memory
 it held (RssAnon) and the wall time per fork + exit + reap (best of three), forking with ``os.fork``
 (CPython's at-fork handlers run: threading's, random's, ...) and with libc's fork as the zygote does
-(``codeloop.sandbox._linux.raw_fork``). The last rows hold what codeloop's zygote holds: the worker's
-modules, then also every standard-library module it imports when a sample names one
-(``codeloop.sandbox.zygote.ON_DEMAND``).
-
-This is why a leaner zygote (a fresh interpreter holding only what a sample process uses) was not
-built: it would save about 0.1 ms per fork + exit (the third row against the fourth) of a HumanEval
-sample's ~3 ms of CPU. The standard-library modules
-samples commonly import are now imported by the zygote on demand rather than all at start, which the
-last two rows price (the README's throughput paragraph has the numbers).
+(``codeloop.sandbox._linux.raw_fork``). The third row is close to what codeloop's zygote holds at
+start (a fresh interpreter running only what samples need, ``zygote.exec_zygote``); the fourth adds
+every standard-library module it imports when a sample names one (``zygote.ON_DEMAND``); the last
+holds what a plain fork of the worker held, which the zygote was until a fresh interpreter replaced it
+(the README's throughput paragraph has the numbers).
 """
 
 from __future__ import annotations
@@ -57,8 +53,8 @@ def main() -> None:
     child = "json marshal pickle random traceback dataclasses socket select struct resource signal io typing".split()
     rows = [("bare interpreter", []), ("+ typing", ["typing"]),
             ("+ what a sample process itself uses", child),
-            ("codeloop's zygote at start (the worker's)", ["codeloop.sandbox.worker"]),
-            ("... + all of zygote.ON_DEMAND", ["codeloop.sandbox.worker", *sorted(ON_DEMAND)])]
+            ("... + all of zygote.ON_DEMAND", [*child, *sorted(ON_DEMAND)]),
+            ("a fork of the worker (the zygote before)", ["codeloop.sandbox.worker"])]
     print(f"{'process holds':40} {'RssAnon':>9} {'os.fork':>9} {'libc fork':>10}")
     for label, modules in rows:
         out = subprocess.run([sys.executable, "-c", CHILD, str(args.forks), *modules], capture_output=True, text=True,

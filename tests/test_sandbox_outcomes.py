@@ -271,3 +271,35 @@ def test_the_zygote_imports_a_standard_module_once_a_program_names_it():
         for program, expected in steps:
             outcome = sandbox.run_one(check_job(program, test=_loaded(expected)))
             assert outcome.status is Status.PASSED, (program, outcome.reason)
+
+
+def test_a_sample_holds_none_of_the_workers_own_modules_but_an_interpreters_builtins():
+    # the zygote is a fresh interpreter, not a fork of the worker: the judge, the pool, the task types
+    # are not copied at each fork (see zygote.exec_zygote); site's exit() and quit() are there as usual
+    program = ("import sys\ndef f(names):\n"
+               "    return [name for name in names if name in sys.modules] + [callable(exit), callable(quit)]\n")
+    test = ("def check(candidate):\n"
+            "    assert candidate(['codeloop.sandbox.judge', 'codeloop.sandbox.pool', 'codeloop.types', "
+            "'codeloop.sandbox.child']) == ['codeloop.sandbox.child', True, True]\n")
+    with Sandbox(workers=1, timeout_s=5.0) as sandbox:
+        outcome = sandbox.run_one(check_job(program, test=test))
+    assert outcome.status is Status.PASSED, outcome.reason
+
+
+def test_a_zygote_that_cannot_start_its_interpreter_says_why():
+    import socket
+
+    from codeloop.sandbox import zygote
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child execs or exits
+        zygote.sys.executable = "/nonexistent/python"
+        zygote.exec_zygote(theirs, read)
+    said = ours.recv(512).decode()
+    _, status = os.waitpid(pid, 0)
+    for end in (ours, theirs):
+        end.close()
+    os.close(read)
+    os.close(write)
+    assert said.startswith("the zygote could not start /nonexistent/python") and os.waitstatus_to_exitcode(status) == 1, said

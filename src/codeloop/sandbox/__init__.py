@@ -8,7 +8,7 @@ that will try to fake a pass or escape (DESIGN.md section 4).
 Processes
     evaluator ─ Sandbox ─▶ worker (one per core, long-lived, trusted: runs the tests, decides;
                              │       makes each sample's temp dir and reads its output back)
-                             └─▶ zygote (forked at start-up, before any task: holds no test data)
+                             └─▶ zygote (a fresh interpreter started before any task: holds no test data)
                                    └─▶ sample (one fork per job: the untrusted program)
 
     The worker is trusted with the verdict, not with the machine: once set up it gives up what it no

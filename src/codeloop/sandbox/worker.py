@@ -27,7 +27,7 @@ from pathlib import Path
 import codeloop
 from codeloop.sandbox import _linux, judge, seccomp, wire
 from codeloop.sandbox.scratch import SAMPLE_ROOT, SHARED_TMP, make_sample_root
-from codeloop.sandbox.zygote import READY, zygote_main
+from codeloop.sandbox.zygote import READY, boot_config, exec_zygote, own_code
 
 
 def _needed_paths() -> list[str]:
@@ -373,6 +373,7 @@ def main() -> None:
         oom_fd: int | None = os.open("/proc/self/oom_score_adj", os.O_RDWR)
     except OSError:
         oom_fd = None
+    zygote_code = own_code()  # before isolation hides codeloop's files
     try:
         level = isolate(requested, tuple(json.loads(options.get("hide", "[]"))))
     except OSError as exc:
@@ -391,12 +392,13 @@ def main() -> None:
     make_sample_root()
     uid = SAMPLE_UID_BASE + os.getpid() if level == "root" else None  # unique among live workers
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    config_r, config_w = os.pipe()
     zygote = _fork_zygote(oom_fd)
-    if zygote == 0:  # the zygote: forked before any job arrives, so it holds none
-        ours.close()
-        for fd in (jobs_fd, results_fd, *cgroup_procs, *([oom_events] if oom_events is not None else [])):
-            os.close(fd)
-        zygote_main(theirs, level, uid)
+    if zygote == 0:  # the zygote: started before any job arrives, so it holds none; exec closes the rest
+        exec_zygote(theirs, config_r)
+    os.close(config_r)
+    with open(config_w, "wb") as config:
+        config.write(boot_config(zygote_code, level, uid, preload, theirs.fileno()))
     theirs.close()
     zygote_said = ours.recv(512)
     if zygote_said != READY:

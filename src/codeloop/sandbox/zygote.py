@@ -1,7 +1,8 @@
 """The zygote: a clean process that forks one sample process per request.
 
-It is forked from the worker at start-up, before the worker has seen any task, so a sample (a fork of
-the zygote) inherits no test code, no expected output and no other sample's program. It receives the
+The worker starts it (fork, then exec of a fresh interpreter: :func:`exec_zygote`) at start-up, before
+it has seen any task, so a sample (a fork of the zygote) inherits no test code, no expected output and
+no other sample's program, nor any module of the worker's it does not need. It receives the
 sample's four descriptors (request pipe, response pipe, stdout file, stderr file) and its temp dir
 from the worker over a Unix socket (SCM_RIGHTS), forks the sample, and on the worker's word kills it
 (and, through its PID namespace, everything it started), reaps it and reports how it ended.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import marshal
 import os
 import random
 import signal
@@ -146,6 +148,76 @@ def zygote_main(sock: socket.socket, level: str, uid: int | None) -> NoReturn:
 
 READY = b"ready"
 """What the zygote sends the worker once it is set up (anything else: why it is not)."""
+
+OWN_MODULES = ("codeloop.sandbox._linux", "codeloop.sandbox.seccomp", "codeloop.sandbox.wire",
+               "codeloop.sandbox.child", "codeloop.sandbox.zygote")
+"""What of codeloop the zygote runs, in import order: it holds nothing else of it (see :func:`exec_zygote`)."""
+
+_BOOT = """
+import importlib, marshal, socket, sys, types
+config = marshal.load(sys.stdin.buffer)
+sys.argv, sys.path[:] = [""], config["path"]
+package = types.ModuleType("codeloop")
+package.__path__ = [config["package"]]  # where samples import codeloop.languages from
+sandbox = types.ModuleType("codeloop.sandbox")
+sandbox.__path__ = []
+package.sandbox = sandbox
+sys.modules["codeloop"], sys.modules["codeloop.sandbox"] = package, sandbox
+for name, filename, code in config["modules"]:
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    sys.modules[name] = module
+    setattr(sandbox, name.rsplit(".", 1)[1], module)
+    exec(marshal.loads(code), module.__dict__)
+sock = socket.socket(fileno=config["sock"])
+for name in config["preload"]:
+    try:
+        importlib.import_module(name)
+    except Exception as exc:
+        sock.sendall(f"preload {name!r} failed: {type(exc).__name__}: {exc}".encode())
+        raise SystemExit(1)
+sys.modules["codeloop.sandbox.zygote"].zygote_main(sock, config["level"], config["uid"])
+"""
+"""The zygote's first code, in a fresh interpreter: it builds the modules of :data:`OWN_MODULES` from
+the code the worker read before the file system hid codeloop (``codeloop`` and ``codeloop.sandbox``
+stand in as empty packages), imports the caller's ``preload`` modules, and serves."""
+
+
+def own_code() -> list[tuple[str, str, bytes]]:
+    """The compiled code of :data:`OWN_MODULES`: read by the worker before isolation hides codeloop's files."""
+    modules = []
+    for name in OWN_MODULES:
+        spec = sys.modules[name].__spec__
+        assert spec is not None and spec.loader is not None
+        code = spec.loader.get_code(name)  # type: ignore[attr-defined]
+        modules.append((name, spec.origin or "", marshal.dumps(code)))
+    return modules
+
+
+def boot_config(modules: list[tuple[str, str, bytes]], level: str, uid: int | None, preload: list[str],
+                sock_fd: int) -> bytes:
+    """What :data:`_BOOT` reads on its stdin."""
+    import codeloop
+    return marshal.dumps({"path": list(sys.path), "package": os.path.dirname(codeloop.__file__ or ""),
+                          "modules": modules, "preload": list(preload), "sock": sock_fd, "level": level,
+                          "uid": uid})
+
+
+def exec_zygote(sock: socket.socket, config: int) -> NoReturn:
+    """In the worker's fork: become the zygote, a fresh interpreter that holds only what samples need.
+
+    Forked from the worker, it held all of the worker's modules (the judge, the pool, the task
+    types: ~3 MB more), and every page it holds is copied at each fork and torn down at each
+    sample's exit (``benchmarks/fork_cost.py``). ``config``: a pipe with :func:`boot_config`'s bytes,
+    which becomes its stdin; ``sock``: its end of the worker's socket."""
+    try:
+        os.dup2(config, 0)
+        os.set_inheritable(sock.fileno(), True)
+        os.execv(sys.executable, [sys.executable, "-I", "-c", _BOOT])
+    except OSError as exc:  # the worker reports it, as any failure of the zygote's set-up
+        sock.sendall(f"the zygote could not start {sys.executable}: {exc}".encode())
+    finally:
+        os._exit(1)
 
 
 def confine_zygote(level: str) -> None:
