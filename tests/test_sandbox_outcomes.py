@@ -264,7 +264,7 @@ def _loaded(expected: list[str]) -> str:
 
 
 def test_the_zygote_imports_a_standard_module_once_a_program_names_it():
-    # difflib: in zygote.ON_DEMAND, and imported by nothing the worker imports; antigravity: not in it
+    # difflib: in zygote.ON_DEMAND, and imported by nothing the zygote runs at start; antigravity: not in it
     naming = PROBE + "def unused():\n    import difflib, antigravity\n"
     with Sandbox(workers=1, timeout_s=5.0) as sandbox:
         steps = [(PROBE, []), (naming, ["difflib"]), (PROBE, ["difflib"])]  # the zygote keeps what it imported

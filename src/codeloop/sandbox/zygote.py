@@ -43,7 +43,7 @@ ON_DEMAND = frozenset((
 """Standard-library modules the zygote imports, once, before it forks the first sample whose program
 names one (:func:`modules_named`): later samples find it in sys.modules instead of each paying the
 import (1-5 ms). On demand, not all at start, since every page the zygote holds makes each fork and
-exit dearer (page tables to copy and tear down): all of them add ~0.09 ms to each fork + exit
+exit dearer (page tables to copy and tear down): all of them add ~0.1 ms to each fork + exit
 (``benchmarks/fork_cost.py``), and HumanEval's programs name five (typing, math, re, collections,
 hashlib). Nothing else is ever imported there: the zygote keeps the privileges samples drop, and an
 import runs the module's code."""
