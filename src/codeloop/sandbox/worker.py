@@ -397,8 +397,11 @@ def main() -> None:
     if zygote == 0:  # the zygote: started before any job arrives, so it holds none; exec closes the rest
         exec_zygote(theirs, config_r)
     os.close(config_r)
-    with open(config_w, "wb") as config:
-        config.write(boot_config(zygote_code, level, uid, preload, theirs.fileno()))
+    try:
+        with open(config_w, "wb") as config:
+            config.write(boot_config(zygote_code, level, uid, preload, theirs.fileno()))
+    except BrokenPipeError:  # it ended before reading it all: it says why (or not) below
+        pass
     theirs.close()
     zygote_said = ours.recv(512)
     if zygote_said != READY:
