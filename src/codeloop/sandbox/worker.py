@@ -5,15 +5,15 @@ Started by :class:`codeloop.sandbox.Sandbox` with a scrubbed environment (so not
 private mount/network/IPC/UTS namespaces, a read-only view of every filesystem with fresh tmpfs
 mounts over the world-writable directories, a minimal /dev, an empty /run, a /proc that shows a sample none of the
 host's processes (at level root: only its own; at level userns: its own and the zygote's, through a PID
-namespace of the worker's, see :func:`zygote.show_only_this_pidns`), the caller's preloaded modules, and the
-zygote (which imports common standard-library modules as samples name them: :data:`zygote.ON_DEMAND`). Then it reads jobs
+namespace of the worker's, see :func:`zygote.show_only_this_pidns`), and the zygote (which imports the
+caller's ``preload`` modules, reporting a failure, and common standard-library modules as samples name
+them: :data:`zygote.ON_DEMAND`). Then it reads jobs
 (pickled, from the trusted evaluator) on stdin and writes outcomes on stdout, one frame each.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import importlib.util
 import json
 import os
@@ -383,12 +383,6 @@ def main() -> None:
         wire.write_frame(results_fd, pickle.dumps({"error": "this kernel does not filter system calls (seccomp), "
                                                             "which every sample needs"}))
         return
-    for name in preload:  # the caller's (Sandbox(preload=...)): a failure is reported, not hidden
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # noqa: BLE001
-            wire.write_frame(results_fd, pickle.dumps({"error": f"preload {name!r} failed: {type(exc).__name__}: {exc}"}))
-            return
     make_sample_root()
     uid = SAMPLE_UID_BASE + os.getpid() if level == "root" else None  # unique among live workers
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
