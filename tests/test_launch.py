@@ -24,6 +24,7 @@ from codeloop.models.tiny import tiny_causal_lm  # noqa: E402
 from codeloop.train.launch import LaunchError, launcher  # noqa: E402
 from codeloop.train.trl_backend import LoRA, trl_dpo, trl_kto  # noqa: E402
 from codeloop.types import PreferencePair  # noqa: E402
+from conftest import running_with  # noqa: E402
 
 PAIRS = [PreferencePair("Q:", " yes", " no"), PreferencePair("Q:", " a", " b")] * 8
 ROWS = [{"prompt": "Q:", "completion": " yes", "label": True}, {"prompt": "Q:", "completion": " no", "label": False}] * 8
@@ -235,18 +236,6 @@ def test_a_loop_resumed_with_a_launcher_trains_the_model_the_loops_own_process_t
     assert not left_in_tmp()  # and the reference's, with the run's reference
 
 
-def _alive(marker: str) -> list[int]:
-    """The processes whose command line holds ``marker``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and marker in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
-                found.append(int(entry.name))
-        except OSError:
-            pass
-    return found
-
-
 def test_no_process_a_launcher_started_outlives_its_update_whether_it_ends_or_is_stopped(tmp_path):
     import signal
     import time
@@ -255,7 +244,7 @@ def test_no_process_a_launcher_started_outlives_its_update_whether_it_ends_or_is
 
     left = f"import subprocess; subprocess.Popen(['sleep', '{297 + os.getpid() % 1000 / 1000}'])"  # exits, a child left behind
     _run([sys.executable, "-c", left], tmp_path / "a.log", "python")
-    assert not _alive(f"sleep {297 + os.getpid() % 1000 / 1000}")
+    assert not running_with(f"sleep {297 + os.getpid() % 1000 / 1000}")
 
     stuck = f"import subprocess, time; subprocess.Popen(['sleep', '{298 + os.getpid() % 1000 / 1000}']); time.sleep(300)"
 
@@ -271,7 +260,7 @@ def test_no_process_a_launcher_started_outlives_its_update_whether_it_ends_or_is
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
-    assert time.monotonic() - start < 30 and not _alive(f"sleep {298 + os.getpid() % 1000 / 1000}")
+    assert time.monotonic() - start < 30 and not running_with(f"sleep {298 + os.getpid() % 1000 / 1000}")
 
 
 def test_a_launcher_that_runs_nothing_is_named_not_met_as_a_missing_file():

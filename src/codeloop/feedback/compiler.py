@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import tempfile
 import warnings
@@ -25,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from codeloop.languages import st
+from codeloop.sandbox.session import end_session
 from codeloop.types import Feedback
 
 MAX_REASON = 500
@@ -98,14 +98,11 @@ def command_check(program: str, command: Sequence[str], suffix: str = ".txt", ti
         try:
             out, _ = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            end_session(proc.pid)
             proc.communicate()
             return Feedback("compiler", 0.0, f"the compiler ran past {timeout_s:g}s")
         finally:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)  # whatever it left running
-            except ProcessLookupError:
-                pass
+            end_session(proc.pid)  # whatever it left running, gone before its folder is removed
     text = out.decode(errors="replace")
     found = [m for m in (_DIAGNOSTIC.match(line.strip()) for line in text.splitlines()) if m]
     reason = "; ".join(f"line {m.group(1)}: {m.group(3)}" for m in found) or text.strip()

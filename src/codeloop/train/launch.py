@@ -35,10 +35,10 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
+import warnings
 import weakref
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from codeloop.data import read_jsonl, write_jsonl
+from codeloop.sandbox.session import end_session
 
 from .trl_backend import LoRA, build_trainer, quiet, train
 
@@ -220,9 +221,11 @@ def _run(command: list[str], log: Path, launch: str) -> None:
         try:
             code = process.wait()
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)  # the launcher's workers too, were any left behind
+            left = end_session(process.pid)  # the launcher's workers too, were any left behind
             process.wait()
+    if left:
+        warnings.warn(f"processes {left} of the update launched with {launch!r} still run 10 s after SIGKILL "
+                      "(blocked in the kernel?)", RuntimeWarning, stacklevel=2)
     if code == 0:
         return
     kept = tempfile.NamedTemporaryFile(prefix="codeloop-launch-", suffix=".log", delete=False)  # outlives the folder
