@@ -41,8 +41,8 @@ def test_a_leader_that_is_already_dead_and_unreaped_does_not_make_it_wait():
     leader = subprocess.Popen(["true"], start_new_session=True)
     time.sleep(0.2)  # a zombie now, our child, not reaped yet
     start = time.monotonic()
-    assert end_session(leader.pid, timeout_s=5) == []
-    assert time.monotonic() - start < 1
+    assert end_session(leader.pid, timeout_s=20) == []
+    assert time.monotonic() - start < 5
     leader.wait()
 
 
