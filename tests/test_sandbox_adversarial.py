@@ -499,10 +499,18 @@ def f(x):  # as many busy processes as CPUs for a second of wall time: the CPU s
 def test_a_sample_cannot_take_more_than_one_cpu(level):
     # Busy processes on every CPU took them all: the other workers' samples waited, and could time out.
     # The worker's cgroup gives its sample one CPU's time, however many processes it runs.
-    outcome, baseline = with_and_without_cgroups(SPINNERS, "def check(candidate):\n    assert candidate(0) <= 1.3\n",
-                                                 isolation=level)
+    test = "def check(candidate):\n    assert candidate(0) <= 1.3\n"
+    outcome, baseline = with_and_without_cgroups(SPINNERS, test, isolation=level)
     assert outcome.status is Status.PASSED, outcome.tests
-    assert baseline.status is Status.FAILED, baseline.tests  # without it: about one CPU second per CPU
+    for tries in range(1, 4):  # without it: about one CPU second per CPU, where the machine has them free
+        if baseline.status is Status.FAILED:
+            return
+        assert baseline.status is Status.PASSED, (baseline.status, baseline.reason)  # it ran, and got no second CPU
+        if tries < 3:
+            with Sandbox(workers=1, timeout_s=8.0, cgroups=False, isolation=level) as sandbox:
+                baseline = sandbox.run_one(check_job(SPINNERS, test=test))
+    pytest.skip(f"inconclusive: without the cgroup too, the spinners got no second CPU ({baseline.tests[0].detail}, "
+                "3 tries): something else holds this machine's CPUs, so the cgroup's limit could not be told apart")
 
 
 CGROUP_ESCAPES = """
