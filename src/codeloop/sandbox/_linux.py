@@ -9,7 +9,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import re
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -41,7 +40,7 @@ _SYS_MOVE_MOUNT = 429  # Linux 5.2+
 OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = os.O_CLOEXEC
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
-_SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(platform.machine())
+_SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(os.uname().machine)
 
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
@@ -141,7 +140,7 @@ class _CapData(ctypes.Structure):
                 ("inheritable", ctypes.c_uint32)]
 
 
-NPROC_PER_USER_NAMESPACE = tuple(int(n) for n in re.findall(r"\d+", platform.release())[:2]) >= (5, 14)
+NPROC_PER_USER_NAMESPACE = tuple(int(n) for n in re.findall(r"\d+", os.uname().release)[:2]) >= (5, 14)
 """Whether RLIMIT_NPROC counts a uid's processes per user namespace (Linux 5.14's "ucounts"): then, in
 a worker's own user namespace, it counts the processes of that worker alone, not every process the
 caller's uid runs on the host, and a sample's fork bomb can be stopped at level userns too."""
@@ -156,7 +155,7 @@ def keep_only_capabilities(*caps: int) -> None:
     """Make ``caps`` (a subset of those it holds) this thread's effective and permitted capabilities,
     and its inheritable ones none."""
     if _SYS_CAPSET is None:
-        raise OSError(0, f"capset number unknown on {platform.machine()}")
+        raise OSError(0, f"capset number unknown on {os.uname().machine}")
     mask = sum(1 << c for c in set(caps))
     header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
     data = (_CapData * 2)()

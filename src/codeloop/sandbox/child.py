@@ -15,19 +15,18 @@ import pickle
 import resource
 import signal
 import sys
-import traceback
-from dataclasses import dataclass
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from codeloop.sandbox import _linux, wire
 
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}  # scrubbed: no secrets
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Per-sample resource limits, set with setrlimit in the sample before any untrusted code runs."""
+class Limits(NamedTuple):
+    """Per-sample resource limits, set with setrlimit in the sample before any untrusted code runs. A
+    NamedTuple, not a dataclass: dataclasses imports inspect, ast and dis, ~1.4 MB the zygote would
+    hold and every fork copy (this module runs there, see zygote.OWN_MODULES)."""
 
     cpu_s: int
     memory_mb: int
@@ -66,6 +65,8 @@ def sample_main(req_fd: int, resp_fd: int, out_fds: tuple[int, int], tmpdir: str
     try:
         _contain(req_fd, resp_fd, out_fds, tmpdir, limits, uid, level)
     except BaseException:  # noqa: BLE001 - set-up failure must never fall through to untrusted code
+        import traceback  # here only: the zygote does not hold it (see Limits)
+
         traceback.print_exc()
         os._exit(71)
     try:
@@ -106,8 +107,11 @@ def _send(fd: int, msg: dict[str, Any]) -> None:
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
-    tb = traceback.extract_tb(exc.__traceback__)
-    where = next((f"line {f.lineno}" for f in reversed(tb) if f.filename == "<sample>"), "")
+    where, tb = "", exc.__traceback__
+    while tb is not None:  # the innermost frame of the sample's own code
+        if tb.tb_frame.f_code.co_filename == "<sample>":
+            where = f"line {tb.tb_lineno}"
+        tb = tb.tb_next
     return {"kind": "raise", "type": type(exc).__name__, "message": str(exc)[:500], "where": where}
 
 

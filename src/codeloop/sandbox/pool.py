@@ -240,7 +240,7 @@ class Sandbox:
         group, why_not = None, self._no_cgroup or "not asked for (cgroups=False)"
         if self.cgroups and not self._no_cgroup:
             try:
-                group = cgroup.create(f"{os.getpid()}-{next(_NAMES)}", self.memory_mb, Limits.nproc)
+                group = cgroup.create(f"{os.getpid()}-{next(_NAMES)}", self.memory_mb, Limits._field_defaults["nproc"])
             except cgroup.Unavailable as exc:
                 why_not = str(exc)
         try:

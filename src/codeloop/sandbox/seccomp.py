@@ -28,7 +28,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 
 from codeloop.sandbox import _linux
 
@@ -55,7 +54,7 @@ _DENIED_NAMES = list(_NUMBERS)[:-3]
 _TABLES = {machine: (arch, {name: numbers[i] for name, numbers in _NUMBERS.items()})
            for i, (machine, arch) in enumerate((("x86_64", 0xC000003E), ("aarch64", 0xC00000B7)))}
 """machine: (its AUDIT_ARCH value, name -> number)."""
-SUPPORTED = platform.machine() in _TABLES
+SUPPORTED = os.uname().machine in _TABLES
 """Whether this architecture gets the filter."""
 
 NAMESPACE_FLAGS = (_linux.CLONE_NEWNS | _linux.CLONE_NEWUTS | _linux.CLONE_NEWIPC | _linux.CLONE_NEWUSER
@@ -144,7 +143,7 @@ def install(pid_namespaces: bool = False) -> None:
     and the ctypes call faulted in pages of the sample's own (README: what the move saved per sample)."""
     if not SUPPORTED:
         return
-    insns = assemble(platform.machine(), pid_namespaces)
+    insns = assemble(os.uname().machine, pid_namespaces)
     array = (_Insn * len(insns))(*(_Insn(*insn) for insn in insns))
     program = _Prog(len(insns), ctypes.cast(array, ctypes.POINTER(_Insn)))
     if _linux._libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0) != 0:
