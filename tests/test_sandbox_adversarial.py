@@ -413,16 +413,32 @@ def with_and_without_cgroups(program: str, test: str, **options: object) -> tupl
 HOARDERS = """
 import os, time
 def f(x):  # six processes that each fill 200 MB (under the 400 MB each may map), and hold it
+    r, w = os.pipe()
     children = []
     for _ in range(6):
         pid = os.fork()
         if pid == 0:
             held = b"x" * (200 << 20)
+            os.write(w, b"1")  # filled
             time.sleep(60)
             os._exit(0)
         children.append(pid)
-    time.sleep(2)
-    return sum(os.waitpid(pid, os.WNOHANG) == (0, 0) for pid in children)  # still alive, so still holding
+    os.close(w)
+    os.set_blocking(r, False)
+    dead = set()
+    def alive():
+        dead.update(pid for pid in children if pid not in dead and os.waitpid(pid, os.WNOHANG) != (0, 0))
+        return [pid for pid in children if pid not in dead]
+    filled, end = 0, time.monotonic() + 4
+    while time.monotonic() < end and filled + 6 - len(alive()) < 6:  # each one filled, or killed
+        try:
+            filled += len(os.read(r, 6))
+        except BlockingIOError:
+            time.sleep(0.02)
+    end = time.monotonic() + 1.5  # one killed for memory may take a moment to die on a busy machine
+    while time.monotonic() < end and len(alive()) > 2:
+        time.sleep(0.05)
+    return len(alive())  # still alive, so still holding
 """
 
 
