@@ -2,15 +2,16 @@
 
     .venv/bin/python benchmarks/fork_cost.py [--forks 3000]
 
-Each row is a fresh interpreter, pinned to one CPU, that imports a set of modules and freezes its heap
-(as codeloop's zygote does), then forks N children that exit at once; it prints the anonymous memory
-it held (RssAnon) and the wall time per fork + exit + reap (best of three), forking with ``os.fork``
-(CPython's at-fork handlers run: threading's, random's, ...) and with libc's fork as the zygote does
-(``codeloop.sandbox._linux.raw_fork``). The third row is close to what codeloop's zygote holds at
-start (a fresh interpreter running only what samples need, ``zygote.exec_zygote``); the fourth adds
-every standard-library module it imports when a sample names one (``zygote.ON_DEMAND``); the last
-holds what a plain fork of the worker held, which the zygote was until a fresh interpreter replaced it
-(the README's throughput paragraph has the numbers).
+Each row is a fresh interpreter (``python -I``), pinned to one CPU, that imports a set of modules and
+freezes its heap (as codeloop's zygote does), then forks N children that exit at once; it prints the
+anonymous memory it held (RssAnon) and the wall time per fork + exit + reap (best of three), forking
+with ``os.fork`` (CPython's at-fork handlers run: threading's, random's, ...) and with libc's fork as
+the zygote does (``codeloop.sandbox._linux.raw_fork``). The "zygote" rows boot as codeloop's zygote
+does (``zygote._BOOT``, up to where it would start serving: the five modules of
+``zygote.OWN_MODULES`` built from the code ``zygote.own_code`` reads), so they hold what it holds at
+start; then what it imports on demand (``zygote.ON_DEMAND``) once HumanEval's programs named theirs,
+then all of that list. The last row holds what a plain fork of the worker held, which the zygote was
+until a fresh interpreter replaced it (the README's throughput paragraph has the numbers).
 """
 
 from __future__ import annotations
@@ -48,20 +49,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--forks", type=int, default=3000)
     args = parser.parse_args()
-    from codeloop.sandbox.zygote import ON_DEMAND
+    from codeloop.data import load_tasks
+    from codeloop.sandbox import zygote
 
-    child = "json marshal pickle random traceback dataclasses socket select struct resource signal io typing".split()
-    rows = [("bare interpreter", []), ("+ typing", ["typing"]),
-            ("+ what a sample process itself uses", child),
-            ("... + all of zygote.ON_DEMAND", [*child, *sorted(ON_DEMAND)]),
-            ("a fork of the worker (the zygote before)", ["codeloop.sandbox.worker"])]
+    config = zygote.boot_config(zygote.own_code(), "none", None, [], -1)
+    boot = "import sys\n_argv = sys.argv[:]\n" + zygote._BOOT.split("sock = socket.socket")[0] + "sys.argv = _argv\n"
+    humaneval = sorted({name for task in load_tasks("humaneval").values()
+                        for name in zygote.modules_named(compile(task.prompt + task.canonical_solution, "<p>", "exec"))})
+    rows = [("bare interpreter", "", []), ("+ typing", "", ["typing"]),
+            ("the zygote at start", boot, []),
+            (f"... + HumanEval's {len(humaneval)} on demand", boot, humaneval),
+            ("... + all of zygote.ON_DEMAND", boot, sorted(zygote.ON_DEMAND)),
+            ("a fork of the worker (the zygote before)", "", ["codeloop.sandbox.worker"])]
     print(f"{'process holds':40} {'RssAnon':>9} {'os.fork':>9} {'libc fork':>10}")
-    for label, modules in rows:
-        out = subprocess.run([sys.executable, "-c", CHILD, str(args.forks), *modules], capture_output=True, text=True,
-                             check=True).stdout.split()
+    for label, prefix, modules in rows:
+        out = subprocess.run([sys.executable, "-I", "-c", prefix + CHILD, str(args.forks), *modules],
+                             input=config if prefix else b"", capture_output=True, check=True).stdout.split()
         anon, with_hooks, raw = int(out[0]), float(out[1]), float(out[2])
         print(f"{label:40} {anon / 1024:7.1f}MB {with_hooks:7.3f}ms {raw:8.3f}ms")
-
 
 if __name__ == "__main__":
     main()
