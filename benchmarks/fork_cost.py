@@ -53,7 +53,9 @@ def main() -> None:
     from codeloop.sandbox import zygote
 
     config = zygote.boot_config(zygote.own_code(), "none", None, [], -1)
-    boot = "import sys\n_argv = sys.argv[:]\n" + zygote._BOOT.split("sock = socket.socket")[0] + "sys.argv = _argv\n"
+    serving = "sock = socket.socket"  # where the boot stops building and starts serving
+    assert serving in zygote._BOOT, "zygote._BOOT changed: update where fork_cost stops it"
+    boot = "import sys\n_argv = sys.argv[:]\n" + zygote._BOOT.split(serving)[0] + "sys.argv = _argv\n"
     humaneval = sorted({name for task in load_tasks("humaneval").values()
                         for name in zygote.modules_named(compile(task.prompt + task.canonical_solution, "<p>", "exec"))})
     rows = [("bare interpreter", "", []), ("+ typing", "", ["typing"]),
@@ -67,6 +69,7 @@ def main() -> None:
                              input=config if prefix else b"", capture_output=True, check=True).stdout.split()
         anon, with_hooks, raw = int(out[0]), float(out[1]), float(out[2])
         print(f"{label:40} {anon / 1024:7.1f}MB {with_hooks:7.3f}ms {raw:8.3f}ms")
+
 
 if __name__ == "__main__":
     main()
