@@ -281,9 +281,7 @@ def test_a_sample_holds_none_of_the_workers_own_modules_but_an_interpreters_buil
     test = ("def check(candidate):\n"
             "    assert candidate(['codeloop.sandbox.judge', 'codeloop.sandbox.pool', 'codeloop.types', "
             "'codeloop.sandbox.child']) == ['codeloop.sandbox.child', True, True]\n")
-    with Sandbox(workers=1, timeout_s=5.0) as sandbox:
-        outcome = sandbox.run_one(check_job(program, test=test))
-    assert outcome.status is Status.PASSED, outcome.reason
+    _passes_in_a_fresh_sandbox(program, test)
 
 
 def test_the_zygote_holds_no_module_it_imports_only_for_a_rare_path():
@@ -296,6 +294,11 @@ def test_the_zygote_holds_no_module_it_imports_only_for_a_rare_path():
     test = ("def check(candidate):\n"
             "    assert candidate(['dataclasses', 'inspect', 'ast', 'dis', 'traceback', 'platform']) == "
             "[['ValueError: x\\n']]\n")
+    _passes_in_a_fresh_sandbox(program, test)
+
+
+def _passes_in_a_fresh_sandbox(program: str, test: str) -> None:
+    """``program`` passes ``test`` in a one-worker sandbox of its own (a zygote no other test fed)."""
     with Sandbox(workers=1, timeout_s=5.0) as sandbox:
         outcome = sandbox.run_one(check_job(program, test=test))
     assert outcome.status is Status.PASSED, (outcome.reason, outcome.tests)

@@ -66,3 +66,10 @@ def test_a_compiler_that_leaves_a_process_running_leaves_none_once_checked():
     feedback = command_check("x", ["sh", "-c", f"sleep {left} >/dev/null 2>&1 & exit 0"])
     assert feedback.score == 1.0
     assert running_with(f"sleep {left}") == []
+
+
+def test_a_compiler_past_its_time_is_reported_and_gone():
+    stuck = _marker(294)
+    feedback = command_check("x", ["sh", "-c", f"sleep {stuck} >/dev/null 2>&1 & sleep {stuck}"], timeout_s=0.5)
+    assert (feedback.score, feedback.reason) == (0.0, "the compiler ran past 0.5s")
+    assert running_with(f"sleep {stuck}") == []

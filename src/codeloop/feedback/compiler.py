@@ -95,14 +95,16 @@ def command_check(program: str, command: Sequence[str], suffix: str = ".txt", ti
                                     stderr=subprocess.STDOUT, start_new_session=True)
         except OSError as exc:
             raise RuntimeError(f"cannot run the compiler {argv[0]!r}: {exc}") from exc
+        out: bytes | None = None
         try:
             out, _ = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            end_session(proc.pid)
+            pass
+        finally:
+            end_session(proc.pid)  # it, past its time, or what it left running: gone before its folder
+        if out is None:
             proc.communicate()
             return Feedback("compiler", 0.0, f"the compiler ran past {timeout_s:g}s")
-        finally:
-            end_session(proc.pid)  # whatever it left running, gone before its folder is removed
     text = out.decode(errors="replace")
     found = [m for m in (_DIAGNOSTIC.match(line.strip()) for line in text.splitlines()) if m]
     reason = "; ".join(f"line {m.group(1)}: {m.group(3)}" for m in found) or text.strip()
