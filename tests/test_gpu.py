@@ -82,3 +82,24 @@ def test_a_launched_update_trains_off_the_loops_gpu_copy_and_returns_the_policy_
     assert seen == [("cpu", "cpu")] and stats["processes"] == 1
     assert trained is model and model.device.type == reference.device.type == "cuda"
     assert any(not torch.equal(a, b) for a, b in zip(start, model.parameters()))
+
+
+def test_a_reference_that_leaves_the_gpu_for_each_launched_update_is_written_once():
+    """Each launched update moves the reference to the CPU and back: that round trip changes neither its
+    version counters nor its checksums, so the second update reuses the folder the first one wrote."""
+    pytest.importorskip("trl")
+    import copy
+
+    from codeloop.models.tiny import tiny_causal_lm
+    from codeloop.train.trl_backend import trl_dpo
+    from codeloop.types import PreferencePair
+
+    model, tok = tiny_causal_lm(seed=5)
+    model.to("cuda")
+    reference, writes = copy.deepcopy(model), []
+    save = reference.save_pretrained
+    reference.save_pretrained = lambda *a, **k: (writes.append(a), save(*a, **k))
+    for _ in range(2):
+        trl_dpo(model, reference, tok, [PreferencePair("Q:", " yes", " no")] * 8, beta=0.5, lr=1e-2, batch_size=8,
+                bf16=True, launch="python")
+    assert len(writes) == 1 and reference.device.type == "cuda"
