@@ -1,8 +1,12 @@
-"""The vllm backend: runs only where a GPU and vllm are present; elsewhere skipped with the reason."""
+"""The vllm backend: against vLLM itself only where a GPU and vllm are present (elsewhere skipped with the
+reason); against a stand-in that keeps vLLM 0.33's rules everywhere."""
 
 from __future__ import annotations
 
 import importlib.util
+import sys
+import types
+from types import SimpleNamespace
 
 import pytest
 
@@ -18,9 +22,11 @@ def _gpu_reason() -> str | None:
 
 
 REASON = _gpu_reason()
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(REASON is not None, reason=REASON or "")]
+needs_vllm = pytest.mark.skipif(REASON is not None, reason=REASON or "")
 
 
+@pytest.mark.gpu
+@needs_vllm
 def test_vllm_generates_n_completions_with_stops(tmp_path):
     from codeloop.models.tiny import tiny_causal_lm
     from codeloop.models.vllm import VLLMGenerator
@@ -31,3 +37,57 @@ def test_vllm_generates_n_completions_with_stops(tmp_path):
     rows = VLLMGenerator(str(tmp_path), gpu_memory_utilization=0.2).generate(
         ["def solve(xs):\n", "x"], SamplingParams(n=3, max_new_tokens=8, stop=("\n",)))
     assert [len(r) for r in rows] == [3, 3] and all("\n" not in c.text for r in rows for c in r)
+    greedy = VLLMGenerator(str(tmp_path), gpu_memory_utilization=0.2).generate(
+        ["def solve(xs):\n"], SamplingParams(n=3, temperature=0.0, max_new_tokens=8))
+    assert len(greedy[0]) == 3 and len({c.text for c in greedy[0]}) == 1
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    """A ``vllm`` module that keeps vLLM 0.33's rules (``SamplingParams._verify_greedy_sampling``: n must
+    be 1 below temperature 1e-5) and answers each prompt with its sample numbers: what was asked is kept."""
+    asked = []
+
+    class Refused(ValueError):
+        pass
+
+    class StandInParams:
+        def __init__(self, n=1, temperature=1.0, top_p=1.0, max_tokens=16, stop=None, seed=None):
+            if temperature < 1e-5 and n > 1:
+                raise Refused(f"n must be 1 when using greedy sampling, got {n}.")
+            self.n, self.temperature, self.stop = n, temperature, stop
+
+    class LLM:
+        def __init__(self, model, **kwargs):
+            self.model = model
+
+        def generate(self, prompts, params, use_tqdm=True):
+            asked.append((prompts, params))
+            return [SimpleNamespace(prompt_token_ids=[0] * len(p), outputs=[
+                SimpleNamespace(text=f"{p}:{j}\nmore", token_ids=[1, 2], finish_reason="length")
+                for j in range(params.n)]) for p in prompts]
+
+    module = types.ModuleType("vllm")
+    module.LLM, module.SamplingParams = LLM, StandInParams
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    return asked
+
+
+def test_greedy_decoding_asks_vllm_once_per_prompt_and_repeats_it_n_times(stand_in):
+    """vLLM refuses n > 1 at temperature 0; the hf backend decodes once and repeats: so does this one."""
+    from codeloop.models.vllm import VLLMGenerator
+
+    rows = VLLMGenerator("seed-python").generate(["a", "bc"], SamplingParams(n=3, temperature=0.0, stop=("\n",)))
+    assert [[c.text for c in row] for row in rows] == [["a:0"] * 3, ["bc:0"] * 3]
+    assert [(c.finish_reason, c.prompt_tokens, c.completion_tokens) for c in rows[1]] == [("stop", 2, 2)] * 3
+    (prompts, params), = stand_in
+    assert (params.n, params.temperature, params.stop) == (1, 0.0, ["\n"])
+
+
+def test_sampling_asks_vllm_for_n_completions_of_each_prompt(stand_in):
+    from codeloop.models.vllm import VLLMGenerator
+
+    rows = VLLMGenerator("seed-python").generate(["a"], SamplingParams(n=3, temperature=0.8))
+    assert [c.text for c in rows[0]] == ["a:0\nmore", "a:1\nmore", "a:2\nmore"]
+    assert [c.finish_reason for c in rows[0]] == ["length"] * 3
+    assert (stand_in[0][1].n, stand_in[0][1].temperature, stand_in[0][1].stop) == (3, 0.8, None)

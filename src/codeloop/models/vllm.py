@@ -24,10 +24,14 @@ class VLLMGenerator:
                        seed=seed, **engine_kwargs)
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
+        """As the hf backend: ``params.n`` completions of each prompt; greedy decoding (temperature 0)
+        decodes once and repeats it n times (vLLM refuses n > 1 without sampling)."""
         from vllm import SamplingParams as VSamplingParams
 
-        sp = VSamplingParams(n=params.n, temperature=params.temperature, top_p=params.top_p,
-                             max_tokens=params.max_new_tokens, stop=list(params.stop) or None, seed=params.seed)
+        greedy = params.temperature <= GREEDY_BELOW
+        sp = VSamplingParams(n=1 if greedy else params.n, temperature=0.0 if greedy else params.temperature,
+                             top_p=params.top_p, max_tokens=params.max_new_tokens, stop=list(params.stop) or None,
+                             seed=params.seed)
         out = []
         for request in self.llm.generate(list(prompts), sp, use_tqdm=False):
             rows = []
@@ -35,5 +39,9 @@ class VLLMGenerator:
                 text, hit = truncate_at_stop(o.text, params.stop)
                 rows.append(Completion(text, "stop" if hit else (o.finish_reason or ""),
                                        len(request.prompt_token_ids or ()), len(o.token_ids)))
-            out.append(rows)
+            out.append(rows * params.n if greedy else rows)
         return out
+
+
+GREEDY_BELOW = 1e-5
+"""vLLM's own threshold (``vllm.sampling_params._SAMPLING_EPS``): a temperature below it decodes greedily."""
