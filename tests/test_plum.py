@@ -14,7 +14,7 @@ from codeloop.data.preferences import KTO_SCHEMA, balanced_pairs, plum_split, sa
 from codeloop.feedback.compiler import command_check, mypy_check
 from codeloop.feedback.testgen import PROMPT, TestGenerator, consistent_tasks, parse_answer
 from codeloop.models.openai import OpenAIGenerator
-from codeloop.types import Status, Task
+from codeloop.types import Completion, Status, Task
 
 GOOD = """[Analysis]
 Add the two numbers.
@@ -306,6 +306,7 @@ def test_the_vllm_engine_is_dropped_before_each_update_and_loaded_once_per_polic
     events: list[str] = []
 
     def engine(backend, checkpoint, **kw):
+        assert kw == {"gpu_memory_utilization": 0.5}  # vllm_memory
         events.append(f"load {Path(checkpoint).parent.name if 'iter_' in checkpoint else checkpoint}")
         return HFGenerator(checkpoint)
 
@@ -316,6 +317,44 @@ def test_the_vllm_engine_is_dropped_before_each_update_and_loaded_once_per_polic
                         lambda self: (events.append("release" if self._engine else "release nothing"), release(self))[1])
     monkeypatch.setattr(plum, "_train", lambda *a, **kw: (events.append("train"), train(*a, **kw))[1])
     plum.run(plum.PLUMConfig(n_instructions=12, fraction=0.5, iterations=2, k=2, val_limit=2, val_n=1, batch_size=4,
-                             max_new_tokens=48, backend="vllm", out_dir=str(tmp_path)))
+                             max_new_tokens=48, backend="vllm", vllm_memory=0.5, out_dir=str(tmp_path)))
     assert [e for e in events if e != "release nothing"] == ["load seed-python", "release", "train", "load iter_1", "release",
                                                              "train", "load iter_2"]
+
+
+def test_a_test_generator_is_loaded_once_per_run_and_a_batch_it_keeps_nothing_of_trains_nothing(tmp_path, monkeypatch):
+    """The test generator (here on backend vllm, beside the policy's engine: each at vllm_memory) serves
+    every iteration: a vLLM engine is loaded once, not once an iteration. An iteration whose instructions
+    all lose their tests (no self-consistent suite) samples and trains nothing, and the run goes on."""
+    pytest.importorskip("torch")
+    from codeloop.recipes import common, plum
+
+    loads, asked = [], []
+
+    class Answers:  # a test generator whose answers are never self-consistent
+        def generate(self, prompts, params):
+            asked.append(len(prompts))
+            return [[Completion("no headers")] * params.n for _ in prompts]
+
+    monkeypatch.setattr(common, "installed", lambda module: True)
+    monkeypatch.setattr(plum, "load_generator", lambda backend, model, **kw: (loads.append((backend, model, kw)), Answers())[1])
+    rows = plum.run(plum_cfg(tmp_path, 2, val_plus_tasks="", val_limit=2, test_generator="writer", test_generator_backend="vllm",
+                             vllm_memory=0.45))
+    assert loads == [("vllm", "writer", {"gpu_memory_utilization": 0.45})] and asked == [6, 6]
+    assert [(r["iteration"], r.get("testgen_tasks_kept"), r.get("examples")) for r in rows[1:]] == [(1, 0, 0), (2, 0, 0)]
+    assert rows[1]["train_pass_rate"] is None
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"backend": "vllm", "test_generator": "w", "test_generator_backend": "vllm"},
+     r"vllm_memory 0.6 for each of the 2 vLLM engines this run keeps at once \(backend vllm, test_generator_backend vllm\) "
+     r"is more of the GPU than there is: set vllm_memory to 0.47 or less"),
+    ({"vllm_memory": 1.0}, r"vllm_memory must be in \(0, 1\), got 1.0"),
+])
+def test_vllm_engines_that_cannot_share_the_gpu_are_refused_before_any_work(settings, message, monkeypatch):
+    from codeloop.recipes import common
+    from codeloop.recipes.plum import PLUMConfig
+
+    monkeypatch.setattr(common, "installed", lambda module: True)
+    with pytest.raises(ValueError, match=message):
+        PLUMConfig(**settings)

@@ -153,3 +153,25 @@ def test_sampling_does_not_resume_with_other_settings_and_fresh_starts_over(tmp_
     assert result.exit_code == 2 and "the earlier run had temperature 0.8, this one has 0.5" in result.output
     assert calls == [] and "--fresh" in result.output
     assert runner.invoke(app, [*command, "--temperature", "0.5", "--fresh"]).exit_code == 0 and calls == [2, 2, 1]
+
+
+def test_a_vllm_engine_is_given_its_share_of_the_gpu(tmp_path, monkeypatch):
+    """--vllm-memory reaches the engine as vLLM's gpu_memory_utilization; other backends get nothing of it."""
+    import codeloop.models
+    from codeloop.types import Completion
+
+    seen = []
+
+    class Engine:
+        def generate(self, prompts, params):
+            return [[Completion("    return 0\n")] * params.n for _ in prompts]
+
+    monkeypatch.setattr(codeloop.models, "load_generator", lambda backend, model, **kw: (seen.append((backend, kw)), Engine())[1])
+    for backend in ("vllm", "hf"):
+        result = runner.invoke(app, ["sample", "--backend", backend, "--tasks", "synthetic-python:test", "--limit", "2",
+                                     "--vllm-memory", "0.85", "--out", str(tmp_path / f"{backend}.jsonl")])
+        assert result.exit_code == 0, result.output
+    assert seen == [("vllm", {"gpu_memory_utilization": 0.85}), ("hf", {})]
+    result = runner.invoke(app, ["sample", "--backend", "vllm", "--tasks", "synthetic-python:test", "--vllm-memory", "1",
+                                 "--out", str(tmp_path / "x.jsonl")])
+    assert result.exit_code != 0 and "0 < --vllm-memory < 1" in result.output and len(seen) == 2

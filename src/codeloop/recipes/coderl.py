@@ -169,7 +169,7 @@ def run(cfg: CodeRLConfig, on_iteration: Callable[[dict], None] | None = None) -
         else Critic.from_model(start_model, seed=cfg.seed)
     reference = start_model if cfg.kl_weight else None
     del start_model
-    sampler = PolicySampler(cfg.backend, tokenizer)
+    sampler = PolicySampler(cfg.backend, tokenizer, cfg.vllm_memory)
 
     def validate(i: int, with_critic: bool) -> dict:
         run_ = rollout(sampler(policy, loop.checkpoint(i, cfg.model)), val_tasks, sandbox, cfg.val_n, cfg.val_temperature,

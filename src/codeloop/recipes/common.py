@@ -68,7 +68,7 @@ def _within(value: float, rule: str) -> bool:
 LOOP_RANGES = {"val_limit": ">= 1", "val_n": ">= 1", "n_instructions": ">= 1", "n_intents": ">= 1", "fraction": "(0, 1]",
                "iterations": ">= 0", "k": ">= 1", "temperature": ">= 0", "val_temperature": ">= 0",
                "max_new_tokens": ">= 1", "lr": "> 0", "epochs": "> 0", "batch_size": ">= 1", "nll_weight": ">= 0",
-               "kl_weight": ">= 0"}
+               "kl_weight": ">= 0", "vllm_memory": "(0, 1)"}
 """The ranges of the keys the loops' configs share by name (each loop has some of them); checked before any
 work starts, so that a typo (``k: 0``, ``lr: -1e-4``) is refused at its line of the YAML file, not met as a
 crash, or as a run that trains on nothing, after minutes of sampling."""
@@ -91,6 +91,10 @@ class LoopSettings:
 
     backend: str = "hf"
     """Sampling from the policy: "hf" (in process) or "vllm" (GPUs; loads each iteration's saved checkpoint)."""
+    vllm_memory: float = 0.6
+    """The share of the GPU's memory each vLLM engine of the run may take (vLLM's gpu_memory_utilization):
+    the policy's with backend "vllm", and a judge's or test generator's on backend "vllm", which run
+    beside it. Leave room for the policy and reference the loop trains (in process, they stay on the GPU)."""
     trainer: str = "plain"
     """"plain" (the small-model loop here) or "trl" (TRL's trainers: devices, bf16; needs codeloop[trl])."""
     lora_r: int = 0
@@ -125,10 +129,13 @@ class LoopSettings:
 
     def __post_init__(self) -> None:
         check_choices(trainer=(self.trainer, TRAINERS), backend=(self.backend, SAMPLERS))
-        for key, value, extra in (("backend", "vllm", "'codeloop[vllm]' (GPU)"), ("trainer", "trl", "'codeloop[trl]'")):
+        engines = vllm_engines(self)
+        for key, value, extra in ((engines[0] if engines else "backend", "vllm", "'codeloop[vllm]' (GPU)"),
+                                  ("trainer", "trl", "'codeloop[trl]'")):
             if getattr(self, key) == value and not installed(value):
                 raise ValueError(f"{key} {value} needs the optional extra: pip install {extra}")
         check_ranges(self, **LOOP_RANGES)
+        check_vllm_memory(self)
         tasks, fraction = getattr(self, "n_instructions", getattr(self, "n_intents", None)), getattr(self, "fraction", 1.0)
         if tasks is not None and math.floor(fraction * tasks) < 1:
             raise ValueError(f"fraction {fraction} of {tasks} tasks is no task an iteration: raise fraction, or the number of tasks")
@@ -144,6 +151,37 @@ class LoopSettings:
         if self.lora_r and self.trainer != "trl":
             raise ValueError(f"lora_r {self.lora_r} needs trainer trl (LoRA adapters train through TRL and PEFT; "
                              f"the plain trainer fine-tunes every weight)")
+
+    def engine(self, backend: str) -> dict[str, Any]:
+        """What ``load_generator`` takes for a model on ``backend`` in this run."""
+        return engine_settings(backend, self.vllm_memory)
+
+
+VLLM_AT_MOST = 0.95
+"""The most of a GPU's memory a run's vLLM engines may take together (vLLM's own default for one is 0.92)."""
+
+
+def vllm_engines(cfg: object) -> list[str]:
+    """The keys of ``cfg`` whose models run as vLLM engines side by side: ``backend`` (the policy's, or
+    the model's), and the backend of a configured judge or test generator."""
+    keys = ["backend", *(backend for model, backend in (("judge_model", "judge_backend"),
+                                                       ("test_generator", "test_generator_backend"))
+                         if getattr(cfg, model, ""))]
+    return [key for key in keys if getattr(cfg, key, "") == "vllm"]
+
+
+def check_vllm_memory(cfg: object) -> None:
+    """Refuse a ``vllm_memory`` that the run's vLLM engines, each taking it, cannot all have at once."""
+    engines, share = vllm_engines(cfg), getattr(cfg, "vllm_memory")
+    if len(engines) * share > VLLM_AT_MOST:
+        raise ValueError(f"vllm_memory {share} for each of the {len(engines)} vLLM engines this run keeps at once "
+                         f"({', '.join(f'{k} vllm' for k in engines)}) is more of the GPU than there is: set "
+                         f"vllm_memory to {math.floor(VLLM_AT_MOST / len(engines) * 100) / 100} or less")
+
+
+def engine_settings(backend: str, vllm_memory: float) -> dict[str, Any]:
+    """What ``load_generator`` takes for a model on ``backend``: a vLLM engine's share of the GPU."""
+    return {"gpu_memory_utilization": vllm_memory} if backend == "vllm" else {}
 
 
 RUN_FORMAT = 2
@@ -301,9 +339,9 @@ class PolicySampler:
     """Samples from the current policy: in process (``hf``), or (``vllm``, GPUs) through a vLLM engine
     loaded from the policy's last saved checkpoint, reloaded only when the checkpoint changes."""
 
-    def __init__(self, backend: str, tokenizer: Any) -> None:
+    def __init__(self, backend: str, tokenizer: Any, vllm_memory: float = 0.6) -> None:
         check_choices(backend=(backend, SAMPLERS))
-        self.backend, self.tokenizer = backend, tokenizer
+        self.backend, self.tokenizer, self.vllm_memory = backend, tokenizer, vllm_memory
         self._path = ""
         self._engine: Generator | None = None
 
@@ -314,7 +352,8 @@ class PolicySampler:
             self.release()  # free the previous engine's GPU memory before loading the next
             from codeloop.models import load_generator
 
-            self._engine, self._path = load_generator("vllm", checkpoint), checkpoint
+            self._engine = load_generator("vllm", checkpoint, gpu_memory_utilization=self.vllm_memory)
+            self._path = checkpoint
         assert self._engine is not None
         return self._engine
 

@@ -189,7 +189,7 @@ def run(cfg: CRLHFConfig, on_iteration: Callable[[dict], None] | None = None) ->
     size = max(1, math.floor(cfg.fraction * len(tasks)))
     reference, policy, tokenizer = loop.policies(cfg.model, refresh_reference=False)
     reference = reference if cfg.kl_weight else None
-    sampler = PolicySampler(cfg.backend, tokenizer)
+    sampler = PolicySampler(cfg.backend, tokenizer, cfg.vllm_memory)
     reliability = annotator_reliabilities(cfg.crowd)
 
     def validate(i: int) -> dict:
@@ -353,7 +353,7 @@ def run_scores(cfg: ScoresConfig, on_iteration: Callable[[dict], None] | None = 
     digest = hashlib.sha256(Path(cfg.scores).read_bytes()).hexdigest()
     loop = Loop.open(cfg.out_dir, cfg.iterations, {**asdict(cfg), "scores_sha256": digest})
     start, policy, tokenizer = loop.policies(cfg.model, refresh_reference=False)  # start: the model that wrote them
-    sampler = PolicySampler(cfg.backend, tokenizer)
+    sampler = PolicySampler(cfg.backend, tokenizer, cfg.vllm_memory)
     adv = advantages([t for t, _, _ in rows], [v for _, _, v in rows], cfg.baseline)
     items = [(tasks[t].prompt, c) for t, c, _ in rows]
     old = behaviour_logprobs(start, tokenizer, items, cfg.batch_size) if cfg.clip else None  # once: start never changes

@@ -175,12 +175,12 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
     loop = Loop.open(cfg.out_dir, cfg.iterations, asdict(cfg))
     size = max(1, math.floor(cfg.fraction * len(intents)))
     languages = {t.language for t in intents}
-    judge = Judge(load_generator(cfg.judge_backend, cfg.judge_model),
+    judge = Judge(load_generator(cfg.judge_backend, cfg.judge_model, **cfg.engine(cfg.judge_backend)),
                   language=languages.pop() if len(languages) == 1 else "python") if cfg.judge_model else None
     if judge is None:
         print("semantic expert: no LLM judge configured, so the task tests act as the semantic expert φ")
     reference, policy, tokenizer = loop.policies(cfg.model, cfg.refresh_reference, lora=bool(cfg.lora_r))
-    sampler = PolicySampler(cfg.backend, tokenizer)
+    sampler = PolicySampler(cfg.backend, tokenizer, cfg.vllm_memory)
 
     with loop_sandbox(cfg.ray, cfg.out_dir, [*intents, *val_tasks]) as sandbox:
         if not loop.metrics:

@@ -14,6 +14,7 @@ iteration; iteration 0 is the baseline. A killed run restarts after its last fin
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -102,13 +103,13 @@ class PLUMConfig(LoopSettings):
                              "process; launch applies to objectives kto and dpo")
 
 
-def _tests_for(batch: list[Task], cfg: PLUMConfig, sandbox: Runner, it_dir: Path) -> tuple[list[Task], dict]:
-    """The batch with generated, self-consistent tests (kept in the iteration folder), or as it is."""
-    if not cfg.test_generator:
+def _tests_for(batch: list[Task], generator: Callable[[], TestGenerator] | None, sandbox: Runner,
+               it_dir: Path) -> tuple[list[Task], dict]:
+    """The batch with generated, self-consistent tests (kept in the iteration folder), or as it is
+    (``generator``: None, no test generator; else gives the run's one, loaded at its first call)."""
+    if generator is None:
         return batch, {}
-    generator = TestGenerator(load_generator(cfg.test_generator_backend, cfg.test_generator), n=cfg.test_answers,
-                              seed=cfg.seed)
-    tasks, stats = generator.tasks_with_tests(batch, sandbox)
+    tasks, stats = generator().tasks_with_tests(batch, sandbox)
     write_jsonl(it_dir / "generated_tests.jsonl", [{"task_id": t.task_id, "entry_point": t.entry_point, "test": t.test}
                                                   for t in tasks])
     return tasks, {f"testgen_{k}": v for k, v in asdict(stats).items()}
@@ -131,7 +132,12 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
     if not cfg.test_generator:
         print("judge: no test generator (and no LLM judge) configured, so each task's own tests judge the solutions")
     reference, policy, tokenizer = loop.policies(cfg.model, cfg.refresh_reference, lora=bool(cfg.lora_r))
-    sampler = PolicySampler(cfg.backend, tokenizer)
+    sampler = PolicySampler(cfg.backend, tokenizer, cfg.vllm_memory)
+
+    @functools.cache
+    def test_generator() -> TestGenerator:  # one for the run (a vLLM engine loads once), at the first iteration that asks
+        model = load_generator(cfg.test_generator_backend, cfg.test_generator, **cfg.engine(cfg.test_generator_backend))
+        return TestGenerator(model, n=cfg.test_answers, seed=cfg.seed)
 
     def validate(i: int) -> dict:
         run_ = rollout(sampler(policy, loop.checkpoint(i, cfg.model)), val_tasks, sandbox, cfg.val_n, cfg.val_temperature,
@@ -146,7 +152,7 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
             batch = [instructions[j % len(instructions)] for j in range((i - 1) * size, i * size)]
             clock = Clock()
             with clock("tests"):
-                tasks, testgen = _tests_for(batch, cfg, sandbox, it_dir)
+                tasks, testgen = _tests_for(batch, test_generator if cfg.test_generator else None, sandbox, it_dir)
             run_ = rollout(sampler(policy, loop.checkpoint(i - 1, cfg.model)), tasks, sandbox, cfg.k, cfg.temperature,
                            cfg.max_new_tokens, cfg.seed * 1000 + i, clock)
             static = _static_ok([(t.prompt + c.text, t.language) for t, row in zip(run_.tasks, run_.rows) for c in row],
@@ -161,7 +167,8 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
                 kto_data += kto_rows(task.prompt, chosen + rejected, [True] * len(chosen) + [False] * len(rejected))
                 pairs += balanced_pairs(task.prompt, chosen, rejected, seed=cfg.seed * 1000 + i * 7919 + j)
                 chosen_only += [(task.prompt, c) for c in chosen]
-            row = {"iteration": i, "train_pass_rate": sum(o.passed for o in run_.outcomes) / len(run_.outcomes),
+            passed = [o.passed for o in run_.outcomes]  # none where no instruction kept a generated test suite
+            row = {"iteration": i, "train_pass_rate": sum(passed) / len(passed) if passed else None,
                    "instructions_kept": kept, "chosen": n_chosen, "rejected": n_rejected, **testgen}
             sampler.release()  # the engine's GPU memory to the update (vllm backend)
             with clock("train"):

@@ -19,7 +19,7 @@ from codeloop.data.prompts import CRITIQUE, history_prompt, outcome_feedback, re
 from codeloop.eval import evaluate
 from codeloop.eval.plots import plot_metrics
 from codeloop.models import Generator, load_generator
-from codeloop.recipes.common import check_ranges, loop_sandbox
+from codeloop.recipes.common import check_ranges, check_vllm_memory, engine_settings, loop_sandbox
 from codeloop.types import Outcome, Sample, SamplingParams, Status, Task
 
 SOURCES = ("execution", "self", "judge", "none")  # none: retry from the plain prompt (the control)
@@ -55,6 +55,9 @@ class RefineConfig:
     """Model for the judge source."""
     judge_backend: str = "openai"
     """Backend of the judge model."""
+    vllm_memory: float = 0.6
+    """The share of the GPU's memory each vLLM engine may take (vLLM's gpu_memory_utilization): the
+    model's with backend "vllm", and the judge's on backend "vllm", beside it."""
     timeout_s: float = 3.0
     """Sandbox time limit per attempt."""
     ray: str = ""
@@ -63,7 +66,9 @@ class RefineConfig:
     """Where traces.jsonl, metrics.jsonl and metrics.png go."""
 
     def __post_init__(self) -> None:
-        check_ranges(self, limit=">= 0", attempts=">= 1", temperature=">= 0", max_new_tokens=">= 1", timeout_s="> 0")
+        check_ranges(self, limit=">= 0", attempts=">= 1", temperature=">= 0", max_new_tokens=">= 1", timeout_s="> 0",
+                     vllm_memory="(0, 1)")
+        check_vllm_memory(self)
 
 
 def _refine_prompt(task: Task, trace: list[dict], history: str) -> str:
@@ -104,8 +109,9 @@ def run(cfg: RefineConfig) -> list[dict]:
     tasks = list(load_tasks(cfg.tasks).values())
     tasks = tasks[: cfg.limit] if cfg.limit else tasks
     task_map = {t.task_id: t for t in tasks}
-    generator = load_generator(cfg.backend, cfg.model)
-    judge = load_generator(cfg.judge_backend, cfg.judge_model) if "judge" in sources else None
+    generator = load_generator(cfg.backend, cfg.model, **engine_settings(cfg.backend, cfg.vllm_memory))
+    judge = load_generator(cfg.judge_backend, cfg.judge_model, **engine_settings(cfg.judge_backend, cfg.vllm_memory)) \
+        if "judge" in sources else None
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
