@@ -278,7 +278,8 @@ def test_a_node_with_another_codeloop_is_refused_by_name(ray_cluster, monkeypatc
 def test_a_run_may_resume_on_another_executor(tmp_path):
     saved = {"run_format": 2, "model": "m", "lr": 0.1, "ray": ""}
     _same_settings(tmp_path, saved, {**saved, "ray": "auto"})  # where programs run changes no verdict
-    with pytest.raises(ValueError, match="only iterations, out_dir, ray and launch may differ"):
+    _same_settings(tmp_path, saved, {**saved, "vllm_memory": 0.4})  # a run before the key, resumed with one
+    with pytest.raises(ValueError, match="only iterations, out_dir, ray, launch and vllm_memory may differ"):
         _same_settings(tmp_path, saved, {**saved, "lr": 0.2})
 
 

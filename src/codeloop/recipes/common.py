@@ -210,8 +210,8 @@ def use_bf16(settings: LoopSettings) -> bool:
 
 def _same_settings(out: Path, saved: dict, config: dict) -> None:
     """Refuse to continue a run under other settings than its finished iterations had (more iterations
-    is fine, and so are another ``ray`` and ``launch``): the per-iteration data and metrics would
-    silently mix two experiments. That includes the starting model's files (``model_sha256``, where the
+    is fine, and so are another ``ray``, ``launch`` and ``vllm_memory``, which say where the work runs):
+    the per-iteration data and metrics would silently mix two experiments. That includes the starting model's files (``model_sha256``, where the
     model is a local directory or a built-in seed): the same name over retrained weights is another
     experiment."""
     saved = {**{k: v for k, v in ADDED_SETTINGS.items() if k in config}, **saved}
@@ -225,12 +225,12 @@ def _same_settings(out: Path, saved: dict, config: dict) -> None:
                          f"iterations there started from (its weights, config or tokenizer changed: sha256 "
                          f"{saved['model_sha256']} then, {config.get('model_sha256')} now); delete {out} to start over, "
                          "or choose another out_dir")
-    unrecorded = {"iterations", "out_dir", "ray", "launch"} | ({"model_sha256"} - set(saved))  # runs written before the digest
+    unrecorded = {"iterations", "out_dir", "ray", "launch", "vllm_memory"} | ({"model_sha256"} - set(saved))  # (and before the digest)
     changed = [f"{key}: {saved.get(key)!r} -> {config.get(key)!r}" for key in sorted(set(saved) | set(config))
                if key not in unrecorded and saved.get(key) != json.loads(json.dumps(config.get(key)))]
     if changed:
         raise ValueError(f"{out / 'config.json'}: the finished iterations there were run with other settings "
-                         f"({'; '.join(changed)}); resume with the same settings (only iterations, out_dir, ray and launch may differ), "
+                         f"({'; '.join(changed)}); resume with the same settings (only iterations, out_dir, ray, launch and vllm_memory may differ), "
                          f"choose another out_dir, or delete {out} to start over")
 
 
