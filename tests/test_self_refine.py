@@ -105,5 +105,6 @@ def test_structured_text_tasks_get_st_comments_and_no_python_stops(tmp_path, mon
 
 def test_a_model_and_a_judge_on_vllm_must_fit_on_the_gpu_together():
     with pytest.raises(ValueError, match=r"vllm_memory 0.6 for each of the 2 vLLM engines .*set vllm_memory to 0.47 or less"):
-        RefineConfig(backend="vllm", judge_model="j", judge_backend="vllm")
-    assert RefineConfig(backend="vllm", judge_model="j", judge_backend="vllm", vllm_memory=0.45).vllm_memory == 0.45
+        RefineConfig(backend="vllm", judge_model="j", judge_backend="vllm", feedback="execution,judge")
+    assert RefineConfig(backend="vllm", judge_model="j", judge_backend="vllm", feedback="judge", vllm_memory=0.45)
+    assert RefineConfig(backend="vllm", judge_model="j", judge_backend="vllm", feedback="execution")  # no judge runs

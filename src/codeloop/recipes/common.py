@@ -163,10 +163,12 @@ VLLM_AT_MOST = 0.95
 
 def vllm_engines(cfg: object) -> list[str]:
     """The keys of ``cfg`` whose models run as vLLM engines side by side: ``backend`` (the policy's, or
-    the model's), and the backend of a configured judge or test generator."""
+    the model's), and the backend of a configured judge or test generator (a refine run's judge only
+    where its ``feedback`` asks for one)."""
+    judged = "judge" in getattr(cfg, "feedback", "judge")
     keys = ["backend", *(backend for model, backend in (("judge_model", "judge_backend"),
                                                        ("test_generator", "test_generator_backend"))
-                         if getattr(cfg, model, ""))]
+                         if getattr(cfg, model, "") and (judged or model != "judge_model"))]
     return [key for key in keys if getattr(cfg, key, "") == "vllm"]
 
 
