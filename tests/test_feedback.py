@@ -75,6 +75,32 @@ def test_a_persistently_malformed_judge_is_recorded_not_guessed():
     assert result.verdicts is None and result.answers == ("looks good", "[1] [1] [1]") and result.feedback() == []
 
 
+def test_many_intents_are_judged_in_one_call_a_round_and_only_the_malformed_asked_again():
+    """judge_all sends every item's prompt in one generate call (a backend batches them), then asks
+    again, with the retry's seed, only for the items that answered off the format; each item's result is
+    what judging it alone gives."""
+    from codeloop.types import Completion
+
+    replies = {("one", 0): "[1] [0]", ("two", 0): "[1]", ("two", 1): "[0] [0]", ("three", 0): "no", ("three", 1): "no"}
+    calls = []
+
+    class Scripted:
+        def generate(self, prompts, params):
+            calls.append((len(prompts), params.seed))
+            return [[Completion(replies[(p.split("Problem: ")[1].split("\n")[0], params.seed)], cost_usd=0.5)]
+                    for p in prompts]
+
+    judge = Judge(Scripted())
+    items = [("one", ["a", "b"]), ("two", ["a", "b"]), ("three", ["a"])]
+    results = judge.judge_all(items)
+    assert calls == [(3, 0), (2, 1)]
+    assert [(r.verdicts, r.answers, r.cost_usd) for r in results] == [
+        ([1, 0], ("[1] [0]",), 0.5), ([0, 0], ("[1]", "[0] [0]"), 1.0), (None, ("no", "no"), 1.0)]
+    calls.clear()
+    alone = [judge.judge(intent, candidates) for intent, candidates in items]
+    assert [(r.verdicts, r.answers) for r in alone] == [(r.verdicts, r.answers) for r in results] and len(calls) == 5
+
+
 def test_chat_judges_get_the_system_prompt_in_the_system_role():
     server, make = judge_with(["[1]"], mode="chat")
     with server:

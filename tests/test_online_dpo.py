@@ -264,3 +264,27 @@ def test_the_loop_runs_in_structured_text_with_the_st_checker_as_kappa(tmp_path)
     assert all(compiles(p["prompt"] + p["chosen"], "st").score == 1.0 for p in made)
     assert all(p["chosen"].startswith("FUNCTION") for p in made)
     assert all(abs(r["compile_rate"] + r["compile_error_rate"] - 1) < 1e-9 for r in rows)
+
+
+def test_the_llm_expert_judges_every_intent_of_a_rollout_in_one_batch():
+    """φ for a rollout: one judge_all over its intents, each verdict back on its own candidates; an
+    intent the judge never answered in format scores 0 for each of its candidates."""
+    from codeloop.feedback.judge import JudgeResult
+    from codeloop.recipes.common import Rollout
+    from codeloop.recipes.online_dpo import _semantic
+    from codeloop.types import Completion, Task
+
+    class Expert:
+        def __init__(self):
+            self.asked = []
+
+        def judge_all(self, items):
+            self.asked.append(items)
+            return [JudgeResult([1, 0], ("[1] [0]",), 0.0, 0.0), JudgeResult(None, ("?",), 0.0, 0.0),
+                    JudgeResult([1], ("[1]",), 0.0, 0.0)]
+
+    tasks = [Task(f"t/{i}", "def f():\n", description=f"intent {i}") for i in range(3)]
+    rows = [[Completion("a"), Completion("b")], [Completion("c"), Completion("d")], [Completion("e")]]
+    expert = Expert()
+    assert _semantic(Rollout(tasks, rows, [], []), expert) == [1.0, 0.0, 0.0, 0.0, 1.0]
+    assert expert.asked == [[("intent 0", ["a", "b"]), ("intent 1", ["c", "d"]), ("intent 2", ["e"])]]

@@ -63,7 +63,8 @@ class JudgeResult:
 
 
 class Judge:
-    """``Judge(generator).judge(intent, candidates)``; ``generator`` is any backend (chat or completion)."""
+    """``Judge(generator).judge(intent, candidates)`` (``judge_all`` for many intents in one batch);
+    ``generator`` is any backend (chat or completion)."""
 
     def __init__(self, generator: Generator, language: str = "Python", retries: int = 1, max_new_tokens: int = 64) -> None:
         self.generator, self.retries, self.max_new_tokens = generator, retries, max_new_tokens
@@ -80,17 +81,35 @@ class Judge:
         return completion.text, completion.cost_usd, time.monotonic() - started
 
     def judge(self, intent: str, candidates: Sequence[str]) -> JudgeResult:
-        user = USER.format(intent=intent, implementations="\n=====\n".join(candidates))
-        prompt = user if self.chat else self.system + "\n\n" + user
-        answers, cost, seconds = [], 0.0, 0.0
+        return self.judge_all([(intent, candidates)])[0]
+
+    def judge_all(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[JudgeResult]:
+        """:meth:`judge` for many (intent, candidates) at once. Each round asks for every item still without
+        a verdict in one ``generate`` call, which a backend serves together (vLLM batches them, the openai
+        backend sends them concurrently); the prompts and seeds are those of judging each alone. An
+        item's ``seconds`` is its share of the wall time of the calls that answered it."""
+        prompts = [self._prompt(intent, candidates) for intent, candidates in items]
+        answers: list[list[str]] = [[] for _ in items]
+        cost, seconds = [0.0] * len(items), [0.0] * len(items)
+        verdicts: list[list[int] | None] = [None] * len(items)
+        pending = list(range(len(items)))
         for attempt in range(self.retries + 1):
-            text, c, s = self._ask(prompt, seed=attempt)
-            answers.append(text)
-            cost, seconds = cost + c, seconds + s
-            verdicts = parse_verdicts(text, len(candidates))
-            if verdicts is not None:
-                return JudgeResult(verdicts, tuple(answers), cost, seconds)
-        return JudgeResult(None, tuple(answers), cost, seconds)
+            if not pending:
+                break
+            started = time.monotonic()
+            rows = self.generator.generate([prompts[i] for i in pending], SamplingParams(
+                temperature=0.0, max_new_tokens=self.max_new_tokens, seed=attempt))
+            share = (time.monotonic() - started) / len(pending)
+            for i, row in zip(pending, rows, strict=True):
+                answers[i].append(row[0].text)
+                cost[i], seconds[i] = cost[i] + row[0].cost_usd, seconds[i] + share
+                verdicts[i] = parse_verdicts(row[0].text, len(items[i][1]))
+            pending = [i for i in pending if verdicts[i] is None]
+        return [JudgeResult(verdicts[i], tuple(answers[i]), cost[i], seconds[i]) for i in range(len(items))]
+
+    def _prompt(self, intent: str, candidates: Sequence[str]) -> str:
+        user = USER.format(intent=intent, implementations="\n=====\n".join(candidates))
+        return user if self.chat else self.system + "\n\n" + user
 
     def pick_best(self, intent: str, candidates: Sequence[str]) -> int | None:
         """Index of the best candidate by the judge, or None if it never answers a valid number."""

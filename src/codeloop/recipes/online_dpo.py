@@ -113,8 +113,8 @@ def _semantic(run_: Rollout, judge: Judge | None) -> list[float]:
     if judge is None:  # the tests stand in for the semantic expert
         return [passes(o).score for o in run_.outcomes]
     out: list[float] = []
-    for task, row in zip(run_.tasks, run_.rows):
-        result = judge.judge(task.intent, [c.text for c in row])
+    results = judge.judge_all([(task.intent, [c.text for c in row]) for task, row in zip(run_.tasks, run_.rows)])
+    for row, result in zip(run_.rows, results):
         out += [float(v) for v in result.verdicts] if result.verdicts is not None else [0.0] * len(row)
     return out
 
