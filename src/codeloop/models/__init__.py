@@ -11,6 +11,14 @@ from typing import Any
 from codeloop.models.base import Generator, GeneratorError, truncate_at_stop
 
 BACKENDS = ("hf", "vllm", "openai")
+VLLM_MEMORY = 0.6
+"""The share of the GPU's memory a vLLM engine takes unless told otherwise (its gpu_memory_utilization;
+vLLM's own default, 0.92, leaves nothing for a policy trained beside it)."""
+
+
+def engine_settings(backend: str, vllm_memory: float) -> dict[str, Any]:
+    """What :func:`load_generator` takes for a model on ``backend``: a vLLM engine's share of the GPU."""
+    return {"gpu_memory_utilization": vllm_memory} if backend == "vllm" else {}
 
 
 def load_generator(backend: str, model: str, **kwargs: Any) -> Generator:
@@ -30,4 +38,4 @@ def load_generator(backend: str, model: str, **kwargs: Any) -> Generator:
     raise GeneratorError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "Generator", "GeneratorError", "load_generator", "truncate_at_stop"]
+__all__ = ["BACKENDS", "VLLM_MEMORY", "Generator", "GeneratorError", "engine_settings", "load_generator", "truncate_at_stop"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from codeloop.models import VLLM_MEMORY
 from codeloop.models.base import GeneratorError, truncate_at_stop
 from codeloop.models.encoding import leading_specials, prompt_ids
 from codeloop.models.hf import locate
@@ -19,7 +20,7 @@ from codeloop.types import Completion, SamplingParams
 class VLLMGenerator:
     """``VLLMGenerator("seed-python")``: the same protocol as the hf backend, served by vLLM."""
 
-    def __init__(self, name_or_path: str, gpu_memory_utilization: float = 0.6, dtype: str = "auto",
+    def __init__(self, name_or_path: str, gpu_memory_utilization: float = VLLM_MEMORY, dtype: str = "auto",
                  seed: int = 0, **engine_kwargs: Any) -> None:
         try:
             from vllm import LLM

@@ -24,6 +24,7 @@ from codeloop.data import load_tasks, write_jsonl
 from codeloop.data.prompts import stop_for
 from codeloop.eval import evaluate, preload_for, summarize
 from codeloop.feedback.compiler import compiles
+from codeloop.models import VLLM_MEMORY, engine_settings
 from codeloop.models.base import Generator
 from codeloop.models.hf import HFGenerator, locate, weights_digest
 from codeloop.sandbox import Runner, cpu_budget, open_sandbox
@@ -91,7 +92,7 @@ class LoopSettings:
 
     backend: str = "hf"
     """Sampling from the policy: "hf" (in process) or "vllm" (GPUs; loads each iteration's saved checkpoint)."""
-    vllm_memory: float = 0.6
+    vllm_memory: float = VLLM_MEMORY
     """The share of the GPU's memory each vLLM engine of the run may take (vLLM's gpu_memory_utilization):
     the policy's with backend "vllm", and a judge's or test generator's on backend "vllm", which run
     beside it. Leave room for the policy and reference the loop trains (in process, they stay on the GPU)."""
@@ -181,11 +182,6 @@ def check_vllm_memory(cfg: object) -> None:
                          f"vllm_memory to {math.floor(VLLM_AT_MOST / len(engines) * 100) / 100} or less")
 
 
-def engine_settings(backend: str, vllm_memory: float) -> dict[str, Any]:
-    """What ``load_generator`` takes for a model on ``backend``: a vLLM engine's share of the GPU."""
-    return {"gpu_memory_utilization": vllm_memory} if backend == "vllm" else {}
-
-
 RUN_FORMAT = 2
 """Saved in every loop's config.json; bumped whenever finished iterations would no longer mean the
 same thing to this code. 2: prompts encoded by ``codeloop.models.encoding`` (before it, the seed was sampled
@@ -213,9 +209,9 @@ def use_bf16(settings: LoopSettings) -> bool:
 def _same_settings(out: Path, saved: dict, config: dict) -> None:
     """Refuse to continue a run under other settings than its finished iterations had (more iterations
     is fine, and so are another ``ray``, ``launch`` and ``vllm_memory``, which say where the work runs):
-    the per-iteration data and metrics would silently mix two experiments. That includes the starting model's files (``model_sha256``, where the
-    model is a local directory or a built-in seed): the same name over retrained weights is another
-    experiment."""
+    the per-iteration data and metrics would silently mix two experiments. That includes the starting
+    model's files (``model_sha256``, where the model is a local directory or a built-in seed): the same
+    name over retrained weights is another experiment."""
     saved = {**{k: v for k, v in ADDED_SETTINGS.items() if k in config}, **saved}
     if saved.get("run_format") != config.get("run_format"):
         raise ValueError(f"{out / 'config.json'}: the finished iterations there were made by another codeloop "
@@ -341,7 +337,7 @@ class PolicySampler:
     """Samples from the current policy: in process (``hf``), or (``vllm``, GPUs) through a vLLM engine
     loaded from the policy's last saved checkpoint, reloaded only when the checkpoint changes."""
 
-    def __init__(self, backend: str, tokenizer: Any, vllm_memory: float = 0.6) -> None:
+    def __init__(self, backend: str, tokenizer: Any, vllm_memory: float = VLLM_MEMORY) -> None:
         check_choices(backend=(backend, SAMPLERS))
         self.backend, self.tokenizer, self.vllm_memory = backend, tokenizer, vllm_memory
         self._path = ""

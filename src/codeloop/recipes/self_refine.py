@@ -18,8 +18,8 @@ from codeloop.data import load_tasks, write_jsonl
 from codeloop.data.prompts import CRITIQUE, history_prompt, outcome_feedback, repair_block, stop_for
 from codeloop.eval import evaluate
 from codeloop.eval.plots import plot_metrics
-from codeloop.models import Generator, load_generator
-from codeloop.recipes.common import check_ranges, check_vllm_memory, engine_settings, loop_sandbox
+from codeloop.models import VLLM_MEMORY, Generator, engine_settings, load_generator
+from codeloop.recipes.common import check_ranges, check_vllm_memory, loop_sandbox
 from codeloop.types import Outcome, Sample, SamplingParams, Status, Task
 
 SOURCES = ("execution", "self", "judge", "none")  # none: retry from the plain prompt (the control)
@@ -55,7 +55,7 @@ class RefineConfig:
     """Model for the judge source."""
     judge_backend: str = "openai"
     """Backend of the judge model."""
-    vllm_memory: float = 0.6
+    vllm_memory: float = VLLM_MEMORY
     """The share of the GPU's memory each vLLM engine may take (vLLM's gpu_memory_utilization): the
     model's with backend "vllm", and the judge's on backend "vllm", beside it."""
     timeout_s: float = 3.0
