@@ -108,3 +108,44 @@ def test_a_model_and_a_judge_on_vllm_must_fit_on_the_gpu_together():
         RefineConfig(backend="vllm", judge_model="j", judge_backend="vllm", feedback="execution,judge")
     assert RefineConfig(backend="vllm", judge_model="j", judge_backend="vllm", feedback="judge", vllm_memory=0.45)
     assert RefineConfig(backend="vllm", judge_model="j", judge_backend="vllm", feedback="execution")  # no judge runs
+
+
+def test_critiques_and_reviews_come_in_one_batch_per_attempt_and_reach_each_tasks_next_prompt(tmp_path, monkeypatch):
+    """--feedback self,judge: each attempt asks the model for the critiques of all its failed tasks in one
+    call, and the judge for its reviews in one call; each task's feedback holds its own."""
+    from codeloop.recipes import self_refine
+    from codeloop.types import Completion
+
+    tasks = list(load_tasks("synthetic-python:test:3").values())
+    calls = []
+
+    def which(prompt):  # the task a prompt is about: its docstring is in every prompt made of it
+        return next(t for t in tasks if t.prompt.splitlines()[1].strip() in prompt)
+
+    class Writer:  # solves a task once a reviewer's note for that task is in its prompt
+        def generate(self, prompts, params):
+            calls.append(("writer", len(prompts)))
+            out = []
+            for p in prompts:
+                if p.endswith("# Critique:\n# "):
+                    text = "it returns None for " + which(p).task_id
+                else:
+                    fix = [t for t in tasks if p.endswith(t.prompt) and f"look at {t.task_id}" in p]
+                    text = fix[0].canonical_solution if fix else "    return None\n"
+                out.append([Completion(text)])
+            return out
+
+    class Reviewer:
+        def generate(self, prompts, params):
+            calls.append(("judge", len(prompts)))
+            return [[Completion("look at " + which(p).task_id)] for p in prompts]
+
+    monkeypatch.setattr(self_refine, "load_generator", lambda backend, model, **kw: Writer() if model == "w" else Reviewer())
+    metrics = run(RefineConfig(backend="openai", model="w", judge_model="j", tasks="synthetic-python:test:3", limit=3,
+                               feedback="self,judge", attempts=3, out_dir=str(tmp_path)))
+    assert calls == [("writer", 3), ("writer", 3), ("judge", 3), ("writer", 3)]  # y0, critiques, reviews, y1
+    assert [m["pass_rate"] for m in metrics] == [0.0, 1.0]
+    traces = [json.loads(line) for line in (tmp_path / "traces.jsonl").read_text().splitlines()]
+    for trace in traces:
+        assert trace["attempts"][0]["feedback"] == (f"critique: it returns None for {trace['task_id']}\n"
+                                                    f"reviewer: look at {trace['task_id']}")

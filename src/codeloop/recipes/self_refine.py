@@ -78,25 +78,40 @@ def _refine_prompt(task: Task, trace: list[dict], history: str) -> str:
     return history_prompt(task.prompt, [(step["completion"], step["feedback"]) for step in steps], task.language)
 
 
-def _self_critique(generator: Generator, task: Task, completion: str, execution: str, seed: int) -> str:
-    lead, stop = CRITIQUE.get(task.language, CRITIQUE["python"])
-    prompt = repair_block(task.prompt, completion, execution, task.language) + lead
-    text = generator.generate([prompt], SamplingParams(temperature=0, max_new_tokens=48, stop=stop, seed=seed))[0][0].text
-    return text.strip()
+def _self_critiques(generator: Generator, failed: list[tuple[Task, str]], executions: list[str], seed: int) -> list[str]:
+    """The model's own critique of each failed (task, completion), one generate call per language
+    (its critique lead and stop)."""
+    critiques = [""] * len(failed)
+    by_language: dict[str, list[int]] = {}
+    for i, (task, _) in enumerate(failed):
+        by_language.setdefault(task.language, []).append(i)
+    for language, picked in by_language.items():
+        lead, stop = CRITIQUE.get(language, CRITIQUE["python"])
+        prompts = [repair_block(failed[i][0].prompt, failed[i][1], executions[i], language) + lead for i in picked]
+        rows = generator.generate(prompts, SamplingParams(temperature=0, max_new_tokens=48, stop=stop, seed=seed))
+        for i, row in zip(picked, rows, strict=True):
+            critiques[i] = row[0].text.strip()
+    return critiques
 
 
-def _feedback(sources: list[str], task: Task, completion: str, outcome: Outcome, cfg: RefineConfig,
-              generator: Generator, judge: Generator | None, attempt: int) -> str:
-    execution = outcome_feedback(outcome, cfg.reveal_tests)
-    parts = []
+def _feedback(sources: list[str], failed: list[tuple[Task, str, Outcome]], cfg: RefineConfig, generator: Generator,
+              judge: Generator | None, attempt: int) -> list[str]:
+    """Each failed (task, completion, outcome)'s feedback from ``sources``; the model's critiques and the
+    judge's reviews each come from one batch of requests for the whole attempt."""
+    executions = [outcome_feedback(outcome, cfg.reveal_tests) for _, _, outcome in failed]
+    parts: list[list[str]] = [[] for _ in failed]
     if "execution" in sources:
-        parts.append(execution)
+        for part, execution in zip(parts, executions):
+            part.append(execution)
     if "self" in sources:
-        parts.append("critique: " + _self_critique(generator, task, completion, execution, cfg.seed + attempt))
+        critiques = _self_critiques(generator, [(t, c) for t, c, _ in failed], executions, cfg.seed + attempt)
+        for part, critique in zip(parts, critiques):
+            part.append("critique: " + critique)
     if "judge" in sources and judge is not None:
-        ask = JUDGE_PROMPT.format(prompt=task.prompt, attempt=completion, execution=execution)
-        parts.append("reviewer: " + judge.generate([ask], SamplingParams(temperature=0, max_new_tokens=128))[0][0].text.strip())
-    return "\n".join(parts)
+        asks = [JUDGE_PROMPT.format(prompt=t.prompt, attempt=c, execution=e) for (t, c, _), e in zip(failed, executions)]
+        for part, row in zip(parts, judge.generate(asks, SamplingParams(temperature=0, max_new_tokens=128)), strict=True):
+            part.append("reviewer: " + row[0].text.strip())
+    return ["\n".join(part) for part in parts]
 
 
 def run(cfg: RefineConfig) -> list[dict]:
@@ -130,12 +145,13 @@ def run(cfg: RefineConfig) -> list[dict]:
             completions = [row[0] for row in generator.generate(prompts, params)]
             samples = [Sample(t.task_id, c.text) for t, c in zip(todo, completions)]
             outcomes = evaluate(task_map, samples, sandbox)
+            failed = [(t, s.completion, o) for t, s, o in zip(todo, samples, outcomes) if not o.passed]
+            given = iter(_feedback(sources, failed, cfg, generator, judge, attempt) if failed and sources != ["none"]
+                         else [None] * len(failed))
             for task, sample, outcome in zip(todo, samples, outcomes):
-                feedback = None if outcome.passed or sources == ["none"] else _feedback(
-                    sources, task, sample.completion, outcome, cfg, generator, judge, attempt)
                 traces[task.task_id].append({"attempt": attempt, "completion": sample.completion,
                                              "status": outcome.status.value, "reason": outcome.reason,
-                                             "feedback": feedback})
+                                             "feedback": None if outcome.passed else next(given)})
                 if outcome.passed:
                     solved.add(task.task_id)
             metrics.append({
