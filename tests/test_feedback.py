@@ -109,6 +109,21 @@ def test_chat_judges_get_the_system_prompt_in_the_system_role():
     assert messages[0]["role"] == "system" and "[0] [1] [1]" in messages[0]["content"]
 
 
+def test_picks_for_many_intents_come_in_one_call_a_round():
+    from codeloop.types import Completion
+
+    replies = {("one", 0): "2", ("two", 0): "best: 1", ("two", 1): "1", ("three", 0): "4", ("three", 1): "0"}
+    calls = []
+
+    class Scripted:
+        def generate(self, prompts, params):
+            calls.append(len(prompts))
+            return [[Completion(replies[(p.split("Problem: ")[1].split("\n")[0], params.seed)])] for p in prompts]
+
+    assert Judge(Scripted()).pick_best_all([("one", ["a", "b"]), ("two", ["a", "b"]), ("three", ["a", "b", "c"])]) == [1, 0, None]
+    assert calls == [3, 2]  # the retry asks only for the two answers off the format (a word; a number past k)
+
+
 def test_pick_best_returns_the_index_of_the_answered_number():
     server, make = judge_with(["2"])
     with server:

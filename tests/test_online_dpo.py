@@ -288,3 +288,28 @@ def test_the_llm_expert_judges_every_intent_of_a_rollout_in_one_batch():
     expert = Expert()
     assert _semantic(Rollout(tasks, rows, [], []), expert) == [1.0, 0.0, 0.0, 0.0, 1.0]
     assert expert.asked == [[("intent 0", ["a", "b"]), ("intent 1", ["c", "d"]), ("intent 2", ["e"])]]
+
+
+def test_the_judges_tie_breaks_are_asked_for_in_one_batch_of_the_tied_intents_only():
+    """Intents whose candidates tie at the top of (κ, φ) go to the judge's pick together, with only the
+    tied candidates; its pick comes back as the candidate's own index. With positives=all no pick is
+    asked for (every tied one is kept)."""
+    from codeloop.recipes.online_dpo import _judges_picks
+    from codeloop.types import Task
+
+    class Expert:
+        def __init__(self):
+            self.asked = []
+
+        def pick_best_all(self, items):
+            self.asked.append(items)
+            return [1, None]
+
+    groups = [(Task(f"t/{i}", "def f():\n", description=f"intent {i}"), ["a", "b", "c"]) for i in range(3)]
+    kappa = [[1, 1, 1], [1, 0, 0], [0, 1, 1]]
+    phi = [1, 0, 1, 1, 1, 1, 0, 0, 0]  # intent 0: a and c tie; 1: a alone; 2: b and c tie
+    expert = Expert()
+    cfg = OnlineDPOConfig(k=3)
+    assert _judges_picks(expert, cfg, groups, kappa, phi) == {0: 2, 2: None}
+    assert expert.asked == [[("intent 0", ["a", "c"]), ("intent 2", ["b", "c"])]]
+    assert _judges_picks(expert, OnlineDPOConfig(k=3, positives="all"), groups, kappa, phi) == {} and len(expert.asked) == 1

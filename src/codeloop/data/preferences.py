@@ -24,16 +24,21 @@ def rank_positive(kappa: Sequence[float], phi: Sequence[float],
     wrong. Several candidates tied at the top go to ``tie_break`` (the semantic expert's pick of the
     best); without one, or if it declines, the first of them wins.
     """
-    if not kappa or len(kappa) != len(phi):
-        raise ValueError("need one compiler and one semantic verdict per candidate")
-    keys = list(zip(kappa, phi))
-    best = max(keys)
-    tied = [i for i, k in enumerate(keys) if k == best]
+    tied = top_tied(kappa, phi)
     if len(tied) > 1 and tie_break is not None:
         pick = tie_break(tied)
         if pick in tied:
             return pick
     return tied[0]
+
+
+def top_tied(kappa: Sequence[float], phi: Sequence[float]) -> list[int]:
+    """The candidates rated highest by (E_κ, E_φ), in order: eq. 6's positive is one of them."""
+    if not kappa or len(kappa) != len(phi):
+        raise ValueError("need one compiler and one semantic verdict per candidate")
+    keys = list(zip(kappa, phi))
+    best = max(keys)
+    return [i for i, k in enumerate(keys) if k == best]
 
 
 def preference_pairs(prompt: str, completions: Sequence[str], positive: int) -> list[PreferencePair]:

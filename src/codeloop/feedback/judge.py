@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from codeloop.models.base import Generator
 from codeloop.types import Feedback, SamplingParams
@@ -35,6 +36,7 @@ USER = ("Great! Here is another problem and its corresponding implementations to
 PICK = ("Here is a problem and {k} implementations, separated by '====='. Answer with the number (1 to {k}) of the "
         "best implementation and nothing else.\n\nProblem: {intent}\n\nImplementations:\n{implementations}")
 
+T = TypeVar("T")
 _VERDICTS = re.compile(r"\s*(?:\[[01]\]\s*)+")
 
 
@@ -74,25 +76,27 @@ class Judge:
         if self.chat:
             generator.system_prompt = self.system  # type: ignore[attr-defined]
 
-    def _ask(self, prompt: str, seed: int) -> tuple[str, float, float]:
-        started = time.monotonic()
-        completion = self.generator.generate(
-            [prompt], SamplingParams(temperature=0.0, max_new_tokens=self.max_new_tokens, seed=seed))[0][0]
-        return completion.text, completion.cost_usd, time.monotonic() - started
-
     def judge(self, intent: str, candidates: Sequence[str]) -> JudgeResult:
         return self.judge_all([(intent, candidates)])[0]
 
     def judge_all(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[JudgeResult]:
-        """:meth:`judge` for many (intent, candidates) at once. Each round asks for every item still without
-        a verdict in one ``generate`` call, which a backend serves together (vLLM batches them, the openai
-        backend sends them concurrently); the prompts and seeds are those of judging each alone. An
-        item's ``seconds`` is its share of the wall time of the calls that answered it."""
+        """:meth:`judge` for many (intent, candidates) at once (see :meth:`_ask_all`). An item's
+        ``seconds`` is its share of the wall time of the calls that answered it."""
         prompts = [self._prompt(intent, candidates) for intent, candidates in items]
-        answers: list[list[str]] = [[] for _ in items]
-        cost, seconds = [0.0] * len(items), [0.0] * len(items)
-        verdicts: list[list[int] | None] = [None] * len(items)
-        pending = list(range(len(items)))
+        verdicts, answers, cost, seconds = self._ask_all(prompts, lambda i, text: parse_verdicts(text, len(items[i][1])))
+        return [JudgeResult(verdicts[i], tuple(answers[i]), cost[i], seconds[i]) for i in range(len(items))]
+
+    def _ask_all(self, prompts: Sequence[str], parse: Callable[[int, str], T | None]
+                 ) -> tuple[list[T | None], list[list[str]], list[float], list[float]]:
+        """Each prompt's answer parsed by ``parse(index, text)`` (None: off the format, asked again up to
+        ``retries`` times, with the attempt's number as seed), with every answer, its cost and its share of
+        the time. Each round asks for every prompt still unanswered in one ``generate`` call, which a
+        backend serves together (vLLM batches them, the openai backend sends them concurrently); the
+        prompts and seeds are those of asking each alone."""
+        answers: list[list[str]] = [[] for _ in prompts]
+        cost, seconds = [0.0] * len(prompts), [0.0] * len(prompts)
+        parsed: list[T | None] = [None] * len(prompts)
+        pending = list(range(len(prompts)))
         for attempt in range(self.retries + 1):
             if not pending:
                 break
@@ -103,9 +107,9 @@ class Judge:
             for i, row in zip(pending, rows, strict=True):
                 answers[i].append(row[0].text)
                 cost[i], seconds[i] = cost[i] + row[0].cost_usd, seconds[i] + share
-                verdicts[i] = parse_verdicts(row[0].text, len(items[i][1]))
-            pending = [i for i in pending if verdicts[i] is None]
-        return [JudgeResult(verdicts[i], tuple(answers[i]), cost[i], seconds[i]) for i in range(len(items))]
+                parsed[i] = parse(i, row[0].text)
+            pending = [i for i in pending if parsed[i] is None]
+        return parsed, answers, cost, seconds
 
     def _prompt(self, intent: str, candidates: Sequence[str]) -> str:
         user = USER.format(intent=intent, implementations="\n=====\n".join(candidates))
@@ -113,9 +117,15 @@ class Judge:
 
     def pick_best(self, intent: str, candidates: Sequence[str]) -> int | None:
         """Index of the best candidate by the judge, or None if it never answers a valid number."""
-        prompt = PICK.format(k=len(candidates), intent=intent, implementations="\n=====\n".join(candidates))
-        for attempt in range(self.retries + 1):
-            text = self._ask(prompt, seed=attempt)[0].strip()
-            if text.isdigit() and 1 <= int(text) <= len(candidates):
-                return int(text) - 1
-        return None
+        return self.pick_best_all([(intent, candidates)])[0]
+
+    def pick_best_all(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[int | None]:
+        """:meth:`pick_best` for many (intent, candidates) at once (see :meth:`_ask_all`)."""
+        prompts = [PICK.format(k=len(candidates), intent=intent, implementations="\n=====\n".join(candidates))
+                   for intent, candidates in items]
+
+        def number(i: int, text: str) -> int | None:
+            text = text.strip()
+            return int(text) - 1 if text.isdigit() and 1 <= int(text) <= len(items[i][1]) else None
+
+        return self._ask_all(prompts, number)[0]

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from codeloop.data import load_tasks
-from codeloop.data.preferences import cross_pairs, rank_positive, save_pairs
+from codeloop.data.preferences import cross_pairs, rank_positive, save_pairs, top_tied
 from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.compiler import compiles
 from codeloop.feedback.judge import Judge
@@ -119,17 +119,26 @@ def _semantic(run_: Rollout, judge: Judge | None) -> list[float]:
     return out
 
 
-def _tie_breaker(judge: Judge | None, task: Task, texts: list[str], graded: list[float]) -> Callable[[list[int]], int | None]:
-    """φ picks the best of candidates tied at the top: the LLM judge's pick, or without one the tests'
-    graded reward (fails a test > runtime error > compile error; the first on equal reward)."""
-    if judge is None:
-        return lambda tied: max(tied, key=lambda t: (graded[t], -t))
+def _tie_breaker(pick: int | None, graded: list[float], judged: bool) -> Callable[[list[int]], int | None]:
+    """φ picks the best of candidates tied at the top: the LLM judge's pick (``pick``, asked for ahead by
+    :func:`_judges_picks`; None when it never answered), or without a judge the tests' graded reward
+    (fails a test > runtime error > compile error; the first on equal reward)."""
+    if judged:
+        return lambda tied: pick
+    return lambda tied: max(tied, key=lambda t: (graded[t], -t))
 
-    def pick(tied: list[int]) -> int | None:
-        best = judge.pick_best(task.intent, [texts[t] for t in tied])
-        return None if best is None else tied[best]
 
-    return pick
+def _judges_picks(judge: Judge | None, cfg: OnlineDPOConfig, groups: list[tuple[Task, list[str]]],
+                  kappa: list[list[float]], phi: list[float]) -> dict[int, int | None]:
+    """For each intent (by index) whose candidates tie at the top of (κ, φ), the judge's pick of the best
+    of them (a candidate's index), all asked for in one batch; none without a judge, or with
+    positives=all (which keeps every tied one)."""
+    if judge is None or cfg.positives == "all":
+        return {}
+    ties = {j: top_tied(kappa[j], phi[j * cfg.k:(j + 1) * cfg.k]) for j in range(len(groups))}
+    ties = {j: tied for j, tied in ties.items() if len(tied) > 1}
+    picks = judge.pick_best_all([(groups[j][0].intent, [groups[j][1][t] for t in tied]) for j, tied in ties.items()])
+    return {j: None if pick is None else tied[pick] for (j, tied), pick in zip(ties.items(), picks, strict=True)}
 
 
 def intent_pairs(cfg: OnlineDPOConfig, prompt: str, texts: list[str], kappa: list[float], phi: list[float],
@@ -194,12 +203,14 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
             with clock("judge"):
                 phi = _semantic(run_, judge)
                 rewards = [graded(o).score for o in run_.outcomes]
+                groups = [(task, texts) for task, texts, _ in run_.groups()]
+                kappa = [[compiles(task.prompt + t, task.language).score for t in texts] for task, texts in groups]
+                picks = _judges_picks(judge, cfg, groups, kappa, phi)
                 pairs, nll_mask = [], []
-                for j, (task, texts, _) in enumerate(run_.groups()):
+                for j, (task, texts) in enumerate(groups):
                     span = slice(j * cfg.k, (j + 1) * cfg.k)
-                    kappa = [compiles(task.prompt + t, task.language).score for t in texts]
-                    new, good = intent_pairs(cfg, task.prompt, texts, kappa, phi[span],
-                                             _tie_breaker(judge, task, texts, rewards[span]))
+                    new, good = intent_pairs(cfg, task.prompt, texts, kappa[j], phi[span],
+                                             _tie_breaker(picks.get(j), rewards[span], judge is not None))
                     pairs += new
                     nll_mask += [good] * len(new)
             save_pairs(pairs, it_dir / "pairs")
