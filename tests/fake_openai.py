@@ -61,10 +61,10 @@ class FakeOpenAI:
         time.sleep(self.delay_s)
         if behaviour == "slow":
             time.sleep(2.0)
-        if behaviour in ("500", "429"):
-            handler.send_response(int(behaviour))
-            if behaviour == "429":
-                handler.send_header("Retry-After", "0")
+        if behaviour in ("500", "429") or behaviour.startswith("429:"):  # "429:VALUE": Retry-After VALUE
+            handler.send_response(int(behaviour[:3]))
+            if behaviour.startswith("429"):
+                handler.send_header("Retry-After", behaviour[4:] or "0")
             handler.end_headers()
             handler.wfile.write(b'{"error": "try later"}')
             return

@@ -36,6 +36,12 @@ def test_server_errors_are_retried(server):
     assert len(server.requests) == 3
 
 
+@pytest.mark.parametrize("header", ["1.2.3", "\u00b2", "nan", "Wed, 21 Oct 2015 07:28:00 GMT"])
+def test_a_retry_after_that_is_not_a_number_of_seconds_falls_back_to_the_backoff(server, header):
+    server.script([f"429:{header}", "ok"])
+    assert gen(server).generate(["a"], SamplingParams())[0][0].text == "    return 1\n" and len(server.requests) == 2
+
+
 def test_malformed_json_is_retried_then_succeeds(server):
     server.script(["bad-json", "ok"])
     assert len(gen(server).generate(["a"], SamplingParams())[0]) == 1

@@ -98,7 +98,7 @@ def test_a_wrong_program_that_passes_the_six_cases_fails_the_plus_tests(sandbox)
 def test_a_bad_size_is_refused_with_the_name():
     from codeloop.data import DataError
 
-    for name in ("synthetic-python+:test:0", "synthetic-python:test:ten", "synthetic-python+:nope"):
+    for name in ("synthetic-python+:test:0", "synthetic-python:test:ten", "synthetic-python:test:\u00b2", "synthetic-python+:nope"):
         with pytest.raises(DataError, match="synthetic-python"):
             load_tasks(name)
 

@@ -446,7 +446,7 @@ def load(name: str) -> dict[str, Task]:
         raise ValueError(f"expected {' or '.join(spellings())}, got {name!r}")
     if parts[1] not in SPLITS:
         raise ValueError(f"{name!r}: unknown split {parts[1]!r}; expected one of {', '.join(SPLITS)}")
-    if len(parts) == 3 and not (parts[2].isdigit() and int(parts[2]) > 0):
+    if len(parts) == 3 and not (parts[2].isascii() and parts[2].isdigit() and int(parts[2]) > 0):
         raise ValueError(f"{name!r}: the size after the second ':' must be a positive whole number, got {parts[2]!r}")
     return generate(parts[1], int(parts[2]) if len(parts) == 3 else None, plus=parts[0].endswith("+"),
                     language=FAMILIES[parts[0].removesuffix("+")])

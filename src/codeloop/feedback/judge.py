@@ -126,6 +126,7 @@ class Judge:
 
         def number(i: int, text: str) -> int | None:
             text = text.strip()
-            return int(text) - 1 if text.isdigit() and 1 <= int(text) <= len(items[i][1]) else None
+            ok = text.isascii() and text.isdigit() and 1 <= int(text) <= len(items[i][1])  # "²" is a digit to isdigit
+            return int(text) - 1 if ok else None
 
         return self._ask_all(prompts, number)[0]

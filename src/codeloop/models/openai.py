@@ -119,8 +119,8 @@ class OpenAIGenerator:
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:300].decode("utf-8", "replace")
             if exc.code in RETRY_STATUS:
-                after = exc.headers.get("Retry-After") if exc.headers else None
-                raise _Retryable(f"retry-after={after} (HTTP {exc.code})" if after and after.replace('.', '').isdigit()
+                after = _seconds(exc.headers.get("Retry-After") if exc.headers else None)
+                raise _Retryable(f"retry-after={after} (HTTP {exc.code})" if after is not None
                                  else f"HTTP {exc.code}: {detail}") from None
             raise GeneratorError(f"{self.endpoint}: HTTP {exc.code}: {detail}") from None
         except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
@@ -177,3 +177,15 @@ class OpenAIGenerator:
             tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_text(json.dumps(data))
             os.replace(tmp, path)
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """A Retry-After header's delay in seconds (its delta-seconds form), or None: absent, an HTTP date, or
+    anything else a server may send ("1.2.3", "nan", "\u00b2", which ``str.isdigit`` calls a digit)."""
+    if not retry_after or not retry_after.isascii():
+        return None
+    try:
+        seconds = float(retry_after)
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < float("inf") else None
