@@ -286,7 +286,7 @@ def test_the_llm_expert_judges_every_intent_of_a_rollout_in_one_batch():
     tasks = [Task(f"t/{i}", "def f():\n", description=f"intent {i}") for i in range(3)]
     rows = [[Completion("a"), Completion("b")], [Completion("c"), Completion("d")], [Completion("e")]]
     expert = Expert()
-    assert _semantic(Rollout(tasks, rows, [], []), expert) == [1.0, 0.0, 0.0, 0.0, 1.0]
+    assert _semantic(Rollout(tasks, rows, [], []), expert) == ([1.0, 0.0, 0.0, 0.0, 1.0], 1)  # one intent off the format
     assert expert.asked == [[("intent 0", ["a", "b"]), ("intent 1", ["c", "d"]), ("intent 2", ["e"])]]
 
 
@@ -313,3 +313,27 @@ def test_the_judges_tie_breaks_are_asked_for_in_one_batch_of_the_tied_intents_on
     assert _judges_picks(expert, cfg, groups, kappa, phi) == {0: 2, 2: None}
     assert expert.asked == [[("intent 0", ["a", "c"]), ("intent 2", ["b", "c"])]]
     assert _judges_picks(expert, OnlineDPOConfig(k=3, positives="all"), groups, kappa, phi) == {} and len(expert.asked) == 1
+
+
+def test_an_llm_expert_on_the_openai_backend_scores_the_candidates_and_its_spending_is_in_each_row(tmp_path, monkeypatch):
+    """A judge (an OpenAI-compatible server here) rates every candidate; each iteration's row says how many
+    intents it never answered in format and what its requests were (training's and validation's)."""
+    from fake_openai import FakeOpenAI
+
+    def expert(body):  # "[1] [0] [1]" for the k=3 candidates of an intent, off the format for intents about lists
+        if "Answer with the number" in body["prompt"]:
+            return "1"
+        return "no idea" if "list" in body["prompt"].split("Problem:")[1].split("\n")[0] else "[1] [0] [1]"
+
+    with FakeOpenAI(reply=expert) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "k")
+        rows = run(OnlineDPOConfig(**{**cfg(tmp_path, 1).__dict__, "judge_model": "j", "val_plus_tasks": ""}))
+    from codeloop.data import load_tasks
+
+    intents = list(load_tasks("synthetic-python:train").values())[:6]
+    off = sum("list" in t.intent for t in intents)
+    assert 0 < off < 6 and rows[1]["judge_off_format"] == off
+    assert {"val_judge_off_format", "semantic_rate"} <= set(rows[0]) and "judge_off_format" not in rows[0]
+    # iteration 0 asked for its 4 validation intents, again for those off the format; iteration 1 the rest
+    assert rows[1]["judge_requests"] == len(server.requests) - 4 - rows[0]["val_judge_off_format"] >= 6 + off + 4

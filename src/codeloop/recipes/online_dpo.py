@@ -104,19 +104,29 @@ def validate(generator: Generator, tasks: list[Task], sandbox: Runner, cfg: Onli
     temperature = cfg.temperature if cfg.val_temperature is None else cfg.val_temperature
     run_ = rollout(generator, tasks, sandbox, cfg.val_n, temperature, cfg.max_new_tokens, cfg.seed)
     kappa = [compiles(t.prompt + c.text, t.language).score for t, row in zip(run_.tasks, run_.rows) for c in row]
-    phi = _semantic(run_, judge)
+    phi, off_format = _semantic(run_, judge)
     return {**held_out_metrics(run_), **plus_metrics(run_, plus or {}, sandbox), "semantic_rate": sum(phi) / len(phi),
-            "joint_rate": sum(k and p for k, p in zip(kappa, phi)) / len(phi)}
+            "joint_rate": sum(k and p for k, p in zip(kappa, phi)) / len(phi),
+            **({"val_judge_off_format": off_format} if judge is not None else {})}
 
 
-def _semantic(run_: Rollout, judge: Judge | None) -> list[float]:
+def _semantic(run_: Rollout, judge: Judge | None) -> tuple[list[float], int]:
+    """φ for each candidate, and how many intents the judge never answered in format (each of their
+    candidates scores 0, as a negative verdict)."""
     if judge is None:  # the tests stand in for the semantic expert
-        return [passes(o).score for o in run_.outcomes]
+        return [passes(o).score for o in run_.outcomes], 0
     out: list[float] = []
     results = judge.judge_all([(task.intent, [c.text for c in row]) for task, row in zip(run_.tasks, run_.rows)])
     for row, result in zip(run_.rows, results):
         out += [float(v) for v in result.verdicts] if result.verdicts is not None else [0.0] * len(row)
-    return out
+    return out, sum(result.verdicts is None for result in results)
+
+
+def _judge_usage(judge: Judge | None) -> dict[str, float]:
+    """What the judge's backend has spent so far (the openai backend counts requests and cost; others
+    nothing)."""
+    usage = getattr(judge.generator, "usage", None) if judge is not None else None
+    return {key: usage[key] for key in ("requests", "cost_usd") if key in usage} if isinstance(usage, dict) else {}
 
 
 def _tie_breaker(pick: int | None, graded: list[float], judged: bool) -> Callable[[list[int]], int | None]:
@@ -197,11 +207,11 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
         for i in loop.pending():
             it_dir = loop.iteration_dir(i)
             batch = [intents[j % len(intents)] for j in range((i - 1) * size, i * size)]
-            clock = Clock()
+            clock, spent = Clock(), _judge_usage(judge)
             run_ = rollout(sampler(policy, loop.checkpoint(i - 1, cfg.model)), batch, sandbox, cfg.k, cfg.temperature,
                            cfg.max_new_tokens, cfg.seed * 1000 + i, clock)
             with clock("judge"):
-                phi = _semantic(run_, judge)
+                phi, off_format = _semantic(run_, judge)
                 rewards = [graded(o).score for o in run_.outcomes]
                 groups = [(task, texts) for task, texts, _ in run_.groups()]
                 kappa = [[compiles(task.prompt + t, task.language).score for t in texts] for task, texts in groups]
@@ -222,8 +232,10 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
             loop.save_model(i, policy, tokenizer)
             with clock("validate"):
                 held_out = validate(sampler(policy, loop.checkpoint(i, cfg.model)), val_tasks, sandbox, cfg, judge, plus)
+            judged = {"judge_off_format": off_format,  # and what this iteration's judging (validation's too) cost
+                      **{f"judge_{key}": value - spent[key] for key, value in _judge_usage(judge).items()}} if judge else {}
             row = {"iteration": i, **held_out, "train_pass_rate": sum(o.passed for o in run_.outcomes) / len(run_.outcomes),
-                   "pairs": len(pairs), **stats, **clock.row}
+                   "pairs": len(pairs), **judged, **stats, **clock.row}
             loop.finish(i, row, on_iteration)
     plot_metrics(loop.metrics, "iteration", ["pass_at_1", "pass_at_1_plus", "compile_rate", "semantic_rate", "joint_rate"],
                  loop.out / "metrics.png", title=f"Online DPO from {cfg.model}")
