@@ -337,3 +337,4 @@ def test_an_llm_expert_on_the_openai_backend_scores_the_candidates_and_its_spend
     assert {"val_judge_off_format", "semantic_rate"} <= set(rows[0]) and "judge_off_format" not in rows[0]
     # iteration 0 asked for its 4 validation intents, again for those off the format; iteration 1 the rest
     assert rows[1]["judge_requests"] == len(server.requests) - 4 - rows[0]["val_judge_off_format"] >= 6 + off + 4
+    assert rows[1]["judge_prompt_tokens"] == 10 * rows[1]["judge_requests"]  # the stand-in reports 10 a request

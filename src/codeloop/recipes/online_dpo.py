@@ -123,10 +123,11 @@ def _semantic(run_: Rollout, judge: Judge | None) -> tuple[list[float], int]:
 
 
 def _judge_usage(judge: Judge | None) -> dict[str, float]:
-    """What the judge's backend has spent so far (the openai backend counts requests and cost; others
-    nothing)."""
+    """What the judge's backend has used so far: the openai backend counts requests and the tokens the
+    server reports (a loop sets no prices, so it counts no cost); others count nothing."""
     usage = getattr(judge.generator, "usage", None) if judge is not None else None
-    return {key: usage[key] for key in ("requests", "cost_usd") if key in usage} if isinstance(usage, dict) else {}
+    keys = ("requests", "prompt_tokens", "completion_tokens")
+    return {key: usage[key] for key in keys if key in usage} if isinstance(usage, dict) else {}
 
 
 def _tie_breaker(pick: int | None, graded: list[float], judged: bool) -> Callable[[list[int]], int | None]:
@@ -232,7 +233,7 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
             loop.save_model(i, policy, tokenizer)
             with clock("validate"):
                 held_out = validate(sampler(policy, loop.checkpoint(i, cfg.model)), val_tasks, sandbox, cfg, judge, plus)
-            judged = {"judge_off_format": off_format,  # and what this iteration's judging (validation's too) cost
+            judged = {"judge_off_format": off_format,  # and what this iteration's judging (validation's too) used
                       **{f"judge_{key}": value - spent[key] for key, value in _judge_usage(judge).items()}} if judge else {}
             row = {"iteration": i, **held_out, "train_pass_rate": sum(o.passed for o in run_.outcomes) / len(run_.outcomes),
                    "pairs": len(pairs), **judged, **stats, **clock.row}
