@@ -24,7 +24,7 @@ from codeloop.data import load_tasks, write_jsonl
 from codeloop.data.prompts import stop_for
 from codeloop.eval import evaluate, preload_for, summarize
 from codeloop.feedback.compiler import compiles
-from codeloop.models import VLLM_MEMORY, engine_settings
+from codeloop.models import VLLM_MEMORY
 from codeloop.models.base import Generator
 from codeloop.models.hf import HFGenerator, locate, weights_digest
 from codeloop.sandbox import Runner, cpu_budget, open_sandbox
@@ -152,10 +152,6 @@ class LoopSettings:
         if self.lora_r and self.trainer != "trl":
             raise ValueError(f"lora_r {self.lora_r} needs trainer trl (LoRA adapters train through TRL and PEFT; "
                              f"the plain trainer fine-tunes every weight)")
-
-    def engine(self, backend: str) -> dict[str, Any]:
-        """What ``load_generator`` takes for a model on ``backend`` in this run."""
-        return engine_settings(backend, self.vllm_memory)
 
 
 VLLM_AT_MOST = 0.95

@@ -22,7 +22,7 @@ from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.compiler import compiles
 from codeloop.feedback.judge import Judge
 from codeloop.feedback.tests import graded, passes
-from codeloop.models import Generator, load_generator
+from codeloop.models import Generator, engine_settings, load_generator
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, check_ranges,
                                      held_out_metrics, loop_sandbox, plus_metrics, rollout, use_bf16, validation_tasks)
 from codeloop.sandbox import Runner
@@ -195,7 +195,8 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
     loop = Loop.open(cfg.out_dir, cfg.iterations, asdict(cfg))
     size = max(1, math.floor(cfg.fraction * len(intents)))
     languages = {t.language for t in intents}
-    judge = Judge(load_generator(cfg.judge_backend, cfg.judge_model, **cfg.engine(cfg.judge_backend)),
+    judge = Judge(load_generator(cfg.judge_backend, cfg.judge_model,
+                                  **engine_settings(cfg.judge_backend, cfg.vllm_memory)),
                   language=languages.pop() if len(languages) == 1 else "python") if cfg.judge_model else None
     if judge is None:
         print("semantic expert: no LLM judge configured, so the task tests act as the semantic expert φ")

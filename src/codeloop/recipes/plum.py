@@ -25,7 +25,7 @@ from codeloop.data.preferences import NEGATIVES, KTO_SCHEMA, balanced_pairs, kto
 from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.compiler import compiles, mypy_check
 from codeloop.feedback.testgen import TestGenerator
-from codeloop.models import load_generator
+from codeloop.models import engine_settings, load_generator
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, check_choices, check_ranges,
                                      held_out_metrics, loop_sandbox, plus_metrics, refuse_python_only, rollout,
                                      use_bf16, validation_tasks)
@@ -136,7 +136,8 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
 
     @functools.cache
     def test_generator() -> TestGenerator:  # one for the run (a vLLM engine loads once), at the first iteration that asks
-        model = load_generator(cfg.test_generator_backend, cfg.test_generator, **cfg.engine(cfg.test_generator_backend))
+        model = load_generator(cfg.test_generator_backend, cfg.test_generator,
+                               **engine_settings(cfg.test_generator_backend, cfg.vllm_memory))
         return TestGenerator(model, n=cfg.test_answers, seed=cfg.seed)
 
     def validate(i: int) -> dict:
