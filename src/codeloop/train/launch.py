@@ -43,7 +43,7 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from codeloop.data import read_jsonl, write_jsonl
 from codeloop.sandbox.session import end_session
@@ -240,14 +240,21 @@ def _run(command: list[str], log: Path, launch: str) -> None:
     raise LaunchError(f"{failed}; its last lines:\n{tail}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> NoReturn:
     """One process's part of a launched update: ``python -m codeloop.train.launch FOLDER``. A process that
-    fails says why in ``FOLDER/error.RANK.txt`` (the loop reports the first rank's), and on stderr."""
+    fails says why in ``FOLDER/error.RANK.txt`` (the loop reports the first rank's), and on stderr.
+
+    The process then ends at once (:func:`_end`), its trainer and process group never torn down: PyTorch
+    can deadlock destroying a Gloo process group just after a collective. Its worker thread frees the
+    finished work under the group's lock and needs the GIL for the tensors it held; the thread freeing
+    the group (DDP's reducer, when the trainer went) holds the GIL and waits for that lock. A rank stuck
+    so never exits, and the launcher and the loop wait for it for ever (seen in CI, and in 1 of 14 runs
+    of tests/test_launch.py here: rank 1 in ``~ProcessGroupGloo``, its part of the update done)."""
     (folder,) = sys.argv[1:] if argv is None else argv
     work = Path(folder)
     rank = os.environ.get("RANK", "0")
     try:
-        _update(work)
+        trainer = _update(work)
     except Exception as error:
         import traceback
 
@@ -255,15 +262,24 @@ def main(argv: list[str] | None = None) -> int:
         text = str(error) if refusal else traceback.format_exc()
         (work / f"error.{rank}.txt").write_text(text)
         print(f"codeloop: {text}", file=sys.stderr)
-        return 2 if refusal else 1
-    return 0
+        _end(2 if refusal else 1)  # here, while the failed frames (and what they hold) still live
+    _end(0, trainer)
+
+
+def _end(code: int, *alive: Any) -> NoReturn:
+    """Flush the output and leave with ``code``, running no destructor, atexit hook or finaliser (what
+    ``alive`` holds stays alive until the process is gone)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class _Refused(ValueError):
     """Settings the launched processes cannot train with."""
 
 
-def _update(work: Path) -> None:
+def _update(work: Path) -> Any:
+    """This process's part of the update in ``work``; returns its trainer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     spec = json.loads((work / "spec.json").read_text())
@@ -283,9 +299,8 @@ def _update(work: Path) -> None:
     if trainer.accelerator.is_main_process:
         (work / "stats.json").write_text(json.dumps({**stats, "processes": trainer.accelerator.num_processes,
                                                      "distributed": trainer.accelerator.distributed_type.value}))
-    trainer.accelerator.wait_for_everyone()  # none leaves while another still uses the process group,
-    trainer.accelerator.end_training()  # which is closed before exit, not torn down by it
+    return trainer  # kept by main until the process ends: freeing it frees the process group (see main)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()
