@@ -265,7 +265,7 @@ def test_no_process_a_launcher_started_outlives_its_update_whether_it_ends_or_is
 
 
 STUCK = """
-import sys, threading
+import ctypes, sys, threading
 import codeloop.train.launch as launch
 
 class Stuck:  # freed as a Gloo process group freed just after a collective may be: never
@@ -274,6 +274,7 @@ class Stuck:  # freed as a Gloo process group freed just after a collective may 
 
 def update(work):
     held = Stuck()
+    ctypes.CDLL(None).printf(b"native output\\n")  # as torch's C++ prints: buffered by the C library
     if sys.argv[1] == "fails":
         raise RuntimeError("the update failed")
     return held  # as the real one returns its trainer
@@ -291,10 +292,13 @@ def test_a_launched_process_ends_without_freeing_what_its_update_holds(tmp_path,
     import subprocess
 
     try:
-        done = subprocess.run([sys.executable, "-c", STUCK, update, str(tmp_path)], capture_output=True, text=True, timeout=60)
+        buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as a launcher without -u
+        done = subprocess.run([sys.executable, "-c", STUCK, update, str(tmp_path)], capture_output=True, text=True,
+                              timeout=60, env=buffered)
     except subprocess.TimeoutExpired:
         pytest.fail(f"the launched process whose update {update} was still running 60 s on, freeing what it held")
     assert done.returncode == (0 if update == "ends" else 1), done.stderr
+    assert done.stdout == "native output\n"  # flushed before the process ended
     if update == "fails":
         assert "RuntimeError: the update failed" in (tmp_path / "error.0.txt").read_text()
         assert "codeloop: Traceback" in done.stderr  # flushed before the process ended

@@ -267,10 +267,14 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 
 def _end(code: int, *alive: Any) -> NoReturn:
-    """Flush the output and leave with ``code``, running no destructor, atexit hook or finaliser (what
-    ``alive`` holds stays alive until the process is gone)."""
+    """Flush the output (Python's, and the C library's that native code writes through) and leave with
+    ``code``, running no destructor, atexit hook or finaliser (what ``alive`` holds stays alive until the
+    process is gone)."""
+    import ctypes
+
     sys.stdout.flush()
     sys.stderr.flush()
+    ctypes.CDLL(None).fflush(None)
     os._exit(code)
 
 
