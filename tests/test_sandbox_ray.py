@@ -200,8 +200,9 @@ try:
     ray.init(address=cluster.address, log_to_driver=False)
     job = Job(program="import time\\ndef f(x):\\n    time.sleep(0.2)\\n    return 2 * x\\n", entry_point="f",
               test="def check(c):\\n    assert c(2) == 4\\n")
-    with RaySandbox(workers=2, chunk=2, start_timeout_s=8) as sandbox:
-        sandbox.workers
+    with RaySandbox(workers=2, chunk=2, start_timeout_s=120) as sandbox:
+        sandbox.workers  # started (on a busy machine, a fresh cluster's actors can take more than 8 s)
+        sandbox.start_timeout_s = 8  # how long the lost actor's restart is waited for
         lost = []
         def lose_a_node():
             if not lost:
