@@ -10,7 +10,8 @@ CPU the same programs and tests take run in-process, with no fork at all: the te
 - codeloop: ``Sandbox(workers=N)`` with all its containment on; CPU per sample of each process kind,
   read from /proc (the evaluator; the workers, which run the trusted judge; the zygotes, which fork
   and reap; the sample processes, charged to the zygotes as reaped children), and page faults per
-  sample in the zygotes and the samples (each copy-on-write fault costs microseconds in a VM).
+  sample in the zygotes and the samples (each copy-on-write fault costs microseconds in a VM), and each
+  zygote's resident anonymous memory before and after the run (what each fork copies: it must not grow).
 - peer ("bare fork"): a process holding the modules codeloop's zygote imports for these programs
   (``zygote.modules_named``) forks through libc, the child
   execs the program (compiled beforehand), runs its test and exits, the parent reaps it: no
@@ -48,6 +49,14 @@ def _proc(pid: int) -> tuple[float, float, int, int]:
             int(fields[7]), int(fields[8]))
 
 
+def _anonymous_kib(pid: int) -> int:
+    """Resident anonymous memory of ``pid``, KiB: what each fork of it copies (page tables) and each exit tears down."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1])
+    return 0
+
+
 def _children(pid: int) -> list[int]:
     return [int(x) for x in open(f"/proc/{pid}/task/{pid}/children").read().split()]
 
@@ -73,10 +82,12 @@ def measure_sandbox(jobs: list[Job], workers: int) -> dict[str, float]:
         worker_pids = [w.proc.pid for w in sandbox._workers]
         zygote_pids = [_children(p)[0] for p in worker_pids]
         before = [_proc(p) for p in worker_pids + zygote_pids]
+        held_before = sum(_anonymous_kib(p) for p in zygote_pids) / len(zygote_pids)
         own0, start = os.times(), time.perf_counter()
         outcomes = list(sandbox.run(jobs))
         wall, own1 = time.perf_counter() - start, os.times()
         after = [_proc(p) for p in worker_pids + zygote_pids]
+        held_after = sum(_anonymous_kib(p) for p in zygote_pids) / len(zygote_pids)
     if not all(o.passed for o in outcomes):
         raise SystemExit("a job that must pass did not: the sandbox is broken, nothing to measure")
     d = [[a - b for a, b in zip(x, y)] for x, y in zip(after, before)]
@@ -86,7 +97,7 @@ def measure_sandbox(jobs: list[Job], workers: int) -> dict[str, float]:
             "evaluator_ms": ms(own1.user - own0.user + own1.system - own0.system),
             "worker_ms": ms(sum(x[0] for x in w)), "zygote_ms": ms(sum(x[0] for x in z)),
             "sample_ms": ms(sum(x[1] for x in z)), "zygote_faults": sum(x[2] for x in z) / n,
-            "sample_faults": sum(x[3] for x in z) / n}
+            "sample_faults": sum(x[3] for x in z) / n, "zygote_mb": (held_before / 1024, held_after / 1024)}
 
 
 def measure_in_process(sources: list[str]) -> float:
@@ -140,7 +151,8 @@ def main() -> None:
     print(f"codeloop (isolation {ours['level']}, {args.workers} workers): {ours['per_s']:.0f} samples/s; CPU per sample "
           f"{total:.2f} ms = evaluator {ours['evaluator_ms']:.2f} + workers (judge) {ours['worker_ms']:.2f} + "
           f"zygotes {ours['zygote_ms']:.2f} + samples {ours['sample_ms']:.2f} (cores x wall: {ours['wall_cpu_ms']:.2f}); "
-          f"page faults per sample: zygote {ours['zygote_faults']:.0f}, sample {ours['sample_faults']:.0f}")
+          f"page faults per sample: zygote {ours['zygote_faults']:.0f}, sample {ours['sample_faults']:.0f}; "
+          f"each zygote's resident anonymous memory {ours['zygote_mb'][0]:.1f} -> {ours['zygote_mb'][1]:.1f} MB")
     print(f"bare fork (1 process): {bare['per_s']:.0f} samples/s; CPU per sample {floor:.2f} ms = parent "
           f"{bare['parent_ms']:.2f} + child {bare['child_ms']:.2f}; page faults per child {bare['child_faults']:.0f}")
     print(f"ratio of CPU per sample, codeloop / bare fork: {total / floor:.2f}x")

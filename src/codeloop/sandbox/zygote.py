@@ -107,7 +107,7 @@ def zygote_main(sock: socket.socket, level: str, uid: int | None) -> NoReturn:
             sock.sendall(f"the zygote could not confine itself: {exc}".encode())
             raise
         sock.sendall(READY)
-        applied, limits = b"", None
+        applied, limits, home = b"", None, b""
         gc.collect()
         gc.freeze()  # inherited objects move to a permanent generation: the sample's GC never writes to
         # (and so never copies) the pages it shares with the zygote.
@@ -128,7 +128,9 @@ def zygote_main(sock: socket.socket, level: str, uid: int | None) -> NoReturn:
                 apply_shared_limits(limits)
             random.seed()  # what os.fork()'s at-fork hook does in each child: every sample draws its own
             path = tmpdir.decode()
-            os.environ["HOME"] = os.environ["TMPDIR"] = path  # set here, the sample pays no faults for it
+            if tmpdir != home:  # set here, the sample pays no faults for it; and only when it changes
+                home = tmpdir  # (the worker's samples share one name, see scratch._make_dir): each value set
+                os.environ["HOME"] = os.environ["TMPDIR"] = path  # stays in C's environment for good
             pid = _fork_sample(fds, path, limits, level, uid, own_pidns)  # type: ignore[arg-type]
             for fd in fds:
                 os.close(fd)
