@@ -297,6 +297,19 @@ def test_the_zygote_holds_no_module_it_imports_only_for_a_rare_path():
     _passes_in_a_fresh_sandbox(program, test)
 
 
+def test_each_sample_gets_a_fresh_temp_dir_as_its_cwd_home_and_tmpdir(sandbox):
+    # a worker's samples share the dir's name (see scratch._make_dir), never what one left in it
+    program = ("import os, tempfile\n"
+               "def f(x):\n"
+               "    seen = sorted(os.listdir('.'))\n"
+               "    os.mkdir('left'); open('left/behind', 'w').write('x'); open('behind', 'w').write('x')\n"
+               "    here = os.getcwd()\n"
+               "    return [here == os.environ['HOME'] == os.environ['TMPDIR'] == tempfile.gettempdir(), seen]\n")
+    test = "def check(candidate):\n    assert candidate(1) == [True, ['stderr', 'stdout']]\n"
+    outcomes = list(sandbox.run([check_job(program, test=test)] * 6))
+    assert all(o.status is Status.PASSED for o in outcomes), [o.reason for o in outcomes]
+
+
 def _anonymous_kib(pid: int) -> int:
     """What of ``pid``'s memory a fork copies: its resident anonymous pages, in KiB."""
     for line in open(f"/proc/{pid}/status"):
