@@ -50,9 +50,10 @@ def _proc(pid: int) -> tuple[float, float, int, int]:
 
 
 def _anonymous_kib(pid: int) -> int:
-    """Resident anonymous memory of ``pid``, KiB: what each fork of it copies (page tables) and each exit tears down."""
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("RssAnon:"):
+    """Resident anonymous memory of ``pid``, KiB: what each fork of it copies (page tables) and each exit tears
+    down. From its page tables (smaps_rollup): /proc/PID/status's RssAnon is, on some kernels, an estimate."""
+    for line in open(f"/proc/{pid}/smaps_rollup"):
+        if line.startswith("Anonymous:"):
             return int(line.split()[1])
     return 0
 

@@ -311,11 +311,12 @@ def test_each_sample_gets_a_fresh_temp_dir_as_its_cwd_home_and_tmpdir(sandbox):
 
 
 def _anonymous_kib(pid: int) -> int:
-    """What of ``pid``'s memory a fork copies: its resident anonymous pages, in KiB."""
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("RssAnon:"):
+    """What of ``pid``'s memory a fork copies: its resident anonymous pages, in KiB, counted from its page
+    tables (smaps_rollup; /proc/PID/status's RssAnon is, on some kernels, an estimate pages off)."""
+    for line in open(f"/proc/{pid}/smaps_rollup"):
+        if line.startswith("Anonymous:"):
             return int(line.split()[1])
-    raise AssertionError(f"no RssAnon in /proc/{pid}/status")
+    raise AssertionError(f"no Anonymous in /proc/{pid}/smaps_rollup")
 
 
 def test_the_zygote_does_not_grow_with_the_samples_it_forks():
