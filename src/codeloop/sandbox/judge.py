@@ -492,6 +492,11 @@ MAX_PREDICTED = 10_000
 MAX_PREDICTED_BYTES = 4 << 20
 """The calls sent ahead (a replay's, or an I/O task's inputs) weigh this at most: they travel in the
 sample's first frame, which may not exceed ``wire.MAX_FRAME``."""
+PREDICTIONS_HELD = 4096, 64 << 20
+"""The replays a worker keeps (tests, bytes of calls) before it forgets them all and replays again. By
+count alone, 4,096 tests of 4 MiB each could have held 16 GiB in each worker; all of HumanEval's
+weigh 77 KB, the 500 tests of ``synthetic-python+:test`` 1.4 MB."""
+_predicted_bytes = 0  # what _PREDICTIONS holds
 
 
 class _Blank:
@@ -576,11 +581,17 @@ def _predicted_calls(job: Job, mode: str) -> list[bytes]:
             if size > MAX_PREDICTED_BYTES:
                 return calls[:-1]
         return calls
+    global _predicted_bytes
     key = (job.setup, job.test, job.entry_point)
     if key not in _PREDICTIONS:
-        if len(_PREDICTIONS) >= 4096:  # bounded: a long run over many tasks must not grow it
+        calls = _replayed_calls(job)
+        size = sum(map(len, calls))
+        tests, held = PREDICTIONS_HELD
+        if len(_PREDICTIONS) >= tests or _predicted_bytes + size > held:  # a long run must not grow it
             _PREDICTIONS.clear()
-        _PREDICTIONS[key] = _replayed_calls(job)
+            _predicted_bytes = 0
+        _PREDICTIONS[key] = calls
+        _predicted_bytes += size
     return _PREDICTIONS[key]
 
 
