@@ -314,15 +314,13 @@ def test_a_worker_forgets_its_replays_before_they_outweigh_their_bound(monkeypat
     # the calls each test makes on blank answers are kept per worker; bounded by count alone, 4,096
     # tests of up to 4 MiB each could have held 16 GiB
     from codeloop.sandbox import judge
-    monkeypatch.setattr(judge, "_PREDICTIONS", {})
-    monkeypatch.setattr(judge, "_predicted_bytes", 0)
-    monkeypatch.setattr(judge, "PREDICTIONS_HELD", (4096, 100_000))
+    monkeypatch.setattr(judge, "_PREDICTIONS", judge._Held(4096, 100_000))
     for i in range(20):  # each test sends ~30 KB of calls ahead: 600 KB in all
         job = check_job("def f(x):\n    return 0\n", test=f"def check(candidate):\n    assert candidate('{i}' * 30000) == 0\n")
         calls = judge._predicted_calls(job, judge._mode(job))
         assert len(calls) == 1 and len(calls[0]) > 30_000  # what the test sends ahead is still right
-        held = sum(len(c) for replay in judge._PREDICTIONS.values() for c in replay)
-        assert held == judge._predicted_bytes <= 100_000
+        held = sum(len(c) for replay in judge._PREDICTIONS.data.values() for c in replay)
+        assert held == judge._PREDICTIONS.held <= 100_000
 
 
 def _anonymous_kib(pid: int) -> int:

@@ -295,22 +295,43 @@ def _test_line(exc: BaseException, test_source: str) -> str:
     return ""
 
 
-_CODE_CACHE: dict[str, Any] = {}
+class _Held:
+    """What a worker keeps for the tests it has seen, bounded so that a long run over many tasks cannot
+    grow it: once it holds ``items`` entries or would hold more than ``size`` bytes (as ``get``'s
+    ``weight`` counts them), it forgets them all. By count alone, 4,096 tests of a few MiB each
+    could have held gigabytes in each worker; all of HumanEval's replays weigh 77 KB."""
+
+    def __init__(self, items: int, size: int) -> None:
+        self.items, self.size = items, size
+        self.data: dict[Any, Any] = {}
+        self.held = 0  # bytes
+
+    def get(self, key: Any, make: Callable[[], Any], weight: Callable[[Any], int]) -> Any:
+        if key not in self.data:
+            value = make()
+            weighs = weight(value)
+            if len(self.data) >= self.items or self.held + weighs > self.size:
+                self.data.clear()
+                self.held = 0
+            self.data[key] = value
+            self.held += weighs
+        return self.data[key]
+
+
+_CODE = _Held(2048, 64 << 20)  # test and set-up sources -> their code (weighed by the source's length)
 
 
 def _compiled(source: str, name: str, asserts_evaluated: bool = False) -> Any:
-    key = f"{name}\0{asserts_evaluated}\0{source}"
-    if key not in _CODE_CACHE:
-        if len(_CODE_CACHE) > 2048:
-            _CODE_CACHE.clear()
+    def make() -> Any:
         try:
             tree = ast.parse(source, name)
             if asserts_evaluated:
                 tree = ast.fix_missing_locations(_AssertsEvaluated().visit(tree))
-            _CODE_CACHE[key] = compile(tree, name, "exec")
+            return compile(tree, name, "exec")
         except (SyntaxError, ValueError, RecursionError, MemoryError):
-            _CODE_CACHE[key] = None
-    return _CODE_CACHE[key]
+            return None
+
+    return _CODE.get((name, asserts_evaluated, source), make, lambda _code: len(source))
 
 
 class _AssertsEvaluated(ast.NodeTransformer):
@@ -484,7 +505,6 @@ def run_job(job: Job, zsock: socket.socket, timeout_s: float, memory_mb: int, le
     return outcome
 
 
-_PREDICTIONS: dict[tuple[str, str, str], list[bytes]] = {}  # test → the calls it makes on blank answers
 REPLAY_S = 1.0
 """Wall time a test's replay may take (once per test and worker); one cut short predicts fewer calls."""
 MAX_PREDICTED = 10_000
@@ -492,11 +512,10 @@ MAX_PREDICTED = 10_000
 MAX_PREDICTED_BYTES = 4 << 20
 """The calls sent ahead (a replay's, or an I/O task's inputs) weigh this at most: they travel in the
 sample's first frame, which may not exceed ``wire.MAX_FRAME``."""
-PREDICTIONS_HELD = 4096, 64 << 20
-"""The replays a worker keeps (tests, bytes of calls) before it forgets them all and replays again. By
-count alone, 4,096 tests of 4 MiB each could have held 16 GiB in each worker; all of HumanEval's
-weigh 77 KB, the 500 tests of ``synthetic-python+:test`` 1.4 MB."""
-_predicted_bytes = 0  # what _PREDICTIONS holds
+_PREDICTIONS = _Held(4096, 64 << 20)
+"""Test -> the calls it makes on blank answers (:func:`_replayed_calls`), weighed by their bytes (each
+test's up to :data:`MAX_PREDICTED_BYTES`): HumanEval's 164 weigh 77 KB, the 500 of
+``synthetic-python+:test`` 1.4 MB."""
 
 
 class _Blank:
@@ -581,18 +600,9 @@ def _predicted_calls(job: Job, mode: str) -> list[bytes]:
             if size > MAX_PREDICTED_BYTES:
                 return calls[:-1]
         return calls
-    global _predicted_bytes
-    key = (job.setup, job.test, job.entry_point)
-    if key not in _PREDICTIONS:
-        calls = _replayed_calls(job)
-        size = sum(map(len, calls))
-        tests, held = PREDICTIONS_HELD
-        if len(_PREDICTIONS) >= tests or _predicted_bytes + size > held:  # a long run must not grow it
-            _PREDICTIONS.clear()
-            _predicted_bytes = 0
-        _PREDICTIONS[key] = calls
-        _predicted_bytes += size
-    return _PREDICTIONS[key]
+    replay: list[bytes] = _PREDICTIONS.get((job.setup, job.test, job.entry_point), lambda: _replayed_calls(job),
+                                           lambda calls: sum(map(len, calls)))
+    return replay
 
 
 def _run(job: Job, mode: str, code: Any, zsock: socket.socket, timeout_s: float, memory_mb: int,
