@@ -326,10 +326,27 @@ def test_a_worker_forgets_its_replays_before_they_outweigh_their_bound(monkeypat
 def _anonymous_kib(pid: int) -> int:
     """What of ``pid``'s memory a fork copies: its resident anonymous pages, in KiB, counted from its page
     tables (smaps_rollup; /proc/PID/status's RssAnon is, on some kernels, an estimate pages off)."""
-    for line in open(f"/proc/{pid}/smaps_rollup"):
-        if line.startswith("Anonymous:"):
-            return int(line.split()[1])
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Anonymous:"):
+                return int(line.split()[1])
     raise AssertionError(f"no Anonymous in /proc/{pid}/smaps_rollup")
+
+
+def _child_of(parent: int) -> int:
+    """The one live child of ``parent`` (between jobs, a worker's only child is its zygote)."""
+    children = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat[stat.rfind(b")") + 2:].split()[1]) == parent:
+                children.append(int(entry.name))
+    assert len(children) == 1, children
+    return children[0]
 
 
 def test_the_zygote_does_not_grow_with_the_samples_it_forks():
@@ -340,7 +357,7 @@ def test_the_zygote_does_not_grow_with_the_samples_it_forks():
     with Sandbox(workers=1, timeout_s=5.0) as sandbox:
         assert sandbox.level  # the worker and its zygote are started
         worker = sandbox._workers[0].proc.pid
-        zygote = int(open(f"/proc/{worker}/task/{worker}/children").read().split()[0])
+        zygote = _child_of(worker)
         assert all(o.passed for o in sandbox.run(jobs[:200]))  # its heap settles first
         before = _anonymous_kib(zygote)
         assert all(o.passed for o in sandbox.run(jobs))
