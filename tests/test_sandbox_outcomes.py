@@ -159,7 +159,8 @@ def test_a_pinned_sandbox_runs_its_samples_on_those_cpus():
 
 
 def _affinity(pid: int) -> str:
-    return next(line.split()[1] for line in open(f"/proc/{pid}/status") if line.startswith("Cpus_allowed_list"))
+    with open(f"/proc/{pid}/status") as f:
+        return next(line.split()[1] for line in f if line.startswith("Cpus_allowed_list"))
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning workers apart needs two CPUs")
