@@ -298,8 +298,8 @@ def _test_line(exc: BaseException, test_source: str) -> str:
 class _Held:
     """What a worker keeps for the tests it has seen, bounded so that a long run over many tasks cannot
     grow it: once it holds ``items`` entries or would hold more than ``size`` bytes (as ``get``'s
-    ``weight`` counts them), it forgets them all. By count alone, 4,096 tests of a few MiB each
-    could have held gigabytes in each worker; all of HumanEval's replays weigh 77 KB."""
+    ``weight`` counts them), it forgets them all (by count alone, tests of a few MiB each could have
+    held gigabytes in each worker)."""
 
     def __init__(self, items: int, size: int) -> None:
         self.items, self.size = items, size

@@ -128,9 +128,9 @@ def zygote_main(sock: socket.socket, level: str, uid: int | None) -> NoReturn:
                 apply_shared_limits(limits)
             random.seed()  # what os.fork()'s at-fork hook does in each child: every sample draws its own
             path = tmpdir.decode()
-            if tmpdir != home:  # set here, the sample pays no faults for it; and only when it changes
-                home = tmpdir  # (the worker's samples share one name, see scratch._make_dir): each value set
-                os.environ["HOME"] = os.environ["TMPDIR"] = path  # stays in C's environment for good
+            if tmpdir != home:  # set here (the sample pays no faults for it), and only when it changes: C's
+                home = tmpdir  # environment keeps every value ever set (see scratch._make_dir)
+                os.environ["HOME"] = os.environ["TMPDIR"] = path
             pid = _fork_sample(fds, path, limits, level, uid, own_pidns)  # type: ignore[arg-type]
             for fd in fds:
                 os.close(fd)
