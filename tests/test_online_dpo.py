@@ -338,3 +338,17 @@ def test_an_llm_expert_on_the_openai_backend_scores_the_candidates_and_its_spend
     # iteration 0 asked for its 4 validation intents, again for those off the format; iteration 1 the rest
     assert rows[1]["judge_requests"] == len(server.requests) - 4 - rows[0]["val_judge_off_format"] >= 6 + off + 4
     assert rows[1]["judge_prompt_tokens"] == 10 * rows[1]["judge_requests"]  # the stand-in reports 10 a request
+
+
+@pytest.mark.parametrize("key", ["judge_backend", "backend"])
+def test_a_backend_the_loop_cannot_load_is_refused_before_anything_runs(tmp_path, key):
+    with pytest.raises(ValueError, match=f"^{key} must be one of"):
+        OnlineDPOConfig(out_dir=str(tmp_path), **{key: "gpt"})
+
+
+def test_plums_test_generator_may_be_a_chat_model(tmp_path):
+    from codeloop.recipes.plum import PLUMConfig
+
+    assert PLUMConfig(out_dir=str(tmp_path), test_generator="m", test_generator_backend="openai-chat")
+    with pytest.raises(ValueError, match="^test_generator_backend must be one of hf, vllm, openai, openai-chat"):
+        PLUMConfig(out_dir=str(tmp_path), test_generator_backend="chat")

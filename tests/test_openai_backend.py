@@ -101,3 +101,58 @@ def test_base_url_and_key_come_from_the_environment(server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "from-env")
     g = OpenAIGenerator("m")
     assert (g.base_url, g.api_key) == (server.url, "from-env")
+
+
+@pytest.mark.parametrize("answer,code", [
+    ("Here it is:\n```python\ndef f(x):\n    return x\n```\nIt returns x.", "def f(x):\n    return x\n"),
+    ("```\nA\n```\n\n```python\nB\n```", "A\n"),  # the first block
+    ("```python\ndef f(x):\n    return x", "def f(x):\n    return x\n"),  # cut by the token limit: to the end
+    ("\n    return x\n", "    return x\n"),  # no fence: the answer itself
+])
+def test_the_code_of_a_chat_answer_is_its_first_fenced_block(answer, code):
+    from codeloop.models.chat import code_of
+
+    assert code_of(answer) == code
+
+
+def test_the_chat_backend_asks_the_chat_route(server):
+    from codeloop.models import load_generator
+
+    load_generator("openai-chat", "m", base_url=server.url, api_key="k").generate(["hi"], SamplingParams())
+    assert server.requests[0]["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_a_chat_model_writes_code_that_replaces_the_prompts_stub_and_passes(server):
+    """The answer is a whole function in a fence, with words around it; prompt + continuation runs the
+    answer's definition, which passes the task's tests in the sandbox (and the stub alone fails them)."""
+    from codeloop.data import load_tasks
+    from codeloop.eval import evaluate
+    from codeloop.models import load_code_writer, usage_line
+    from codeloop.sandbox import Sandbox
+    from codeloop.types import Sample
+
+    tasks = load_tasks("humaneval")
+    task = tasks["HumanEval/0"]
+    server.reply = lambda body: f"Sure:\n```python\n{task.prompt}{task.canonical_solution}```\nDone."
+    writer = load_code_writer("openai-chat", "m", base_url=server.url, api_key="k")
+    completion = writer.generate([task.prompt], SamplingParams(stop=("\ndef ",)))[0][0].text
+    asked = server.requests[0]
+    assert "stop" not in asked and asked["messages"][0]["content"].endswith(task.prompt)
+    with Sandbox(workers=1) as sandbox:
+        verdicts = evaluate(tasks, [Sample(task.task_id, completion), Sample(task.task_id, "")], sandbox)
+    assert [o.passed for o in verdicts] == [True, False]
+    assert usage_line(writer) == "m: 1 request (10 prompt + 4 completion tokens), 0 answered from the cache"
+
+
+def test_usage_is_one_line_and_a_cache_set_in_the_environment_answers_reruns(server, tmp_path, monkeypatch):
+    from codeloop.models import load_code_writer, load_generator, usage_line
+
+    monkeypatch.setenv("CODELOOP_OPENAI_CACHE", str(tmp_path))
+    first = load_generator("openai", "m", base_url=server.url, api_key="k")
+    first.generate(["a", "b"], SamplingParams(n=2))
+    assert usage_line(first) == "m: 2 requests (20 prompt + 16 completion tokens), 0 answered from the cache"
+    again = load_code_writer("openai", "m", base_url=server.url, api_key="k")
+    again.generate(["a"], SamplingParams(n=2))
+    assert len(server.requests) == 2
+    assert usage_line(again) == "m: 0 requests (0 prompt + 0 completion tokens), 1 answered from the cache"
+    assert usage_line(load_generator("openai", "m", base_url=server.url)) == ""  # nothing asked yet

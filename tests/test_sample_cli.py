@@ -53,6 +53,29 @@ def test_samples_from_the_openai_backend_can_be_evaluated(tmp_path, monkeypatch)
     assert sampled.exit_code == 0 and evaluated.exit_code == 0 and "8 samples over 4 tasks" in evaluated.output
 
 
+def test_a_chat_models_code_is_sampled_evaluated_and_its_usage_said(tmp_path, monkeypatch):
+    """--backend openai-chat: the chat route, no stop sequences (a whole function starts with what ends
+    a body), the fenced code as the completion; eval passes it; stderr says what the run used."""
+    from codeloop.data import load_tasks
+
+    tasks = load_tasks("synthetic-python:test:2")
+    def reply(body):
+        task = next(t for t in tasks.values() if body["messages"][-1]["content"].endswith(t.prompt))
+        return f"Here:\n```python\n{task.prompt}{task.canonical_solution}```"
+
+    with FakeOpenAI(reply=reply) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "k")
+        out = tmp_path / "s.jsonl"
+        sampled = runner.invoke(app, ["sample", "--backend", "openai-chat", "--model", "m", "--tasks",
+                                      "synthetic-python:test", "--limit", "2", "--out", str(out)])
+    assert sampled.exit_code == 0, sampled.output
+    assert all("messages" in body and "stop" not in body for body in server.requests)
+    assert "m: 2 requests (20 prompt + 8 completion tokens), 0 answered from the cache" in sampled.stderr
+    evaluated = runner.invoke(app, ["eval", "--tasks", "synthetic-python:test:2", "--samples", str(out), "--k", "1"])
+    assert evaluated.exit_code == 0 and "pass@1: 1.0000" in evaluated.output, evaluated.output
+
+
 @pytest.mark.parametrize("tasks,reply,kept", [
     # Python: a body ends where module-level code starts
     ("synthetic-python:test", "    return sum(xs)\n\n\ndef helper():\n    pass\n", "    return sum(xs)"),

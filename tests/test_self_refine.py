@@ -140,7 +140,8 @@ def test_critiques_and_reviews_come_in_one_batch_per_attempt_and_reach_each_task
             calls.append(("judge", len(prompts)))
             return [[Completion("look at " + which(p).task_id)] for p in prompts]
 
-    monkeypatch.setattr(self_refine, "load_generator", lambda backend, model, **kw: Writer() if model == "w" else Reviewer())
+    monkeypatch.setattr(self_refine, "load_code_writer", lambda backend, model, **kw: Writer())
+    monkeypatch.setattr(self_refine, "load_generator", lambda backend, model, **kw: Reviewer())
     metrics = run(RefineConfig(backend="openai", model="w", judge_model="j", tasks="synthetic-python:test:3", limit=3,
                                feedback="self,judge", attempts=3, out_dir=str(tmp_path)))
     assert calls == [("writer", 3), ("writer", 3), ("judge", 3), ("writer", 3)]  # y0, critiques, reviews, y1
@@ -149,3 +150,33 @@ def test_critiques_and_reviews_come_in_one_batch_per_attempt_and_reach_each_task
     for trace in traces:
         assert trace["attempts"][0]["feedback"] == (f"critique: it returns None for {trace['task_id']}\n"
                                                     f"reviewer: look at {trace['task_id']}")
+
+
+def test_a_chat_model_refines_its_code_and_critiques_itself_in_words(tmp_path, monkeypatch, capsys):
+    """backend openai-chat: code comes back in fences, the self-critique is asked as a question (no
+    stop sequences, no critique comment to continue), and the run says what it used."""
+    from codeloop.recipes.self_refine import SELF_CRITIQUE_ASK
+
+    tasks = list(load_tasks("synthetic-python:test:3").values())
+
+    def chat(body):
+        asked = body["messages"][-1]["content"]
+        if asked.endswith(SELF_CRITIQUE_ASK):
+            return "It returns None."
+        task = next(t for t in tasks if asked.endswith(t.prompt))
+        body_ = task.canonical_solution if "critique: It returns None." in asked else "    return None\n"
+        return f"```python\n{task.prompt}{body_}```"
+
+    with FakeOpenAI(reply=chat) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        metrics = run(RefineConfig(backend="openai-chat", model="m", tasks="synthetic-python:test:3", limit=3,
+                                   feedback="execution,self", attempts=3, out_dir=str(tmp_path)))
+    assert [m["pass_rate"] for m in metrics] == [0.0, 1.0]
+    critiques = [b for b in server.requests if b["messages"][-1]["content"].endswith(SELF_CRITIQUE_ASK)]
+    assert len(critiques) == 3 and not any("stop" in b for b in critiques)
+    assert "m: 9 requests" in capsys.readouterr().err
+
+
+def test_an_unknown_backend_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(ValueError, match="judge_backend must be one of hf, vllm, openai, openai-chat, got 'gpt'"):
+        RefineConfig(judge_backend="gpt", out_dir=str(tmp_path))

@@ -276,7 +276,7 @@ def tasks_canonical(name: str = typer.Argument(..., help="Task set name or JSONL
 @app.command("sample")
 def sample_cmd(
     model: str = typer.Option("seed-python", "--model", help="seed-python (built in), a local path, or a model name."),
-    backend: str = typer.Option("hf", "--backend", help="hf (transformers), vllm (GPU extra), or openai (OPENAI_BASE_URL / OPENAI_API_KEY)."),
+    backend: str = typer.Option("hf", "--backend", help="hf (transformers), vllm (GPU extra), openai (an OpenAI-compatible server's /completions) or openai-chat (its /chat/completions: each answer's code becomes the completion); OPENAI_BASE_URL, OPENAI_API_KEY, and CODELOOP_OPENAI_CACHE (a directory) to answer repeated requests from disk."),
     tasks: str = typer.Option(..., "--tasks", help="Task set (as for `codeloop eval`)."),
     n: int = typer.Option(1, "--n", help="Completions per task."),
     temperature: float = typer.Option(0.8, "--temperature", help="Sampling temperature (0 = greedy)."),
@@ -296,7 +296,7 @@ def sample_cmd(
     crash) resumes at the batch it was making when run again with the same settings, and writes the rows
     an uninterrupted run would have (each batch's seed is its own). Exit status 130 when interrupted."""
     from codeloop.data.prompts import stop_for
-    from codeloop.models import BACKENDS, GeneratorError, engine_settings, load_generator
+    from codeloop.models import BACKENDS, GeneratorError, engine_settings, load_code_writer, usage_line
     from codeloop.types import SamplingParams
 
     if backend not in BACKENDS:
@@ -327,21 +327,25 @@ def sample_cmd(
             typer.echo(f"resuming: {done} of {len(task_list)} tasks were sampled before ({checkpoint.partial})", err=True)
         with _rows_into(checkpoint, GeneratorError, "batches") as sink:
             if done < len(task_list):
-                generator = load_generator(backend, model, **engine_settings(backend, vllm_memory))
-                with tqdm(total=len(task_list), initial=done, desc="sample", unit="task", file=sys.stderr, disable=None) as bar:
-                    for start in range(done, len(task_list), batch):
-                        chunk = task_list[start:start + batch]
-                        chunk_params = SamplingParams(**{**params.__dict__, "seed": seed + start})
-                        made = generator.generate([t.prompt for t in chunk], chunk_params)
-                        if len(made) != len(chunk) or any(len(c) != n for c in made):
-                            raise GeneratorError(f"{backend} backend: {[len(c) for c in made]} completions for "
-                                                 f"{len(chunk)} prompts, {n} each asked")
-                        rows = [{"task_id": task.task_id, "completion": c.text, "model": model, "backend": backend,
-                                 "temperature": temperature, "seed": seed, "sample_index": j,
-                                 "finish_reason": c.finish_reason, "completion_tokens": c.completion_tokens}
-                                for task, completions in zip(chunk, made) for j, c in enumerate(completions)]
-                        sink.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-                        bar.update(len(chunk))
+                generator = load_code_writer(backend, model, **engine_settings(backend, vllm_memory))
+                try:  # what an API run cost is said even when it stops early
+                    with tqdm(total=len(task_list), initial=done, desc="sample", unit="task", file=sys.stderr, disable=None) as bar:
+                        for start in range(done, len(task_list), batch):
+                            chunk = task_list[start:start + batch]
+                            chunk_params = SamplingParams(**{**params.__dict__, "seed": seed + start})
+                            made = generator.generate([t.prompt for t in chunk], chunk_params)
+                            if len(made) != len(chunk) or any(len(c) != n for c in made):
+                                raise GeneratorError(f"{backend} backend: {[len(c) for c in made]} completions for "
+                                                     f"{len(chunk)} prompts, {n} each asked")
+                            rows = [{"task_id": task.task_id, "completion": c.text, "model": model, "backend": backend,
+                                     "temperature": temperature, "seed": seed, "sample_index": j,
+                                     "finish_reason": c.finish_reason, "completion_tokens": c.completion_tokens}
+                                    for task, completions in zip(chunk, made) for j, c in enumerate(completions)]
+                            sink.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+                            bar.update(len(chunk))
+                finally:
+                    if usage_line(generator):
+                        typer.echo(usage_line(generator), err=True)
     typer.echo(f"wrote {len(task_list) * n} samples for {len(task_list)} tasks to {out}")
 
 
@@ -398,7 +402,7 @@ def rank_cmd(
 @app.command("refine")
 def refine_cmd(
     model: str = typer.Option("seed-python", "--model", help="Model that writes and refines."),
-    backend: str = typer.Option("hf", "--backend", help="hf, vllm or openai."),
+    backend: str = typer.Option("hf", "--backend", help="hf, vllm, openai or openai-chat (as for `codeloop sample`)."),
     tasks: str = typer.Option("synthetic-python:test", "--tasks", help="Task set (as for `codeloop eval`)."),
     limit: int = typer.Option(100, "--limit", help="First N tasks (0 = all)."),
     attempts: int = typer.Option(4, "--attempts", help="y0 plus attempts-1 refinements."),
@@ -409,7 +413,7 @@ def refine_cmd(
     max_new_tokens: int = typer.Option(192, "--max-new-tokens", help="Longest completion, in tokens (a whole ST function: 320)."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
     judge_model: str = typer.Option("", "--judge-model", help="Model for --feedback judge."),
-    judge_backend: str = typer.Option("openai", "--judge-backend", help="Backend of the judge model."),
+    judge_backend: str = typer.Option("openai", "--judge-backend", help="Backend of the judge model: hf, vllm, openai or openai-chat (OpenAI's current models)."),
     vllm_memory: float = typer.Option(VLLM_MEMORY, "--vllm-memory", help="The share of the GPU's memory each vLLM engine may take (the model's and the judge's, side by side)."),
     out: Path = typer.Option(Path("runs/refine"), "--out", help="Output directory."),
     ray: str = typer.Option("", "--ray", help="Run the sandbox on a Ray cluster at this address (as `codeloop eval --ray`)."),
@@ -441,7 +445,7 @@ def refine_cmd(
 @app.command("optimise")
 def optimise_cmd(
     model: str = typer.Option("seed-python", "--model", help="Model asked for faster programs."),
-    backend: str = typer.Option("hf", "--backend", help="hf, vllm or openai."),
+    backend: str = typer.Option("hf", "--backend", help="hf, vllm, openai or openai-chat (as for `codeloop sample`)."),
     limit: int = typer.Option(0, "--limit", help="First N of the 32 slow programs (0 = all)."),
     attempts: int = typer.Option(4, "--attempts", help="y0 plus attempts-1 refinements."),
     rounds: int = typer.Option(8, "--rounds", help="Interleaved timing rounds per comparison."),

@@ -1,7 +1,11 @@
 """Generators: one protocol (prompts in, n completions each out), three backends.
 
 ``hf`` (transformers; also the built-in ``seed-python``), ``vllm`` (GPU, optional extra) and
-``openai`` (any OpenAI-compatible endpoint). Heavy libraries are imported only by the backend chosen.
+``openai`` (any OpenAI-compatible endpoint: ``openai`` asks its ``/completions``, ``openai-chat`` its
+``/chat/completions``, the only one OpenAI's current models serve). Heavy libraries are imported only by
+the backend chosen. Where a model writes code, :func:`load_code_writer` puts a chat model behind
+:class:`~codeloop.models.chat.ChatCoder`, which turns continuation prompts into requests and answers
+back into continuations; a judge or a test generator takes the chat model as it is.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from typing import Any
 
 from codeloop.models.base import Generator, GeneratorError, truncate_at_stop
 
-BACKENDS = ("hf", "vllm", "openai")
+BACKENDS = ("hf", "vllm", "openai", "openai-chat")
 VLLM_MEMORY = 0.6
 """The share of the GPU's memory a vLLM engine takes unless told otherwise (its gpu_memory_utilization;
 vLLM's own default, 0.92, leaves nothing for a policy trained beside it)."""
@@ -31,11 +35,37 @@ def load_generator(backend: str, model: str, **kwargs: Any) -> Generator:
         from codeloop.models.vllm import VLLMGenerator
 
         return VLLMGenerator(model, **kwargs)
-    if backend == "openai":
+    if backend in ("openai", "openai-chat"):
         from codeloop.models.openai import OpenAIGenerator
 
-        return OpenAIGenerator(model, **kwargs)
+        return OpenAIGenerator(model, mode="chat" if backend == "openai-chat" else "completions", **kwargs)
     raise GeneratorError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "VLLM_MEMORY", "Generator", "GeneratorError", "engine_settings", "load_generator", "truncate_at_stop"]
+def load_code_writer(backend: str, model: str, **kwargs: Any) -> Generator:
+    """:func:`load_generator` for a model that continues code prompts (sampling, refining, optimising):
+    on a chat backend, behind a :class:`~codeloop.models.chat.ChatCoder`."""
+    generator = load_generator(backend, model, **kwargs)
+    if backend == "openai-chat":
+        from codeloop.models.chat import ChatCoder
+
+        return ChatCoder(generator)
+    return generator
+
+
+def usage_line(generator: Generator | None) -> str:
+    """What an API generator has used so far, in one line ("" for a local model or none asked yet): its
+    requests, with their tokens as the server counted them and the cost where prices were given, and
+    the answers the on-disk cache gave (free)."""
+    usage = getattr(generator, "usage", None)
+    if generator is None or not isinstance(usage, dict) or not (usage.get("requests") or usage.get("cached")):
+        return ""
+    requests = usage["requests"]
+    cost = f", ${usage['cost_usd']:.4f}" if usage.get("cost_usd") else ""
+    return (f"{generator.name}: {requests:,} request{'' if requests == 1 else 's'} "
+            f"({usage['prompt_tokens']:,} prompt + {usage['completion_tokens']:,} completion tokens{cost}), "
+            f"{usage.get('cached', 0):,} answered from the cache")
+
+
+__all__ = ["BACKENDS", "VLLM_MEMORY", "Generator", "GeneratorError", "engine_settings", "load_code_writer",
+           "load_generator", "truncate_at_stop", "usage_line"]

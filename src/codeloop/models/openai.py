@@ -1,9 +1,10 @@
 """Any OpenAI-compatible HTTP endpoint (OpenAI, a vLLM server, llama.cpp's server), chat or completions.
 
 Standard library only. Base URL and key come from the arguments or from ``OPENAI_BASE_URL`` /
-``OPENAI_API_KEY``. Requests time out, are retried with exponential backoff on 429, 5xx, network
-errors and malformed answers, run at most ``concurrency`` at a time, and are cached on disk by their
-exact body, so a rerun costs nothing. Token usage and cost are recorded on every Completion.
+``OPENAI_API_KEY``, the cache's directory from the arguments or ``CODELOOP_OPENAI_CACHE``. Requests
+time out, are retried with exponential backoff on 429, 5xx, network errors and malformed answers, run
+at most ``concurrency`` at a time, and, given a cache directory, are cached on disk by their exact body
+(the seed included), so a rerun costs nothing. Token usage and cost are recorded on every Completion.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class OpenAIGenerator:
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
         self.timeout_s, self.max_retries, self.backoff_s = timeout_s, max_retries, backoff_s
         self.concurrency = max(1, concurrency)
+        cache_dir = cache_dir if cache_dir is not None else os.environ.get("CODELOOP_OPENAI_CACHE")
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.prices = (prompt_usd_per_1k / 1000, completion_usd_per_1k / 1000)
         self._lock = threading.Lock()
@@ -153,7 +155,7 @@ class OpenAIGenerator:
     def _account(self, completions: list[Completion], cached: bool) -> None:
         with self._lock:
             self.usage["cached" if cached else "requests"] += 1
-            for c in completions:
+            for c in completions if not cached else ():  # tokens the server counted (and billed) now
                 self.usage["prompt_tokens"] += c.prompt_tokens
                 self.usage["completion_tokens"] += c.completion_tokens
                 self.usage["cost_usd"] += c.cost_usd

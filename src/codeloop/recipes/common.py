@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from codeloop.data import load_tasks, write_jsonl
 from codeloop.data.prompts import stop_for
 from codeloop.eval import evaluate, preload_for, summarize
 from codeloop.feedback.compiler import compiles
-from codeloop.models import VLLM_MEMORY
+from codeloop.models import BACKENDS, VLLM_MEMORY, usage_line
 from codeloop.models.base import Generator
 from codeloop.models.hf import HFGenerator, locate, weights_digest
 from codeloop.sandbox import Runner, cpu_budget, open_sandbox
@@ -40,6 +41,23 @@ def check_choices(**settings: tuple[str, Sequence[str]]) -> None:
     for name, (value, allowed) in settings.items():
         if value not in allowed:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+@contextmanager
+def usage_reported(*generators: Generator | None) -> Iterator[None]:
+    """When the block ends, however it ends (an API error, Ctrl-C), say on stderr what each API generator
+    used (:func:`codeloop.models.usage_line`): its requests and tokens were paid for either way."""
+    try:
+        yield
+    finally:
+        for line in filter(None, map(usage_line, generators)):
+            print(line, file=sys.stderr)
+
+
+def check_backends(config: object, *keys: str) -> None:
+    """A ValueError for the first of ``config``'s generator backends (``keys``) that is not one of
+    :data:`codeloop.models.BACKENDS`, before anything runs."""
+    check_choices(**{key: (getattr(config, key), BACKENDS) for key in keys})
 
 
 def installed(module: str) -> bool:
@@ -130,6 +148,7 @@ class LoopSettings:
 
     def __post_init__(self) -> None:
         check_choices(trainer=(self.trainer, TRAINERS), backend=(self.backend, SAMPLERS))
+        check_backends(self, *(key for key in ("judge_backend", "test_generator_backend") if hasattr(self, key)))
         engines = vllm_engines(self)
         for key, value, extra in ((engines[0] if engines else "backend", "vllm", "'codeloop[vllm]' (GPU)"),
                                   ("trainer", "trl", "'codeloop[trl]'")):

@@ -25,8 +25,8 @@ from codeloop.data.prompts import STOP, optimise_prompt, outcome_feedback
 from codeloop.eval import job_for
 from codeloop.eval.plots import plot_metrics
 from codeloop.eval.stats import SpeedTest, paired_faster_test
-from codeloop.models import load_generator
-from codeloop.recipes.common import check_ranges
+from codeloop.models import load_code_writer
+from codeloop.recipes.common import check_backends, check_ranges, usage_reported
 from codeloop.sandbox import Job, Sandbox
 from codeloop.types import Outcome, Sample, SamplingParams
 
@@ -36,7 +36,7 @@ class OptimiseConfig:
     model: str = "seed-python"
     """Model asked for faster programs."""
     backend: str = "hf"
-    """hf, vllm or openai."""
+    """hf, vllm, openai or openai-chat (see :func:`codeloop.models.load_code_writer`)."""
     limit: int = 0
     """First N programs (0 = all 32)."""
     attempts: int = 4
@@ -61,6 +61,7 @@ class OptimiseConfig:
     def __post_init__(self) -> None:
         check_ranges(self, limit=">= 0", attempts=">= 1", rounds=">= 2", min_gain="[0, 1)", alpha="(0, 1)",
                      temperature=">= 0", max_new_tokens=">= 1", timeout_s="> 0")
+        check_backends(self, "backend")
 
 
 def timing_job(program: str, timing_input: tuple) -> Job:
@@ -96,7 +97,7 @@ def time_against(sandbox: Sandbox, old: str, new: str, timing_input: tuple, cfg:
 
 def run(cfg: OptimiseConfig) -> list[dict]:
     programs = slow.load(cfg.limit)
-    generator = load_generator(cfg.backend, cfg.model)
+    generator = load_code_writer(cfg.backend, cfg.model)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
@@ -105,7 +106,8 @@ def run(cfg: OptimiseConfig) -> list[dict]:
     metrics: list[dict] = []
 
     hide = (cfg.out_dir,)  # earlier attempts' programs and feedback
-    with Sandbox(timeout_s=cfg.timeout_s, hide=hide) as sandbox, timing_sandbox(cfg.timeout_s, hide) as timer:
+    with usage_reported(generator), Sandbox(timeout_s=cfg.timeout_s, hide=hide) as sandbox, \
+            timing_sandbox(cfg.timeout_s, hide) as timer:
         for attempt in range(cfg.attempts):
             todo = [p for p in programs if p.task.task_id not in best]
             if not todo:

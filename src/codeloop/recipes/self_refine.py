@@ -18,13 +18,17 @@ from codeloop.data import load_tasks, write_jsonl
 from codeloop.data.prompts import CRITIQUE, history_prompt, outcome_feedback, repair_block, stop_for
 from codeloop.eval import evaluate
 from codeloop.eval.plots import plot_metrics
-from codeloop.models import VLLM_MEMORY, Generator, engine_settings, load_generator
-from codeloop.recipes.common import check_ranges, check_vllm_memory, loop_sandbox
+from codeloop.models import VLLM_MEMORY, Generator, engine_settings, load_code_writer, load_generator
+from codeloop.models.chat import ChatCoder
+from codeloop.recipes.common import check_backends, check_ranges, check_vllm_memory, loop_sandbox, usage_reported
 from codeloop.types import Outcome, Sample, SamplingParams, Status, Task
 
 SOURCES = ("execution", "self", "judge", "none")  # none: retry from the plain prompt (the control)
 JUDGE_PROMPT = ("A program was written for this task.\n\nTask:\n{prompt}\nProgram body:\n{attempt}\n"
                 "What running it showed: {execution}\n\nIn one or two sentences, say what is wrong and how to fix it.")
+SELF_CRITIQUE_ASK = "In one sentence, say what is wrong with the previous attempt."
+"""What a chat model is asked for its critique, after the repair block (a completion model continues a
+critique comment instead: ``prompts.CRITIQUE``)."""
 
 
 @dataclass
@@ -32,7 +36,7 @@ class RefineConfig:
     model: str = "seed-python"
     """Model that writes and refines (a built-in name, a path, or a backend's model name)."""
     backend: str = "hf"
-    """hf, vllm or openai."""
+    """hf, vllm, openai or openai-chat (see :func:`codeloop.models.load_code_writer`)."""
     tasks: str = "synthetic-python:test"
     """Task set."""
     limit: int = 100
@@ -54,7 +58,7 @@ class RefineConfig:
     judge_model: str = ""
     """Model for the judge source."""
     judge_backend: str = "openai"
-    """Backend of the judge model."""
+    """Backend of the judge model: hf, vllm, openai or openai-chat."""
     vllm_memory: float = VLLM_MEMORY
     """The share of the GPU's memory each vLLM engine may take (vLLM's gpu_memory_utilization): the
     model's with backend "vllm", and the judge's on backend "vllm", beside it."""
@@ -68,6 +72,7 @@ class RefineConfig:
     def __post_init__(self) -> None:
         check_ranges(self, limit=">= 0", attempts=">= 1", temperature=">= 0", max_new_tokens=">= 1", timeout_s="> 0",
                      vllm_memory="(0, 1)")
+        check_backends(self, "backend", "judge_backend")
         check_vllm_memory(self)
 
 
@@ -87,6 +92,8 @@ def _self_critiques(generator: Generator, failed: list[tuple[Task, str]], execut
         by_language.setdefault(task.language, []).append(i)
     for language, picked in by_language.items():
         lead, stop = CRITIQUE.get(language, CRITIQUE["python"])
+        if isinstance(generator, ChatCoder):  # a chat model is asked in words, and answers the same way
+            lead, stop, generator = "\n" + SELF_CRITIQUE_ASK, (), generator.chat
         prompts = [repair_block(failed[i][0].prompt, failed[i][1], executions[i], language) + lead for i in picked]
         rows = generator.generate(prompts, SamplingParams(temperature=0, max_new_tokens=48, stop=stop, seed=seed))
         for i, row in zip(picked, rows, strict=True):
@@ -124,7 +131,7 @@ def run(cfg: RefineConfig) -> list[dict]:
     tasks = list(load_tasks(cfg.tasks).values())
     tasks = tasks[: cfg.limit] if cfg.limit else tasks
     task_map = {t.task_id: t for t in tasks}
-    generator = load_generator(cfg.backend, cfg.model, **engine_settings(cfg.backend, cfg.vllm_memory))
+    generator = load_code_writer(cfg.backend, cfg.model, **engine_settings(cfg.backend, cfg.vllm_memory))
     judge = load_generator(cfg.judge_backend, cfg.judge_model, **engine_settings(cfg.judge_backend, cfg.vllm_memory)) \
         if "judge" in sources else None
     out = Path(cfg.out_dir)
@@ -134,7 +141,7 @@ def run(cfg: RefineConfig) -> list[dict]:
     solved: set[str] = set()
     metrics: list[dict] = []
 
-    with loop_sandbox(cfg.ray, cfg.out_dir, tasks, timeout_s=cfg.timeout_s) as sandbox:
+    with usage_reported(generator, judge), loop_sandbox(cfg.ray, cfg.out_dir, tasks, timeout_s=cfg.timeout_s) as sandbox:
         for attempt in range(cfg.attempts):
             todo = [t for t in tasks if t.task_id not in solved]
             if not todo:
