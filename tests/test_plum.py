@@ -81,6 +81,9 @@ def test_the_generator_is_asked_n_times_per_instruction_through_any_backend(sand
         gen = TestGenerator(OpenAIGenerator("g", base_url=server.url, api_key="k", backoff_s=0.01), n=2)
         kept, stats = gen.tasks_with_tests([TASK], sandbox)
     assert stats.answers == 2 and stats.consistent == 2 and "Add two numbers." in server.requests[0]["prompt"]
+    # one request for both answers; its tokens as the stand-in server reports them (PLUM's metrics rows
+    # carry these as testgen_requests, testgen_prompt_tokens, testgen_completion_tokens)
+    assert (stats.requests, stats.prompt_tokens, stats.completion_tokens) == (1, 10, 8)
 
 
 def test_chosen_pass_rejected_fail_and_unrunnable_code_is_filtered():

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from codeloop.data.tasks import check_from_body
+from codeloop.models import api_usage
 from codeloop.models.base import Generator
 from codeloop.sandbox import Job, Runner
 from codeloop.types import SamplingParams, Task
@@ -95,7 +96,9 @@ def parse_answer(text: str) -> GeneratedTests | None:
 
 @dataclass(frozen=True)
 class TestGenStats:
-    """Answers asked for, parsed, self-consistent, and instructions left with at least one test suite."""
+    """Answers asked for, parsed, self-consistent, and instructions left with at least one test suite;
+    on an API backend also the requests made for them and their tokens, as the server counted them (0
+    for a local model, and for answers the on-disk cache gave)."""
 
     __test__ = False
 
@@ -103,6 +106,9 @@ class TestGenStats:
     parsed: int
     consistent: int
     tasks_kept: int
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class TestGenerator:
@@ -122,8 +128,10 @@ class TestGenerator:
 
     def tasks_with_tests(self, tasks: Sequence[Task], sandbox: Runner) -> tuple[list[Task], TestGenStats]:
         """The tasks that keep at least one self-consistent suite, their tests replaced by those suites."""
+        before = api_usage(self.generator)
         answers = self.propose(tasks)
-        return consistent_tasks(tasks, answers, sandbox)
+        kept, stats = consistent_tasks(tasks, answers, sandbox)
+        return kept, replace(stats, **{key: value - before[key] for key, value in api_usage(self.generator).items()})
 
 
 def consistent_tasks(tasks: Sequence[Task], answers: Sequence[Sequence[str]],

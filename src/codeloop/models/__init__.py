@@ -53,6 +53,14 @@ def load_code_writer(backend: str, model: str, **kwargs: Any) -> Generator:
     return generator
 
 
+def api_usage(generator: Generator | None) -> dict[str, int]:
+    """The requests an API generator (the openai backends) has made so far, and their tokens as the server
+    counted them: ``requests``, ``prompt_tokens``, ``completion_tokens``; {} for any other generator."""
+    usage = getattr(generator, "usage", None)
+    keys = ("requests", "prompt_tokens", "completion_tokens")
+    return {key: int(usage[key]) for key in keys if key in usage} if isinstance(usage, dict) else {}
+
+
 def usage_line(generator: Generator | None) -> str:
     """What an API generator has used so far, in one line ("" for a local model or none asked yet): its
     requests, with their tokens as the server counted them and the cost where prices were given, and
@@ -67,5 +75,5 @@ def usage_line(generator: Generator | None) -> str:
             f"{usage.get('cached', 0):,} answered from the cache")
 
 
-__all__ = ["BACKENDS", "VLLM_MEMORY", "Generator", "GeneratorError", "engine_settings", "load_code_writer",
+__all__ = ["BACKENDS", "VLLM_MEMORY", "Generator", "GeneratorError", "api_usage", "engine_settings", "load_code_writer",
            "load_generator", "truncate_at_stop", "usage_line"]

@@ -22,7 +22,7 @@ from codeloop.eval.plots import plot_metrics
 from codeloop.feedback.compiler import compiles
 from codeloop.feedback.judge import Judge
 from codeloop.feedback.tests import graded, passes
-from codeloop.models import Generator, engine_settings, load_generator
+from codeloop.models import Generator, api_usage, engine_settings, load_generator
 from codeloop.recipes.common import (Clock, Loop, LoopSettings, PolicySampler, Rollout, check_choices, check_ranges,
                                      held_out_metrics, loop_sandbox, plus_metrics, rollout, use_bf16, validation_tasks)
 from codeloop.sandbox import Runner
@@ -122,14 +122,6 @@ def _semantic(run_: Rollout, judge: Judge | None) -> tuple[list[float], int]:
     return out, sum(result.verdicts is None for result in results)
 
 
-def _judge_usage(judge: Judge | None) -> dict[str, float]:
-    """What the judge's backend has used so far: the openai backend counts requests and the tokens the
-    server reports (a loop sets no prices, so it counts no cost); others count nothing."""
-    usage = getattr(judge.generator, "usage", None) if judge is not None else None
-    keys = ("requests", "prompt_tokens", "completion_tokens")
-    return {key: usage[key] for key in keys if key in usage} if isinstance(usage, dict) else {}
-
-
 def _tie_breaker(pick: int | None, graded: list[float], judged: bool) -> Callable[[list[int]], int | None]:
     """φ picks the best of candidates tied at the top: the LLM judge's pick (``pick``, asked for ahead by
     :func:`_judges_picks`; None when it never answered), or without a judge the tests' graded reward
@@ -209,7 +201,7 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
         for i in loop.pending():
             it_dir = loop.iteration_dir(i)
             batch = [intents[j % len(intents)] for j in range((i - 1) * size, i * size)]
-            clock, spent = Clock(), _judge_usage(judge)
+            clock, spent = Clock(), api_usage(judge.generator if judge else None)
             run_ = rollout(sampler(policy, loop.checkpoint(i - 1, cfg.model)), batch, sandbox, cfg.k, cfg.temperature,
                            cfg.max_new_tokens, cfg.seed * 1000 + i, clock)
             with clock("judge"):
@@ -235,7 +227,7 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
             with clock("validate"):
                 held_out = validate(sampler(policy, loop.checkpoint(i, cfg.model)), val_tasks, sandbox, cfg, judge, plus)
             judged = {"judge_off_format": off_format,  # and what this iteration's judging (validation's too) used
-                      **{f"judge_{key}": value - spent[key] for key, value in _judge_usage(judge).items()}} if judge else {}
+                      **{f"judge_{key}": value - spent[key] for key, value in api_usage(judge.generator).items()}} if judge else {}
             row = {"iteration": i, **held_out, "train_pass_rate": sum(o.passed for o in run_.outcomes) / len(run_.outcomes),
                    "pairs": len(pairs), **judged, **stats, **clock.row}
             loop.finish(i, row, on_iteration)
