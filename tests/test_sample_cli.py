@@ -32,6 +32,8 @@ def test_sample_writes_n_rows_per_task_with_metadata(tmp_path, tiny_dir):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert result.exit_code == 0 and len(rows) == 6
     assert {(r["temperature"], r["seed"], r["backend"]) for r in rows} == {(0.8, 5, "hf")}
+    cut = sum(r["finish_reason"] == "length" for r in rows)  # a random tiny model rarely ends in 8 tokens
+    assert cut and f"{cut} of the 6 completions made now stopped at --max-new-tokens 8" in result.stderr
 
 
 def test_the_same_seed_writes_the_same_samples(tmp_path, tiny_dir):
@@ -72,6 +74,7 @@ def test_a_chat_models_code_is_sampled_evaluated_and_its_usage_said(tmp_path, mo
     assert sampled.exit_code == 0, sampled.output
     assert all("messages" in body and "stop" not in body for body in server.requests)
     assert "m: 2 requests (20 prompt + 8 completion tokens), 0 answered from the cache" in sampled.stderr
+    assert "--max-new-tokens" not in sampled.stderr  # every answer ended by itself
     evaluated = runner.invoke(app, ["eval", "--tasks", "synthetic-python:test:2", "--samples", str(out), "--k", "1"])
     assert evaluated.exit_code == 0 and "pass@1: 1.0000" in evaluated.output, evaluated.output
 

@@ -273,6 +273,34 @@ def tasks_canonical(name: str = typer.Argument(..., help="Task set name or JSONL
     typer.echo(f"wrote {write_jsonl(out, rows)} samples to {out}")
 
 
+def _sample_batches(generator: Any, tasks: list[Any], first: int, batch: int, params: Any, meta: dict[str, Any],
+                    sink: TextIO) -> tuple[int, int]:
+    """Sample ``tasks`` (the task list from index ``first`` on) ``batch`` at a time, each batch with its own
+    seed (``params.seed`` + its first task's index, so a resumed run writes what an uninterrupted one
+    does), appending their rows to ``sink``; returns the completions made and how many of them stopped
+    at the token limit."""
+    from codeloop.models import GeneratorError
+    from codeloop.types import SamplingParams
+
+    made = cut = 0
+    with tqdm(total=first + len(tasks), initial=first, desc="sample", unit="task", file=sys.stderr, disable=None) as bar:
+        for start in range(0, len(tasks), batch):
+            chunk = tasks[start:start + batch]
+            rows_made = generator.generate([t.prompt for t in chunk],
+                                           SamplingParams(**{**params.__dict__, "seed": params.seed + first + start}))
+            if len(rows_made) != len(chunk) or any(len(c) != params.n for c in rows_made):
+                raise GeneratorError(f"{meta['backend']} backend: {[len(c) for c in rows_made]} completions for "
+                                     f"{len(chunk)} prompts, {params.n} each asked")
+            rows = [{"task_id": task.task_id, "completion": c.text, **meta, "sample_index": j,
+                     "finish_reason": c.finish_reason, "completion_tokens": c.completion_tokens}
+                    for task, completions in zip(chunk, rows_made) for j, c in enumerate(completions)]
+            sink.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+            made += len(rows)
+            cut += sum(row["finish_reason"] == "length" for row in rows)
+            bar.update(len(chunk))
+    return made, cut
+
+
 @app.command("sample")
 def sample_cmd(
     model: str = typer.Option("seed-python", "--model", help="seed-python (built in), a local path, or a model name."),
@@ -329,23 +357,15 @@ def sample_cmd(
             if done < len(task_list):
                 generator = load_code_writer(backend, model, **engine_settings(backend, vllm_memory))
                 try:  # what an API run cost is said even when it stops early
-                    with tqdm(total=len(task_list), initial=done, desc="sample", unit="task", file=sys.stderr, disable=None) as bar:
-                        for start in range(done, len(task_list), batch):
-                            chunk = task_list[start:start + batch]
-                            chunk_params = SamplingParams(**{**params.__dict__, "seed": seed + start})
-                            made = generator.generate([t.prompt for t in chunk], chunk_params)
-                            if len(made) != len(chunk) or any(len(c) != n for c in made):
-                                raise GeneratorError(f"{backend} backend: {[len(c) for c in made]} completions for "
-                                                     f"{len(chunk)} prompts, {n} each asked")
-                            rows = [{"task_id": task.task_id, "completion": c.text, "model": model, "backend": backend,
-                                     "temperature": temperature, "seed": seed, "sample_index": j,
-                                     "finish_reason": c.finish_reason, "completion_tokens": c.completion_tokens}
-                                    for task, completions in zip(chunk, made) for j, c in enumerate(completions)]
-                            sink.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-                            bar.update(len(chunk))
+                    rows_meta = {"model": model, "backend": backend, "temperature": temperature, "seed": seed}
+                    made, cut = _sample_batches(generator, task_list[done:], done, batch, params, rows_meta, sink)
                 finally:
                     if usage_line(generator):
                         typer.echo(usage_line(generator), err=True)
+                if cut:
+                    chat = "; a chat model writes the whole function, so allow it more" if backend == "openai-chat" else ""
+                    typer.echo(f"{cut} of the {made} completions made now stopped at --max-new-tokens {max_new_tokens} "
+                               f"(finish_reason 'length'), perhaps cut short{chat}", err=True)
     typer.echo(f"wrote {len(task_list) * n} samples for {len(task_list)} tasks to {out}")
 
 
