@@ -19,8 +19,9 @@ from tqdm import tqdm
 from codeloop.data import DataError, load_tasks, read_samples, write_jsonl
 from codeloop.data.checkpoint import Checkpoint, resume_tasks, tasks_digest
 from codeloop.eval import job_for, preload_for, result_row, resume_outcomes, summarize
-from codeloop.models import VLLM_MEMORY
+from codeloop.models import VLLM_MEMORY, Generator
 from codeloop.sandbox import Sandbox, SandboxError, open_sandbox
+from codeloop.types import SamplingParams, Task
 
 if not sys.stderr.isatty():  # Hugging Face's loading/saving bars, like codeloop's own, only on a terminal:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when huggingface_hub is first imported
@@ -273,14 +274,13 @@ def tasks_canonical(name: str = typer.Argument(..., help="Task set name or JSONL
     typer.echo(f"wrote {write_jsonl(out, rows)} samples to {out}")
 
 
-def _sample_batches(generator: Any, tasks: list[Any], first: int, batch: int, params: Any, meta: dict[str, Any],
-                    sink: TextIO) -> tuple[int, int]:
+def _sample_batches(generator: Generator, tasks: list[Task], first: int, batch: int, params: SamplingParams,
+                    meta: dict[str, Any], sink: TextIO) -> tuple[int, int]:
     """Sample ``tasks`` (the task list from index ``first`` on) ``batch`` at a time, each batch with its own
     seed (``params.seed`` + its first task's index, so a resumed run writes what an uninterrupted one
     does), appending their rows to ``sink``; returns the completions made and how many of them stopped
     at the token limit."""
     from codeloop.models import GeneratorError
-    from codeloop.types import SamplingParams
 
     made = cut = 0
     with tqdm(total=first + len(tasks), initial=first, desc="sample", unit="task", file=sys.stderr, disable=None) as bar:
@@ -325,7 +325,6 @@ def sample_cmd(
     an uninterrupted run would have (each batch's seed is its own). Exit status 130 when interrupted."""
     from codeloop.data.prompts import stop_for
     from codeloop.models import BACKENDS, GeneratorError, engine_settings, load_code_writer, usage_line
-    from codeloop.types import SamplingParams
 
     if backend not in BACKENDS:
         _fail(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

@@ -9,8 +9,8 @@ an unclosed block cut by ``max_new_tokens`` runs to the end), and returns it aft
 continuation. Python runs the prompt's stub (a docstring is a body) and then the answer's definition,
 which replaces it; helpers and imports of the prompt stay defined, and an answer that is only the body,
 indented, still continues the stub. A Structured Text prompt is a comment, so its continuation is the
-program. This is how chat models are scored on HumanEval elsewhere (EvalPlus sanitises their answers the
-same way); the samples' ``completion`` then holds the whole function, so give chat models a larger
+program. EvalPlus, too, takes a chat model's code out of its answer and runs the whole function, not a
+body. The samples' ``completion`` then holds the whole function, so give chat models a larger
 ``max_new_tokens`` than a body needs.
 
 The prompt's own stop sequences (the next module-level statement) are not passed on: a whole function
