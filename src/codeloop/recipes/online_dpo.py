@@ -57,7 +57,8 @@ class OnlineDPOConfig(LoopSettings):
     judge_model: str = ""
     """LLM semantic expert φ; empty: the tests are the semantic expert."""
     judge_backend: str = "openai"
-    """Backend of the judge."""
+    """Backend of the judge: hf, vllm, openai (a server's /completions) or openai-chat (its /chat/completions:
+    OpenAI's current models, such as the paper's GPT-4o)."""
     dpo_beta: float = 0.1
     """DPO β: higher keeps the policy nearer the reference."""
     lr: float = 1e-4

@@ -62,7 +62,8 @@ class PLUMConfig(LoopSettings):
     test_generator: str = ""
     """Model that writes tests ([Analysis]/[Solution]/[Start Code]/[Test Code]); empty: the tasks' own tests."""
     test_generator_backend: str = "openai"
-    """Backend of the test generator."""
+    """Backend of the test generator: hf, vllm, openai (a server's /completions) or openai-chat (its
+    /chat/completions: OpenAI's current models)."""
     test_answers: int = 3
     """Answers asked of the test generator per instruction (the paper: 3, 6 for Evol-Instruct)."""
     static_check: str = "compile"
