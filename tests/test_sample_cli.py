@@ -61,6 +61,7 @@ def test_a_chat_models_code_is_sampled_evaluated_and_its_usage_said(tmp_path, mo
     from codeloop.data import load_tasks
 
     tasks = load_tasks("synthetic-python:test:2")
+
     def reply(body):
         task = next(t for t in tasks.values() if body["messages"][-1]["content"].endswith(t.prompt))
         return f"Here:\n```python\n{task.prompt}{task.canonical_solution}```"
