@@ -19,7 +19,8 @@ from tqdm import tqdm
 from codeloop.data import DataError, load_tasks, read_samples, write_jsonl
 from codeloop.data.checkpoint import Checkpoint, resume_tasks, tasks_digest
 from codeloop.eval import job_for, preload_for, result_row, resume_outcomes, summarize
-from codeloop.models import VLLM_MEMORY, Generator
+from codeloop.models import (BACKENDS, VLLM_MEMORY, Generator, GeneratorError, engine_settings, load_code_writer,
+                             usage_line)
 from codeloop.sandbox import Sandbox, SandboxError, open_sandbox
 from codeloop.types import SamplingParams, Task
 
@@ -280,8 +281,6 @@ def _sample_batches(generator: Generator, tasks: list[Task], first: int, batch: 
     seed (``params.seed`` + its first task's index, so a resumed run writes what an uninterrupted one
     does), appending their rows to ``sink``; returns the completions made and how many of them stopped
     at the token limit."""
-    from codeloop.models import GeneratorError
-
     made = cut = 0
     with tqdm(total=first + len(tasks), initial=first, desc="sample", unit="task", file=sys.stderr, disable=None) as bar:
         for start in range(0, len(tasks), batch):
@@ -324,7 +323,6 @@ def sample_cmd(
     crash) resumes at the batch it was making when run again with the same settings, and writes the rows
     an uninterrupted run would have (each batch's seed is its own). Exit status 130 when interrupted."""
     from codeloop.data.prompts import stop_for
-    from codeloop.models import BACKENDS, GeneratorError, engine_settings, load_code_writer, usage_line
 
     if backend not in BACKENDS:
         _fail(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -381,7 +379,6 @@ def rank_cmd(
     """CodeRL's critic as a ranker: P(the program passes its tests) from the task and the program alone,
     nothing run; keep the best K per task. On results rows it also prints the pass rate of its picks
     against a random pick's (paired), a random pick's among the programs that compile and a perfect ranker's."""
-    from codeloop.models import GeneratorError
     from codeloop.recipes.coderl import PASSED, Critic, best_per_task, critic_scores, critic_tokenizer, ranked_row, ranking_report
 
     if keep < 0 or batch < 1:
@@ -438,7 +435,6 @@ def refine_cmd(
     ray: str = typer.Option("", "--ray", help="Run the sandbox on a Ray cluster at this address (as `codeloop eval --ray`)."),
 ) -> None:
     """Self-Refine: y0, feedback, refined attempts; prints the pass rate per attempt."""
-    from codeloop.models import GeneratorError
     from codeloop.recipes.self_refine import RefineConfig, run
 
     if "judge" in feedback and not judge_model:
@@ -473,7 +469,6 @@ def optimise_cmd(
     out: Path = typer.Option(Path("runs/optimise"), "--out", help="Output directory."),
 ) -> None:
     """Code optimisation with Self-Refine: % optimised (correct, >= 5% faster, p < 0.05) and mean speed-up per attempt."""
-    from codeloop.models import GeneratorError
     from codeloop.recipes.optimise import OptimiseConfig, run
 
     try:
