@@ -497,6 +497,16 @@ def test_option_help_keeps_square_brackets():
     assert result.exit_code == 0 and "pip install 'codeloop[ray]'" in result.output
 
 
+def test_help_shows_no_type_beside_a_flag_and_keeps_it_beside_an_option_that_takes_a_value():
+    # typer 0.29 printed "--fresh <bool>", as if the flag took a value
+    result = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "400"})
+    rows = {line.lstrip("│ *").split()[0]: line for line in result.output.splitlines()
+            if line.lstrip("│ *").startswith("--")}
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output and "--fresh" in rows and "--help" in rows
+    assert "<float>" in rows["--timeout"] and "<path>" in rows["--samples"]
+
+
 def test_eval_off_linux_says_the_sandbox_needs_linux_and_exits_non_zero(tmp_path, monkeypatch):
     from codeloop.sandbox import pool
 

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any, Optional, TextIO
 
 import typer
+import typer.core
 from tqdm import tqdm
 
 from codeloop.data import DataError, load_tasks, read_samples, write_jsonl
@@ -26,6 +27,17 @@ from codeloop.types import SamplingParams, Task
 
 if not sys.stderr.isatty():  # Hugging Face's loading/saving bars, like codeloop's own, only on a terminal:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when huggingface_hub is first imported
+
+_option_type = typer.core.TyperOption.display_type_rich
+
+
+def _flag_untyped(option: Any, ctx: Any) -> Optional[str]:
+    return None if option.is_flag else _option_type(option, ctx)
+
+
+# Typer 0.29's help prints a type beside every option, flags included ("--fresh <bool>"), which reads as if
+# a flag took a value. A flag's type column is left blank instead (tests/test_cli.py checks it).
+typer.core.TyperOption.display_type_rich = _flag_untyped  # type: ignore[method-assign,assignment]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="codeloop: close the loop between code models and what judges their code.")
