@@ -346,6 +346,15 @@ def test_a_backend_the_loop_cannot_load_is_refused_before_anything_runs(tmp_path
         OnlineDPOConfig(out_dir=str(tmp_path), **{key: "gpt"})
 
 
+def test_a_bad_openai_setting_in_the_environment_is_refused_before_anything_runs_where_a_judge_is_named(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("CODELOOP_OPENAI_CONCURRENCY", "many")
+    with pytest.raises(ValueError, match="^CODELOOP_OPENAI_CONCURRENCY='many': expected a whole number"):
+        OnlineDPOConfig(out_dir=str(tmp_path), judge_model="gpt-4o", judge_backend="openai-chat")
+    assert OnlineDPOConfig(out_dir=str(tmp_path))  # no judge named: the setting is never read
+    assert OnlineDPOConfig(out_dir=str(tmp_path), judge_model="j", judge_backend="hf")
+
+
 def test_plums_test_generator_may_be_a_chat_model(tmp_path):
     from codeloop.recipes.plum import PLUMConfig
 

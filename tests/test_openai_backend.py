@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fake_openai import FakeOpenAI
 
@@ -94,6 +96,30 @@ def test_usage_and_cost_are_recorded(server):
     out = g.generate(["a"], SamplingParams(n=2))  # the server reports 10 prompt and 8 completion tokens
     assert sum(c.cost_usd for c in out[0]) == pytest.approx(10 * 0.001 + 8 * 0.002)
     assert (g.usage["prompt_tokens"], g.usage["completion_tokens"]) == (10, 8)
+
+
+def test_concurrency_and_prices_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("CODELOOP_OPENAI_CONCURRENCY", "3")
+    monkeypatch.setenv("CODELOOP_OPENAI_PRICES", " 1.0,2.0 ")
+    with FakeOpenAI(delay_s=0.1) as slow:
+        g = gen(slow)
+        out = g.generate([str(i) for i in range(9)], SamplingParams(n=2))
+    assert slow.max_active == 3
+    assert g.usage["cost_usd"] == pytest.approx(9 * (10 * 0.001 + 8 * 0.002))
+    assert sum(c.cost_usd for c in out[0]) == pytest.approx(10 * 0.001 + 8 * 0.002)
+    monkeypatch.setenv("CODELOOP_OPENAI_PRICES", "")
+    assert gen(slow, concurrency=5).concurrency == 5 and gen(slow).prices == (0.0, 0.0)  # arguments win; unset: free
+
+
+@pytest.mark.parametrize("name,value", [
+    ("CODELOOP_OPENAI_CONCURRENCY", "0"), ("CODELOOP_OPENAI_CONCURRENCY", "eight"), ("CODELOOP_OPENAI_CONCURRENCY", "2.5"),
+    ("CODELOOP_OPENAI_PRICES", "0.01"), ("CODELOOP_OPENAI_PRICES", "0.01,x"), ("CODELOOP_OPENAI_PRICES", "-1,1"),
+    ("CODELOOP_OPENAI_PRICES", "nan,1"), ("CODELOOP_OPENAI_PRICES", "1,2,3"),
+])
+def test_a_bad_concurrency_or_price_in_the_environment_is_refused_by_name(name, value, monkeypatch):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(GeneratorError, match=f"{name}='{re.escape(value)}': expected"):
+        OpenAIGenerator("m", base_url="http://127.0.0.1:9")
 
 
 def test_base_url_and_key_come_from_the_environment(server, monkeypatch):

@@ -80,6 +80,22 @@ def test_a_chat_models_code_is_sampled_evaluated_and_its_usage_said(tmp_path, mo
     assert evaluated.exit_code == 0 and "pass@1: 1.0000" in evaluated.output, evaluated.output
 
 
+def test_prices_in_the_environment_put_the_cost_in_the_usage_line_and_a_bad_one_stops_before_any_request(
+        tmp_path, monkeypatch):
+    with FakeOpenAI(reply=lambda body: "    return sum(xs)\n") as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "k")
+        args = ["sample", "--backend", "openai", "--model", "m", "--tasks", "synthetic-python:test", "--limit", "2"]
+        monkeypatch.setenv("CODELOOP_OPENAI_PRICES", "1,2")
+        priced = runner.invoke(app, [*args, "--out", str(tmp_path / "a.jsonl")])
+        monkeypatch.setenv("CODELOOP_OPENAI_PRICES", "1;2")
+        refused = runner.invoke(app, [*args, "--out", str(tmp_path / "b.jsonl")])
+    # 2 requests of 10 prompt and 4 completion tokens: 2 * (10 * $0.001 + 4 * $0.002)
+    assert priced.exit_code == 0 and "m: 2 requests (20 prompt + 8 completion tokens, $0.0360)" in priced.stderr
+    assert refused.exit_code == 2 and "CODELOOP_OPENAI_PRICES='1;2': expected 'PROMPT,COMPLETION'" in refused.output
+    assert len(server.requests) == 2 and not (tmp_path / "b.jsonl").exists()
+
+
 @pytest.mark.parametrize("tasks,reply,kept", [
     # Python: a body ends where module-level code starts
     ("synthetic-python:test", "    return sum(xs)\n\n\ndef helper():\n    pass\n", "    return sum(xs)"),

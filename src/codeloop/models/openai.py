@@ -1,7 +1,10 @@
 """Any OpenAI-compatible HTTP endpoint (OpenAI, a vLLM server, llama.cpp's server), chat or completions.
 
 Standard library only. Base URL and key come from the arguments or from ``OPENAI_BASE_URL`` /
-``OPENAI_API_KEY``, the cache's directory from the arguments or ``CODELOOP_OPENAI_CACHE``. Requests
+``OPENAI_API_KEY``; where the arguments leave them out, the cache's directory comes from
+``CODELOOP_OPENAI_CACHE``, the number of requests in flight from ``CODELOOP_OPENAI_CONCURRENCY`` (default
+8) and the prices from ``CODELOOP_OPENAI_PRICES`` ("PROMPT,COMPLETION", US dollars per 1,000 tokens;
+default none, so no cost is counted), which is how the command line and the loops' configs set them. Requests
 time out, are retried with exponential backoff on 429, 5xx, network errors and malformed answers, run
 at most ``concurrency`` at a time, and, given a cache directory, are cached on disk by their exact body
 (the seed included), so a rerun costs nothing. Token usage and cost are recorded on every Completion.
@@ -33,14 +36,49 @@ class _Retryable(Exception):
     pass
 
 
+CONCURRENCY = 8
+"""Requests in flight at once unless ``concurrency`` or ``CODELOOP_OPENAI_CONCURRENCY`` says otherwise."""
+
+
+def env_concurrency() -> int:
+    """``CODELOOP_OPENAI_CONCURRENCY`` (a whole number, 1 or more), or :data:`CONCURRENCY` when unset."""
+    text = os.environ.get("CODELOOP_OPENAI_CONCURRENCY", "").strip()
+    if not text:
+        return CONCURRENCY
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise GeneratorError(f"CODELOOP_OPENAI_CONCURRENCY={text!r}: expected a whole number of requests, 1 or more")
+    return value
+
+
+def env_prices() -> tuple[float, float]:
+    """``CODELOOP_OPENAI_PRICES`` ("PROMPT,COMPLETION": US dollars per 1,000 prompt and completion tokens, e.g.
+    "0.0025,0.01"), or (0, 0) when unset."""
+    text = os.environ.get("CODELOOP_OPENAI_PRICES", "").strip()
+    if not text:
+        return 0.0, 0.0
+    parts = text.split(",")
+    try:
+        prices = tuple(float(part) for part in parts)
+    except ValueError:
+        prices = ()
+    if len(prices) != 2 or not all(0 <= price < float("inf") for price in prices):
+        raise GeneratorError(f"CODELOOP_OPENAI_PRICES={text!r}: expected 'PROMPT,COMPLETION', two prices in US dollars "
+                             "per 1,000 tokens, e.g. '0.0025,0.01'")
+    return prices[0], prices[1]
+
+
 class OpenAIGenerator:
     """``OpenAIGenerator("gpt-4o-mini", mode="chat")``; ``generate(prompts, SamplingParams(n=4))``."""
 
     def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
                  mode: str = "completions", system_prompt: str | None = None, timeout_s: float = 60.0,
-                 max_retries: int = 4, backoff_s: float = 1.0, concurrency: int = 8,
-                 cache_dir: str | Path | None = None, prompt_usd_per_1k: float = 0.0,
-                 completion_usd_per_1k: float = 0.0) -> None:
+                 max_retries: int = 4, backoff_s: float = 1.0, concurrency: int | None = None,
+                 cache_dir: str | Path | None = None, prompt_usd_per_1k: float | None = None,
+                 completion_usd_per_1k: float | None = None) -> None:
         if mode not in ("chat", "completions"):
             raise ValueError(f"mode must be 'chat' or 'completions', got {mode!r}")
         self.name = model
@@ -48,10 +86,12 @@ class OpenAIGenerator:
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
         self.timeout_s, self.max_retries, self.backoff_s = timeout_s, max_retries, backoff_s
-        self.concurrency = max(1, concurrency)
+        self.concurrency = max(1, concurrency if concurrency is not None else env_concurrency())
         cache_dir = cache_dir if cache_dir is not None else os.environ.get("CODELOOP_OPENAI_CACHE")
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.prices = (prompt_usd_per_1k / 1000, completion_usd_per_1k / 1000)
+        prices = env_prices()
+        self.prices = ((prices[0] if prompt_usd_per_1k is None else prompt_usd_per_1k) / 1000,
+                       (prices[1] if completion_usd_per_1k is None else completion_usd_per_1k) / 1000)
         self._lock = threading.Lock()
         self.usage = {"requests": 0, "cached": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
 

@@ -25,7 +25,7 @@ from codeloop.data import load_tasks, write_jsonl
 from codeloop.data.prompts import stop_for
 from codeloop.eval import evaluate, preload_for, summarize
 from codeloop.feedback.compiler import compiles
-from codeloop.models import BACKENDS, VLLM_MEMORY, usage_line
+from codeloop.models import BACKENDS, VLLM_MEMORY, GeneratorError, usage_line
 from codeloop.models.base import Generator
 from codeloop.models.hf import HFGenerator, locate, weights_digest
 from codeloop.sandbox import Runner, cpu_budget, open_sandbox
@@ -56,8 +56,17 @@ def usage_reported(*generators: Generator | None) -> Iterator[None]:
 
 def check_backends(config: object, *keys: str) -> None:
     """A ValueError for the first of ``config``'s generator backends (``keys``) that is not one of
-    :data:`codeloop.models.BACKENDS`, before anything runs."""
+    :data:`codeloop.models.BACKENDS`, or, where a model is named for an openai backend, for a malformed
+    ``CODELOOP_OPENAI_CONCURRENCY`` or ``CODELOOP_OPENAI_PRICES``: before anything runs."""
     check_choices(**{key: (getattr(config, key), BACKENDS) for key in keys})
+    models = {"backend": "model", "judge_backend": "judge_model", "test_generator_backend": "test_generator"}
+    if any(str(getattr(config, key)).startswith("openai") and getattr(config, models.get(key, ""), True) for key in keys):
+        from codeloop.models.openai import env_concurrency, env_prices
+
+        try:
+            env_concurrency(), env_prices()
+        except GeneratorError as exc:
+            raise ValueError(str(exc)) from None
 
 
 def installed(module: str) -> bool:
