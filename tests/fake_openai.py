@@ -14,7 +14,9 @@ class FakeOpenAI:
     """``with FakeOpenAI() as srv: srv.script(["ok", "500", ...]); srv.url``.
 
     Behaviours: "ok" (answers ``reply(body)``), "slow" (sleeps past the client timeout), "500", "429"
-    (with Retry-After: 0), "bad-json", "no-choices", "one-choice" (ignores n). Unscripted requests are "ok".
+    (with Retry-After: 0), "bad-json", "no-choices", "one-choice" (ignores n), and for chat requests "refusal"
+    (no content; the reason in ``refusal``) and "filtered" (no content; finish reason ``content_filter``).
+    Unscripted requests are "ok".
     """
 
     def __init__(self, reply: Callable[[dict[str, Any]], str] | None = None, delay_s: float = 0.0) -> None:
@@ -72,6 +74,12 @@ class FakeOpenAI:
         chat = "messages" in body
         choices = [({"message": {"role": "assistant", "content": self.reply(body)}} if chat else {"text": self.reply(body)})
                    | {"index": i, "finish_reason": "stop"} for i in range(n)]
+        if behaviour == "refusal":
+            choices = [{"message": {"role": "assistant", "content": None, "refusal": "I can't help with that."},
+                        "index": i, "finish_reason": "stop"} for i in range(n)]
+        if behaviour == "filtered":
+            choices = [{"message": {"role": "assistant", "content": None}, "index": i, "finish_reason": "content_filter"}
+                       for i in range(n)]
         payload: Any = {"choices": choices, "usage": {"prompt_tokens": 10, "completion_tokens": 4 * n}}
         if behaviour == "no-choices":
             payload = {"usage": {}}

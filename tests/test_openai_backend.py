@@ -55,6 +55,16 @@ def test_persistent_malformed_answers_raise_a_clear_error(server):
         gen(server, max_retries=2).generate(["a"], SamplingParams())
 
 
+@pytest.mark.parametrize("behaviour,reason", [("refusal", "refusal"), ("filtered", "content_filter")])
+def test_a_chat_model_that_declines_gives_an_empty_answer_once_not_an_error(server, behaviour, reason):
+    # OpenAI answers a refusal, or a filtered answer, with no content; the same seed would get it again
+    server.script([behaviour, "ok"])
+    out = gen(server, mode="chat").generate(["a", "b"], SamplingParams(n=2))
+    declined = next(row for row in out if row[0].text == "")
+    assert [(c.text, c.finish_reason) for c in declined] == [("", reason)] * 2
+    assert len(server.requests) == 2 and sum(row[0].text == "    return 1\n" for row in out) == 1
+
+
 def test_a_slow_server_times_out_and_is_retried(server):
     server.script(["slow", "ok"])
     assert len(gen(server, timeout_s=0.5).generate(["a"], SamplingParams())[0]) == 1

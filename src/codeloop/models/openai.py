@@ -175,8 +175,7 @@ class OpenAIGenerator:
     def _parse(self, data: Any, stop: Sequence[str], from_cache: bool) -> list[Completion]:
         try:
             choices = data["choices"]
-            texts = [(c["message"]["content"] if self.mode == "chat" else c["text"], c.get("finish_reason") or "")
-                     for c in choices]
+            texts = [_chat_text(c) if self.mode == "chat" else (c["text"], c.get("finish_reason") or "") for c in choices]
             usage = data.get("usage") or {}
             prompt_tokens, completion_tokens = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -219,6 +218,17 @@ class OpenAIGenerator:
             tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_text(json.dumps(data))
             os.replace(tmp, path)
+
+
+def _chat_text(choice: dict[str, Any]) -> tuple[Any, str]:
+    """A chat choice's text and finish reason. A model that declines answers with no content: OpenAI's put
+    the reason in ``message.refusal``, and a filtered answer ends with finish reason ``content_filter``.
+    Either is an empty answer, finish reason "refusal" or the server's, not an error: asking again with
+    the same seed would get the same, and one declined task must not stop a run."""
+    message, reason = choice["message"], choice.get("finish_reason") or ""
+    if message.get("content") is None:
+        return "", "refusal" if message.get("refusal") else reason
+    return message["content"], reason
 
 
 def _seconds(retry_after: str | None) -> float | None:
