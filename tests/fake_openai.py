@@ -19,8 +19,10 @@ class FakeOpenAI:
     Unscripted requests are "ok".
     """
 
-    def __init__(self, reply: Callable[[dict[str, Any]], str] | None = None, delay_s: float = 0.0) -> None:
+    def __init__(self, reply: Callable[[dict[str, Any]], str] | None = None, delay_s: float = 0.0,
+                 refuse_max_tokens: bool = False) -> None:
         self.reply = reply or (lambda body: "    return 1\n")
+        self.refuse_max_tokens = refuse_max_tokens  # as OpenAI's newer chat models do: max_completion_tokens only
         self.delay_s = delay_s
         self.queue: deque[str] = deque()
         self.requests: list[dict[str, Any]] = []
@@ -61,6 +63,14 @@ class FakeOpenAI:
 
     def respond(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], behaviour: str) -> None:
         time.sleep(self.delay_s)
+        if self.refuse_max_tokens and "max_tokens" in body:
+            handler.send_response(400)
+            handler.end_headers()
+            handler.wfile.write(json.dumps({"error": {
+                "message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                           "Use 'max_completion_tokens' instead.", "type": "invalid_request_error",
+                "param": "max_tokens", "code": "unsupported_parameter"}}).encode())
+            return
         if behaviour == "slow":
             time.sleep(2.0)
         if behaviour in ("500", "429") or behaviour.startswith("429:"):  # "429:VALUE": Retry-After VALUE

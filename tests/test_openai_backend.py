@@ -65,6 +65,24 @@ def test_a_chat_model_that_declines_gives_an_empty_answer_once_not_an_error(serv
     assert len(server.requests) == 2 and sum(row[0].text == "    return 1\n" for row in out) == 1
 
 
+def test_a_chat_model_that_refuses_max_tokens_is_asked_with_max_completion_tokens_from_then_on(tmp_path):
+    with FakeOpenAI(refuse_max_tokens=True) as strict:
+        g = gen(strict, mode="chat", cache_dir=tmp_path, max_retries=0)
+        out = g.generate(["a"], SamplingParams(max_new_tokens=77))
+        g.generate(["b"], SamplingParams(max_new_tokens=77))
+        again = gen(strict, mode="chat", cache_dir=tmp_path).generate(["a"], SamplingParams(max_new_tokens=77))
+    assert out[0][0].text == "    return 1\n" and again[0][0].cached  # the cache's key does not hold the name
+    assert [(r.get("max_tokens"), r.get("max_completion_tokens")) for r in strict.requests] == [
+        (77, None), (None, 77), (None, 77)]  # one refusal, then the other name (no attempt of max_retries spent)
+    assert g.tokens_field == "max_completion_tokens"
+
+
+def test_the_completions_route_and_other_client_errors_keep_max_tokens():
+    with FakeOpenAI(refuse_max_tokens=True) as strict, pytest.raises(GeneratorError, match="HTTP 400"):
+        gen(strict).generate(["a"], SamplingParams())  # /completions: the legacy route has no other name
+    assert [("max_tokens" in r) for r in strict.requests] == [True]
+
+
 def test_a_slow_server_times_out_and_is_retried(server):
     server.script(["slow", "ok"])
     assert len(gen(server, timeout_s=0.5).generate(["a"], SamplingParams())[0]) == 1

@@ -93,6 +93,11 @@ class OpenAIGenerator:
         self.prices = ((prices[0] if prompt_usd_per_1k is None else prompt_usd_per_1k) / 1000,
                        (prices[1] if completion_usd_per_1k is None else completion_usd_per_1k) / 1000)
         self._lock = threading.Lock()
+        self.tokens_field = "max_tokens"
+        """The name the token limit is sent under: ``max_tokens``, which every server takes, until a chat model
+        refuses it (OpenAI's reasoning and newer models take only ``max_completion_tokens``, and say so with
+        HTTP 400): from then on ``max_completion_tokens``. Servers that predate that name ignore it and
+        generate without a limit, which is why it is not the first one tried."""
         self.usage = {"requests": 0, "cached": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
 
     @property
@@ -152,14 +157,22 @@ class OpenAIGenerator:
         return self.backoff_s * 2 ** (attempt - 1) * (1 + 0.1 * random.random())
 
     def _post(self, body: dict[str, Any]) -> Any:
-        request = urllib.request.Request(self.endpoint, data=json.dumps(body).encode(), method="POST",
+        """The server's answer to ``body`` (its token limit under :attr:`tokens_field`)."""
+        field = self.tokens_field
+        wire = {(field if key == "max_tokens" else key): value for key, value in body.items()}
+        request = urllib.request.Request(self.endpoint, data=json.dumps(wire).encode(), method="POST",
                                          headers={"Content-Type": "application/json",
                                                   "Authorization": f"Bearer {self.api_key}"})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
-            detail = exc.read()[:300].decode("utf-8", "replace")
+            detail = exc.read()[:2000].decode("utf-8", "replace")
+            if exc.code == 400 and self.mode == "chat" and field == "max_tokens" and "max_completion_tokens" in detail:
+                with self._lock:  # "Unsupported parameter: 'max_tokens' ... Use 'max_completion_tokens' instead."
+                    self.tokens_field = "max_completion_tokens"
+                return self._post(body)
+            detail = detail[:300]
             if exc.code in RETRY_STATUS:
                 after = _seconds(exc.headers.get("Retry-After") if exc.headers else None)
                 raise _Retryable(f"retry-after={after} (HTTP {exc.code})" if after is not None
