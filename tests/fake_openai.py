@@ -20,9 +20,9 @@ class FakeOpenAI:
     """
 
     def __init__(self, reply: Callable[[dict[str, Any]], str] | None = None, delay_s: float = 0.0,
-                 refuse_max_tokens: bool = False) -> None:
+                 strict: bool = False) -> None:
         self.reply = reply or (lambda body: "    return 1\n")
-        self.refuse_max_tokens = refuse_max_tokens  # as OpenAI's newer chat models do: max_completion_tokens only
+        self.strict = strict  # as GPT-5 does: no max_tokens (max_completion_tokens), no top_p, temperature 1 only
         self.delay_s = delay_s
         self.queue: deque[str] = deque()
         self.requests: list[dict[str, Any]] = []
@@ -63,13 +63,11 @@ class FakeOpenAI:
 
     def respond(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], behaviour: str) -> None:
         time.sleep(self.delay_s)
-        if self.refuse_max_tokens and "max_tokens" in body:
+        refused = self.strict and self.refusal(body)
+        if refused:
             handler.send_response(400)
             handler.end_headers()
-            handler.wfile.write(json.dumps({"error": {
-                "message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
-                           "Use 'max_completion_tokens' instead.", "type": "invalid_request_error",
-                "param": "max_tokens", "code": "unsupported_parameter"}}).encode())
+            handler.wfile.write(json.dumps({"error": refused | {"type": "invalid_request_error"}}).encode())
             return
         if behaviour == "slow":
             time.sleep(2.0)
@@ -98,6 +96,21 @@ class FakeOpenAI:
         handler.send_header("Content-Type", "application/json")
         handler.end_headers()
         handler.wfile.write(data)
+
+    @staticmethod
+    def refusal(body: dict[str, Any]) -> dict[str, Any] | None:
+        """GPT-5's answer to what it does not take, as OpenAI words it; None when it takes ``body``."""
+        if "max_tokens" in body:
+            return {"message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+                               "'max_completion_tokens' instead.", "param": "max_tokens", "code": "unsupported_parameter"}
+        if "top_p" in body:
+            return {"message": "Unsupported parameter: 'top_p' is not supported with this model.", "param": "top_p",
+                    "code": "unsupported_parameter"}
+        if body.get("temperature", 1) != 1:
+            return {"message": f"Unsupported value: 'temperature' does not support {body['temperature']} with this "
+                               "model. Only the default (1) value is supported.", "param": "temperature",
+                    "code": "unsupported_value"}
+        return None
 
     def __enter__(self) -> FakeOpenAI:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()

@@ -65,20 +65,29 @@ def test_a_chat_model_that_declines_gives_an_empty_answer_once_not_an_error(serv
     assert len(server.requests) == 2 and sum(row[0].text == "    return 1\n" for row in out) == 1
 
 
-def test_a_chat_model_that_refuses_max_tokens_is_asked_with_max_completion_tokens_from_then_on(tmp_path):
-    with FakeOpenAI(refuse_max_tokens=True) as strict:
+def test_a_chat_model_like_gpt5_is_asked_as_it_takes_it_from_its_first_refusals_on(tmp_path):
+    """GPT-5 refuses max_tokens (max_completion_tokens instead), top_p, and any temperature but 1."""
+    with FakeOpenAI(strict=True) as strict:
         g = gen(strict, mode="chat", cache_dir=tmp_path, max_retries=0)
-        out = g.generate(["a"], SamplingParams(max_new_tokens=77))
-        g.generate(["b"], SamplingParams(max_new_tokens=77))
-        again = gen(strict, mode="chat", cache_dir=tmp_path).generate(["a"], SamplingParams(max_new_tokens=77))
-    assert out[0][0].text == "    return 1\n" and again[0][0].cached  # the cache's key does not hold the name
-    assert [(r.get("max_tokens"), r.get("max_completion_tokens")) for r in strict.requests] == [
-        (77, None), (None, 77), (None, 77)]  # one refusal, then the other name (no attempt of max_retries spent)
-    assert g.tokens_field == "max_completion_tokens"
+        out = g.generate(["a"], SamplingParams(temperature=1.0, max_new_tokens=77))
+        g.generate(["b", "c"], SamplingParams(temperature=1.0, max_new_tokens=77))
+        again = gen(strict, mode="chat", cache_dir=tmp_path).generate(["a"], SamplingParams(temperature=1.0,
+                                                                                            max_new_tokens=77))
+    assert out[0][0].text == "    return 1\n" and again[0][0].cached  # the cache's key is the request as asked
+    sent = [(r.get("max_tokens"), r.get("max_completion_tokens"), "top_p" in r, r["temperature"]) for r in strict.requests]
+    # one refusal each (no attempt of max_retries spent), then the request as the model takes it
+    assert sent == [(77, None, True, 1.0), (None, 77, True, 1.0), (None, 77, False, 1.0), (None, 77, False, 1.0),
+                    (None, 77, False, 1.0)]
+    assert (g.tokens_field, g.omitted) == ("max_completion_tokens", {"top_p"})
 
 
-def test_the_completions_route_and_other_client_errors_keep_max_tokens():
-    with FakeOpenAI(refuse_max_tokens=True) as strict, pytest.raises(GeneratorError, match="HTTP 400"):
+def test_a_refused_setting_that_changes_the_sampling_is_an_error_that_says_what_to_do():
+    with FakeOpenAI(strict=True) as strict, pytest.raises(GeneratorError, match=r"HTTP 400.*'temperature' does not "
+                                                                                 r"support 0.8.*ask with temperature 1"):
+        gen(strict, mode="chat").generate(["a"], SamplingParams(temperature=0.8))
+    with FakeOpenAI(strict=True) as strict, pytest.raises(GeneratorError, match="HTTP 400"):
+        gen(strict, mode="chat").generate(["a"], SamplingParams(temperature=1.0, top_p=0.95))  # top_p 0.95 not dropped
+    with FakeOpenAI(strict=True) as strict, pytest.raises(GeneratorError, match="HTTP 400"):
         gen(strict).generate(["a"], SamplingParams())  # /completions: the legacy route has no other name
     assert [("max_tokens" in r) for r in strict.requests] == [True]
 

@@ -98,6 +98,9 @@ class OpenAIGenerator:
         refuses it (OpenAI's reasoning and newer models take only ``max_completion_tokens``, and say so with
         HTTP 400): from then on ``max_completion_tokens``. Servers that predate that name ignore it and
         generate without a limit, which is why it is not the first one tried."""
+        self.omitted: set[str] = set()
+        """Sampling settings no longer sent because the chat model refused them while they held the API's
+        default (``top_p`` 1 or ``temperature`` 1: GPT-5 takes neither), which leaves the sampling as asked."""
         self.usage = {"requests": 0, "cached": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
 
     @property
@@ -157,9 +160,9 @@ class OpenAIGenerator:
         return self.backoff_s * 2 ** (attempt - 1) * (1 + 0.1 * random.random())
 
     def _post(self, body: dict[str, Any]) -> Any:
-        """The server's answer to ``body`` (its token limit under :attr:`tokens_field`)."""
-        field = self.tokens_field
-        wire = {(field if key == "max_tokens" else key): value for key, value in body.items()}
+        """The server's answer to ``body``, sent as this server takes it (:attr:`tokens_field`, :attr:`omitted`)."""
+        field, omitted = self.tokens_field, set(self.omitted)
+        wire = {(field if key == "max_tokens" else key): value for key, value in body.items() if key not in omitted}
         request = urllib.request.Request(self.endpoint, data=json.dumps(wire).encode(), method="POST",
                                          headers={"Content-Type": "application/json",
                                                   "Authorization": f"Bearer {self.api_key}"})
@@ -168,11 +171,11 @@ class OpenAIGenerator:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:2000].decode("utf-8", "replace")
-            if exc.code == 400 and self.mode == "chat" and field == "max_tokens" and "max_completion_tokens" in detail:
-                with self._lock:  # "Unsupported parameter: 'max_tokens' ... Use 'max_completion_tokens' instead."
-                    self.tokens_field = "max_completion_tokens"
+            if exc.code == 400 and self.mode == "chat" and self._adapted(wire, detail):
                 return self._post(body)
-            detail = detail[:300]
+            if exc.code == 400 and _refused_param(detail) == "temperature":
+                detail = f"{detail[:300]} (this model takes only its default temperature: ask with temperature 1)"
+            detail = detail[:400]
             if exc.code in RETRY_STATUS:
                 after = _seconds(exc.headers.get("Retry-After") if exc.headers else None)
                 raise _Retryable(f"retry-after={after} (HTTP {exc.code})" if after is not None
@@ -184,6 +187,19 @@ class OpenAIGenerator:
             return json.loads(raw)
         except ValueError:
             raise _Retryable(f"malformed JSON: {raw[:120]!r}") from None
+
+    def _adapted(self, wire: dict[str, Any], detail: str) -> bool:
+        """Whether the chat model's refusal of ``wire`` (HTTP 400, ``detail``) is one a changed request meets
+        without changing what was asked; if so, it is changed for this request and every later one."""
+        param = _refused_param(detail)
+        with self._lock:
+            if "max_tokens" in wire and (param == "max_tokens" or "max_completion_tokens" in detail):
+                self.tokens_field = "max_completion_tokens"
+                return True
+            if param in ("top_p", "temperature") and param in wire and wire[param] == 1:
+                self.omitted.add(param)
+                return True
+        return False
 
     def _parse(self, data: Any, stop: Sequence[str], from_cache: bool) -> list[Completion]:
         try:
@@ -242,6 +258,16 @@ def _chat_text(choice: dict[str, Any]) -> tuple[Any, str]:
     if message.get("content") is None:
         return "", "refusal" if message.get("refusal") else reason
     return message["content"], reason
+
+
+def _refused_param(detail: str) -> str | None:
+    """The request field an OpenAI-style error names (``{"error": {"param": ...}}``), if any."""
+    try:
+        error = json.loads(detail).get("error")
+        param = error.get("param") if isinstance(error, dict) else None
+    except (ValueError, AttributeError):
+        return None
+    return param if isinstance(param, str) else None
 
 
 def _seconds(retry_after: str | None) -> float | None:
