@@ -339,6 +339,10 @@ def test_ranges_have_open_and_closed_ends():
 def test_refine_optimise_seed_and_canonical_name_the_option_out_of_its_range(tmp_path):
     result = runner.invoke(app, ["refine", "--tasks", "synthetic-python:test", "--temperature", "-1"])
     assert result.exit_code == 2 and "--temperature must be >= 0, got -1.0" in result.output, result.output
+    result = runner.invoke(app, ["refine", "--judge-max-new-tokens", "0"])
+    assert result.exit_code == 2 and "--judge-max-new-tokens must be >= 1, got 0" in result.output, result.output
+    result = runner.invoke(app, ["refine", "--backend", "openai-chat", "--model", "m"], env={"CODELOOP_OPENAI_PRICES": "x"})
+    assert result.exit_code == 2 and "error: CODELOOP_OPENAI_PRICES='x': expected" in result.output, result.output
     result = runner.invoke(app, ["optimise", "--rounds", "1"])
     assert result.exit_code == 2 and "--rounds must be >= 2, got 1" in result.output, result.output
     result = runner.invoke(app, ["seed", "train", "--minutes", "0"])

@@ -315,20 +315,32 @@ def test_the_judges_tie_breaks_are_asked_for_in_one_batch_of_the_tied_intents_on
     assert _judges_picks(expert, OnlineDPOConfig(k=3, positives="all"), groups, kappa, phi) == {} and len(expert.asked) == 1
 
 
-def test_an_llm_expert_on_the_openai_backend_scores_the_candidates_and_its_spending_is_in_each_row(tmp_path, monkeypatch):
+@pytest.mark.parametrize("backend", ["openai", "openai-chat"])
+def test_an_llm_expert_on_the_openai_backend_scores_the_candidates_and_its_spending_is_in_each_row(tmp_path, monkeypatch,
+                                                                                                backend):
     """A judge (an OpenAI-compatible server here) rates every candidate; each iteration's row says how many
-    intents it never answered in format and what its requests were (training's and validation's)."""
+    intents it never answered in format and what its requests were (training's and validation's). On the
+    chat route the server answers as GPT-5 does (temperature 1 only, max_completion_tokens, no top_p),
+    which the config's judge_temperature and judge_max_new_tokens meet."""
     from fake_openai import FakeOpenAI
 
     def expert(body):  # "[1] [0] [1]" for the k=3 candidates of an intent, off the format for intents about lists
-        if "Answer with the number" in body["prompt"]:
+        prompt = body["messages"][-1]["content"] if "messages" in body else body["prompt"]
+        if "Answer with the number" in prompt:
             return "1"
-        return "no idea" if "list" in body["prompt"].split("Problem:")[1].split("\n")[0] else "[1] [0] [1]"
+        return "no idea" if "list" in prompt.split("Problem:")[1].split("\n")[0] else "[1] [0] [1]"
 
-    with FakeOpenAI(reply=expert) as server:
+    chat = backend == "openai-chat"
+    judge = {"judge_model": "j", "judge_backend": backend} | ({"judge_temperature": 1.0, "judge_max_new_tokens": 500}
+                                                              if chat else {})
+    with FakeOpenAI(reply=expert, strict=chat) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.url)
         monkeypatch.setenv("OPENAI_API_KEY", "k")
-        rows = run(OnlineDPOConfig(**{**cfg(tmp_path, 1).__dict__, "judge_model": "j", "val_plus_tasks": ""}))
+        rows = run(OnlineDPOConfig(**{**cfg(tmp_path, 1).__dict__, **judge, "val_plus_tasks": ""}))
+    if chat:  # the first requests were refused (as many as were in flight), the rest taken
+        taken = [r for r in server.requests if FakeOpenAI.refusal(r) is None]
+        assert {(r["temperature"], r["max_completion_tokens"]) for r in taken} == {(1.0, 500)}
+        server.requests = taken
     from codeloop.data import load_tasks
 
     intents = list(load_tasks("synthetic-python:train").values())[:6]

@@ -336,14 +336,14 @@ def test_a_test_generator_is_loaded_once_per_run_and_a_batch_it_keeps_nothing_of
 
     class Answers:  # a test generator whose answers are never self-consistent
         def generate(self, prompts, params):
-            asked.append(len(prompts))
+            asked.append((len(prompts), params.temperature, params.max_new_tokens))
             return [[Completion("no headers")] * params.n for _ in prompts]
 
     monkeypatch.setattr(common, "installed", lambda module: True)
     monkeypatch.setattr(plum, "load_generator", lambda backend, model, **kw: (loads.append((backend, model, kw)), Answers())[1])
     rows = plum.run(plum_cfg(tmp_path, 2, val_plus_tasks="", val_limit=2, test_generator="writer", test_generator_backend="vllm",
-                             vllm_memory=0.45))
-    assert loads == [("vllm", "writer", {"gpu_memory_utilization": 0.45})] and asked == [6, 6]
+                             vllm_memory=0.45, test_generator_temperature=1.0, test_generator_max_new_tokens=999))
+    assert loads == [("vllm", "writer", {"gpu_memory_utilization": 0.45})] and asked == [(6, 1.0, 999)] * 2
     assert [(r["iteration"], r.get("testgen_tasks_kept"), r.get("examples")) for r in rows[1:]] == [(1, 0, 0), (2, 0, 0)]
     assert rows[1]["train_pass_rate"] is None
 

@@ -137,14 +137,15 @@ def test_critiques_and_reviews_come_in_one_batch_per_attempt_and_reach_each_task
 
     class Reviewer:
         def generate(self, prompts, params):
-            calls.append(("judge", len(prompts)))
+            calls.append(("judge", len(prompts), params.temperature, params.max_new_tokens))
             return [[Completion("look at " + which(p).task_id)] for p in prompts]
 
     monkeypatch.setattr(self_refine, "load_code_writer", lambda backend, model, **kw: Writer())
     monkeypatch.setattr(self_refine, "load_generator", lambda backend, model, **kw: Reviewer())
     metrics = run(RefineConfig(backend="openai", model="w", judge_model="j", tasks="synthetic-python:test:3", limit=3,
-                               feedback="self,judge", attempts=3, out_dir=str(tmp_path)))
-    assert calls == [("writer", 3), ("writer", 3), ("judge", 3), ("writer", 3)]  # y0, critiques, reviews, y1
+                               feedback="self,judge", attempts=3, out_dir=str(tmp_path), judge_temperature=1.0,
+                               judge_max_new_tokens=900))
+    assert calls == [("writer", 3), ("writer", 3), ("judge", 3, 1.0, 900), ("writer", 3)]  # y0, critiques, reviews, y1
     assert [m["pass_rate"] for m in metrics] == [0.0, 1.0]
     traces = [json.loads(line) for line in (tmp_path / "traces.jsonl").read_text().splitlines()]
     for trace in traces:

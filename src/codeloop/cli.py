@@ -107,9 +107,9 @@ def _rows_into(checkpoint: Checkpoint, failure: type[Exception], what: str, pref
 
 def _as_flag(exc: ValueError) -> str:
     """A config's refusal ("max_new_tokens must be >= 1, got 0"), named as the command line's option is
-    ("--max-new-tokens must be >= 1, got 0")."""
+    ("--max-new-tokens must be >= 1, got 0"); any other refusal (an environment variable's) as it is."""
     key, _, rest = str(exc).partition(" ")
-    return f"--{key.replace('_', '-')} {rest}"
+    return f"--{key.replace('_', '-')} {rest}" if key.isidentifier() and key.islower() else str(exc)
 
 
 def private_paths(tasks: str, *paths: Path) -> tuple[str, ...]:
@@ -442,6 +442,8 @@ def refine_cmd(
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
     judge_model: str = typer.Option("", "--judge-model", help="Model for --feedback judge."),
     judge_backend: str = typer.Option("openai", "--judge-backend", help="Backend of the judge model: hf, vllm, openai or openai-chat (OpenAI's current models)."),
+    judge_temperature: float = typer.Option(0.0, "--judge-temperature", help="Temperature the judge is asked at; a reasoning model (OpenAI's o-series, GPT-5) takes only 1."),
+    judge_max_new_tokens: int = typer.Option(128, "--judge-max-new-tokens", help="Longest review, in tokens (a reasoning model's limit counts its reasoning too)."),
     vllm_memory: float = typer.Option(VLLM_MEMORY, "--vllm-memory", help="The share of the GPU's memory each vLLM engine may take (the model's and the judge's, side by side)."),
     out: Path = typer.Option(Path("runs/refine"), "--out", help="Output directory."),
     ray: str = typer.Option("", "--ray", help="Run the sandbox on a Ray cluster at this address (as `codeloop eval --ray`)."),
@@ -455,6 +457,7 @@ def refine_cmd(
         cfg = RefineConfig(model=model, backend=backend, tasks=tasks, limit=limit, attempts=attempts, feedback=feedback,
                            history=history, reveal_tests=not hide_tests, temperature=temperature,
                            max_new_tokens=max_new_tokens, seed=seed, judge_model=judge_model, judge_backend=judge_backend,
+                           judge_temperature=judge_temperature, judge_max_new_tokens=judge_max_new_tokens,
                            vllm_memory=vllm_memory, out_dir=str(out), ray=ray)
     except ValueError as exc:
         _fail(_as_flag(exc))

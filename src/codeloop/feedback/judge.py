@@ -68,8 +68,10 @@ class Judge:
     """``Judge(generator).judge(intent, candidates)`` (``judge_all`` for many intents in one batch);
     ``generator`` is any backend (chat or completion)."""
 
-    def __init__(self, generator: Generator, language: str = "Python", retries: int = 1, max_new_tokens: int = 64) -> None:
+    def __init__(self, generator: Generator, language: str = "Python", retries: int = 1, max_new_tokens: int = 64,
+                 temperature: float = 0.0) -> None:
         self.generator, self.retries, self.max_new_tokens = generator, retries, max_new_tokens
+        self.temperature = temperature
         self.system = SYSTEM.format(expertise=EXPERTISE.get(language.lower(), f"{language} programming"))
         # a chat endpoint gets the system prompt in the system role; a completion model gets it inline
         self.chat = getattr(generator, "mode", "") == "chat"
@@ -102,7 +104,7 @@ class Judge:
                 break
             started = time.monotonic()
             rows = self.generator.generate([prompts[i] for i in pending], SamplingParams(
-                temperature=0.0, max_new_tokens=self.max_new_tokens, seed=attempt))
+                temperature=self.temperature, max_new_tokens=self.max_new_tokens, seed=attempt))
             share = (time.monotonic() - started) / len(pending)
             for i, row in zip(pending, rows, strict=True):
                 answers[i].append(row[0].text)

@@ -59,6 +59,12 @@ class OnlineDPOConfig(LoopSettings):
     judge_backend: str = "openai"
     """Backend of the judge: hf, vllm, openai (a server's /completions) or openai-chat (its /chat/completions:
     OpenAI's current models, such as the paper's GPT-4o)."""
+    judge_temperature: float = 0.0
+    """Temperature the judge is asked at (0: its most likely answer); a reasoning model (OpenAI's o-series,
+    GPT-5) takes only 1."""
+    judge_max_new_tokens: int = 64
+    """Longest judge answer (a verdict per candidate); a reasoning model's limit counts its reasoning too,
+    so give it thousands."""
     dpo_beta: float = 0.1
     """DPO β: higher keeps the policy nearer the reference."""
     lr: float = 1e-4
@@ -95,7 +101,7 @@ class OnlineDPOConfig(LoopSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choices(positives=(self.positives, POSITIVES))
-        check_ranges(self, dpo_beta="> 0")
+        check_ranges(self, dpo_beta="> 0", judge_temperature=">= 0", judge_max_new_tokens=">= 1")
 
 
 def validate(generator: Generator, tasks: list[Task], sandbox: Runner, cfg: OnlineDPOConfig, judge: Judge | None,
@@ -190,7 +196,8 @@ def run(cfg: OnlineDPOConfig, on_iteration: Callable[[dict], None] | None = None
     languages = {t.language for t in intents}
     judge = Judge(load_generator(cfg.judge_backend, cfg.judge_model,
                                   **engine_settings(cfg.judge_backend, cfg.vllm_memory)),
-                  language=languages.pop() if len(languages) == 1 else "python") if cfg.judge_model else None
+                  language=languages.pop() if len(languages) == 1 else "python", max_new_tokens=cfg.judge_max_new_tokens,
+                  temperature=cfg.judge_temperature) if cfg.judge_model else None
     if judge is None:
         print("semantic expert: no LLM judge configured, so the task tests act as the semantic expert φ")
     reference, policy, tokenizer = loop.policies(cfg.model, cfg.refresh_reference, lora=bool(cfg.lora_r))

@@ -64,6 +64,10 @@ class PLUMConfig(LoopSettings):
     test_generator_backend: str = "openai"
     """Backend of the test generator: hf, vllm, openai (a server's /completions) or openai-chat (its
     /chat/completions: OpenAI's current models)."""
+    test_generator_temperature: float = 0.7
+    """Temperature the test generator is asked at; a reasoning model (OpenAI's o-series, GPT-5) takes only 1."""
+    test_generator_max_new_tokens: int = 2048
+    """Longest answer of the test generator (a reasoning model's limit counts its reasoning too)."""
     test_answers: int = 3
     """Answers asked of the test generator per instruction (the paper: 3, 6 for Evol-Instruct)."""
     static_check: str = "compile"
@@ -98,7 +102,7 @@ class PLUMConfig(LoopSettings):
         super().__post_init__()
         check_choices(objective=(self.objective, OBJECTIVES), negatives=(self.negatives, NEGATIVES),
                       static_check=(self.static_check, STATIC_CHECKS))
-        check_ranges(self, test_answers=">= 1", beta="> 0", desirable_weight=">= 0", undesirable_weight=">= 0")
+        check_ranges(self, test_answers=">= 1", test_generator_temperature=">= 0", test_generator_max_new_tokens=">= 1", beta="> 0", desirable_weight=">= 0", undesirable_weight=">= 0")
         if self.launch and self.objective == "sft":
             raise ValueError(f"launch {self.launch!r}: objective sft trains with the plain SFT loop in the loop's own "
                              "process; launch applies to objectives kto and dpo")
@@ -139,7 +143,8 @@ def run(cfg: PLUMConfig, on_iteration: Callable[[dict], None] | None = None) -> 
     def test_generator() -> TestGenerator:  # one for the run (a vLLM engine loads once), at the first iteration that asks
         model = load_generator(cfg.test_generator_backend, cfg.test_generator,
                                **engine_settings(cfg.test_generator_backend, cfg.vllm_memory))
-        return TestGenerator(model, n=cfg.test_answers, seed=cfg.seed)
+        return TestGenerator(model, n=cfg.test_answers, temperature=cfg.test_generator_temperature,
+                             max_new_tokens=cfg.test_generator_max_new_tokens, seed=cfg.seed)
 
     def validate(i: int) -> dict:
         run_ = rollout(sampler(policy, loop.checkpoint(i, cfg.model)), val_tasks, sandbox, cfg.val_n, cfg.val_temperature,

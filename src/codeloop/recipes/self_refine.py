@@ -59,6 +59,11 @@ class RefineConfig:
     """Model for the judge source."""
     judge_backend: str = "openai"
     """Backend of the judge model: hf, vllm, openai or openai-chat."""
+    judge_temperature: float = 0.0
+    """Temperature the judge is asked at (0: its most likely review); a reasoning model (OpenAI's o-series,
+    GPT-5) takes only 1."""
+    judge_max_new_tokens: int = 128
+    """Longest review (a reasoning model's limit counts its reasoning too)."""
     vllm_memory: float = VLLM_MEMORY
     """The share of the GPU's memory each vLLM engine may take (vLLM's gpu_memory_utilization): the
     model's with backend "vllm", and the judge's on backend "vllm", beside it."""
@@ -71,6 +76,7 @@ class RefineConfig:
 
     def __post_init__(self) -> None:
         check_ranges(self, limit=">= 0", attempts=">= 1", temperature=">= 0", max_new_tokens=">= 1", timeout_s="> 0",
+                     judge_temperature=">= 0", judge_max_new_tokens=">= 1",
                      vllm_memory="(0, 1)")
         check_backends(self, "backend", "judge_backend")
         check_vllm_memory(self)
@@ -116,7 +122,8 @@ def _feedback(sources: list[str], failed: list[tuple[Task, str, Outcome]], cfg: 
             part.append("critique: " + critique)
     if "judge" in sources and judge is not None:
         asks = [JUDGE_PROMPT.format(prompt=t.prompt, attempt=c, execution=e) for (t, c, _), e in zip(failed, executions)]
-        for part, row in zip(parts, judge.generate(asks, SamplingParams(temperature=0, max_new_tokens=128)), strict=True):
+        params = SamplingParams(temperature=cfg.judge_temperature, max_new_tokens=cfg.judge_max_new_tokens)
+        for part, row in zip(parts, judge.generate(asks, params), strict=True):
             part.append("reviewer: " + row[0].text.strip())
     return ["\n".join(part) for part in parts]
 
