@@ -159,6 +159,28 @@ def test_a_bad_concurrency_or_price_in_the_environment_is_refused_by_name(name, 
         OpenAIGenerator("m", base_url="http://127.0.0.1:9")
 
 
+def test_extra_request_fields_from_the_environment_are_sent_and_keyed_by_the_cache(tmp_path, monkeypatch):
+    with FakeOpenAI() as server:
+        monkeypatch.setenv("CODELOOP_OPENAI_EXTRA", '{"reasoning_effort": "low", "top_k": 50}')
+        gen(server, mode="chat", cache_dir=tmp_path).generate(["a"], SamplingParams())
+        gen(server, mode="chat", cache_dir=tmp_path).generate(["a"], SamplingParams())  # the same request: cached
+        monkeypatch.setenv("CODELOOP_OPENAI_EXTRA", '{"reasoning_effort": "high"}')
+        gen(server, mode="chat", cache_dir=tmp_path).generate(["a"], SamplingParams())  # another request
+    assert [(r.get("reasoning_effort"), r.get("top_k")) for r in server.requests] == [("low", 50), ("high", None)]
+    assert server.requests[0]["messages"][-1]["content"] == "a" and server.requests[0]["n"] == 1
+
+
+@pytest.mark.parametrize("value,says", [
+    ("{reasoning_effort: low}", "not JSON"), ("[1]", "expected a JSON object"),
+    ('{"temperature": 0, "n": 2}', "n, temperature are set by codeloop"),
+    ('{"max_completion_tokens": 9}', "max_completion_tokens is set by codeloop"),
+])
+def test_extra_fields_that_are_not_an_object_or_hold_what_codeloop_sets_are_refused(value, says, monkeypatch):
+    monkeypatch.setenv("CODELOOP_OPENAI_EXTRA", value)
+    with pytest.raises(GeneratorError, match=f"^CODELOOP_OPENAI_EXTRA=.*: {says}"):
+        OpenAIGenerator("m", base_url="http://127.0.0.1:9")
+
+
 def test_base_url_and_key_come_from_the_environment(server, monkeypatch):
     monkeypatch.setenv("OPENAI_BASE_URL", server.url)
     monkeypatch.setenv("OPENAI_API_KEY", "from-env")

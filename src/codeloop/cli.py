@@ -315,7 +315,7 @@ def _sample_batches(generator: Generator, tasks: list[Task], first: int, batch: 
 @app.command("sample")
 def sample_cmd(
     model: str = typer.Option("seed-python", "--model", help="seed-python (built in), a local path, or a model name."),
-    backend: str = typer.Option("hf", "--backend", help="hf (transformers), vllm (GPU extra), openai (an OpenAI-compatible server's /completions) or openai-chat (its /chat/completions: each answer's code becomes the completion); OPENAI_BASE_URL, OPENAI_API_KEY; CODELOOP_OPENAI_CACHE (a directory) to answer repeated requests from disk, CODELOOP_OPENAI_CONCURRENCY (requests in flight, default 8), CODELOOP_OPENAI_PRICES ('PROMPT,COMPLETION', US dollars per 1,000 tokens) to count the cost."),
+    backend: str = typer.Option("hf", "--backend", help="hf (transformers), vllm (GPU extra), openai (an OpenAI-compatible server's /completions) or openai-chat (its /chat/completions: each answer's code becomes the completion); OPENAI_BASE_URL, OPENAI_API_KEY; CODELOOP_OPENAI_CACHE (a directory) to answer repeated requests from disk, CODELOOP_OPENAI_CONCURRENCY (requests in flight, default 8), CODELOOP_OPENAI_PRICES ('PROMPT,COMPLETION', US dollars per 1,000 tokens) to count the cost, CODELOOP_OPENAI_EXTRA (a JSON object) for more request fields."),
     tasks: str = typer.Option(..., "--tasks", help="Task set (as for `codeloop eval`)."),
     n: int = typer.Option(1, "--n", help="Completions per task."),
     temperature: float = typer.Option(0.8, "--temperature", help="Sampling temperature (0 = greedy)."),

@@ -4,7 +4,8 @@ Standard library only. Base URL and key come from the arguments or from ``OPENAI
 ``OPENAI_API_KEY``; where the arguments leave them out, the cache's directory comes from
 ``CODELOOP_OPENAI_CACHE``, the number of requests in flight from ``CODELOOP_OPENAI_CONCURRENCY`` (default
 8) and the prices from ``CODELOOP_OPENAI_PRICES`` ("PROMPT,COMPLETION", US dollars per 1,000 tokens;
-default none, so no cost is counted), which is how the command line and the loops' configs set them. Requests
+default none, so no cost is counted), which is how the command line and the loops' configs set them;
+``CODELOOP_OPENAI_EXTRA`` adds fields to every request (:func:`env_extra`). Requests
 time out, are retried with exponential backoff on 429, 5xx, network errors and malformed answers, run
 at most ``concurrency`` at a time, and, given a cache directory, are cached on disk by their exact body
 (the seed included), so a rerun costs nothing. Token usage and cost are recorded on every Completion.
@@ -54,6 +55,30 @@ def env_concurrency() -> int:
     return value
 
 
+SET_HERE = frozenset("model n temperature top_p max_tokens max_completion_tokens seed stop messages prompt".split())
+"""The request fields codeloop sets itself; extra fields (``CODELOOP_OPENAI_EXTRA``) may not hold them."""
+
+
+def env_extra() -> dict[str, Any]:
+    """``CODELOOP_OPENAI_EXTRA``: a JSON object of fields added to every request, for what a server takes
+    beyond the common ones (``{"reasoning_effort": "low"}`` for OpenAI's reasoning models, ``{"top_k": 50}``
+    or ``{"min_p": 0.05}`` for vLLM or llama.cpp); {} when unset. They are part of what the cache keys."""
+    text = os.environ.get("CODELOOP_OPENAI_EXTRA", "").strip()
+    if not text:
+        return {}
+    try:
+        extra = json.loads(text)
+    except ValueError as exc:
+        raise GeneratorError(f"CODELOOP_OPENAI_EXTRA={text!r}: not JSON ({exc})") from None
+    if not isinstance(extra, dict):
+        raise GeneratorError(f"CODELOOP_OPENAI_EXTRA={text!r}: expected a JSON object of request fields")
+    taken = sorted(SET_HERE & set(extra))
+    if taken:
+        raise GeneratorError(f"CODELOOP_OPENAI_EXTRA={text!r}: {', '.join(taken)} "
+                             f"{'is' if len(taken) == 1 else 'are'} set by codeloop (from its own options), not here")
+    return extra
+
+
 def env_prices() -> tuple[float, float]:
     """``CODELOOP_OPENAI_PRICES`` ("PROMPT,COMPLETION": US dollars per 1,000 prompt and completion tokens, e.g.
     "0.0025,0.01"), or (0, 0) when unset."""
@@ -90,6 +115,7 @@ class OpenAIGenerator:
         cache_dir = cache_dir if cache_dir is not None else os.environ.get("CODELOOP_OPENAI_CACHE")
         self.cache_dir = Path(cache_dir) if cache_dir else None
         prices = env_prices()
+        self.extra = env_extra()
         self.prices = ((prices[0] if prompt_usd_per_1k is None else prompt_usd_per_1k) / 1000,
                        (prices[1] if completion_usd_per_1k is None else completion_usd_per_1k) / 1000)
         self._lock = threading.Lock()
@@ -121,8 +147,8 @@ class OpenAIGenerator:
         return out[: params.n]
 
     def _body(self, prompt: str, params: SamplingParams, n: int, seed: int) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model, "n": n, "temperature": params.temperature, "top_p": params.top_p,
-                                "max_tokens": params.max_new_tokens, "seed": seed}
+        body: dict[str, Any] = {**self.extra, "model": self.model, "n": n, "temperature": params.temperature,
+                                "top_p": params.top_p, "max_tokens": params.max_new_tokens, "seed": seed}
         if params.stop:
             body["stop"] = list(params.stop)[:4]  # the API takes at most four; the rest are cut client-side
         if self.mode == "chat":

@@ -57,14 +57,14 @@ def usage_reported(*generators: Generator | None) -> Iterator[None]:
 def check_backends(config: object, *keys: str) -> None:
     """A ValueError for the first of ``config``'s generator backends (``keys``) that is not one of
     :data:`codeloop.models.BACKENDS`, or, where a model is named for an openai backend, for a malformed
-    ``CODELOOP_OPENAI_CONCURRENCY`` or ``CODELOOP_OPENAI_PRICES``: before anything runs."""
+    ``CODELOOP_OPENAI_CONCURRENCY``, ``CODELOOP_OPENAI_PRICES`` or ``CODELOOP_OPENAI_EXTRA``: before anything runs."""
     check_choices(**{key: (getattr(config, key), BACKENDS) for key in keys})
     models = {"backend": "model", "judge_backend": "judge_model", "test_generator_backend": "test_generator"}
     if any(str(getattr(config, key)).startswith("openai") and getattr(config, models.get(key, ""), True) for key in keys):
-        from codeloop.models.openai import env_concurrency, env_prices
+        from codeloop.models.openai import env_concurrency, env_extra, env_prices
 
         try:
-            env_concurrency(), env_prices()
+            env_concurrency(), env_prices(), env_extra()
         except GeneratorError as exc:
             raise ValueError(str(exc)) from None
 
