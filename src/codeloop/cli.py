@@ -109,7 +109,7 @@ def _as_flag(exc: ValueError) -> str:
     """A config's refusal ("max_new_tokens must be >= 1, got 0"), named as the command line's option is
     ("--max-new-tokens must be >= 1, got 0"); any other refusal (an environment variable's) as it is."""
     key, _, rest = str(exc).partition(" ")
-    return f"--{key.replace('_', '-')} {rest}" if key.isidentifier() and key.islower() else str(exc)
+    return str(exc) if key[:1].isupper() else f"--{key.replace('_', '-')} {rest}"
 
 
 def private_paths(tasks: str, *paths: Path) -> tuple[str, ...]:
