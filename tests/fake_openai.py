@@ -20,8 +20,9 @@ class FakeOpenAI:
     """
 
     def __init__(self, reply: Callable[[dict[str, Any]], str] | None = None, delay_s: float = 0.0,
-                 strict: bool = False) -> None:
+                 strict: bool = False, one_choice: bool = False) -> None:
         self.reply = reply or (lambda body: "    return 1\n")
+        self.one_choice = one_choice  # as llama.cpp's server does: n > 1 refused
         self.strict = strict  # as GPT-5 does: no max_tokens (max_completion_tokens), no top_p, temperature 1 only
         self.delay_s = delay_s
         self.queue: deque[str] = deque()
@@ -64,6 +65,8 @@ class FakeOpenAI:
     def respond(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], behaviour: str) -> None:
         time.sleep(self.delay_s)
         refused = self.strict and self.refusal(body)
+        if self.one_choice and body.get("n", 1) != 1:
+            refused = {"code": 400, "message": "Only one completion choice is allowed"}
         if refused:
             handler.send_response(400)
             handler.end_headers()

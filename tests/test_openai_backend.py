@@ -92,6 +92,18 @@ def test_a_refused_setting_that_changes_the_sampling_is_an_error_that_says_what_
     assert [("max_tokens" in r) for r in strict.requests] == [True]
 
 
+@pytest.mark.parametrize("mode", ["completions", "chat"])
+def test_a_server_that_takes_one_answer_per_request_is_asked_once_per_answer_with_the_next_seed(mode):
+    with FakeOpenAI(one_choice=True) as single:
+        g = gen(single, mode=mode, max_retries=0)
+        out = g.generate(["a"], SamplingParams(n=3, seed=5))
+        g.generate(["b"], SamplingParams(n=2, seed=5))
+    assert len(out[0]) == 3 and g.omitted == {"n"}
+    # one refusal, then one request per answer (no n: the server's 1), each with its own seed
+    assert [(r.get("n"), r["seed"]) for r in single.requests] == [(3, 5), (None, 5), (None, 6), (None, 7), (None, 5),
+                                                                   (None, 6)]
+
+
 def test_a_slow_server_times_out_and_is_retried(server):
     server.script(["slow", "ok"])
     assert len(gen(server, timeout_s=0.5).generate(["a"], SamplingParams())[0]) == 1

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -31,6 +32,9 @@ from codeloop.models.base import GeneratorError, truncate_at_stop
 from codeloop.types import Completion, SamplingParams
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+_ONE_CHOICE = re.compile(r"only one (completion )?choice|\bn\b['\"]? *(:|must|should)|['\"]n['\"] .*(at most|must be) 1",
+                         re.IGNORECASE)
+"""How servers that take one answer per request refuse ``n`` > 1 without naming it as ``param``."""
 
 
 class _Retryable(Exception):
@@ -125,8 +129,9 @@ class OpenAIGenerator:
         HTTP 400): from then on ``max_completion_tokens``. Servers that predate that name ignore it and
         generate without a limit, which is why it is not the first one tried."""
         self.omitted: set[str] = set()
-        """Sampling settings no longer sent because the chat model refused them while they held the API's
-        default (``top_p`` 1 or ``temperature`` 1: GPT-5 takes neither), which leaves the sampling as asked."""
+        """Fields no longer sent because the server refused them: ``n`` (one answer per request: see
+        :meth:`_adapted`), or, on a chat model, ``top_p`` or ``temperature`` while it held the API's default 1
+        (GPT-5 takes neither); either way the sampling stays as asked."""
         self.usage = {"requests": 0, "cached": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
 
     @property
@@ -197,7 +202,7 @@ class OpenAIGenerator:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:2000].decode("utf-8", "replace")
-            if exc.code == 400 and self.mode == "chat" and self._adapted(wire, detail):
+            if exc.code == 400 and self._adapted(wire, detail):
                 return self._post(body)
             if exc.code == 400 and _refused_param(detail) == "temperature":
                 detail = f"{detail[:300]} (this model takes only its default temperature: ask with temperature 1)"
@@ -215,10 +220,17 @@ class OpenAIGenerator:
             raise _Retryable(f"malformed JSON: {raw[:120]!r}") from None
 
     def _adapted(self, wire: dict[str, Any], detail: str) -> bool:
-        """Whether the chat model's refusal of ``wire`` (HTTP 400, ``detail``) is one a changed request meets
-        without changing what was asked; if so, it is changed for this request and every later one."""
+        """Whether the server's refusal of ``wire`` (HTTP 400, ``detail``) is one a changed request meets
+        without changing what was asked; if so, it is changed for this request and every later one. A
+        server that takes one answer per request (llama.cpp's: "Only one completion choice is allowed") is
+        asked without ``n``, and :meth:`_complete` asks again for the rest, each time with the next seed."""
         param = _refused_param(detail)
         with self._lock:
+            if wire.get("n", 1) > 1 and (param == "n" or _ONE_CHOICE.search(detail)):
+                self.omitted.add("n")
+                return True
+            if self.mode != "chat":
+                return False
             if "max_tokens" in wire and (param == "max_tokens" or "max_completion_tokens" in detail):
                 self.tokens_field = "max_completion_tokens"
                 return True
