@@ -124,6 +124,17 @@ def test_a_run_written_before_the_bf16_setting_resumes_under_its_default_only(st
         _same_settings(out, saved, {**saved, "bf16": True, "clip": 0.2})
 
 
+def test_a_run_written_before_the_judges_temperature_and_limit_could_be_set_resumes_under_what_it_asked(straight):
+    from codeloop.recipes.common import _same_settings
+
+    out, _ = straight
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved.pop("judge_temperature"), saved.pop("judge_max_new_tokens")) == (0.0, 64)  # as written before them
+    _same_settings(out, saved, {**saved, "judge_temperature": 0.0, "judge_max_new_tokens": 64})
+    with pytest.raises(ValueError, match=r"judge_temperature: 0.0 -> 1.0"):
+        _same_settings(out, saved, {**saved, "judge_temperature": 1.0, "judge_max_new_tokens": 64})
+
+
 def test_resuming_over_retrained_weights_under_the_same_name_is_refused(tmp_path):
     import shutil
 

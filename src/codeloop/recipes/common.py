@@ -213,14 +213,17 @@ without the BOS it was trained on)."""
 
 
 ADDED_SETTINGS = {"bf16": True, "clip": 0.0, "score_lines": "all", "mark_gaps": False, "crowd_score": "lines",
-                  "verdict_prior": "half", "critic_replay": 0}
+                  "verdict_prior": "half", "critic_replay": 0, "judge_temperature": 0.0, "judge_max_new_tokens": 64,
+                  "test_generator_temperature": 0.7, "test_generator_max_new_tokens": 2048}
 """Settings added since run format 2, and the value a run written before them resumes under (where
 the loop has the setting). bf16: before it the trl trainer trained in fp32 everywhere, so such a run
 resumed on a GPU continues in bf16 mixed precision (fp32 weights either way); on the CPU, and with the
 plain trainer, nothing changes. clip (coderl, crlhf): 0 is the plain REINFORCE they ran before it.
 score_lines, mark_gaps, crowd_score and verdict_prior (crlhf): every line counted, omissions free, the
 crowd's reward its line share, and a verdict's prior 1/2, as before them. critic_replay (coderl): the
-critic trained on each iteration's programs only, as before it."""
+critic trained on each iteration's programs only, as before it. judge_temperature and judge_max_new_tokens
+(online DPO), test_generator_temperature and test_generator_max_new_tokens (PLUM): what the judge and the
+test generator were asked at before they could be set."""
 
 
 def use_bf16(settings: LoopSettings) -> bool:
