@@ -92,6 +92,8 @@ class FakeOpenAI:
             choices = [{"message": {"role": "assistant", "content": None}, "index": i, "finish_reason": "content_filter"}
                        for i in range(n)]
         payload: Any = {"choices": choices, "usage": {"prompt_tokens": 10, "completion_tokens": 4 * n}}
+        if self.strict:  # a reasoning model says how many of its completion tokens it spent thinking
+            payload["usage"]["completion_tokens_details"] = {"reasoning_tokens": 3 * n}
         if behaviour == "no-choices":
             payload = {"usage": {}}
         data = b"{not json" if behaviour == "bad-json" else json.dumps(payload).encode()

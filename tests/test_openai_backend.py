@@ -79,6 +79,10 @@ def test_a_chat_model_like_gpt5_is_asked_as_it_takes_it_from_its_first_refusals_
     assert sent == [(77, None, True, 1.0), (None, 77, True, 1.0), (None, 77, False, 1.0), (None, 77, False, 1.0),
                     (None, 77, False, 1.0)]
     assert (g.tokens_field, g.omitted) == ("max_completion_tokens", {"top_p"})
+    from codeloop.models import usage_line
+
+    # 3 answered requests of 10 prompt and 4 completion tokens, 3 of them reasoning; the refused ones cost nothing
+    assert usage_line(g) == "m: 3 requests (30 prompt + 12 completion tokens, 9 of them reasoning), 0 answered from the cache"
 
 
 def test_a_refused_setting_that_changes_the_sampling_is_an_error_that_says_what_to_do():

@@ -63,15 +63,17 @@ def api_usage(generator: Generator | None) -> dict[str, int]:
 
 def usage_line(generator: Generator | None) -> str:
     """What an API generator has used so far, in one line ("" for a local model or none asked yet): its
-    requests, with their tokens as the server counted them and the cost where prices were given, and
+    requests, with their tokens as the server counted them (and how many of the completion tokens a reasoning
+    model spent thinking, where it says) and the cost where prices were given, and
     the answers the on-disk cache gave (free)."""
     usage = getattr(generator, "usage", None)
     if generator is None or not isinstance(usage, dict) or not (usage.get("requests") or usage.get("cached")):
         return ""
     requests = usage["requests"]
+    reasoning = f", {usage['reasoning_tokens']:,} of them reasoning" if usage.get("reasoning_tokens") else ""
     cost = f", ${usage['cost_usd']:.4f}" if usage.get("cost_usd") else ""
     return (f"{generator.name}: {requests:,} request{'' if requests == 1 else 's'} "
-            f"({usage['prompt_tokens']:,} prompt + {usage['completion_tokens']:,} completion tokens{cost}), "
+            f"({usage['prompt_tokens']:,} prompt + {usage['completion_tokens']:,} completion tokens{reasoning}{cost}), "
             f"{usage.get('cached', 0):,} answered from the cache")
 
 

@@ -132,7 +132,8 @@ class OpenAIGenerator:
         """Fields no longer sent because the server refused them: ``n`` (one answer per request: see
         :meth:`_adapted`), or, on a chat model, ``top_p`` or ``temperature`` while it held the API's default 1
         (GPT-5 takes neither); either way the sampling stays as asked."""
-        self.usage = {"requests": 0, "cached": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+        self.usage = {"requests": 0, "cached": 0, "prompt_tokens": 0, "completion_tokens": 0, "reasoning_tokens": 0,
+                      "cost_usd": 0.0}
 
     @property
     def endpoint(self) -> str:
@@ -181,7 +182,7 @@ class OpenAIGenerator:
                 last = str(exc)
                 continue
             self._cache_put(key, data)
-            self._account(completions, cached=False)
+            self._account(completions, cached=False, reasoning=_reasoning_tokens(data))
             return completions
         raise GeneratorError(f"{self.endpoint}: gave up after {self.max_retries + 1} attempts; last error: {last}")
 
@@ -258,9 +259,10 @@ class OpenAIGenerator:
             out.append(Completion(text, "stop" if hit else reason, p_tok, c_tok, cost, from_cache))
         return out
 
-    def _account(self, completions: list[Completion], cached: bool) -> None:
+    def _account(self, completions: list[Completion], cached: bool, reasoning: int = 0) -> None:
         with self._lock:
             self.usage["cached" if cached else "requests"] += 1
+            self.usage["reasoning_tokens"] += reasoning  # part of the completion tokens (a reasoning model's)
             for c in completions if not cached else ():  # tokens the server counted (and billed) now
                 self.usage["prompt_tokens"] += c.prompt_tokens
                 self.usage["completion_tokens"] += c.completion_tokens
@@ -296,6 +298,15 @@ def _chat_text(choice: dict[str, Any]) -> tuple[Any, str]:
     if message.get("content") is None:
         return "", "refusal" if message.get("refusal") else reason
     return message["content"], reason
+
+
+def _reasoning_tokens(data: Any) -> int:
+    """The completion tokens a reasoning model spent thinking (``usage.completion_tokens_details``), 0 if
+    the answer does not say."""
+    try:
+        return max(0, int(data["usage"]["completion_tokens_details"]["reasoning_tokens"] or 0))
+    except (KeyError, TypeError, ValueError):
+        return 0
 
 
 def _refused_param(detail: str) -> str | None:
