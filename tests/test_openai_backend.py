@@ -160,6 +160,8 @@ def test_concurrency_and_prices_come_from_the_environment(monkeypatch):
     assert slow.max_active == 3
     assert g.usage["cost_usd"] == pytest.approx(9 * (10 * 0.001 + 8 * 0.002))
     assert sum(c.cost_usd for c in out[0]) == pytest.approx(10 * 0.001 + 8 * 0.002)
+    monkeypatch.setenv("CODELOOP_OPENAI_PRICES", "not prices")  # not read: the arguments give both
+    assert gen(slow, prompt_usd_per_1k=1.0, completion_usd_per_1k=3.0).prices == (0.001, 0.003)
     monkeypatch.setenv("CODELOOP_OPENAI_PRICES", "")
     assert gen(slow, concurrency=5).concurrency == 5 and gen(slow).prices == (0.0, 0.0)  # arguments win; unset: free
 

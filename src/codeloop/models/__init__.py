@@ -64,8 +64,8 @@ def api_usage(generator: Generator | None) -> dict[str, int]:
 def usage_line(generator: Generator | None) -> str:
     """What an API generator has used so far, in one line ("" for a local model or none asked yet): its
     requests, with their tokens as the server counted them (and how many of the completion tokens a reasoning
-    model spent thinking, where it says) and the cost where prices were given, and
-    the answers the on-disk cache gave (free)."""
+    model spent thinking, where it says) and the cost where prices were given, and the answers the on-disk
+    cache gave (free)."""
     usage = getattr(generator, "usage", None)
     if generator is None or not isinstance(usage, dict) or not (usage.get("requests") or usage.get("cached")):
         return ""

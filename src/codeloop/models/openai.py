@@ -118,10 +118,13 @@ class OpenAIGenerator:
         self.concurrency = max(1, concurrency if concurrency is not None else env_concurrency())
         cache_dir = cache_dir if cache_dir is not None else os.environ.get("CODELOOP_OPENAI_CACHE")
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        prices = env_prices()
         self.extra = env_extra()
-        self.prices = ((prices[0] if prompt_usd_per_1k is None else prompt_usd_per_1k) / 1000,
-                       (prices[1] if completion_usd_per_1k is None else completion_usd_per_1k) / 1000)
+        prompt_usd, completion_usd = prompt_usd_per_1k, completion_usd_per_1k
+        if prompt_usd is None or completion_usd is None:  # the environment only for what the arguments leave out
+            from_env = env_prices()
+            prompt_usd = from_env[0] if prompt_usd is None else prompt_usd
+            completion_usd = from_env[1] if completion_usd is None else completion_usd
+        self.prices = (prompt_usd / 1000, completion_usd / 1000)
         self._lock = threading.Lock()
         self.tokens_field = "max_tokens"
         """The name the token limit is sent under: ``max_tokens``, which every server takes, until a chat model
