@@ -218,6 +218,68 @@ def test_the_code_of_a_chat_answer_is_its_first_fenced_block(answer, code):
     assert code_of(answer) == code
 
 
+DEMO_ANSWER = '''import sys
+from functools import lru_cache
+sys.setrecursionlimit(10000)
+LIMIT = 10
+TABLE = [0] * LIMIT
+for i in range(LIMIT):
+    TABLE[i] = i * i
+UNUSED = 3
+try:
+    from math import comb
+except ImportError:
+    comb = None
+
+@lru_cache(None)
+def f(x):
+    return TABLE[x] + comb(4, 2)
+
+# Example usage:
+print(f(3))
+assert f(2) == 5, "a demo with a wrong expected value"
+result = f(1)
+for case in [1, 2]:
+    print(f(case))
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
+n = int(input())
+'''
+
+
+def test_a_chat_answers_demo_code_is_dropped_and_what_its_function_uses_is_kept():
+    from codeloop.models.chat import without_script
+
+    kept = without_script(DEMO_ANSWER, "f")
+    assert kept == DEMO_ANSWER[:DEMO_ANSWER.index("UNUSED")] + DEMO_ANSWER[DEMO_ANSWER.index("try:"):DEMO_ANSWER.index("\n\n# Example") + 1]
+    ns: dict = {}
+    exec(kept, ns)  # noqa: S102 - our own text: no demo left to print, assert or read stdin
+    assert ns["f"](3) == 15
+
+
+@pytest.mark.parametrize("code", [
+    "    return sorted(x)\n",  # only the body, indented: it continues the stub
+    "def g(x):\n    return x\nprint(g(1))\n",  # the stub's function is not defined: not ours to cut
+    "def f(x:\n    return x\nprint(f(1))\n",  # not Python: the sandbox reports the syntax error
+    "def f(x):\n    return x\n",  # nothing to drop
+])
+def test_an_answer_that_does_not_define_the_stubs_function_whole_is_left_as_it_is(code):
+    from codeloop.models.chat import without_script
+
+    assert without_script(code, "f") == code
+
+
+def test_only_a_python_functions_stub_is_completed_without_demo_code(server):
+    from codeloop.models import load_code_writer
+
+    server.reply = lambda body: "```python\ndef f(x):\n    return x\nprint(f(input()))\n```"
+    writer = load_code_writer("openai-chat", "m", base_url=server.url, api_key="k")
+    stub, program = writer.generate(['def f(x):\n    """x"""\n', "# Read a line; print it.\n"], SamplingParams())
+    assert stub[0].text == "\ndef f(x):\n    return x\n"
+    assert program[0].text == "\ndef f(x):\n    return x\nprint(f(input()))\n"  # an I/O program's prints are its answer
+
+
 def test_the_chat_backend_asks_the_chat_route(server):
     from codeloop.models import load_generator
 
@@ -245,6 +307,28 @@ def test_a_chat_model_writes_code_that_replaces_the_prompts_stub_and_passes(serv
         verdicts = evaluate(tasks, [Sample(task.task_id, completion), Sample(task.task_id, "")], sandbox)
     assert [o.passed for o in verdicts] == [True, False]
     assert usage_line(writer) == "m: 1 request (10 prompt + 4 completion tokens), 0 answered from the cache"
+
+
+def test_a_correct_chat_answer_passes_though_its_demo_asserts_wrongly_and_reads_stdin(server):
+    from codeloop.data import load_tasks
+    from codeloop.eval import evaluate
+    from codeloop.models import load_code_writer
+    from codeloop.models.chat import code_of
+    from codeloop.sandbox import Sandbox
+    from codeloop.types import Sample
+
+    tasks = load_tasks("humaneval")
+    task = tasks["HumanEval/0"]
+    answer = (f"```python\n{task.prompt}{task.canonical_solution}\n"
+              "assert has_close_elements([1.0, 2.0], 0.5) is True  # the model's wrong idea of its own example\n"
+              "print(has_close_elements([1.0, 1.1], 0.5))\nthreshold = float(input())\n```")
+    server.reply = lambda body: answer
+    completion = load_code_writer("openai-chat", "m", base_url=server.url, api_key="k").generate(
+        [task.prompt], SamplingParams())[0][0].text
+    with Sandbox(workers=1) as sandbox:
+        verdicts = evaluate(tasks, [Sample(task.task_id, completion), Sample(task.task_id, "\n" + code_of(answer))], sandbox)
+    assert [o.passed for o in verdicts] == [True, False]  # the answer as it came fails at its demo
+    assert "assert" not in completion and "input" not in completion
 
 
 def test_usage_is_one_line_and_a_cache_set_in_the_environment_answers_reruns(server, tmp_path, monkeypatch):

@@ -15,12 +15,23 @@ body. The samples' ``completion`` then holds the whole function, so give chat mo
 
 The prompt's own stop sequences (the next module-level statement) are not passed on: a whole function
 starts with the statement that ends a body.
+
+Chat models like to show their function at work: ``print(f(3))``, ``assert f(2) == 5``, a loop over
+examples, ``unittest.main()``, an ``input()`` for a demo. That code is the answer's, not the task's, yet
+it would run when the sample is loaded, and fail (or hang) a correct function: a wrong expected value in a
+demo assert, ``input()`` at end of file, ``unittest.main()``'s exit. Where the prompt is a Python function
+to complete and the answer defines that function, :func:`without_script` keeps of the answer's module
+level only what defines things: imports, functions, classes, ``sys.setrecursionlimit(...)``, and the
+statements (assignments, and ``if``/``try``/loop blocks) that set a name those definitions use, unless
+they assert, print or read input. EvalPlus's ``sanitize`` does the same for chat answers (keeping
+imports, definitions and global assignments). An I/O task's program is left whole.
 """
 
 from __future__ import annotations
 
+import ast
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -46,6 +57,102 @@ def code_of(answer: str) -> str:
     return code.rstrip() + "\n"
 
 
+_SCRIPT_CALLS = frozenset({"print", "input", "exit", "quit", "breakpoint", "help"})
+"""Calls that mark a module-level statement as a demo, not a definition."""
+
+
+def stub_name(prompt: str) -> str | None:
+    """The function a Python prompt asks to complete: its last statement, a ``def`` (None if it is not)."""
+    try:
+        body = ast.parse(prompt).body
+    except (SyntaxError, ValueError):  # not Python (Structured Text), or not whole
+        return None
+    last = body[-1] if body else None
+    return last.name if isinstance(last, (ast.FunctionDef, ast.AsyncFunctionDef)) else None
+
+
+def _root(node: ast.AST) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _sets(stmt: ast.stmt) -> set[str]:
+    """Names a statement binds or changes: assigned, imported, defined, or an object's item, attribute or
+    method (``table[i] = x``, ``table.append(x)``) under the name."""
+    names = set()
+    for node in ast.walk(stmt):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(_root(node) or "")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            names.add(_root(node.func.value) or "")
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+    return names - {""}
+
+
+def _reads(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _calls(node: ast.AST) -> Iterator[str]:
+    for n in ast.walk(node):
+        if isinstance(n, ast.Call):
+            yield n.func.id if isinstance(n.func, ast.Name) else n.func.attr if isinstance(n.func, ast.Attribute) else ""
+
+
+def _is_main_guard(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.If) and "__name__" in _reads(stmt.test)
+
+
+def _kind(stmt: ast.stmt) -> str:
+    """"definition" (always kept), "script" (never) or "setting" (kept if it sets a name in use)."""
+    if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return "definition"
+    if isinstance(stmt, ast.Expr):
+        calls = list(_calls(stmt))
+        return "definition" if calls == ["setrecursionlimit"] else "script"
+    if (isinstance(stmt, ast.Assert) or _is_main_guard(stmt) or any(isinstance(n, ast.Assert) for n in ast.walk(stmt))
+            or _SCRIPT_CALLS.intersection(_calls(stmt))):
+        return "script"
+    return "setting"
+
+
+def without_script(code: str, entry_point: str) -> str:
+    """``code`` (a chat answer's) without its module-level demo code (see the module docstring), when it
+    parses and defines ``entry_point`` at module level; otherwise ``code`` as it is."""
+    try:
+        body = ast.parse(code).body
+    except (SyntaxError, ValueError):
+        return code
+    if not any(isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)) and s.name == entry_point for s in body):
+        return code
+    kinds = [_kind(s) for s in body]
+    keep = [k == "definition" for k in kinds]
+    used: set[str] = set().union(*(_reads(s) for s, k in zip(body, keep) if k))
+    changed = True
+    while changed:  # a setting in use may read another (LIMIT = 10; TABLE = [0] * LIMIT)
+        changed = False
+        for i, stmt in enumerate(body):
+            if not keep[i] and kinds[i] == "setting" and _sets(stmt) & used:
+                keep[i], changed = True, True
+                used |= _reads(stmt)
+    if all(keep):
+        return code
+    lines = code.splitlines(keepends=True)
+    spans, end = [], 0  # end: the last line of the statement before, if kept (what lies between stays)
+    for stmt, kept in zip(body, keep):
+        first = min([stmt.lineno] + [d.lineno for d in getattr(stmt, "decorator_list", [])])
+        if kept:
+            spans.append("".join(lines[(end or first - 1):stmt.end_lineno]))
+        end = (stmt.end_lineno or 0) if kept else 0
+    return "".join(span if span.endswith("\n") else span + "\n" for span in spans)
+
+
 class ChatCoder:
     """``ChatCoder(chat_generator)``: a :class:`~codeloop.models.base.Generator` that writes continuations
     through a chat model (see the module docstring). Its ``usage`` is the chat generator's."""
@@ -60,4 +167,10 @@ class ChatCoder:
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
         rows = self.chat.generate([ASK.format(code=p) for p in prompts], replace(params, stop=()))
-        return [[replace(c, text="\n" + code_of(c.text)) for c in row] for row in rows]
+        entry_points = [stub_name(p) for p in prompts]
+        return [[replace(c, text="\n" + self._code(c.text, entry)) for c in row] for row, entry in zip(rows, entry_points)]
+
+    @staticmethod
+    def _code(answer: str, entry_point: str | None) -> str:
+        code = code_of(answer)
+        return without_script(code, entry_point) if entry_point else code
