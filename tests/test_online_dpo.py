@@ -361,6 +361,8 @@ def test_an_llm_expert_on_the_openai_backend_scores_the_candidates_and_its_spend
     # iteration 0 asked for its 4 validation intents, again for those off the format; iteration 1 the rest
     assert rows[1]["judge_requests"] == len(server.requests) - 4 - rows[0]["val_judge_off_format"] >= 6 + off + 4
     assert rows[1]["judge_prompt_tokens"] == 10 * rows[1]["judge_requests"]  # the stand-in reports 10 a request
+    # and, answering as a reasoning model, 3 reasoning tokens an answer (none on the completions route)
+    assert rows[1]["judge_reasoning_tokens"] == (3 * rows[1]["judge_requests"] if chat else 0)
 
 
 @pytest.mark.parametrize("key", ["judge_backend", "backend"])

@@ -82,8 +82,18 @@ def test_the_generator_is_asked_n_times_per_instruction_through_any_backend(sand
         kept, stats = gen.tasks_with_tests([TASK], sandbox)
     assert stats.answers == 2 and stats.consistent == 2 and "Add two numbers." in server.requests[0]["prompt"]
     # one request for both answers; its tokens as the stand-in server reports them (PLUM's metrics rows
-    # carry these as testgen_requests, testgen_prompt_tokens, testgen_completion_tokens)
-    assert (stats.requests, stats.prompt_tokens, stats.completion_tokens) == (1, 10, 8)
+    # carry these as testgen_requests, testgen_prompt_tokens, testgen_completion_tokens, testgen_reasoning_tokens)
+    assert (stats.requests, stats.prompt_tokens, stats.completion_tokens, stats.reasoning_tokens) == (1, 10, 8, 0)
+
+
+def test_a_reasoning_models_thinking_tokens_are_counted_for_the_test_generator(sandbox):
+    from codeloop.models import load_generator
+
+    with FakeOpenAI(reply=lambda body: GOOD, strict=True) as server:  # as GPT-5 answers: reasoning tokens in usage
+        chat = load_generator("openai-chat", "g", base_url=server.url, api_key="k", backoff_s=0.01)
+        _, stats = TestGenerator(chat, n=2, temperature=1.0).tasks_with_tests([TASK], sandbox)
+    assert stats.consistent == 2
+    assert stats.reasoning_tokens == 3 * 2 and stats.reasoning_tokens < stats.completion_tokens
 
 
 def test_chosen_pass_rejected_fail_and_unrunnable_code_is_filtered():

@@ -109,6 +109,7 @@ class TestGenStats:
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    reasoning_tokens: int = 0  # of the completion tokens, those a reasoning model spent thinking
 
 
 class TestGenerator:

@@ -55,9 +55,11 @@ def load_code_writer(backend: str, model: str, **kwargs: Any) -> Generator:
 
 def api_usage(generator: Generator | None) -> dict[str, int]:
     """The requests an API generator (the openai backends) has made so far, and their tokens as the server
-    counted them: ``requests``, ``prompt_tokens``, ``completion_tokens``; {} for any other generator."""
+    counted them: ``requests``, ``prompt_tokens``, ``completion_tokens`` and ``reasoning_tokens`` (those of
+    the completion tokens a reasoning model spent thinking; 0 where the server does not say); {} for any
+    other generator."""
     usage = getattr(generator, "usage", None)
-    keys = ("requests", "prompt_tokens", "completion_tokens")
+    keys = ("requests", "prompt_tokens", "completion_tokens", "reasoning_tokens")
     return {key: int(usage[key]) for key in keys if key in usage} if isinstance(usage, dict) else {}
 
 
