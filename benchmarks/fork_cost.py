@@ -57,7 +57,7 @@ def main() -> None:
     assert serving in zygote._BOOT, "zygote._BOOT changed: update where fork_cost stops it"
     boot = "import sys\n_argv = sys.argv[:]\n" + zygote._BOOT.split(serving)[0] + "sys.argv = _argv\n"
     humaneval = sorted({name for task in load_tasks("humaneval").values()
-                        for name in zygote.modules_named(compile(task.prompt + task.canonical_solution, "<p>", "exec"))})
+                        for name in zygote.modules_named(compile(task.prompt + (task.canonical_solution or ""), "<p>", "exec"))})
     rows = [("bare interpreter", "", []), ("+ typing", "", ["typing"]),
             ("the zygote at start", boot, []),
             (f"... + HumanEval's {len(humaneval)} on demand", boot, humaneval),

@@ -34,7 +34,7 @@ def main() -> None:
     from codeloop.types import PreferencePair
 
     tasks = [t for t in load_tasks("synthetic-python:train").values() if t.canonical_solution][: args.pairs]
-    pairs = [PreferencePair(t.prompt, t.canonical_solution, "    return None\n") for t in tasks]
+    pairs = [PreferencePair(t.prompt, t.canonical_solution or "", "    return None\n") for t in tasks]
     base, tokenizer = load_model("seed-python")
     batch = len(pairs) - len(pairs) % args.processes
     pairs = pairs[:batch]
@@ -48,6 +48,7 @@ def main() -> None:
                                  nll_weight=1.0, launch=launch)
             best = min(best, time.perf_counter() - start)
             weights = torch.cat([p.detach().flatten() for p in trained.parameters()])
+        assert weights is not None, "--repeat must be at least 1"
         return best, weights
 
     own, expected = update("")

@@ -5,7 +5,9 @@ slow version take tens to hundreds of milliseconds. Run ``python scripts/build_s
 rebuild the JSONL (it computes the expected outputs from these hand-written references).
 """
 
-PROGRAMS = [
+from typing import Any
+
+PROGRAMS: list[tuple[str, str, str, list[list[Any]], list[Any]]] = [
     ("sum_to_n", "Return 1 + 2 + ... + n.",
      "def solve(n: int) -> int:\n    total = 0\n    for i in range(1, n + 1):\n        total += i\n    return total\n",
      [[0], [1], [10], [1000]], [3_000_000]),
