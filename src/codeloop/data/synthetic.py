@@ -368,7 +368,7 @@ def _wrong_attempt(rng: random.Random, steps: list[Step], agg: Any, domain: str)
 def python_syntax_error(program: str) -> str | None:
     """What the sandbox says about a Python program that does not compile, or None (compiled, never run)."""
     try:
-        compile(program, "<sample>", "exec")
+        compile(program, "<sample>", "exec", dont_inherit=True)
     except SyntaxError as exc:
         return f"SyntaxError: {exc.msg} (line {exc.lineno})"
     return None

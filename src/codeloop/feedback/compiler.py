@@ -39,7 +39,7 @@ def compiles(program: str, language: str = "python") -> Feedback:
     try:
         with warnings.catch_warnings():  # a sample's SyntaxWarnings are not the evaluator's to print
             warnings.simplefilter("ignore")
-            compile(program, "<sample>", "exec")
+            compile(program, "<sample>", "exec", dont_inherit=True)  # as the sandbox compiles it
     except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
         where = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) else ""
         return Feedback("compiler", 0.0, f"{type(exc).__name__}: {getattr(exc, 'msg', exc)}{where}")

@@ -66,7 +66,7 @@ def _unfence(text: str) -> str:
 
 def _compiles(code: str) -> bool:
     try:
-        compile(code, "<generated>", "exec")
+        compile(code, "<generated>", "exec", dont_inherit=True)
     except (SyntaxError, ValueError):
         return False
     return True

