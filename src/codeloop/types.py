@@ -53,11 +53,19 @@ class Task:
 
 @dataclass(frozen=True)
 class Sample:
-    """One completion for one task; ``extra`` keeps any other fields of the input line verbatim."""
+    """One completion for one task; ``extra`` keeps any other fields of the input line verbatim. ``whole``:
+    the completion is the whole program, run without the task's prompt before it (EvalPlus's
+    ``solution``), not a continuation of the prompt (human-eval's ``completion``)."""
 
     task_id: str
     completion: str
     extra: dict[str, Any] = field(default_factory=dict)
+    whole: bool = False
+
+    @property
+    def field_name(self) -> str:
+        """The name of the completion's field in the sample's file: ``solution`` or ``completion``."""
+        return "solution" if self.whole else "completion"
 
 
 @dataclass(frozen=True)

