@@ -226,6 +226,7 @@ TABLE = [0] * LIMIT
 for i in range(LIMIT):
     TABLE[i] = i * i
 UNUSED = 3
+calls = 0
 try:
     from math import comb
 except ImportError:
@@ -233,6 +234,8 @@ except ImportError:
 
 @lru_cache(None)
 def f(x):
+    global calls
+    calls += 1
     return TABLE[x] + comb(4, 2)
 
 # Example usage:
@@ -252,10 +255,10 @@ def test_a_chat_answers_demo_code_is_dropped_and_what_its_function_uses_is_kept(
     from codeloop.models.chat import without_script
 
     kept = without_script(DEMO_ANSWER, "f")
-    assert kept == DEMO_ANSWER[:DEMO_ANSWER.index("UNUSED")] + DEMO_ANSWER[DEMO_ANSWER.index("try:"):DEMO_ANSWER.index("\n\n# Example") + 1]
+    assert kept == DEMO_ANSWER[:DEMO_ANSWER.index("UNUSED")] + DEMO_ANSWER[DEMO_ANSWER.index("calls = 0"):DEMO_ANSWER.index("\n\n# Example") + 1]
     ns: dict = {}
     exec(kept, ns)  # noqa: S102 - our own text: no demo left to print, assert or read stdin
-    assert ns["f"](3) == 15
+    assert ns["f"](3) == 15 and ns["calls"] == 1  # a global the function only declares and adds to is kept
 
 
 @pytest.mark.parametrize("code", [

@@ -96,7 +96,14 @@ def _sets(stmt: ast.stmt) -> set[str]:
 
 
 def _reads(node: ast.AST) -> set[str]:
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    """Names ``node`` reads: loaded, or declared ``global`` (``count += 1`` under it stores only)."""
+    names = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load):
+            names.add(n.id)
+        elif isinstance(n, (ast.Global, ast.Nonlocal)):
+            names.update(n.names)
+    return names
 
 
 def _calls(node: ast.AST) -> Iterator[str]:
