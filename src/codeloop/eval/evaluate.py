@@ -55,6 +55,7 @@ def job_for(task: Task, sample: Sample) -> Job:
         setup=task.prompt,  # trusted, gives the test the prompt's helper functions
         inputs=task.inputs,
         outputs=task.outputs,
+        reference=task.prompt + task.canonical_solution if task.canonical_solution else "",
     )
 
 

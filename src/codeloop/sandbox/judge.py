@@ -58,6 +58,10 @@ class Job:
     rejected: str = ""
     """Set when a trusted compiler for the task's language (outside Python) already rejected the
     program: the reason. The job is then a compile error and nothing runs."""
+    reference: str = ""
+    """A known-correct program for the task (for HumanEval, the prompt followed by the canonical
+    solution), trusted like ``test``. It only tells whether the test expects the candidate to change
+    its arguments in place (:func:`changes_arguments`); without one, it is taken not to."""
 
 
 class _Stop(BaseException):
@@ -174,6 +178,7 @@ class _Session:
                  predicted: list[bytes], uid: int | None, level: str, modules: list[str]) -> None:
         self.zsock, self.limits, self.deadline, self.start = zsock, limits, deadline, start
         self.uid, self.level, self.modules = uid, level, modules
+        self.in_place = False  # the test checks what a call does to its arguments (changes_arguments)
         self.observed: list[bytes] = []
         self.call_seconds: list[float] = []
         self._spawn(predicted)
@@ -230,10 +235,15 @@ def _call_payload(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
 
 
 class _Proxy:
-    """Stands in for the candidate inside trusted test code: each call is answered by the sample."""
+    """Stands in for the candidate inside trusted test code: each call is answered by the sample.
 
-    def __init__(self, session: _Session, name: str) -> None:
-        self.session, self.__name__ = session, name
+    Arguments cross as copies. Where the sample says a call changed them (it sends back their state after
+    the call) and ``in_place`` holds (the task's reference changes them too, so its test checks what a
+    candidate did to them), the test's own objects are brought to that state, as if the candidate had
+    been handed them, as in human-eval. Elsewhere what the sample did to its copies never comes back."""
+
+    def __init__(self, session: _Session, name: str, in_place: bool = False) -> None:
+        self.session, self.__name__, self.in_place = session, name, in_place
         self.log: list[TestResult] = []
         self.raised: Exception | None = None
         self.fatal: _Stop | None = None
@@ -248,6 +258,8 @@ class _Proxy:
             raise self.fatal from None
         try:
             msg = self.session.call(payload)
+            if "args" in msg and self.in_place:
+                _changed_in_place(args, kwargs, msg)
         except _Stop as stop:
             self.fatal = stop
             raise
@@ -266,6 +278,179 @@ class _Proxy:
             raise self.fatal from None
         self.log.append(TestResult(name, True, f"returned {_short(value)}"))
         return value
+
+
+def _changed_in_place(args: tuple[Any, ...], kwargs: dict[str, Any], msg: dict[str, Any]) -> None:
+    """Bring the test's arguments to the state the sample sent back after a call (plain data)."""
+    try:
+        new_args, new_kwargs = wire.decode_value(msg["args"]), wire.decode_value(msg.get("kwargs", {"__t": "dict", "v": []}))
+    except (wire.WireError, RecursionError) as exc:
+        raise _Violation(f"arguments sent back: {exc}") from None
+    if type(new_args) is not list or len(new_args) != len(args) or type(new_kwargs) is not dict or set(new_kwargs) != set(kwargs):
+        raise _Violation("arguments sent back do not match the call's")
+    for old, new in [*zip(args, new_args), *((kwargs[k], new_kwargs[k]) for k in kwargs)]:
+        _bring_to(old, new)
+
+
+def _bring_to(old: Any, new: Any, depth: int = 0) -> None:
+    """Change ``old`` in place to hold what ``new`` holds, keeping the identity of the containers inside it
+    where their type is unchanged (a test may hold the rows of a matrix it passed). What cannot change in
+    place (a number, a string, a tuple's slot) stays as it is."""
+    if depth > wire.MAX_DEPTH:
+        return
+    if type(old) is list and type(new) is list:
+        for i, value in enumerate(new[:len(old)]):
+            if _mutable(old[i]) and type(old[i]) is type(value):
+                _bring_to(old[i], value, depth + 1)
+            else:
+                old[i] = value
+        del old[len(new):]
+        old.extend(new[len(old):])
+    elif type(old) is dict and type(new) is dict:
+        for key in [k for k in old if k not in new]:
+            del old[key]
+        for key, value in new.items():
+            if key in old and _mutable(old[key]) and type(old[key]) is type(value):
+                _bring_to(old[key], value, depth + 1)
+            else:
+                old[key] = value
+    elif type(old) is set and type(new) is set:
+        old.clear()
+        old.update(new)
+    elif type(old) is bytearray and type(new) is bytes:
+        old[:] = new
+    elif type(old) is tuple and type(new) is tuple and len(old) == len(new):
+        for inner, value in zip(old, new):
+            _bring_to(inner, value, depth + 1)
+
+
+def _mutable(value: Any) -> bool:
+    return type(value) in (list, dict, set, bytearray, tuple)
+
+
+def may_change_arguments(job: Job) -> bool:
+    """Whether the task's reference solution may change a parameter in place, as its source shows
+    (:func:`_may_change_parameters`; 6 of HumanEval's 164 references may, 3 do). Only then does the
+    sample watch its arguments (``child._changed``: each call's are pickled again after it, ~15 page
+    faults a sample) and send back their state when a call changed them."""
+    if not job.reference or not job.entry_point:
+        return False
+    return bool(_REFERENCE_SOURCES.get((job.reference, job.entry_point),
+                                       lambda: _may_change_parameters(job.reference, job.entry_point),
+                                       lambda _: len(job.reference)))
+
+
+def changes_arguments(job: Job) -> bool:
+    """Whether the task's reference solution, run against its test, changes an argument of one of the
+    test's calls in place: then the test checks what a candidate does to them. The trusted reference runs
+    here once per test and worker, under :data:`REPLAY_S` (on the calls made by then), where its source
+    may change a parameter (for all of HumanEval's references, the reading and the 6 runs take ~25 ms in
+    each worker). False without a reference, or where it cannot run."""
+    if not may_change_arguments(job):
+        return False
+    return bool(_REFERENCE_CHANGES.get((job.setup, job.test, job.entry_point, job.reference), lambda: _trace_reference(job),
+                                       lambda _: len(job.setup) + len(job.test) + len(job.reference)))
+
+
+_MUTATORS = frozenset({"append", "extend", "insert", "remove", "pop", "clear", "sort", "reverse", "update", "add",
+                       "discard", "setdefault", "popitem", "difference_update", "intersection_update",
+                       "symmetric_difference_update", "appendleft", "extendleft", "popleft", "rotate"})
+_READERS = frozenset({"len", "sorted", "sum", "min", "max", "list", "set", "tuple", "dict", "frozenset", "str", "int",
+                      "float", "bool", "enumerate", "zip", "range", "reversed", "map", "filter", "any", "all", "abs",
+                      "print", "isinstance", "iter", "next", "repr", "hash", "id", "type", "round", "ord", "chr",
+                      "divmod", "pow", "bin", "hex", "oct", "format", "join", "count", "index", "copy", "get", "keys",
+                      "values", "items", "startswith", "endswith", "split", "strip", "replace", "lower", "upper",
+                      "find", "isdigit", "isalpha", "Counter", "deque", "OrderedDict", "defaultdict", "nlargest",
+                      "nsmallest", "bisect", "bisect_left", "bisect_right", "fsum", "prod", "product", "permutations",
+                      "combinations", "accumulate", "reduce", "isclose", "fabs", "sqrt"})
+_IMMUTABLE = frozenset({"int", "float", "str", "bool", "bytes", "complex"})
+"""Parameter annotations that say nothing can change it in place."""
+_IN_PLACE_OPS = (ast.Add, ast.Mult, ast.BitOr, ast.BitAnd, ast.BitXor, ast.Sub)
+"""``x op= y`` that changes a list, set or dict ``x`` in place (``n //= 2`` only rebinds)."""
+
+
+def _may_change_parameters(source: str, entry_point: str) -> bool:
+    """Whether the function ``entry_point`` in ``source`` may change a parameter in place, as its text
+    shows: a mutating method called on it (or on a name bound to it), an item or attribute of it
+    assigned or deleted, ``+=`` on it, or it handed to a call that is not a known reader (``heapify(xs)``,
+    ``shuffle(xs)``, a helper). Cheap, and generous: what it lets through, :func:`_trace_reference` decides."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    functions = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == entry_point]
+    if not functions:
+        return False
+    fn = functions[-1]
+    a = fn.args
+    names = {x.arg for x in [*a.posonlyargs, *a.args, *a.kwonlyargs, *([a.vararg] if a.vararg else []),
+                             *([a.kwarg] if a.kwarg else [])]
+             if not (isinstance(x.annotation, ast.Name) and x.annotation.id in _IMMUTABLE)}
+    for node in ast.walk(fn):  # a name bound to a parameter is as good as it
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name) and node.value.id in names:
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+
+    def ours(node: ast.AST) -> bool:
+        while isinstance(node, (ast.Attribute, ast.Subscript)):
+            node = node.value
+        return isinstance(node, ast.Name) and node.id in names
+
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Attribute) and func.attr in _MUTATORS and ours(func.value):
+                return True
+            called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            if isinstance(func, ast.Attribute) and called in _MUTATORS:  # result.append(xs): xs is not changed
+                continue
+            if called not in _READERS and any(isinstance(x, ast.Name) and x.id in names
+                                              for x in [*node.args, *(k.value for k in node.keywords)]):
+                return True
+        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
+            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+            for target in targets:
+                for t in ast.walk(target):
+                    if isinstance(t, (ast.Subscript, ast.Attribute)) and ours(t):
+                        return True
+                if (isinstance(node, ast.AugAssign) and isinstance(node.op, _IN_PLACE_OPS) and isinstance(target, ast.Name)
+                        and target.id in names):
+                    return True
+    return False
+
+
+def _trace_reference(job: Job) -> bool:
+    setup = _compiled(job.setup, "<setup>") if job.setup else None
+    test, reference = _compiled(job.test, "<test>"), _compiled(job.reference, "<reference>")
+    if test is None or reference is None:
+        return False
+    changed = False
+
+    def pickled(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes | None:
+        try:
+            return _call_payload(args, kwargs)
+        except Exception:  # noqa: BLE001 - what cannot be pickled cannot cross to a sample either
+            return None
+
+    try:
+        with _Alarm(time.monotonic() + REPLAY_S):
+            ns: dict[str, Any] = {"__name__": "__reference__", "__builtins__": builtins}
+            exec(reference, ns)  # trusted, as the test is
+            solution = ns[job.entry_point]
+
+            def candidate(*args: Any, **kwargs: Any) -> Any:
+                nonlocal changed
+                before = pickled(args, kwargs)
+                try:
+                    return solution(*args, **kwargs)
+                finally:
+                    changed = changed or (before is not None and pickled(args, kwargs) != before)
+
+            _run_suite(setup, test, job.entry_point, candidate)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001 - wherever it stops, the calls made before it stand
+        pass
+    return changed
 
 
 class _Alarm:
@@ -319,6 +504,8 @@ class _Held:
 
 
 _CODE = _Held(2048, 64 << 20)  # test and set-up sources -> their code (weighed by the source's length)
+_REFERENCE_SOURCES = _Held(2048, 64 << 20)  # (reference, entry point) -> whether its source may change a parameter
+_REFERENCE_CHANGES = _Held(2048, 64 << 20)  # (set-up, test, entry point, reference) -> whether it changes its arguments
 
 
 def _compiled(source: str, name: str, asserts_evaluated: bool = False) -> Any:
@@ -361,7 +548,7 @@ def _judge_check(job: Job, session: _Session) -> _Verdict:
     test = _compiled(job.test, "<test>")
     if test is None:
         return _Verdict(Status.INFRA_ERROR, "the task's test code does not compile")
-    proxy = _Proxy(session, job.entry_point)
+    proxy = _Proxy(session, job.entry_point, session.in_place)
     try:
         with _Alarm(session.deadline):
             _run_suite(setup, test, job.entry_point, proxy)
@@ -616,11 +803,14 @@ def _run(job: Job, mode: str, code: Any, zsock: socket.socket, timeout_s: float,
                  "test": job.test if mode == "child" else "", "timing": job.timing}
     replaying = time.monotonic()
     predicted = _predicted_calls(job, mode)
-    start += time.monotonic() - replaying  # a test's first replay is the worker's time, not the sample's
+    first_msg["watch"] = mode == "call" and job.inputs is None and may_change_arguments(job)
+    in_place = bool(first_msg["watch"]) and changes_arguments(job)
+    start += time.monotonic() - replaying  # a test's first replay (and reference run) is the worker's time, not the sample's
     modules = zygote.modules_named(code)  # and, where it runs beside the program, the test's
     test_code = _compiled(job.test, "<test>") if mode == "child" and job.test else None
     modules += zygote.modules_named(test_code) if test_code is not None else []
     session = _Session(zsock, limits, time.monotonic() + timeout_s, first_msg, predicted, uid, level, modules)
+    session.in_place = in_place
     load_seconds = 0.0
     verdict: _Verdict | None = None
     stop: _Stop | None = None
