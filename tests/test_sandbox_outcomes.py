@@ -469,3 +469,17 @@ def test_which_references_may_change_their_arguments_is_read_from_their_source(r
     from codeloop.sandbox import judge
 
     assert judge._may_change_parameters(reference, "f") is may
+
+
+def test_the_tests_objects_take_the_samples_changes_slot_by_slot():
+    from codeloop.sandbox.judge import _bring_to
+
+    row, inner = [1, 2], [5]
+    old = [row, (inner, 1), (7, 8), {"b": 1, "a": [0]}]
+    keep_a = old[3]["a"]
+    _bring_to(old, [[2, 1], ([6], 1), (9, 9), {"a": [1], "c": 2}])
+    assert old == [[2, 1], ([6], 1), (9, 9), {"a": [1], "c": 2}] and list(old[3]) == ["a", "c"]
+    assert old[0] is row and old[1][0] is inner and old[3]["a"] is keep_a  # the lists the test may hold
+    t = ([1], 2)
+    _bring_to(t, ([3], 4))  # a tuple argument: its list changes, its number cannot
+    assert t == ([3], 2)

@@ -293,27 +293,29 @@ def _changed_in_place(args: tuple[Any, ...], kwargs: dict[str, Any], msg: dict[s
 
 
 def _bring_to(old: Any, new: Any, depth: int = 0) -> None:
-    """Change ``old`` in place to hold what ``new`` holds, keeping the identity of the containers inside it
-    where their type is unchanged (a test may hold the rows of a matrix it passed). What cannot change in
-    place (a number, a string, a tuple's slot) stays as it is."""
+    """Change ``old`` in place to hold what ``new`` holds, keeping the identity of the lists, dicts, sets
+    and bytearrays inside it where their type is unchanged (a test may hold the rows of a matrix it
+    passed). What cannot change in place (a number, a string, a tuple) stays as it is, but the lists,
+    dicts and sets inside a tuple do change."""
     if depth > wire.MAX_DEPTH:
         return
     if type(old) is list and type(new) is list:
         for i, value in enumerate(new[:len(old)]):
-            if _mutable(old[i]) and type(old[i]) is type(value):
+            if _kept_in_place(old[i], value):
                 _bring_to(old[i], value, depth + 1)
             else:
                 old[i] = value
         del old[len(new):]
         old.extend(new[len(old):])
     elif type(old) is dict and type(new) is dict:
-        for key in [k for k in old if k not in new]:
-            del old[key]
-        for key, value in new.items():
-            if key in old and _mutable(old[key]) and type(old[key]) is type(value):
+        kept = {}
+        for key, value in new.items():  # in the order the sample's dict had them
+            if key in old and _kept_in_place(old[key], value):
                 _bring_to(old[key], value, depth + 1)
-            else:
-                old[key] = value
+                value = old[key]
+            kept[key] = value
+        old.clear()
+        old.update(kept)
     elif type(old) is set and type(new) is set:
         old.clear()
         old.update(new)
@@ -325,7 +327,21 @@ def _bring_to(old: Any, new: Any, depth: int = 0) -> None:
 
 
 def _mutable(value: Any) -> bool:
-    return type(value) in (list, dict, set, bytearray, tuple)
+    return type(value) in (list, dict, set, bytearray)
+
+
+def _kept_in_place(old: Any, new: Any) -> bool:
+    """Whether a slot's object is changed in place rather than replaced: a list, dict, set or bytearray
+    that stays one, or a tuple whose other elements are unchanged (only what is inside its containers
+    changed)."""
+    if _mutable(old):
+        return type(old) is type(new)
+    if type(old) is tuple and type(new) is tuple and len(old) == len(new):
+        try:
+            return all(_kept_in_place(a, b) or (not _mutable(a) and type(a) is not tuple and a == b) for a, b in zip(old, new))
+        except Exception:  # noqa: BLE001 - the test's own object may refuse to compare: replace it
+            return False
+    return False
 
 
 def may_change_arguments(job: Job) -> bool:
