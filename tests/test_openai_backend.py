@@ -220,7 +220,7 @@ def test_the_code_of_a_chat_answer_is_its_first_fenced_block(answer, code):
 
 DEMO_ANSWER = '''import sys
 from functools import lru_cache
-sys.setrecursionlimit(10000)
+sys.setrecursionlimit(int(1e4))
 LIMIT = 10
 TABLE = [0] * LIMIT
 for i in range(LIMIT):

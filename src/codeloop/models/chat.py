@@ -120,9 +120,9 @@ def _kind(stmt: ast.stmt) -> str:
     """"definition" (always kept), "script" (never) or "setting" (kept if it sets a name in use)."""
     if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return "definition"
-    if isinstance(stmt, ast.Expr):
-        calls = list(_calls(stmt))
-        return "definition" if calls == ["setrecursionlimit"] else "script"
+    if isinstance(stmt, ast.Expr):  # a call for its effect: only sys.setrecursionlimit(...) is not a demo
+        value = stmt.value
+        return "definition" if isinstance(value, ast.Call) and next(_calls(value)) == "setrecursionlimit" else "script"
     if (isinstance(stmt, ast.Assert) or _is_main_guard(stmt) or any(isinstance(n, ast.Assert) for n in ast.walk(stmt))
             or _SCRIPT_CALLS.intersection(_calls(stmt))):
         return "script"
