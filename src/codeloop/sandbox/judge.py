@@ -22,7 +22,7 @@ import socket
 import time
 import traceback
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from codeloop.sandbox import cgroup, wire, zygote
 from codeloop.sandbox.child import Limits
@@ -356,15 +356,16 @@ def may_change_arguments(job: Job) -> bool:
                                        lambda _: len(job.reference)))
 
 
-def changes_arguments(job: Job) -> bool:
+def changes_arguments(job: Job) -> bool | str:
     """Whether the task's reference solution, run against its test, changes an argument of one of the
     test's calls in place: then the test checks what a candidate does to them. The trusted reference runs
     here once per test and worker, under :data:`REPLAY_S` (on the calls made by then), where its source
     may change a parameter (for all of HumanEval's references, the reading and the 6 runs take ~25 ms in
-    each worker). False without a reference, or where it cannot run."""
+    each worker). False without a reference, or where it cannot run; :data:`IN_CHILD` where the arguments
+    it changes do not cross as plain data."""
     if not may_change_arguments(job):
         return False
-    return bool(_REFERENCE_CHANGES.get((job.setup, job.test, job.entry_point, job.reference), lambda: _trace_reference(job),
+    return cast(Any, _REFERENCE_CHANGES.get((job.setup, job.test, job.entry_point, job.reference), lambda: _trace_reference(job),
                                        lambda _: len(job.setup) + len(job.test) + len(job.reference)))
 
 
@@ -434,12 +435,33 @@ def _may_change_parameters(source: str, entry_point: str) -> bool:
     return False
 
 
-def _trace_reference(job: Job) -> bool:
+IN_CHILD = "child"
+"""What :func:`changes_arguments` says of a test whose reference changes, in place, an argument that
+does not cross as plain data (a list of ``datetime.date``, say): the sample could send back no faithful
+state of it, so the test runs beside the sample (isolation "child"), as it does for arguments that do
+not cross at all."""
+
+
+def _crosses_plain(value: Any) -> bool:
+    """Whether ``value`` crosses to a sample and back as the same plain data (nothing opaque in it)."""
+    stack = [wire.encode_value(value)]
+    while stack:
+        data = stack.pop()
+        if type(data) is list:
+            stack.extend(data)
+        elif type(data) is dict:
+            if data.get("__t") == "opaque":
+                return False
+            stack.extend(data.values())
+    return True
+
+
+def _trace_reference(job: Job) -> bool | str:
     setup = _compiled(job.setup, "<setup>") if job.setup else None
     test, reference = _compiled(job.test, "<test>"), _compiled(job.reference, "<reference>")
     if test is None or reference is None:
         return False
-    changed = False
+    changed: bool | str = False
 
     def pickled(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes | None:
         try:
@@ -459,7 +481,8 @@ def _trace_reference(job: Job) -> bool:
                 try:
                     return solution(*args, **kwargs)
                 finally:
-                    changed = changed or (before is not None and pickled(args, kwargs) != before)
+                    if changed is not IN_CHILD and before is not None and pickled(args, kwargs) != before:
+                        changed = True if _crosses_plain((args, kwargs)) else IN_CHILD
 
             _run_suite(setup, test, job.entry_point, candidate)
     except KeyboardInterrupt:
@@ -821,12 +844,14 @@ def _run(job: Job, mode: str, code: Any, zsock: socket.socket, timeout_s: float,
     predicted = _predicted_calls(job, mode)
     first_msg["watch"] = mode == "call" and job.inputs is None and may_change_arguments(job)
     in_place = bool(first_msg["watch"]) and changes_arguments(job)
+    if in_place == IN_CHILD:
+        return None  # run_job runs the test beside the sample
     start += time.monotonic() - replaying  # a test's first replay (and reference run) is the worker's time, not the sample's
     modules = zygote.modules_named(code)  # and, where it runs beside the program, the test's
     test_code = _compiled(job.test, "<test>") if mode == "child" and job.test else None
     modules += zygote.modules_named(test_code) if test_code is not None else []
     session = _Session(zsock, limits, time.monotonic() + timeout_s, first_msg, predicted, uid, level, modules)
-    session.in_place = in_place
+    session.in_place = in_place is True
     load_seconds = 0.0
     verdict: _Verdict | None = None
     stop: _Stop | None = None
