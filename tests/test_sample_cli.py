@@ -76,6 +76,8 @@ def test_a_chat_models_code_is_sampled_evaluated_and_its_usage_said(tmp_path, mo
     assert all("messages" in body and "stop" not in body for body in server.requests)
     assert "m: 2 requests (20 prompt + 8 completion tokens), 0 answered from the cache" in sampled.stderr
     assert "--max-new-tokens" not in sampled.stderr  # every answer ended by itself
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(r["answer"].startswith("Here:\n```python\n") and r["completion"] in "\n" + r["answer"] for r in rows)
     evaluated = runner.invoke(app, ["eval", "--tasks", "synthetic-python:test:2", "--samples", str(out), "--k", "1"])
     assert evaluated.exit_code == 0 and "pass@1: 1.0000" in evaluated.output, evaluated.output
 

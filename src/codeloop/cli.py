@@ -303,7 +303,8 @@ def _sample_batches(generator: Generator, tasks: list[Task], first: int, batch: 
                 raise GeneratorError(f"{meta['backend']} backend: {[len(c) for c in rows_made]} completions for "
                                      f"{len(chunk)} prompts, {params.n} each asked")
             rows = [{"task_id": task.task_id, "completion": c.text, **meta, "sample_index": j,
-                     "finish_reason": c.finish_reason, "completion_tokens": c.completion_tokens}
+                     "finish_reason": c.finish_reason, "completion_tokens": c.completion_tokens,
+                     **({"answer": c.answer} if c.answer else {})}  # a chat model's whole answer, words and all
                     for task, completions in zip(chunk, rows_made) for j, c in enumerate(completions)]
             sink.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
             made += len(rows)

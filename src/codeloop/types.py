@@ -133,6 +133,7 @@ class Completion:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     cached: bool = False  # served from the on-disk cache, not the model
+    answer: str = ""  # a chat model's whole answer, where ``text`` is the code taken out of it (models.chat)
 
 
 @dataclass(frozen=True)

@@ -175,7 +175,8 @@ class ChatCoder:
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[list[Completion]]:
         rows = self.chat.generate([ASK.format(code=p) for p in prompts], replace(params, stop=()))
         entry_points = [stub_name(p) for p in prompts]
-        return [[replace(c, text="\n" + self._code(c.text, entry)) for c in row] for row, entry in zip(rows, entry_points)]
+        return [[replace(c, text="\n" + self._code(c.text, entry), answer=c.text) for c in row]
+                for row, entry in zip(rows, entry_points)]
 
     @staticmethod
     def _code(answer: str, entry_point: str | None) -> str:
