@@ -64,7 +64,8 @@ def test_a_chat_models_code_is_sampled_evaluated_and_its_usage_said(tmp_path, mo
 
     def reply(body):
         task = next(t for t in tasks.values() if body["messages"][-1]["content"].endswith(t.prompt))
-        return f"Here:\n```python\n{task.prompt}{task.canonical_solution}```"
+        demo = f"print({task.entry_point}.__name__)\n" if task.task_id == next(iter(tasks)) else ""
+        return f"Here:\n```python\n{task.prompt}{task.canonical_solution}{demo}```"
 
     with FakeOpenAI(reply=reply) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.url)
@@ -76,6 +77,7 @@ def test_a_chat_models_code_is_sampled_evaluated_and_its_usage_said(tmp_path, mo
     assert all("messages" in body and "stop" not in body for body in server.requests)
     assert "m: 2 requests (20 prompt + 8 completion tokens), 0 answered from the cache" in sampled.stderr
     assert "--max-new-tokens" not in sampled.stderr  # every answer ended by itself
+    assert "1 of the 2 answers showed their code at work" in sampled.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert all(r["answer"].startswith("Here:\n```python\n") and r["completion"] in "\n" + r["answer"] for r in rows)
     evaluated = runner.invoke(app, ["eval", "--tasks", "synthetic-python:test:2", "--samples", str(out), "--k", "1"])
