@@ -288,14 +288,12 @@ def tasks_canonical(name: str = typer.Argument(..., help="Task set name or JSONL
 
 
 def _sample_batches(generator: Generator, tasks: list[Task], first: int, batch: int, params: SamplingParams,
-                    meta: dict[str, Any], sink: TextIO) -> tuple[int, int, int]:
+                    meta: dict[str, Any], sink: TextIO) -> tuple[int, int]:
     """Sample ``tasks`` (the task list from index ``first`` on) ``batch`` at a time, each batch with its own
     seed (``params.seed`` + its first task's index, so a resumed run writes what an uninterrupted one
-    does), appending their rows to ``sink``; returns the completions made, how many of them stopped
-    at the token limit, and how many chat answers had demo code left out (``models.chat.without_script``)."""
-    from codeloop.models.chat import code_of
-
-    made = cut = trimmed = 0
+    does), appending their rows to ``sink``; returns the completions made and how many of them stopped
+    at the token limit."""
+    made = cut = 0
     with tqdm(total=first + len(tasks), initial=first, desc="sample", unit="task", file=sys.stderr, disable=None) as bar:
         for start in range(0, len(tasks), batch):
             chunk = tasks[start:start + batch]
@@ -311,9 +309,8 @@ def _sample_batches(generator: Generator, tasks: list[Task], first: int, batch: 
             sink.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
             made += len(rows)
             cut += sum(row["finish_reason"] == "length" for row in rows)
-            trimmed += sum(bool(c.answer) and c.text != "\n" + code_of(c.answer) for row in rows_made for c in row)
             bar.update(len(chunk))
-    return made, cut, trimmed
+    return made, cut
 
 
 @app.command("sample")
@@ -371,10 +368,11 @@ def sample_cmd(
                 generator = load_code_writer(backend, model, **engine_settings(backend, vllm_memory))
                 try:  # what an API run cost is said even when it stops early
                     rows_meta = {"model": model, "backend": backend, "temperature": temperature, "seed": seed}
-                    made, cut, trimmed = _sample_batches(generator, task_list[done:], done, batch, params, rows_meta, sink)
+                    made, cut = _sample_batches(generator, task_list[done:], done, batch, params, rows_meta, sink)
                 finally:
                     if usage_line(generator):
                         typer.echo(usage_line(generator), err=True)
+                trimmed = getattr(generator, "trimmed", 0)  # models.chat.ChatCoder's count
                 if trimmed:
                     typer.echo(f"{trimmed} of the {made} answers showed their code at work (prints, asserts, input() at "
                                "module level), left out of the completions; each row's 'answer' holds it all", err=True)

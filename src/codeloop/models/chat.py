@@ -167,6 +167,7 @@ class ChatCoder:
     def __init__(self, chat: Generator) -> None:
         self.chat = chat
         self.name = chat.name
+        self.trimmed = 0  # answers whose module-level demo code was left out of the completion
 
     @property
     def usage(self) -> Any:
@@ -178,7 +179,8 @@ class ChatCoder:
         return [[replace(c, text="\n" + self._code(c.text, entry), answer=c.text) for c in row]
                 for row, entry in zip(rows, entry_points)]
 
-    @staticmethod
-    def _code(answer: str, entry_point: str | None) -> str:
+    def _code(self, answer: str, entry_point: str | None) -> str:
         code = code_of(answer)
-        return without_script(code, entry_point) if entry_point else code
+        kept = without_script(code, entry_point) if entry_point else code
+        self.trimmed += kept != code
+        return kept
