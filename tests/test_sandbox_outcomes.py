@@ -108,6 +108,40 @@ def test_outcomes_come_back_in_input_order(sandbox):
     assert [o.status for o in sandbox.run(jobs)] == [Status.PASSED, Status.FAILED]
 
 
+def test_many_tests_interleaved_come_back_in_input_order(sandbox):
+    # Workers take, out of turn, samples of tests they have prepared (pool._next_for): the order of the
+    # outcomes must not show it.
+    jobs = [Job(program=f"def f(x):\n    return x + {answer}\n", entry_point="f",
+                test=f"def check(candidate):\n    assert candidate(0) == {task}\n")
+            for answer in range(6) for task in range(6)]
+    outcomes = list(sandbox.run(jobs))
+    assert [o.status is Status.PASSED for o in outcomes] == [answer == task for answer in range(6) for task in range(6)]
+
+
+def test_a_worker_takes_the_samples_of_tests_it_has_prepared_first():
+    from collections import deque
+
+    from codeloop.sandbox.pool import AFFINITY_WINDOW, _next_for, _suite
+
+    jobs = [Job(program="", entry_point="f", test=f"t{task}") for _ in range(3) for task in range(4)]
+    pending, suites = deque((i, job, _suite(job)) for i, job in enumerate(jobs)), {}
+    taken = {slot: [_next_for(slot, pending, suites)[1].test for _ in range(2)] for slot in (0, 1)}
+    assert taken == {0: ["t0", "t0"], 1: ["t1", "t1"]}  # worker 0 came back for t0, not on to t1
+    assert [_next_for(0, pending, suites)[1].test for _ in range(2)] == ["t0", "t2"]  # then a test no one has
+    assert [_next_for(1, pending, suites)[1].test for _ in range(2)] == ["t1", "t3"]
+    # Nothing of its own, nothing new: the next job, whoever prepared it (no worker waits).
+    pending = deque((i, job, _suite(job)) for i, job in enumerate(jobs[:2]))
+    assert _next_for(2, pending, suites)[0] == 0
+    # An I/O job needs no preparation: taken where it stands.
+    io = Job(program="", entry_point="f", inputs=((1,),), outputs=(2,))
+    pending = deque([(0, jobs[1], _suite(jobs[1])), (1, io, _suite(io))])
+    assert _next_for(0, pending, suites)[0] == 1
+    # It looks no further than the window: the order of outcomes stays close to the input's.
+    far = [(i, Job(program="", entry_point="f", test="t1"), _suite(Job(program="", entry_point="f", test="t1")))
+           for i in range(AFFINITY_WINDOW)] + [(AFFINITY_WINDOW, jobs[0], _suite(jobs[0]))]
+    assert _next_for(0, deque(far), suites)[0] == 0
+
+
 def test_every_import_path_stays_visible_under_a_kept_path():
     import os
     import sys

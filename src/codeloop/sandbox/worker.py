@@ -416,6 +416,7 @@ def main() -> None:
         wire.write_frame(results_fd, pickle.dumps({"error": f"the worker could not give up its privileges: {exc}"}))
         return
     wire.write_frame(results_fd, pickle.dumps({"level": level, "cgroup_error": cgroup_error}))
+    judge.own_alarm()
     while True:
         try:
             request = pickle.loads(wire.read_frame(jobs_fd, max_bytes=wire.TRUSTED_FRAME))
