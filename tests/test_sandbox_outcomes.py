@@ -1,6 +1,7 @@
 """The normal outcomes: one property per test."""
 
 import os
+import pickle
 
 import pytest
 from conftest import check_job, run
@@ -433,6 +434,46 @@ def test_a_worker_forgets_its_replays_before_they_outweigh_their_bound(monkeypat
         assert len(calls) == 1 and len(calls[0]) > 30_000  # what the test sends ahead is still right
         held = sum(len(c) for replay in judge._PREDICTIONS.data.values() for c in replay)
         assert held == judge._PREDICTIONS.held <= 100_000
+
+
+def test_the_replay_makes_the_calls_of_asserts_nested_anywhere_in_the_test():
+    # asserts in if/else/for/while/try/with/match bodies, except clauses and nested functions all become
+    # "evaluate, ignore the verdict" (judge._asserts_evaluated): the blank answers fail every one, and the
+    # replay still goes on to the test's next call; a lambda's body is an expression, left as it is
+    from codeloop.sandbox import judge
+    test = ("def check(candidate):\n"
+            "    assert candidate(0)\n"
+            "    for i in (1,):\n"
+            "        if i:\n"
+            "            assert candidate(i)\n"
+            "    while True:\n"
+            "        assert candidate(2)\n"
+            "        break\n"
+            "    try:\n"
+            "        assert candidate(3)\n"
+            "        raise KeyError\n"
+            "    except KeyError:\n"
+            "        assert candidate(4)\n"
+            "    finally:\n"
+            "        assert candidate(5)\n"
+            "    with open('/dev/null') as f:\n"
+            "        assert candidate(6)\n"
+            "    match 7:\n"
+            "        case 7:\n"
+            "            assert candidate(7)\n"
+            "    def inner():\n"
+            "        assert candidate(8)\n"
+            "    inner()\n"
+            "    later = lambda: candidate(9)\n"
+            "    assert later()\n"
+            "    if later is None:\n"
+            "        pass\n"
+            "    else:\n"
+            "        assert candidate(10), 'a message'\n"
+            "    assert candidate(11)\n")
+    job = check_job("def f(x):\n    return x\n", test=test)
+    calls = [pickle.loads(call)["args"] for call in judge._predicted_calls(job, judge._mode(job))]
+    assert calls == [(i,) for i in range(12)]  # 9: by `later()`, in an assert too
 
 
 def _anonymous_kib(pid: int) -> int:

@@ -569,22 +569,45 @@ def _compiled(source: str, name: str, asserts_evaluated: bool = False) -> Any:
         try:
             if not asserts_evaluated:  # straight from the source: half the time of parse, then compile the tree
                 return compile(source, name, "exec", dont_inherit=True)  # not this module's __future__ flags
-            tree = ast.fix_missing_locations(_AssertsEvaluated().visit(ast.parse(source, name)))
-            return compile(tree, name, "exec", dont_inherit=True)
+            return compile(_asserts_evaluated(ast.parse(source, name)), name, "exec", dont_inherit=True)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             return None
 
     return _CODE.get((name, asserts_evaluated, source), make, lambda _code: len(source))
 
 
-class _AssertsEvaluated(ast.NodeTransformer):
-    """``assert E, M`` becomes ``try: E / except Exception: pass``: the calls in ``E`` are made, its
-    verdict (false, on blank answers) is ignored, and the replay goes on to the test's later calls."""
+_STATEMENT_LISTS = ("body", "orelse", "finalbody", "handlers", "cases")
+"""The fields of a statement (or an except clause, a match case) that hold statements."""
 
-    def visit_Assert(self, node: ast.Assert) -> ast.AST:
-        handler = ast.ExceptHandler(type=ast.Name("Exception", ast.Load()), name=None, body=[ast.Pass()])
-        return ast.copy_location(ast.Try(body=[ast.Expr(node.test)], handlers=[handler], orelse=[], finalbody=[]),
-                                 node)
+
+def _asserts_evaluated(tree: ast.Module) -> ast.Module:
+    """``tree`` with every ``assert E, M`` turned into ``try: E / except Exception: pass``: the calls in ``E``
+    are made, its verdict (false, on blank answers) is ignored, and the replay goes on to the test's later
+    calls. Asserts are statements, so only statement lists are walked, never expressions, and the new
+    nodes take the assert's place in the source: ``ast.NodeTransformer`` and ``fix_missing_locations``
+    visited every node, and the test's replay compiled in 0.25 ms instead of 0.18-0.24 (HumanEval's
+    tests, mean), once per test in each worker that judges it. The same tree either way."""
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        for field in _STATEMENT_LISTS:
+            statements = getattr(node, field, None)
+            if type(statements) is not list:  # a lambda's or an IfExp's body is an expression
+                continue
+            for i, statement in enumerate(statements):
+                if isinstance(statement, ast.Assert):
+                    statements[i] = _evaluated(statement)
+                else:
+                    stack.append(statement)
+    return tree
+
+
+def _evaluated(node: ast.Assert) -> ast.Try:
+    def at(new: Any) -> Any:
+        return ast.copy_location(new, node)
+
+    handler = at(ast.ExceptHandler(type=at(ast.Name("Exception", ast.Load())), name=None, body=[at(ast.Pass())]))
+    return at(ast.Try(body=[at(ast.Expr(node.test))], handlers=[handler], orelse=[], finalbody=[]))
 
 
 def _run_suite(setup: Any, test: Any, entry_point: str, candidate: Callable[..., Any]) -> None:
