@@ -336,12 +336,14 @@ class Sandbox:
         for w in self._workers:
             w.close()
         self._workers = []
+        self._suites.clear()  # workers started later have prepared nothing
 
     def run_one(self, job: Job) -> Outcome:
         return next(iter(self.run([job])))
 
     def run(self, jobs: Iterable[Job], on_done: Callable[[], None] | None = None) -> Iterator[Outcome]:
-        """Judge ``jobs`` on all workers; yield outcomes in input order; ``on_done`` after each one."""
+        """Judge ``jobs`` on all workers; yield outcomes in input order; ``on_done`` after each one. A worker
+        may judge a job before those ahead of it, to keep to the tests it has prepared (:func:`_next_for`)."""
         self._start()
         pending = deque((index, job, _suite(job)) for index, job in enumerate(jobs))
         in_flight: dict[int, Job] = {}
@@ -419,6 +421,8 @@ class Sandbox:
         sel.unregister(w.rfd)
         w.close()
         slot = self._workers.index(w)
+        for suite in [suite for suite, owner in self._suites.items() if owner == slot]:
+            del self._suites[suite]  # the fresh worker has prepared none of them
         fresh = self._launch(slot)
         self._workers[slot] = fresh
         sel.register(fresh.rfd, selectors.EVENT_READ, fresh)
