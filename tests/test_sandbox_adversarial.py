@@ -672,12 +672,26 @@ def test_a_worker_that_died_while_idle_and_got_no_job_is_replaced():
     # Its end of the pipe read as ready: run() took it for an answer and failed an assertion.
     with Sandbox(workers=2, pin=False) as sandbox:
         sandbox.level  # start the workers
-        victim = sandbox._workers[0].proc  # the pool hands the next job to the last idle worker
+        victim = sandbox._workers[1].proc  # the pool hands a job to the first of the workers holding fewest
         victim.kill()
         victim.wait()
         outcomes = list(sandbox.run([check_job("import time\ndef f(x):\n    time.sleep(0.5)\n    return 2 * x\n")]))
-        assert sandbox._workers[0].proc is not victim
+        assert sandbox._workers[1].proc is not victim
     assert [o.status for o in outcomes] == [Status.PASSED]
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_killed_with_a_job_sent_ahead_hands_both_jobs_on():
+    # A worker holds the job it judges and the next one (pool.QUEUED): when it dies, its replacement
+    # takes both, the first as its second try; none is lost (run() would wait for it for ever).
+    slow = check_job("import time\ndef f(x):\n    time.sleep(1)\n    return 2 * x\n")
+    with Sandbox(workers=1, timeout_s=5.0) as sandbox:
+        sandbox.level  # start the worker
+        victim = sandbox._workers[0].proc.pid
+        threading.Timer(0.3, os.kill, (victim, 9)).start()
+        outcomes = list(sandbox.run([slow, slow]))
+        assert sandbox._workers[0].proc.pid != victim
+    assert [o.status for o in outcomes] == [Status.PASSED, Status.PASSED], [o.reason for o in outcomes]
 
 
 def test_ignoring_sigalrm_still_times_out(sandbox):

@@ -119,6 +119,22 @@ def test_many_tests_interleaved_come_back_in_input_order(sandbox):
     assert [o.status is Status.PASSED for o in outcomes] == [answer == task for answer in range(6) for task in range(6)]
 
 
+def test_a_worker_gets_its_next_job_before_its_answer_to_the_last_unless_the_job_is_large(monkeypatch):
+    from codeloop.sandbox import pool
+    jobs = [check_job("def f(x):\n    return 2 * x\n")] * 2
+
+    def held_after_the_first_answer() -> int:
+        held = []
+        with Sandbox(workers=1) as sandbox:
+            outcomes = list(sandbox.run(jobs, on_done=lambda: held.append(len(sandbox._workers[0].jobs))))
+        assert [o.status for o in outcomes] == [Status.PASSED] * 2
+        return held[0]
+
+    assert held_after_the_first_answer() == 1  # the second job was sent ahead, while the first ran
+    monkeypatch.setattr(pool, "AHEAD_BYTES", 10)  # a request larger than this waits for a free worker
+    assert held_after_the_first_answer() == 0
+
+
 def test_a_worker_takes_the_samples_of_tests_it_has_prepared_first():
     from collections import deque
 
