@@ -203,7 +203,8 @@ class _Worker:
         self.jobs.append(index)
         wire.write_frame(self.wfd, request)
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Close its pipes and kill it, without waiting for it to go (:meth:`close` waits)."""
         for stream in (self.proc.stdin, self.proc.stdout):
             try:
                 stream.close()  # type: ignore[union-attr]
@@ -211,6 +212,9 @@ class _Worker:
                 pass
         if self.proc.poll() is None:
             self.proc.kill()
+
+    def close(self) -> None:
+        self.stop()
         self.proc.wait()
         if self.group is not None:
             self.group.remove()  # and what is left in it: the zygote and a sample die with the worker
@@ -353,6 +357,8 @@ class Sandbox:
         self.close()
 
     def close(self) -> None:
+        for w in self._workers:  # all killed first, then each waited for: they go at once (~12 ms each)
+            w.stop()
         for w in self._workers:
             w.close()
         self._workers = []
