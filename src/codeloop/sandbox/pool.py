@@ -105,7 +105,7 @@ def _next_for(slot: int, pending: deque[tuple[int, Job, Suite]], suites: dict[Su
     first whose test no worker has; failing both, the next one.
 
     A worker prepares a test the first time it judges a sample of it: ~0.6-0.8 ms for a HumanEval test
-    (compiling it twice, replaying it, reading and perhaps running the reference), a fifth of what
+    (compiling it twice, replaying it, reading and perhaps running the reference), a quarter of what
     judging a sample costs. Dealt out in turn, the samples of each test reach every worker, and each
     pays for it; kept together, one worker pays (``suites``: which one)."""
     chosen, first_new = None, None
@@ -130,8 +130,9 @@ def _next_for(slot: int, pending: deque[tuple[int, Job, Suite]], suites: dict[Su
 QUEUED = 2
 """Jobs a worker holds at most: the one it judges, and the next, sent ahead so that it starts at once
 instead of waiting for the evaluator's turn on a CPU to read its answer and send another. With 2
-workers on 2 CPUs the CPUs' idle share fell from ~4% to ~2% and HumanEval's samples ran 2-7% faster
-(``benchmarks/sandbox_overhead.py --jobs humaneval --samples 1640``, docs/sandbox-throughput.md)."""
+workers on 2 CPUs the CPUs went from 96-97% to 98-99% busy and HumanEval's samples ran 1-4% faster
+(``benchmarks/sandbox_overhead.py --jobs humaneval --samples 1640``, 3 alternating rounds;
+docs/sandbox-throughput.md)."""
 AHEAD_BYTES = 60 << 10
 """A job is sent ahead only if its request is this small: it waits in the worker's pipe (64 KiB), where a
 larger one would hold up the evaluator's write until the worker reads it."""
