@@ -100,20 +100,19 @@ def workload(samples_file: Path | None, repeat: int | None) -> tuple[list[str], 
                  for t in load_tasks("humaneval").values()]
         return lines * copies, f"HumanEval canonical x {copies}"
     copies = 1 if repeat is None else repeat
+    from codeloop.data import DataError, read_jsonl
+
     lines, dropped = [], 0
-    for number, text in enumerate(samples_file.read_text().splitlines(), 1):
-        if not text.strip():
-            continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SystemExit(f"{samples_file}:{number}: not JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("task_id"), str):
-            raise SystemExit(f"{samples_file}:{number}:task_id: missing or not a string")
-        if not isinstance(row.get("completion"), str):
-            dropped += 1
-            continue
-        lines.append(json.dumps({"task_id": row["task_id"], "completion": row["completion"]}))
+    try:
+        for number, row in read_jsonl(samples_file):
+            if not isinstance(row.get("task_id"), str):
+                raise SystemExit(f"{samples_file}:{number}: field 'task_id': missing or not a string")
+            if not isinstance(row.get("completion"), str):
+                dropped += 1
+                continue
+            lines.append(json.dumps({"task_id": row["task_id"], "completion": row["completion"]}))
+    except DataError as exc:
+        raise SystemExit(str(exc)) from None
     left_out = f", {dropped} lines without a string completion left out" if dropped else ""
     return lines * copies, f"{samples_file} x {copies}{left_out}"
 
