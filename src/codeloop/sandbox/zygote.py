@@ -135,14 +135,7 @@ def zygote_main(sock: socket.socket, level: str, uid: int | None) -> NoReturn:
             for fd in fds:
                 os.close(fd)
             sock.recv(16)  # the worker's "finish" (or EOF if the worker died)
-            if level == "none":
-                _kill_group(pid)
-            try:
-                os.kill(pid, signal.SIGKILL)  # pid 1 of its namespace: the kernel kills all it started
-            except ProcessLookupError:
-                pass
-            _, status, usage = os.wait4(pid, 0)
-            sock.sendall(REPLY.pack(status, usage.ru_utime + usage.ru_stime, usage.ru_maxrss))
+            sock.sendall(REPLY.pack(*_end_sample(pid, level)))
     except BaseException:  # noqa: BLE001
         code = 1
     os._exit(code)
@@ -273,6 +266,41 @@ def _fork_sample(fds: tuple[int, ...], tmpdir: str, limits: Limits, level: str, 
     if pid == 0:
         sample_main(req_fd, resp_fd, out_fds, tmpdir, limits, None, level)
     return pid
+
+
+def _end_sample(pid: int, level: str) -> tuple[int, float, int]:
+    """Kill the sample ``pid`` and all it started, and reap them: its wait status, CPU seconds (user +
+    system) and largest resident set (KiB), as :data:`REPLY` sends them.
+
+    At level userns ``pid`` is the intermediate process (see :func:`_fork_sample`). Killed alone, it left
+    the sample (killed in turn: its parent died) to the zygote, the reaper of the worker's PID namespace,
+    which waited only for the intermediate: a zombie per sample, each counted against the worker's
+    cgroup's ``pids.max`` (every sample from about the 65th on failed to start) or, without a cgroup,
+    against the caller's process limit. As pid 1 of that namespace the zygote kills everything in it but
+    itself, and reaps until it has no child left; the sample's CPU time counts whichever process reaped
+    it."""
+    if level == "userns" and os.getpid() == 1:  # never kill(-1) from outside a PID namespace of our own
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:  # all gone already
+            pass
+        status, cpu_s, max_rss = 0, 0.0, 0
+        while True:
+            try:
+                reaped, st, usage = os.wait4(-1, 0)
+            except ChildProcessError:
+                return status, cpu_s, max_rss
+            status = st if reaped == pid else status
+            cpu_s += usage.ru_utime + usage.ru_stime
+            max_rss = max(max_rss, usage.ru_maxrss)
+    if level == "none":
+        _kill_group(pid)
+    try:
+        os.kill(pid, signal.SIGKILL)  # pid 1 of its namespace (level root): the kernel kills all it started
+    except ProcessLookupError:
+        pass
+    _, status, usage = os.wait4(pid, 0)
+    return status, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
 def _kill_group(pid: int) -> None:
