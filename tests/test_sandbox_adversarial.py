@@ -496,6 +496,8 @@ def test_files_a_sample_writes_in_tmp_count_against_its_memory(level):
 
 
 @CGROUPS
+@pytest.mark.skipif(os.geteuid() != 0, reason="about a caller who is root: any other's samples are bound by RLIMIT_NPROC "
+                                              "first, which counts the worker, the zygote and the intermediate too")
 def test_the_process_limit_binds_a_caller_who_is_root_at_level_userns():
     # RLIMIT_NPROC does not bind root (the kernel exempts it): a root caller's samples at level userns
     # forked without end. The cgroup's pids.max counts every task of the worker's zygote and sample: the
@@ -794,7 +796,10 @@ def test_the_callers_home_is_hidden(home_secret, level):
     program = ("import os\n"
                "def f(x):\n"
                f"    home = {str(home_secret.parent)!r}\n"
-               f"    seen = [n for n in os.listdir(home) if n not in {kept_in_home(home_secret.parent)!r}]\n"
+               "    try:\n"
+               f"        seen = [n for n in os.listdir(home) if n not in {kept_in_home(home_secret.parent)!r}]\n"
+               "    except FileNotFoundError:  # not there at all (a home under /tmp or /var/tmp): as hidden\n"
+               "        seen = []\n"
                "    try:\n"
                f"        seen.append(open({str(home_secret)!r}).read())\n"
                "    except OSError:\n"
