@@ -27,6 +27,7 @@ from typing import Any, Callable, cast
 from codeloop.sandbox import cgroup, wire, zygote
 from codeloop.sandbox.child import Limits
 from codeloop.sandbox.scratch import Scratch
+from codeloop.sandbox.scratch import Unavailable as ScratchUnavailable
 from codeloop.types import Outcome, Status, TestResult
 
 DETAIL_CHARS = 300
@@ -766,10 +767,13 @@ def run_job(job: Job, zsock: socket.socket, timeout_s: float, memory_mb: int, le
     if not job.test and job.inputs is None:
         return Outcome(Status.INFRA_ERROR, reason="the task has no tests")
     mode = _mode(job)
-    outcome = _run(job, mode, code, zsock, timeout_s, memory_mb, level, uid, start, oom_fd)
-    if outcome is None:  # the test handed the candidate something that cannot cross a pipe
-        outcome = _run(replace(job, isolation="child"), "child", code, zsock, timeout_s, memory_mb, level, uid, start,
-                       oom_fd)
+    try:
+        outcome = _run(job, mode, code, zsock, timeout_s, memory_mb, level, uid, start, oom_fd)
+        if outcome is None:  # the test handed the candidate something that cannot cross a pipe
+            outcome = _run(replace(job, isolation="child"), "child", code, zsock, timeout_s, memory_mb, level, uid,
+                           start, oom_fd)
+    except ScratchUnavailable as exc:  # the worker died of it, and the sample was blamed (sandbox_violation)
+        return Outcome(Status.INFRA_ERROR, time.monotonic() - start, reason=str(exc)[:DETAIL_CHARS])
     assert outcome is not None
     return outcome
 

@@ -14,10 +14,15 @@ import itertools
 import os
 
 SAMPLE_ROOT = "/tmp/codeloop-samples"  # inside the worker's private tmpfs at the "root" and "userns" levels
+_root = SAMPLE_ROOT  # where this worker makes its samples' dirs (see make_sample_root)
 STREAM_CAP = 64 << 10  # stdout/stderr reported per sample are cut at 64 KiB (a sample's sys.stdout writes 1 MiB: child._Kept)
 SHARED_TMP = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 
 _numbers = itertools.count(1)
+
+
+class Unavailable(OSError):
+    """A sample's scratch space cannot be made (a full /tmp, ...): the machine's fault, not the sample's."""
 
 
 def _make_dir() -> str:
@@ -28,13 +33,13 @@ def _make_dir() -> str:
     20,000 samples), and every byte it holds is copied at each fork. Only when that name is taken (a
     tree that could not be removed; at level none, one a dead worker with the same pid left in the
     host's /tmp) a numbered name, the next free one."""
-    path = os.path.join(SAMPLE_ROOT, str(os.getpid()))
+    path = os.path.join(_root, str(os.getpid()))
     while True:
         try:
             os.mkdir(path, 0o700)
             return path
         except FileExistsError:
-            path = os.path.join(SAMPLE_ROOT, f"{os.getpid()}-{next(_numbers)}")
+            path = os.path.join(_root, f"{os.getpid()}-{next(_numbers)}")
 
 
 class Scratch:
@@ -43,7 +48,10 @@ class Scratch:
 
     def __init__(self, uid: int | None) -> None:
         self.uid = uid
-        self.path = _make_dir()
+        try:
+            self.path = _make_dir()
+        except OSError as exc:
+            raise Unavailable(f"cannot make a sample's temp dir in {_root}: {exc.strerror}") from None
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         self.fds = tuple(os.open(os.path.join(self.path, name), flags, 0o600) for name in ("stdout", "stderr"))
         if uid is not None:
@@ -72,9 +80,36 @@ class Scratch:
             _wipe_shared_tmp(keep_sample_root=self.uid is not None)
 
 
-def make_sample_root() -> None:
-    """Create :data:`SAMPLE_ROOT` (at worker start, and again after a wipe removed it)."""
-    os.makedirs(SAMPLE_ROOT, mode=0o755, exist_ok=True)
+def make_sample_root(level: str = "root") -> None:
+    """Create the directory this worker makes its samples' temp dirs in (at start, and again after a wipe
+    removed it): :data:`SAMPLE_ROOT` in the worker's own tmpfs, or at level none, where /tmp is the
+    host's, one of the caller's own (:func:`_own_sample_root`)."""
+    global _root
+    if level == "none":
+        _root = _own_sample_root()
+    else:
+        os.makedirs(SAMPLE_ROOT, mode=0o755, exist_ok=True)
+        _root = SAMPLE_ROOT
+
+
+def _own_sample_root() -> str:
+    """``codeloop-samples-UID`` in the temp dir, private to the caller. One name for every user (as
+    :data:`SAMPLE_ROOT`) let the first user's directory refuse every later user's samples (each
+    "brought down its sandbox worker twice": found running as a second user under cgroup v2,
+    docs/sandbox-cgroup-v2.md), and let any user make it, for another's samples to work in. A directory
+    by that name that is not the caller's, is open to others or is a link is left alone: a fresh one then."""
+    import stat
+    import tempfile
+
+    path = os.path.join(tempfile.gettempdir(), f"codeloop-samples-{os.geteuid()}")
+    try:
+        os.mkdir(path, 0o700)
+        return path
+    except FileExistsError:
+        st = os.lstat(path)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o077:
+            return path
+    return tempfile.mkdtemp(prefix="codeloop-samples-")
 
 
 def _read_capped(fd: int) -> str:

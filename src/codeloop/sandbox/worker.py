@@ -383,7 +383,7 @@ def main() -> None:
         wire.write_frame(results_fd, pickle.dumps({"error": "this kernel does not filter system calls (seccomp), "
                                                             "which every sample needs"}))
         return
-    make_sample_root()
+    make_sample_root(level)
     uid = SAMPLE_UID_BASE + os.getpid() if level == "root" else None  # unique among live workers
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     config_r, config_w = os.pipe()
