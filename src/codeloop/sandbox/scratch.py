@@ -26,7 +26,7 @@ class Unavailable(OSError):
 
 
 def _make_dir() -> str:
-    """A new, empty directory under :data:`SAMPLE_ROOT`: by the same name for every sample of this worker
+    """A new, empty directory in this worker's sample root (:func:`make_sample_root`): by the same name for every sample of this worker
     (its pid; each sample's is removed before the next one's is made), so that the zygote sets the
     samples' HOME and TMPDIR once. Set anew for each sample, with a name of its own, they grew the
     zygote by ~190 bytes a sample (C's setenv keeps every value it was ever given: 6.2 -> 9.3 MB after
@@ -43,17 +43,17 @@ def _make_dir() -> str:
 
 
 class Scratch:
-    """``Scratch(uid)``: a new directory under :data:`SAMPLE_ROOT` (owned by ``uid`` when given) with
+    """``Scratch(uid)``: a new directory in the worker's sample root (owned by ``uid`` when given) with
     ``stdout`` and ``stderr`` files; ``fds`` go to the sample, :meth:`outputs` and :meth:`remove` after it."""
 
     def __init__(self, uid: int | None) -> None:
         self.uid = uid
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             self.path = _make_dir()
+            self.fds = tuple(os.open(os.path.join(self.path, name), flags, 0o600) for name in ("stdout", "stderr"))
         except OSError as exc:
             raise Unavailable(f"cannot make a sample's temp dir in {_root}: {exc.strerror}") from None
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        self.fds = tuple(os.open(os.path.join(self.path, name), flags, 0o600) for name in ("stdout", "stderr"))
         if uid is not None:
             os.chown(self.path, uid, uid)
             for fd in self.fds:
