@@ -108,6 +108,7 @@ def zygote_main(sock: socket.socket, level: str, uid: int | None) -> NoReturn:
             raise
         sock.sendall(READY)
         applied, limits, home = b"", None, b""
+        reaper = level == "userns" and os.getpid() == 1  # pid 1 of the worker's PID namespace (see _end_sample)
         gc.collect()
         gc.freeze()  # inherited objects move to a permanent generation: the sample's GC never writes to
         # (and so never copies) the pages it shares with the zygote.
@@ -135,7 +136,7 @@ def zygote_main(sock: socket.socket, level: str, uid: int | None) -> NoReturn:
             for fd in fds:
                 os.close(fd)
             sock.recv(16)  # the worker's "finish" (or EOF if the worker died)
-            sock.sendall(REPLY.pack(*_end_sample(pid, level)))
+            sock.sendall(REPLY.pack(*_end_sample(pid, level, reaper)))
     except BaseException:  # noqa: BLE001
         code = 1
     os._exit(code)
@@ -268,7 +269,7 @@ def _fork_sample(fds: tuple[int, ...], tmpdir: str, limits: Limits, level: str, 
     return pid
 
 
-def _end_sample(pid: int, level: str) -> tuple[int, float, int]:
+def _end_sample(pid: int, level: str, reaper: bool) -> tuple[int, float, int]:
     """Kill the sample ``pid`` and all it started, and reap them: its wait status, CPU seconds (user +
     system) and largest resident set (KiB), as :data:`REPLY` sends them.
 
@@ -278,8 +279,8 @@ def _end_sample(pid: int, level: str) -> tuple[int, float, int]:
     cgroup's ``pids.max`` (every sample from about the 65th on failed to start) or, without a cgroup,
     against the caller's process limit. As pid 1 of that namespace the zygote kills everything in it but
     itself, and reaps until it has no child left; the sample's CPU time counts whichever process reaped
-    it."""
-    if level == "userns" and os.getpid() == 1:  # never kill(-1) from outside a PID namespace of our own
+    it. ``reaper``: the zygote is that pid 1 (never kill(-1) from outside a PID namespace of our own)."""
+    if reaper:
         try:
             os.kill(-1, signal.SIGKILL)
         except ProcessLookupError:  # all gone already
